@@ -1,0 +1,425 @@
+//! The cluster client: routes each key to its node with the spec's MD5 rule, keeps a pool of
+//! connections per node, times requests out and retries unreachable nodes.
+//!
+//! It speaks RESP to the nodes and depends on `protocol` only, never on `server` or `store`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), minikv::client::ClientError> {
+//! use minikv::{ClientConfig, ClusterClient};
+//! let client = ClusterClient::new(ClientConfig::default());
+//! client.set(b"user:1", b"Alice", None).await?;
+//! assert_eq!(client.get(b"user:1").await?.as_deref(), Some(&b"Alice"[..]));
+//! # Ok(()) }
+//! ```
+
+pub mod node;
+pub mod retry;
+pub mod router;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::protocol::Reply;
+use node::NodePool;
+pub use retry::RetryPolicy;
+
+/// A request through the cluster client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached or the connection broke (node down, wrong address).
+    #[error("{addr}: {source}")]
+    Io {
+        /// The node.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The node did not answer within the policy's timeout.
+    #[error("{addr}: no reply within the timeout")]
+    Timeout {
+        /// The node.
+        addr: String,
+    },
+    /// The node's reply could not be parsed (not a minikv or Redis node?).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The node answered with an error reply; the text is the node's.
+    #[error("{0}")]
+    Server(String),
+    /// A reply of an unexpected shape for the command.
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
+    /// Every attempt failed; the last failure is kept.
+    #[error("Server {server} unavailable after {retries} retries")]
+    RetriesExhausted {
+        /// The 1-based server number.
+        server: usize,
+        /// Retries made after the first attempt.
+        retries: u32,
+        /// The last failure.
+        last: Box<ClientError>,
+    },
+    /// A server number outside the configured list.
+    #[error("no server {0}: servers are numbered from 1")]
+    NoSuchServer(usize),
+}
+
+/// A retry about to happen, reported to the observer (the REPL prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryEvent {
+    /// The 1-based server number.
+    pub server: usize,
+    /// This retry's number, from 1.
+    pub attempt: u32,
+    /// Retries the policy allows.
+    pub of: u32,
+}
+
+/// Cluster client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of each server; index 0 is server 1.
+    pub servers: Vec<String>,
+    /// Timeouts and retries.
+    pub retry: RetryPolicy,
+    /// Idle connections kept per node.
+    pub pool_size: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            servers: ["localhost:7001", "localhost:7002", "localhost:7003"]
+                .map(String::from)
+                .to_vec(),
+            retry: RetryPolicy::default(),
+            pool_size: 16,
+        }
+    }
+}
+
+type Observer = Arc<dyn Fn(RetryEvent) + Send + Sync>;
+
+/// The spec's STATS figures of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeStats {
+    /// Requests the node handled before this one.
+    pub total_requests: i64,
+    /// GET requests.
+    pub get: i64,
+    /// SET requests.
+    pub set: i64,
+    /// DELETE requests.
+    pub delete: i64,
+    /// EXPIRE requests.
+    pub expire: i64,
+    /// Keys stored.
+    pub total_keys: i64,
+    /// Keys with a TTL.
+    pub keys_with_ttl: i64,
+}
+
+/// A client for a whole cluster. Cheap to share: wrap it in an `Arc` or clone the pools'
+/// owner; every method takes `&self` and may be called concurrently.
+#[derive(Clone)]
+pub struct ClusterClient {
+    nodes: Arc<Vec<NodePool>>,
+    policy: RetryPolicy,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for ClusterClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterClient")
+            .field("servers", &self.servers())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl ClusterClient {
+    /// A client for `config.servers`. Connects lazily, on first use of each node.
+    pub fn new(config: ClientConfig) -> Self {
+        let nodes = config
+            .servers
+            .into_iter()
+            .map(|addr| NodePool::new(addr, config.pool_size))
+            .collect();
+        ClusterClient {
+            nodes: Arc::new(nodes),
+            policy: config.retry,
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` before every retry.
+    pub fn on_retry(mut self, observer: impl Fn(RetryEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// The configured `host:port` list.
+    pub fn servers(&self) -> Vec<&str> {
+        self.nodes.iter().map(NodePool::addr).collect()
+    }
+
+    /// The retry policy in force.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// The 0-based index of the node owning `key`.
+    pub fn index_for(&self, key: &[u8]) -> usize {
+        router::node_for(key, self.nodes.len())
+    }
+
+    /// Sends any command to server `index` (0-based) with the retry policy. Error replies
+    /// come back as `Ok(Reply::Error)`.
+    ///
+    /// # Errors
+    /// [`ClientError::RetriesExhausted`] when the node stayed unreachable.
+    pub async fn call(&self, index: usize, args: Vec<Bytes>) -> Result<Reply, ClientError> {
+        let mut replies = self.pipeline(index, vec![args]).await?;
+        replies
+            .pop()
+            .ok_or_else(|| ClientError::Protocol("no reply".into()))
+    }
+
+    /// Sends several commands to server `index` in one round trip, with the retry policy.
+    ///
+    /// # Errors
+    /// As [`ClusterClient::call`].
+    pub async fn pipeline(
+        &self,
+        index: usize,
+        commands: Vec<Vec<Bytes>>,
+    ) -> Result<Vec<Reply>, ClientError> {
+        let node = self
+            .nodes
+            .get(index)
+            .ok_or(ClientError::NoSuchServer(index + 1))?;
+        let mut retries = 0;
+        loop {
+            match node.pipeline(commands.clone(), self.policy.timeout).await {
+                Ok(replies) => return Ok(replies),
+                Err(e) if retry::is_retryable(&e) && retries < self.policy.retries => {
+                    retries += 1;
+                    if let Some(observer) = &self.observer {
+                        observer(RetryEvent {
+                            server: index + 1,
+                            attempt: retries,
+                            of: self.policy.retries,
+                        });
+                    }
+                    tokio::time::sleep(self.policy.delay).await;
+                }
+                Err(e) if retry::is_retryable(&e) => {
+                    return Err(ClientError::RetriesExhausted {
+                        server: index + 1,
+                        retries,
+                        last: Box::new(e),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends a keyed command to the key's node; error replies become [`ClientError::Server`].
+    async fn keyed(&self, key: &[u8], args: Vec<Bytes>) -> Result<Reply, ClientError> {
+        match self.call(self.index_for(key), args).await? {
+            Reply::Error(e) => Err(ClientError::Server(e.into_owned())),
+            reply => Ok(reply),
+        }
+    }
+
+    /// SET, with an optional TTL in seconds.
+    ///
+    /// # Errors
+    /// Node unreachable, or an error reply.
+    pub async fn set(&self, key: &[u8], value: &[u8], ttl: Option<u64>) -> Result<(), ClientError> {
+        let mut args = vec![b("SET"), copy(key), copy(value)];
+        if let Some(ttl) = ttl {
+            args.extend([b("EX"), Bytes::from(ttl.to_string())]);
+        }
+        self.keyed(key, args).await.map(drop)
+    }
+
+    /// GET: the value, or `None` for a missing key.
+    ///
+    /// # Errors
+    /// Node unreachable, or an error reply.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ClientError> {
+        match self.keyed(key, vec![b("GET"), copy(key)]).await? {
+            Reply::Bulk(v) => Ok(Some(v)),
+            Reply::Nil => Ok(None),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The spec's GET: the value and its remaining TTL in seconds (`None` without expiry),
+    /// in one request.
+    ///
+    /// # Errors
+    /// Node unreachable, or an error reply.
+    pub async fn get_with_ttl(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<(Bytes, Option<i64>)>, ClientError> {
+        match self.keyed(key, vec![b("GETWITHTTL"), copy(key)]).await? {
+            Reply::Nil => Ok(None),
+            Reply::Array(parts) => match parts.as_slice() {
+                [Reply::Bulk(v), Reply::Int(ttl)] => {
+                    Ok(Some((v.clone(), (*ttl >= 0).then_some(*ttl))))
+                }
+                _ => Err(ClientError::UnexpectedReply(format!("{parts:?}"))),
+            },
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// DEL: true when the key existed.
+    ///
+    /// # Errors
+    /// Node unreachable, or an error reply.
+    pub async fn del(&self, key: &[u8]) -> Result<bool, ClientError> {
+        int_reply(self.keyed(key, vec![b("DEL"), copy(key)]).await?).map(|n| n > 0)
+    }
+
+    /// EXPIRE in seconds: true when the key existed.
+    ///
+    /// # Errors
+    /// Node unreachable, or an error reply.
+    pub async fn expire(&self, key: &[u8], seconds: i64) -> Result<bool, ClientError> {
+        let args = vec![b("EXPIRE"), copy(key), Bytes::from(seconds.to_string())];
+        int_reply(self.keyed(key, args).await?).map(|n| n > 0)
+    }
+
+    /// STATS of server `index` (0-based).
+    ///
+    /// # Errors
+    /// Node unreachable, or an unexpected reply.
+    pub async fn stats(&self, index: usize) -> Result<NodeStats, ClientError> {
+        let reply = self.call(index, vec![b("STATS")]).await?;
+        let Reply::Array(items) = reply else {
+            return Err(unexpected(&reply));
+        };
+        let mut stats = NodeStats::default();
+        for pair in items.chunks(2) {
+            let [Reply::Bulk(name), Reply::Int(n)] = pair else {
+                return Err(ClientError::UnexpectedReply(format!("{pair:?}")));
+            };
+            let slot = match name.as_ref() {
+                b"total_requests" => &mut stats.total_requests,
+                b"get" => &mut stats.get,
+                b"set" => &mut stats.set,
+                b"delete" => &mut stats.delete,
+                b"expire" => &mut stats.expire,
+                b"total_keys" => &mut stats.total_keys,
+                b"keys_with_ttl" => &mut stats.keys_with_ttl,
+                _ => continue,
+            };
+            *slot = *n;
+        }
+        Ok(stats)
+    }
+
+    /// KEYS `pattern` on server `index` (0-based).
+    ///
+    /// # Errors
+    /// Node unreachable, or an unexpected reply.
+    pub async fn keys(&self, index: usize, pattern: &[u8]) -> Result<Vec<Bytes>, ClientError> {
+        match self.call(index, vec![b("KEYS"), copy(pattern)]).await? {
+            Reply::Array(items) => items
+                .into_iter()
+                .map(|k| match k {
+                    Reply::Bulk(k) => Ok(k),
+                    other => Err(unexpected(&other)),
+                })
+                .collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// MGET across the cluster: keys are grouped per node, each group sent as one MGET, the
+    /// groups concurrently; values come back in the order of `keys`.
+    ///
+    /// # Errors
+    /// Any node unreachable, or an error reply.
+    pub async fn mget(&self, keys: &[&[u8]]) -> Result<Vec<Option<Bytes>>, ClientError> {
+        let groups = self.group(keys.iter().copied());
+        let calls = groups.iter().map(|(index, positions)| {
+            let mut args = vec![b("MGET")];
+            args.extend(positions.iter().map(|&i| copy(keys[i])));
+            self.call(*index, args)
+        });
+        let replies = futures::future::try_join_all(calls).await?;
+        let mut out = vec![None; keys.len()];
+        for ((_, positions), reply) in groups.iter().zip(replies) {
+            let Reply::Array(values) = reply else {
+                return Err(unexpected(&reply));
+            };
+            for (&pos, value) in positions.iter().zip(values) {
+                out[pos] = match value {
+                    Reply::Bulk(v) => Some(v),
+                    _ => None,
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    /// MSET across the cluster: one MSET per node, sent concurrently. Atomic per node only.
+    ///
+    /// # Errors
+    /// Any node unreachable, or an error reply.
+    pub async fn mset(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), ClientError> {
+        let groups = self.group(pairs.iter().map(|(k, _)| *k));
+        let calls = groups.iter().map(|(index, positions)| {
+            let mut args = vec![b("MSET")];
+            for &i in positions {
+                args.extend([copy(pairs[i].0), copy(pairs[i].1)]);
+            }
+            self.call(*index, args)
+        });
+        for reply in futures::future::try_join_all(calls).await? {
+            if let Reply::Error(e) = reply {
+                return Err(ClientError::Server(e.into_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Groups key positions by owning node, in node order.
+    fn group<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Vec<(usize, Vec<usize>)> {
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (pos, key) in keys.enumerate() {
+            let index = self.index_for(key);
+            match groups.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, positions)) => positions.push(pos),
+                None => groups.push((index, vec![pos])),
+            }
+        }
+        groups
+    }
+}
+
+fn b(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+fn copy(data: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(data)
+}
+
+fn int_reply(reply: Reply) -> Result<i64, ClientError> {
+    match reply {
+        Reply::Int(n) => Ok(n),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(reply: &Reply) -> ClientError {
+    ClientError::UnexpectedReply(format!("{reply:?}"))
+}

@@ -1,0 +1,373 @@
+//! Commands: one table of every command the node knows, and `execute`, which runs a
+//! [`Request`] against the node and returns a [`Reply`].
+//!
+//! The table follows Redis's own command table (`commands.def`): each entry names the command,
+//! its arity, flags and key positions (served by COMMAND) and the handler that parses its
+//! arguments and runs it. Handlers are grouped by family (`string`, `keyspace`, `server`,
+//! `connection`) like Redis's `t_string.c` and Dragonfly's `string_family.cc`. Commands never
+//! know which codec carried the request and never write to a socket.
+
+pub mod args;
+mod connection;
+mod keyspace;
+mod server;
+mod string;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::node::Node;
+use crate::protocol::{Reply, Request};
+use crate::stats::StatKind;
+
+/// A command that cannot run as given. Not fatal: it becomes an error reply and the
+/// connection goes on. Texts are Redis 7's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The command name is not in the table.
+    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
+    UnknownCommand {
+        /// The name as the client sent it.
+        name: String,
+        /// The first arguments, each quoted and followed by a space, as Redis lists them.
+        args: String,
+    },
+    /// A known container command with an unknown subcommand.
+    #[error("ERR unknown subcommand '{sub}'. Try {command} HELP.")]
+    UnknownSubcommand {
+        /// The container command, upper case.
+        command: &'static str,
+        /// The subcommand as sent.
+        sub: String,
+    },
+    /// Too few or too many arguments for the command's arity.
+    #[error("ERR wrong number of arguments for '{0}' command")]
+    WrongArity(String),
+    /// Options that do not fit together, or an unknown option.
+    #[error("ERR syntax error")]
+    Syntax,
+    /// An argument that must be a 64-bit integer is not one.
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    /// An argument that must be a float is not one.
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    /// An expire time that is not positive or overflows.
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpire(&'static str),
+    /// SELECT or MOVE past the configured databases.
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+    /// HELLO with a protocol version other than 2 or 3.
+    #[error("NOPROTO unsupported protocol version")]
+    NoProto,
+    /// Any other error, full text with its code.
+    #[error("{0}")]
+    Other(Cow<'static, str>),
+}
+
+/// Per-connection state that commands read and change.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// CLIENT ID.
+    pub id: u64,
+    /// The selected database.
+    pub db: usize,
+    /// RESP version for replies (2 or 3).
+    pub protocol: u8,
+    /// CLIENT SETNAME.
+    pub name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-NAME.
+    pub lib_name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-VER.
+    pub lib_ver: Option<Bytes>,
+    /// The peer address, for CLIENT LIST.
+    pub addr: String,
+    /// When the connection was opened.
+    pub opened: std::time::Instant,
+    /// Set by QUIT: close after sending the reply.
+    pub closing: bool,
+    /// The last command run, lower case (CLIENT LIST `cmd=`).
+    pub last_command: &'static str,
+}
+
+impl Session {
+    /// A session for a new connection.
+    pub fn new(id: u64, addr: String) -> Self {
+        Session {
+            id,
+            db: 0,
+            protocol: 2,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            addr,
+            opened: std::time::Instant::now(),
+            closing: false,
+            last_command: "NULL",
+        }
+    }
+}
+
+/// What a handler gets: the node, the caller's session and the time of the request.
+pub struct Ctx<'a> {
+    /// The node.
+    pub node: &'a Node,
+    /// The calling connection's state.
+    pub session: &'a mut Session,
+    /// The request's time: every deadline check in one command uses the same instant.
+    pub now: Instant,
+}
+
+impl Ctx<'_> {
+    /// The session's selected database.
+    pub fn db(&self) -> &crate::store::Db {
+        // SELECT only stores indices it checked against the store.
+        self.node
+            .store
+            .db(self.session.db)
+            .expect("selected database exists")
+    }
+}
+
+type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Result<Reply, CommandError>;
+
+/// One row of the command table.
+pub struct CommandSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly n arguments including the name, `-n` at least n.
+    pub arity: i32,
+    /// Redis command flags, as COMMAND reports them.
+    pub flags: &'static [&'static str],
+    /// First key argument (0 for none).
+    pub first_key: i32,
+    /// Last key argument (-1 for the last argument).
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    /// Which STATS counter it adds to.
+    pub stat: StatKind,
+    handler: Handler,
+}
+
+impl std::fmt::Debug for CommandSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSpec")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Every command, in the order COMMAND lists them.
+pub fn table() -> &'static [CommandSpec] {
+    &TABLE
+}
+
+/// Looks a command up by name, ignoring case.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; 32];
+    let upper = buf.get_mut(..name.len())?;
+    upper.copy_from_slice(name);
+    upper.make_ascii_lowercase();
+    BY_NAME.get(std::str::from_utf8(upper).ok()?).copied()
+}
+
+/// Runs one request and returns its reply, counting it in the node's stats afterwards (so a
+/// STATS request reports the requests before itself).
+pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
+    let args = &request.args;
+    let Some(name) = args.first() else {
+        return Reply::error("ERR empty request");
+    };
+    let Some(spec) = lookup(name) else {
+        node.stats.record(StatKind::Other);
+        return Reply::Error(unknown_command(name, &args[1..]).to_string().into());
+    };
+    let reply = if !arity_ok(spec.arity, args.len()) {
+        Err(CommandError::WrongArity(spec.name.to_string()))
+    } else {
+        let mut ctx = Ctx {
+            node,
+            session,
+            now: Instant::now(),
+        };
+        ctx.session.last_command = spec.name;
+        (spec.handler)(&mut ctx, args)
+    };
+    node.stats.record(spec.stat);
+    reply.unwrap_or_else(|e| Reply::Error(e.to_string().into()))
+}
+
+fn arity_ok(arity: i32, argc: usize) -> bool {
+    let argc = argc as i32;
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
+/// Redis's unknown-command error: the name as sent, then up to 128 bytes of quoted arguments.
+fn unknown_command(name: &Bytes, rest: &[Bytes]) -> CommandError {
+    let mut listed = String::new();
+    for arg in rest {
+        if listed.len() >= 128 {
+            break;
+        }
+        let room = 128 - listed.len();
+        let text = String::from_utf8_lossy(&arg[..arg.len().min(room)]).into_owned();
+        listed.push_str(&format!("'{text}' "));
+    }
+    let name = String::from_utf8_lossy(&name[..name.len().min(128)]).into_owned();
+    CommandError::UnknownCommand { name, args: listed }
+}
+
+/// Builds a table row; keeps the table below readable.
+const fn cmd(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    stat: StatKind,
+    handler: Handler,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        stat,
+        handler,
+    }
+}
+
+const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
+const KEY1: (i32, i32, i32) = (1, 1, 1);
+const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
+const W: &[&str] = &["write", "denyoom"];
+const WF: &[&str] = &["write", "denyoom", "fast"];
+const WD: &[&str] = &["write", "fast"];
+const R: &[&str] = &["readonly"];
+const RF: &[&str] = &["readonly", "fast"];
+const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
+const CONN: &[&str] = &["noscript", "loading", "stale", "fast"];
+
+use StatKind::{Delete as D, Expire as E, Get as G, Other as O, Set as S};
+
+static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
+    vec![
+        cmd("get", 2, RF, KEY1, G, string::get),
+        cmd("getwithttl", 2, RF, KEY1, G, string::get_with_ttl),
+        cmd("set", -3, W, KEY1, S, string::set),
+        cmd("setnx", 3, WF, KEY1, S, string::setnx),
+        cmd("setex", 4, W, KEY1, S, string::setex),
+        cmd("psetex", 4, W, KEY1, S, string::psetex),
+        cmd("getset", 3, WF, KEY1, S, string::getset),
+        cmd("getdel", 2, WD, KEY1, G, string::getdel),
+        cmd("mget", -2, RF, ALL_KEYS, G, string::mget),
+        cmd("mset", -3, W, (1, -1, 2), S, string::mset),
+        cmd("append", 3, WF, KEY1, S, string::append),
+        cmd("strlen", 2, RF, KEY1, O, string::strlen),
+        cmd("incr", 2, WF, KEY1, O, string::incr),
+        cmd("decr", 2, WF, KEY1, O, string::decr),
+        cmd("incrby", 3, WF, KEY1, O, string::incrby),
+        cmd("decrby", 3, WF, KEY1, O, string::decrby),
+        cmd("del", -2, &["write"], ALL_KEYS, D, keyspace::del),
+        cmd("unlink", -2, WD, ALL_KEYS, D, keyspace::del),
+        cmd("exists", -2, RF, ALL_KEYS, O, keyspace::exists),
+        cmd("type", 2, RF, KEY1, O, keyspace::key_type),
+        cmd("expire", -3, WD, KEY1, E, keyspace::expire),
+        cmd("pexpire", -3, WD, KEY1, E, keyspace::pexpire),
+        cmd("expireat", -3, WD, KEY1, E, keyspace::expireat),
+        cmd("pexpireat", -3, WD, KEY1, E, keyspace::pexpireat),
+        cmd("ttl", 2, RF, KEY1, O, keyspace::ttl),
+        cmd("pttl", 2, RF, KEY1, O, keyspace::pttl),
+        cmd("expiretime", 2, RF, KEY1, O, keyspace::expiretime),
+        cmd("pexpiretime", 2, RF, KEY1, O, keyspace::pexpiretime),
+        cmd("persist", 2, WD, KEY1, O, keyspace::persist),
+        cmd("keys", 2, R, NO_KEYS, O, keyspace::keys),
+        cmd("dbsize", 1, RF, NO_KEYS, O, keyspace::dbsize),
+        cmd("flushdb", -1, &["write"], NO_KEYS, O, keyspace::flushdb),
+        cmd("flushall", -1, &["write"], NO_KEYS, O, keyspace::flushall),
+        cmd("ping", -1, &["fast", "stale"], NO_KEYS, O, connection::ping),
+        cmd("echo", 2, &["fast"], NO_KEYS, O, connection::echo),
+        cmd("select", 2, CONN, NO_KEYS, O, connection::select),
+        cmd("quit", -1, CONN, NO_KEYS, O, connection::quit),
+        cmd("hello", -1, CONN, NO_KEYS, O, connection::hello),
+        cmd("auth", -2, CONN, NO_KEYS, O, connection::auth),
+        cmd(
+            "client",
+            -2,
+            &["admin", "noscript", "loading", "stale"],
+            NO_KEYS,
+            O,
+            connection::client,
+        ),
+        cmd("stats", 1, &["readonly", "fast"], NO_KEYS, O, server::stats),
+        cmd("info", -1, &["loading", "stale"], NO_KEYS, O, server::info),
+        cmd("config", -2, ADMIN, NO_KEYS, O, server::config),
+        cmd(
+            "command",
+            -1,
+            &["loading", "stale"],
+            NO_KEYS,
+            O,
+            server::command,
+        ),
+        cmd(
+            "time",
+            1,
+            &["loading", "stale", "fast"],
+            NO_KEYS,
+            O,
+            server::time,
+        ),
+        cmd(
+            "lastsave",
+            1,
+            &["loading", "stale", "fast"],
+            NO_KEYS,
+            O,
+            server::lastsave,
+        ),
+        cmd("save", 1, ADMIN, NO_KEYS, O, server::save),
+        cmd("bgsave", -1, ADMIN, NO_KEYS, O, server::bgsave),
+        cmd("wait", 3, &["noscript"], NO_KEYS, O, server::wait),
+    ]
+});
+
+static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
+    LazyLock::new(|| TABLE.iter().map(|c| (c.name, c)).collect());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let err = unknown_command(&Bytes::from_static(b"FOO"), &[Bytes::from_static(b"a")]);
+        assert_eq!(
+            err.to_string(),
+            "ERR unknown command 'FOO', with args beginning with: 'a' "
+        );
+        let err = unknown_command(&Bytes::from_static(b"foo"), &[]);
+        assert_eq!(
+            err.to_string(),
+            "ERR unknown command 'foo', with args beginning with: "
+        );
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_rejects_long_names() {
+        assert_eq!(lookup(b"GeT").map(|c| c.name), Some("get"));
+        assert!(lookup(&[b'a'; 40]).is_none());
+        assert!(arity_ok(-2, 3) && !arity_ok(2, 3) && arity_ok(2, 2));
+    }
+}

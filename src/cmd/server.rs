@@ -1,0 +1,399 @@
+//! Server commands: STATS, INFO, CONFIG, COMMAND, TIME, LASTSAVE, SAVE, BGSAVE, WAIT.
+//!
+//! ```text
+//! STATS                                   -> map of the spec's counters (minikv extension)
+//! INFO [section ...]                      -> Redis INFO text
+//! CONFIG GET pattern [pattern ...] | CONFIG SET ... | CONFIG RESETSTAT
+//! COMMAND | COMMAND COUNT | COMMAND INFO name... | COMMAND DOCS [name...] | COMMAND LIST
+//! TIME / LASTSAVE / SAVE / BGSAVE [SCHEDULE] / WAIT numreplicas timeout
+//! ```
+//! CONFIG SET accepts no parameter yet: every setting is fixed at start.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use super::args::{int, is, text};
+use super::connection::REDIS_VERSION;
+use super::{table, CommandError, CommandSpec, Ctx};
+use crate::protocol::Reply;
+use crate::store::pattern;
+
+pub(super) fn stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
+    let s = ctx.node.stats.snapshot();
+    let (keys, with_ttl) = key_counts(ctx);
+    let field = |name: &'static str, n: u64| (bulk(name), Reply::Int(n as i64));
+    Ok(Reply::Map(vec![
+        field("total_requests", s.total_requests),
+        field("get", s.get),
+        field("set", s.set),
+        field("delete", s.delete),
+        field("expire", s.expire),
+        field("total_keys", keys as u64),
+        field("keys_with_ttl", with_ttl as u64),
+    ]))
+}
+
+fn key_counts(ctx: &Ctx<'_>) -> (usize, usize) {
+    ctx.node
+        .store
+        .dbs()
+        .iter()
+        .map(|db| db.counts(ctx.now))
+        .fold((0, 0), |(a, b), (k, t)| (a + k, b + t))
+}
+
+pub(super) fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    const DEFAULT: [&str; 8] = [
+        "server",
+        "clients",
+        "memory",
+        "persistence",
+        "stats",
+        "replication",
+        "cpu",
+        "keyspace",
+    ];
+    let wanted: Vec<String> = args[1..]
+        .iter()
+        .map(|a| text(a).to_ascii_lowercase())
+        .collect();
+    let all = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "all" || w == "default" || w == "everything");
+    let mut out = String::new();
+    for section in DEFAULT {
+        if all || wanted.iter().any(|w| w == section) {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            info_section(ctx, section, &mut out);
+        }
+    }
+    Ok(Reply::Verbatim(Bytes::from(out)))
+}
+
+fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
+    let node = ctx.node;
+    let s = node.stats.snapshot();
+    let (title, fields): (&str, Vec<(String, String)>) = match section {
+        "server" => (
+            "Server",
+            vec![
+                f("redis_version", REDIS_VERSION),
+                f("redis_mode", "standalone"),
+                f("minikv_version", env!("CARGO_PKG_VERSION")),
+                f("minikv_server_id", node.config.id),
+                f("os", std::env::consts::OS),
+                f("arch_bits", 64),
+                f("process_id", std::process::id()),
+                f("tcp_port", node.port()),
+                f("uptime_in_seconds", node.started.elapsed().as_secs()),
+                f("uptime_in_days", node.started.elapsed().as_secs() / 86400),
+            ],
+        ),
+        "clients" => (
+            "Clients",
+            vec![
+                f("connected_clients", s.connected_clients),
+                f("maxclients", node.config.max_clients),
+                f("blocked_clients", 0),
+            ],
+        ),
+        "memory" => {
+            let rss = rss_bytes();
+            (
+                "Memory",
+                vec![
+                    f("used_memory", rss),
+                    f("used_memory_human", human_bytes(rss)),
+                    f("used_memory_rss", rss),
+                    f("used_memory_rss_human", human_bytes(rss)),
+                    f("maxmemory", 0),
+                    f("maxmemory_policy", "noeviction"),
+                ],
+            )
+        }
+        "persistence" => {
+            let p = node.persister.status();
+            (
+                "Persistence",
+                vec![
+                    f("loading", 0),
+                    f(
+                        "rdb_changes_since_last_save",
+                        node.persister.changes_since_save(&node.store),
+                    ),
+                    f("rdb_bgsave_in_progress", u8::from(p.in_progress)),
+                    f("rdb_last_save_time", p.last_save_unix),
+                    f(
+                        "rdb_last_bgsave_status",
+                        if p.last_save_ok { "ok" } else { "err" },
+                    ),
+                    f("rdb_last_bgsave_time_sec", p.last_duration_ms / 1000),
+                    f("rdb_saves", p.saves),
+                    f("minikv_snapshot_file", node.persister.path().display()),
+                    f("aof_enabled", 0),
+                ],
+            )
+        }
+        "stats" => (
+            "Stats",
+            vec![
+                f("total_connections_received", s.connections_received),
+                f("total_commands_processed", s.total_requests),
+                f("rejected_connections", s.rejected_connections),
+                f("keyspace_hits", s.keyspace_hits),
+                f("keyspace_misses", s.keyspace_misses),
+                f("minikv_get_commands", s.get),
+                f("minikv_set_commands", s.set),
+                f("minikv_delete_commands", s.delete),
+                f("minikv_expire_commands", s.expire),
+            ],
+        ),
+        "replication" => (
+            "Replication",
+            vec![f("role", "master"), f("connected_slaves", 0)],
+        ),
+        "cpu" => {
+            let (user, sys) = cpu_seconds();
+            (
+                "CPU",
+                vec![
+                    f("used_cpu_sys", format!("{sys:.6}")),
+                    f("used_cpu_user", format!("{user:.6}")),
+                ],
+            )
+        }
+        _ => {
+            let mut fields = Vec::new();
+            for (i, db) in node.store.dbs().iter().enumerate() {
+                let (keys, expires) = db.counts(ctx.now);
+                if keys > 0 {
+                    let v = format!("keys={keys},expires={expires},avg_ttl=0");
+                    fields.push(f(&format!("db{i}"), v));
+                }
+            }
+            ("Keyspace", fields)
+        }
+    };
+    // `write!` into a String cannot fail.
+    let _ = write!(out, "# {title}\r\n");
+    for (k, v) in fields {
+        let _ = write!(out, "{k}:{v}\r\n");
+    }
+}
+
+fn f(name: &str, value: impl std::fmt::Display) -> (String, String) {
+    (name.to_string(), value.to_string())
+}
+
+pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let sub = &args[1];
+    if is(sub, "GET") {
+        if args.len() < 3 {
+            return Err(CommandError::WrongArity("config|get".into()));
+        }
+        let c = &ctx.node.config;
+        let params: Vec<(&str, String)> = vec![
+            ("save", format!("{} 1", c.save_interval.as_secs())),
+            ("appendonly", "no".into()),
+            ("appendfsync", "everysec".into()),
+            ("databases", c.databases.to_string()),
+            ("maxclients", c.max_clients.to_string()),
+            ("port", ctx.node.port().to_string()),
+            ("bind", c.host.clone()),
+            ("dir", c.data_dir.display().to_string()),
+            ("dbfilename", format!("kv_store_server{}.json", c.id)),
+            ("requirepass", String::new()),
+            ("maxmemory", "0".into()),
+            ("maxmemory-policy", "noeviction".into()),
+            ("timeout", "0".into()),
+            ("hz", "10".into()),
+            ("proto-max-bulk-len", c.resp_limits.max_bulk_len.to_string()),
+            ("protected-mode", "no".into()),
+            ("cluster-enabled", "no".into()),
+        ];
+        let mut out = Vec::new();
+        for (name, value) in params {
+            if args[2..]
+                .iter()
+                .any(|p| pattern::matches(&p.to_ascii_lowercase(), name.as_bytes()))
+            {
+                out.push((bulk(name), Reply::Bulk(Bytes::from(value))));
+            }
+        }
+        Ok(Reply::Map(out))
+    } else if is(sub, "SET") {
+        let name = args.get(2).map(text).unwrap_or_default();
+        Err(CommandError::Other(
+            format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'").into(),
+        ))
+    } else if is(sub, "RESETSTAT") {
+        ctx.node.stats.reset();
+        Ok(Reply::ok())
+    } else {
+        Err(CommandError::UnknownSubcommand {
+            command: "CONFIG",
+            sub: text(sub),
+        })
+    }
+}
+
+pub(super) fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let Some(sub) = args.get(1) else {
+        return Ok(Reply::Array(table().iter().map(command_info).collect()));
+    };
+    if is(sub, "COUNT") {
+        Ok(Reply::Int(table().len() as i64))
+    } else if is(sub, "LIST") {
+        Ok(Reply::Array(table().iter().map(|c| bulk(c.name)).collect()))
+    } else if is(sub, "INFO") {
+        let infos = if args.len() == 2 {
+            table().iter().map(command_info).collect()
+        } else {
+            args[2..]
+                .iter()
+                .map(|n| super::lookup(n).map_or(Reply::Nil, command_info))
+                .collect()
+        };
+        Ok(Reply::Array(infos))
+    } else if is(sub, "DOCS") {
+        let specs: Vec<&CommandSpec> = if args.len() == 2 {
+            table().iter().collect()
+        } else {
+            args[2..].iter().filter_map(|n| super::lookup(n)).collect()
+        };
+        Ok(Reply::Map(
+            specs
+                .into_iter()
+                .map(|c| {
+                    let docs = Reply::Map(vec![
+                        (bulk("summary"), bulk(c.name)),
+                        (bulk("since"), bulk("1.0.0")),
+                        (bulk("group"), bulk(group(c))),
+                    ]);
+                    (bulk(c.name), docs)
+                })
+                .collect(),
+        ))
+    } else {
+        Err(CommandError::UnknownSubcommand {
+            command: "COMMAND",
+            sub: text(sub),
+        })
+    }
+}
+
+/// One COMMAND entry in Redis 7's ten-element layout.
+fn command_info(c: &CommandSpec) -> Reply {
+    Reply::Array(vec![
+        bulk(c.name),
+        Reply::Int(i64::from(c.arity)),
+        Reply::Set(c.flags.iter().map(|f| Reply::Simple((*f).into())).collect()),
+        Reply::Int(i64::from(c.first_key)),
+        Reply::Int(i64::from(c.last_key)),
+        Reply::Int(i64::from(c.step)),
+        Reply::Set(vec![]),
+        Reply::Set(vec![]),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+    ])
+}
+
+fn group(c: &CommandSpec) -> &'static str {
+    if c.first_key == 0 {
+        "server"
+    } else if c.flags.contains(&"write") && c.name.contains("expire") || c.name == "del" {
+        "generic"
+    } else {
+        "string"
+    }
+}
+
+pub(super) fn time(_ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(Reply::Array(vec![
+        Reply::Bulk(Bytes::from(now.as_secs().to_string())),
+        Reply::Bulk(Bytes::from(now.subsec_micros().to_string())),
+    ]))
+}
+
+pub(super) fn lastsave(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
+    Ok(Reply::Int(ctx.node.persister.status().last_save_unix))
+}
+
+pub(super) fn save(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
+    // Like Redis's SAVE this runs in the caller's thread; other connections keep being served
+    // by the other worker threads, and no shard lock is held while writing.
+    ctx.node
+        .persister
+        .save(&ctx.node.store)
+        .map(|_| Reply::ok())
+        .map_err(|e| {
+            tracing::error!("SAVE failed: {e}");
+            CommandError::Other("ERR Background save failed, check the server log".into())
+        })
+}
+
+pub(super) fn bgsave(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    if args.len() > 2 || (args.len() == 2 && !is(&args[1], "SCHEDULE")) {
+        return Err(CommandError::Syntax);
+    }
+    let persister = ctx.node.persister.clone();
+    let store = ctx.node.store.clone();
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| CommandError::Other("ERR no runtime to run a background save".into()))?;
+    handle.spawn_blocking(move || {
+        if let Err(e) = persister.save(&store) {
+            tracing::error!("BGSAVE failed: {e}");
+        }
+    });
+    Ok(Reply::Simple("Background saving started".into()))
+}
+
+pub(super) fn wait(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    int(&args[1])?;
+    int(&args[2])?;
+    Ok(Reply::Int(0))
+}
+
+fn bulk(s: &'static str) -> Reply {
+    Reply::Bulk(Bytes::from_static(s.as_bytes()))
+}
+
+/// Resident set size of this process from `/proc/self/statm` (0 where unavailable).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// User and system CPU seconds of this process from `/proc/self/stat`.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) / 100.0, ticks(12) / 100.0)
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.2}G", n as f64 / (1u64 << 30) as f64)
+    } else if n >= 1 << 20 {
+        format!("{:.2}M", n as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.2}K", n as f64 / 1024.0)
+    }
+}

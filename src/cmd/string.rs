@@ -1,0 +1,305 @@
+//! String commands: GET, SET and their variants, MGET/MSET, APPEND, STRLEN, INCR family.
+//!
+//! ```text
+//! GET key                      -> bulk | nil
+//! GETWITHTTL key               -> [value, ttl seconds (-1 none)] | nil   (minikv extension)
+//! SET key value [NX|XX] [GET] [EX s|PX ms|EXAT unix-s|PXAT unix-ms|KEEPTTL]
+//! SETNX key value / SETEX key s value / PSETEX key ms value / GETSET key value / GETDEL key
+//! MGET key [key ...] / MSET key value [key value ...]
+//! APPEND key value / STRLEN key / INCR key / DECR key / INCRBY key n / DECRBY key n
+//! ```
+//! GETWITHTTL is what the spec's GET needs (value and TTL in one request, counted once);
+//! everything else follows Redis 7.
+
+use bytes::{Bytes, BytesMut};
+
+use super::args::{int, is};
+use super::keyspace::{deadline_after_ms, deadline_at_unix_ms, ttl_seconds};
+use super::{CommandError, Ctx};
+use crate::protocol::Reply;
+use crate::store::Entry;
+
+pub(super) fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let value = ctx
+        .db()
+        .shard(&args[1])
+        .get(&args[1], ctx.now)
+        .map(|e| e.value.clone());
+    ctx.node.stats.record_lookup(value.is_some());
+    Ok(value.map_or(Reply::Nil, Reply::Bulk))
+}
+
+pub(super) fn get_with_ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let found = ctx
+        .db()
+        .shard(&args[1])
+        .get(&args[1], ctx.now)
+        .map(|e| (e.value.clone(), e.deadline));
+    ctx.node.stats.record_lookup(found.is_some());
+    Ok(match found {
+        Some((value, deadline)) => Reply::Array(vec![
+            Reply::Bulk(value),
+            Reply::Int(ttl_seconds(deadline, ctx.now)),
+        ]),
+        None => Reply::Nil,
+    })
+}
+
+/// When the key's new TTL comes from.
+enum Expiry {
+    /// No TTL option: the key loses any TTL it had.
+    Clear,
+    /// KEEPTTL.
+    Keep,
+    /// EX/PX/EXAT/PXAT.
+    At(tokio::time::Instant),
+}
+
+#[derive(PartialEq)]
+enum Condition {
+    Always,
+    IfMissing,
+    IfExists,
+}
+
+pub(super) fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let mut condition = Condition::Always;
+    let mut return_old = false;
+    let mut expiry = Expiry::Clear;
+    let mut has_expiry = false;
+    let mut i = 3;
+    while i < args.len() {
+        let opt = &args[i];
+        let has_next = i + 1 < args.len();
+        if is(opt, "NX") && condition == Condition::Always {
+            condition = Condition::IfMissing;
+        } else if is(opt, "XX") && condition == Condition::Always {
+            condition = Condition::IfExists;
+        } else if is(opt, "GET") && !return_old {
+            return_old = true;
+        } else if is(opt, "KEEPTTL") && !has_expiry {
+            has_expiry = true;
+            expiry = Expiry::Keep;
+        } else if !has_expiry && has_next && ["EX", "PX", "EXAT", "PXAT"].iter().any(|w| is(opt, w))
+        {
+            has_expiry = true;
+            let n = int(&args[i + 1])?;
+            if n <= 0 {
+                return Err(CommandError::InvalidExpire("set"));
+            }
+            let deadline = if is(opt, "EX") {
+                n.checked_mul(1000)
+                    .and_then(|ms| deadline_after_ms(ctx.now, ms))
+            } else if is(opt, "PX") {
+                deadline_after_ms(ctx.now, n)
+            } else if is(opt, "EXAT") {
+                n.checked_mul(1000)
+                    .and_then(|ms| deadline_at_unix_ms(ctx.now, ms))
+            } else {
+                deadline_at_unix_ms(ctx.now, n)
+            };
+            expiry = Expiry::At(deadline.ok_or(CommandError::InvalidExpire("set"))?);
+            i += 1;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+        i += 1;
+    }
+    let (key, value) = (&args[1], &args[2]);
+    let mut shard = ctx.db().shard(key);
+    let old = shard.get(key, ctx.now).cloned();
+    let proceed = match condition {
+        Condition::Always => true,
+        Condition::IfMissing => old.is_none(),
+        Condition::IfExists => old.is_some(),
+    };
+    if proceed {
+        let deadline = match expiry {
+            Expiry::Clear => None,
+            Expiry::Keep => old.as_ref().and_then(|e| e.deadline),
+            Expiry::At(d) => Some(d),
+        };
+        let entry = Entry {
+            value: Bytes::copy_from_slice(value),
+            deadline,
+        };
+        shard.insert(key, entry, ctx.now);
+        drop(shard);
+        ctx.node.store.mark_dirty(1);
+    }
+    Ok(match (return_old, proceed) {
+        (true, _) => old.map_or(Reply::Nil, |e| Reply::Bulk(e.value)),
+        (false, true) => Reply::ok(),
+        (false, false) => Reply::Nil,
+    })
+}
+
+pub(super) fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let mut shard = ctx.db().shard(&args[1]);
+    if shard.get(&args[1], ctx.now).is_some() {
+        return Ok(Reply::Int(0));
+    }
+    shard.insert(&args[1], plain(&args[2]), ctx.now);
+    drop(shard);
+    ctx.node.store.mark_dirty(1);
+    Ok(Reply::Int(1))
+}
+
+pub(super) fn setex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    set_with_ttl(ctx, args, 1000, "setex")
+}
+
+pub(super) fn psetex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    set_with_ttl(ctx, args, 1, "psetex")
+}
+
+fn set_with_ttl(
+    ctx: &mut Ctx<'_>,
+    args: &[Bytes],
+    unit_ms: i64,
+    name: &'static str,
+) -> Result<Reply, CommandError> {
+    let n = int(&args[2])?;
+    if n <= 0 {
+        return Err(CommandError::InvalidExpire(name));
+    }
+    let deadline = n
+        .checked_mul(unit_ms)
+        .and_then(|ms| deadline_after_ms(ctx.now, ms))
+        .ok_or(CommandError::InvalidExpire(name))?;
+    let entry = Entry {
+        value: Bytes::copy_from_slice(&args[3]),
+        deadline: Some(deadline),
+    };
+    ctx.db().shard(&args[1]).insert(&args[1], entry, ctx.now);
+    ctx.node.store.mark_dirty(1);
+    Ok(Reply::ok())
+}
+
+pub(super) fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let old = ctx
+        .db()
+        .shard(&args[1])
+        .insert(&args[1], plain(&args[2]), ctx.now);
+    ctx.node.store.mark_dirty(1);
+    Ok(old.map_or(Reply::Nil, |e| Reply::Bulk(e.value)))
+}
+
+pub(super) fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let old = ctx.db().shard(&args[1]).remove(&args[1], ctx.now);
+    ctx.node.stats.record_lookup(old.is_some());
+    if old.is_some() {
+        ctx.node.store.mark_dirty(1);
+    }
+    Ok(old.map_or(Reply::Nil, |e| Reply::Bulk(e.value)))
+}
+
+pub(super) fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let db = ctx.db();
+    let values = args[1..]
+        .iter()
+        .map(|k| {
+            db.shard(k)
+                .get(k, ctx.now)
+                .map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+        })
+        .collect();
+    Ok(Reply::Array(values))
+}
+
+pub(super) fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    if args.len().is_multiple_of(2) {
+        return Err(CommandError::WrongArity("mset".into()));
+    }
+    let db = ctx.db();
+    let pairs: Vec<(&Bytes, &Bytes)> = args[1..].chunks(2).map(|p| (&p[0], &p[1])).collect();
+    // Lock every involved shard (in index order, so concurrent MSETs cannot deadlock) so that
+    // no reader sees half of the keys set.
+    let mut guards = db.lock_indices(pairs.iter().map(|(k, _)| db.shard_index(k)).collect());
+    for (key, value) in &pairs {
+        let index = db.shard_index(key);
+        if let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index) {
+            shard.insert(key, plain(value), ctx.now);
+        }
+    }
+    drop(guards);
+    ctx.node.store.mark_dirty(pairs.len() as u64);
+    Ok(Reply::ok())
+}
+
+pub(super) fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let mut shard = ctx.db().shard(&args[1]);
+    let len = match shard.get_mut(&args[1], ctx.now) {
+        Some(entry) => {
+            let mut joined = BytesMut::with_capacity(entry.value.len() + args[2].len());
+            joined.extend_from_slice(&entry.value);
+            joined.extend_from_slice(&args[2]);
+            entry.value = joined.freeze();
+            entry.value.len()
+        }
+        None => {
+            shard.insert(&args[1], plain(&args[2]), ctx.now);
+            args[2].len()
+        }
+    };
+    drop(shard);
+    ctx.node.store.mark_dirty(1);
+    Ok(Reply::Int(len as i64))
+}
+
+pub(super) fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let len = ctx
+        .db()
+        .shard(&args[1])
+        .get(&args[1], ctx.now)
+        .map_or(0, |e| e.value.len());
+    Ok(Reply::Int(len as i64))
+}
+
+pub(super) fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    add(ctx, &args[1], 1)
+}
+
+pub(super) fn decr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    add(ctx, &args[1], -1)
+}
+
+pub(super) fn incrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    add(ctx, &args[1], int(&args[2])?)
+}
+
+pub(super) fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let by = int(&args[2])?;
+    let by = by
+        .checked_neg()
+        .ok_or(CommandError::Other("ERR decrement would overflow".into()))?;
+    add(ctx, &args[1], by)
+}
+
+/// INCRBY's core: the stored value must be a 64-bit decimal integer; the TTL is kept.
+fn add(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Result<Reply, CommandError> {
+    let mut shard = ctx.db().shard(key);
+    let (current, deadline) = match shard.get(key, ctx.now) {
+        Some(e) => (int(&e.value)?, e.deadline),
+        None => (0, None),
+    };
+    let next = current.checked_add(by).ok_or(CommandError::Other(
+        "ERR increment or decrement would overflow".into(),
+    ))?;
+    let entry = Entry {
+        value: Bytes::from(itoa::Buffer::new().format(next).to_owned()),
+        deadline,
+    };
+    shard.insert(key, entry, ctx.now);
+    drop(shard);
+    ctx.node.store.mark_dirty(1);
+    Ok(Reply::Int(next))
+}
+
+/// An entry without TTL holding a copy of `value` (never a slice of the request buffer).
+fn plain(value: &[u8]) -> Entry {
+    Entry {
+        value: Bytes::copy_from_slice(value),
+        deadline: None,
+    }
+}

@@ -1,0 +1,36 @@
+//! The crate's error type: one variant per boundary, joined here.
+
+use crate::client::ClientError;
+use crate::persist::PersistError;
+use crate::protocol::ProtocolError;
+
+/// Any error the library returns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A peer broke the wire protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Saving or loading a snapshot failed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// A client request failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The listening address could not be bound (in use, or not a local address).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another I/O failure.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A node could not start or stop cleanly.
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,37 @@
+//! minikv: a small distributed in-memory key-value store that speaks both the Redis protocol
+//! (RESP2/RESP3) and the spec's JSON protocol on one port per node, with a cluster client that
+//! shards keys across nodes by MD5 modulo N.
+//!
+//! Data flow of one request:
+//! `accept -> server::sniff -> server::conn (codec loop) -> protocol::{resp|json} -> Request
+//! -> cmd::execute (table lookup, handler) -> store shard -> Reply -> codec encode -> socket`.
+//!
+//! Modules:
+//! - [`server`]: accept loop, connection tasks, graceful shutdown.
+//! - [`protocol`]: `Request`/`Reply` and the RESP and JSON codecs (bytes only, no store).
+//! - [`cmd`]: the command table and every command's handler.
+//! - [`store`]: sharded keyspace, TTL index, expiry sweep, KEYS patterns.
+//! - [`persist`]: JSON snapshots, atomic writes, restore on start.
+//! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
+//! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod node;
+pub mod persist;
+pub mod protocol;
+pub mod repl;
+pub mod server;
+pub mod stats;
+pub mod store;
+
+pub use client::router::node_for;
+pub use client::{ClientConfig, ClusterClient};
+pub use config::NodeConfig;
+pub use error::{Error, Result};
+pub use server::Server;

@@ -1,0 +1,317 @@
+//! The `minikv` command: `server`, `client` (the REPL) and `cluster`. Parses arguments, sets up
+//! logging, and calls the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use minikv::repl::{Outcome, Repl};
+use minikv::{ClientConfig, NodeConfig, Server};
+
+#[derive(Parser)]
+#[command(
+    name = "minikv",
+    version,
+    about = "A small distributed key-value store (RESP + JSON)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node: `minikv server 1 7001`.
+    Server {
+        /// Node id (1-based; names the snapshot file kv_store_server{ID}.json).
+        id: u64,
+        /// TCP port serving both RESP and JSON.
+        port: u16,
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Directory of the snapshot file.
+        #[arg(long, default_value = ".")]
+        data_dir: PathBuf,
+    },
+    /// The interactive client; with a command after the options, run just that command.
+    Client {
+        /// Comma-separated host:port list; the first is server 1.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "localhost:7001,localhost:7002,localhost:7003"
+        )]
+        servers: Vec<String>,
+        /// Retries after a failed attempt.
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+        /// Seconds between retries.
+        #[arg(long, default_value_t = 0.5)]
+        retry_delay: f64,
+        /// Seconds before one attempt times out.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+        /// A command to run instead of the interactive loop, e.g. `get user:1`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Run N nodes in this process on consecutive ports: the spec's 3-node cluster.
+    Cluster {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Port of node 1; node i listens on base-port + i - 1.
+        #[arg(long, default_value_t = 7001)]
+        base_port: u16,
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Directory of the snapshot files.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 to serve others.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Seconds between snapshots (written only when something changed).
+    #[arg(long, default_value_t = 10.0)]
+    save_interval: f64,
+    /// Seconds between sweeps of expired keys.
+    #[arg(long, default_value_t = 5.0)]
+    cleanup_interval: f64,
+    /// Number of databases (SELECT 0..N-1).
+    #[arg(long, default_value_t = 16)]
+    databases: usize,
+    /// Maximum simultaneous client connections.
+    #[arg(long, default_value_t = 10_000)]
+    maxclients: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("minikv: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Server {
+            id,
+            port,
+            node,
+            data_dir,
+        } => {
+            init_logging();
+            let config = node_config(&node, id, port, data_dir)?;
+            runtime()?.block_on(serve(vec![config]))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cluster {
+            nodes,
+            base_port,
+            node,
+            data_dir,
+        } => {
+            init_logging();
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+            let configs = (1..=nodes)
+                .map(|i| {
+                    let port = base_port
+                        .checked_add(i - 1)
+                        .context("ports past 65535: lower --base-port or --nodes")?;
+                    node_config(&node, u64::from(i), port, data_dir.clone())
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            runtime()?.block_on(serve(configs))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client {
+            servers,
+            retries,
+            retry_delay,
+            timeout,
+            command,
+        } => {
+            let mut config = ClientConfig {
+                servers,
+                ..ClientConfig::default()
+            };
+            config.retry.retries = retries;
+            config.retry.delay = seconds(retry_delay, "--retry-delay")?;
+            config.retry.timeout = seconds(timeout, "--timeout")?;
+            client(config, command)
+        }
+    }
+}
+
+fn node_config(
+    args: &NodeArgs,
+    id: u64,
+    port: u16,
+    data_dir: PathBuf,
+) -> anyhow::Result<NodeConfig> {
+    Ok(NodeConfig {
+        id,
+        host: args.host.clone(),
+        port,
+        data_dir,
+        save_interval: seconds(args.save_interval, "--save-interval")?,
+        cleanup_interval: seconds(args.cleanup_interval, "--cleanup-interval")?,
+        databases: args.databases.max(1),
+        max_clients: args.maxclients.max(1),
+        ..NodeConfig::default()
+    })
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Starts every node, serves until Ctrl+C or SIGTERM, then stops them all gracefully.
+async fn serve(configs: Vec<NodeConfig>) -> anyhow::Result<()> {
+    let mut servers = Vec::new();
+    for config in configs {
+        let id = config.id;
+        let file = config.snapshot_path();
+        let server = Server::bind(config)
+            .await
+            .with_context(|| format!("starting node {id}"))?;
+        tracing::info!(
+            "node {id} listening on {}, data file {}, {} keys restored",
+            server.local_addr()?,
+            file.display(),
+            server.restored()
+        );
+        servers.push(server);
+    }
+    let nodes: Vec<_> = servers.iter().map(Server::node).collect();
+    let tasks: Vec<_> = servers.into_iter().map(|s| tokio::spawn(s.run())).collect();
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    for node in &nodes {
+        node.shutdown.cancel();
+    }
+    let mut failed = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(anyhow::Error::from(e)),
+            Err(e) => failed = Some(anyhow::Error::from(e)),
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl+C"),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+fn client(config: ClientConfig, command: Vec<String>) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let repl = Repl::new(config, Arc::new(Mutex::new(std::io::stdout())));
+    if !command.is_empty() {
+        let line = command
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let outcome = rt.block_on(repl.execute(&line));
+        return Ok(if outcome == Outcome::Failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    if std::io::stdin().is_terminal() {
+        println!("{}", repl.banner());
+        let mut editor = rustyline::DefaultEditor::new().context("starting line editing")?;
+        let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".minikv_history"));
+        if let Some(path) = &history {
+            // No history yet is normal on first use.
+            let _ = editor.load_history(path);
+        }
+        loop {
+            match editor.readline("kv> ") {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    if rt.block_on(repl.execute(&line)) == Outcome::Exit {
+                        break;
+                    }
+                }
+                Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                Err(rustyline::error::ReadlineError::Eof) => {
+                    println!("Goodbye!");
+                    break;
+                }
+                Err(e) => return Err(e).context("reading the terminal"),
+            }
+        }
+        if let Some(path) = &history {
+            if let Err(e) = editor.save_history(path) {
+                eprintln!("minikv: could not save history to {}: {e}", path.display());
+            }
+        }
+    } else {
+        for line in std::io::stdin().lines() {
+            let line = line.context("reading standard input")?;
+            if rt.block_on(repl.execute(&line)) == Outcome::Exit {
+                break;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Quotes one command-line word so the REPL's parser reads it back as one argument.
+fn quote(word: &str) -> String {
+    if !word.is_empty()
+        && !word.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '\\')
+    {
+        return word.to_string();
+    }
+    let escaped = word.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}

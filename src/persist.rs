@@ -1,0 +1,460 @@
+//! Snapshots: the whole keyspace as one JSON file, written atomically and restored on start.
+//!
+//! Saving copies entries out of the store one shard at a time (cheap reference-counted
+//! clones under short locks), then serialises and writes with no lock held, so requests are
+//! never blocked behind the disk. The file is written to a temporary name, fsynced, renamed
+//! over the old one (rename is atomic on POSIX filesystems) and the directory fsynced: a crash
+//! at any instant leaves either the old or the new complete file. Format: `docs/persistence.md`.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Entry, Store};
+
+/// The `format` field every snapshot carries.
+pub const FORMAT: &str = "minikv-snapshot";
+/// The snapshot format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Saving or loading a snapshot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// The file could not be read, written, synced or renamed (permissions, full disk).
+    #[error("snapshot {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file exists but is not a valid snapshot (truncated, edited, another format).
+    #[error(
+        "snapshot {path} is corrupt: {reason}; refusing to start (move it away to start empty)"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// The snapshot file of one node and the outcome of its last save.
+#[derive(Debug)]
+pub struct Persister {
+    path: PathBuf,
+    server_id: u64,
+    /// Serialises saves (periodic, SAVE, shutdown) so two never race on the temp file.
+    saving: Mutex<()>,
+    /// The store's change counter at the last successful save.
+    saved_dirty: AtomicU64,
+    last_save_unix: AtomicI64,
+    last_save_ok: AtomicBool,
+    saves: AtomicU64,
+    in_progress: AtomicBool,
+    last_duration_ms: AtomicU64,
+}
+
+/// The state INFO's persistence section reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersistStatus {
+    /// Unix seconds of the last successful save (or of start).
+    pub last_save_unix: i64,
+    /// Whether the last attempt succeeded.
+    pub last_save_ok: bool,
+    /// Successful saves since start.
+    pub saves: u64,
+    /// A save is running now.
+    pub in_progress: bool,
+    /// How long the last save took.
+    pub last_duration_ms: u64,
+}
+
+impl Persister {
+    /// A persister writing `path` for node `server_id`.
+    pub fn new(path: PathBuf, server_id: u64) -> Self {
+        Persister {
+            path,
+            server_id,
+            saving: Mutex::new(()),
+            saved_dirty: AtomicU64::new(0),
+            last_save_unix: AtomicI64::new(unix_ms() / 1000),
+            last_save_ok: AtomicBool::new(true),
+            saves: AtomicU64::new(0),
+            in_progress: AtomicBool::new(false),
+            last_duration_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The snapshot file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes since the last successful save.
+    pub fn changes_since_save(&self, store: &Store) -> u64 {
+        store
+            .dirty()
+            .saturating_sub(self.saved_dirty.load(Ordering::Relaxed))
+    }
+
+    /// The last save's outcome.
+    pub fn status(&self) -> PersistStatus {
+        PersistStatus {
+            last_save_unix: self.last_save_unix.load(Ordering::Relaxed),
+            last_save_ok: self.last_save_ok.load(Ordering::Relaxed),
+            saves: self.saves.load(Ordering::Relaxed),
+            in_progress: self.in_progress.load(Ordering::Relaxed),
+            last_duration_ms: self.last_duration_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Restores the snapshot into `store`; a missing file means an empty store. Returns the
+    /// number of keys loaded. Expired keys are dropped, TTLs keep their absolute deadlines.
+    ///
+    /// # Errors
+    /// [`PersistError::Corrupt`] for an invalid file, [`PersistError::Io`] when it cannot be read.
+    pub fn load(&self, store: &Store) -> Result<usize, PersistError> {
+        let data = match fs::read(&self.path) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => {
+                return Err(PersistError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let corrupt = |reason: String| PersistError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        };
+        let snapshot: SnapshotIn =
+            serde_json::from_slice(&data).map_err(|e| corrupt(e.to_string()))?;
+        if snapshot.format != FORMAT || snapshot.version != VERSION {
+            return Err(corrupt(format!(
+                "format {:?} version {} is not {FORMAT:?} version {VERSION}",
+                snapshot.format, snapshot.version
+            )));
+        }
+        let now_ms = unix_ms();
+        let now = Instant::now();
+        let mut loaded = 0;
+        for db in snapshot.databases {
+            let target = store.db(db.db).ok_or_else(|| {
+                corrupt(format!("database {} exceeds the configured count", db.db))
+            })?;
+            for e in db.entries {
+                let key = decode_field(e.key, e.key_base64, "key").map_err(&corrupt)?;
+                let value = decode_field(e.value, e.value_base64, "value").map_err(&corrupt)?;
+                let deadline = match e.expires_at_ms {
+                    Some(at) if at <= now_ms => continue,
+                    Some(at) => Some(now + Duration::from_millis((at - now_ms) as u64)),
+                    None => None,
+                };
+                let entry = Entry {
+                    value: Bytes::from(value),
+                    deadline,
+                };
+                target.shard(&key).insert(&key, entry, now);
+                loaded += 1;
+            }
+        }
+        self.saved_dirty.store(store.dirty(), Ordering::Relaxed);
+        Ok(loaded)
+    }
+
+    /// Saves if anything changed since the last successful save. Blocking: call it from
+    /// `spawn_blocking` in async code. Returns the number of keys written, `None` if skipped.
+    ///
+    /// # Errors
+    /// [`PersistError::Io`] when the file cannot be written; the old file is left intact.
+    pub fn save_if_dirty(&self, store: &Store) -> Result<Option<usize>, PersistError> {
+        if self.changes_since_save(store) == 0 {
+            return Ok(None);
+        }
+        self.save(store).map(Some)
+    }
+
+    /// Saves unconditionally (SAVE, shutdown). Blocking. Returns the number of keys written.
+    ///
+    /// # Errors
+    /// [`PersistError::Io`] when the file cannot be written; the old file is left intact.
+    pub fn save(&self, store: &Store) -> Result<usize, PersistError> {
+        let _guard = self.saving.lock().expect("snapshot lock poisoned");
+        self.in_progress.store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let dirty = store.dirty();
+        let result = self.write(store);
+        self.in_progress.store(false, Ordering::Relaxed);
+        self.last_save_ok.store(result.is_ok(), Ordering::Relaxed);
+        if result.is_ok() {
+            self.saved_dirty.store(dirty, Ordering::Relaxed);
+            self.last_save_unix
+                .store(unix_ms() / 1000, Ordering::Relaxed);
+            self.saves.fetch_add(1, Ordering::Relaxed);
+            let ms = started.elapsed().as_millis() as u64;
+            self.last_duration_ms.store(ms, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn write(&self, store: &Store) -> Result<usize, PersistError> {
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        let exported: Vec<(usize, Vec<(Bytes, Entry)>)> = store
+            .dbs()
+            .iter()
+            .enumerate()
+            .map(|(i, db)| (i, db.export(now)))
+            .filter(|(_, entries)| !entries.is_empty())
+            .collect();
+        let count = exported.iter().map(|(_, e)| e.len()).sum();
+        let snapshot = SnapshotOut {
+            format: FORMAT,
+            version: VERSION,
+            server_id: self.server_id,
+            saved_at_ms: now_ms,
+            databases: exported
+                .iter()
+                .map(|(db, entries)| DbOut {
+                    db: *db,
+                    entries: entries
+                        .iter()
+                        .map(|(k, e)| EntryOut::new(k, e, now, now_ms))
+                        .collect(),
+                })
+                .collect(),
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PersistError::Io { path, source }
+        };
+        let file = File::create(&tmp).map_err(io(&tmp))?;
+        let mut writer = BufWriter::with_capacity(1 << 20, file);
+        serde_json::to_writer(&mut writer, &snapshot).map_err(|e| PersistError::Io {
+            path: tmp.clone(),
+            source: e.into(),
+        })?;
+        writer.write_all(b"\n").map_err(io(&tmp))?;
+        let file = writer.into_inner().map_err(|e| PersistError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        // Persist the rename itself: fsync the directory entry.
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&dir))?;
+        Ok(count)
+    }
+}
+
+/// Runs until `shutdown`, saving every `interval` when something changed. Failures are
+/// logged and retried on the next tick; the previous file stays intact.
+pub async fn run(
+    persister: Arc<Persister>,
+    store: Arc<Store>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        // Shutdown wins over a due tick: the caller writes the final snapshot itself.
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let (p, s) = (persister.clone(), store.clone());
+        match tokio::task::spawn_blocking(move || p.save_if_dirty(&s)).await {
+            Ok(Ok(Some(keys))) => tracing::debug!(keys, "snapshot saved"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!("snapshot failed, will retry: {e}"),
+            Err(e) => tracing::error!("snapshot task failed: {e}"),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    format: &'static str,
+    version: u32,
+    server_id: u64,
+    saved_at_ms: i64,
+    databases: Vec<DbOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct DbOut<'a> {
+    db: usize,
+    entries: Vec<EntryOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at_ms: Option<i64>,
+}
+
+impl<'a> EntryOut<'a> {
+    fn new(key: &'a Bytes, entry: &'a Entry, now: Instant, now_ms: i64) -> Self {
+        let (key, key_base64) = text_or_base64(key);
+        let (value, value_base64) = text_or_base64(&entry.value);
+        EntryOut {
+            key,
+            key_base64,
+            value,
+            value_base64,
+            expires_at_ms: entry
+                .deadline
+                .map(|d| now_ms + d.saturating_duration_since(now).as_millis() as i64),
+        }
+    }
+}
+
+fn text_or_base64(data: &[u8]) -> (Option<&str>, Option<String>) {
+    match std::str::from_utf8(data) {
+        Ok(s) => (Some(s), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(data)),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct SnapshotIn {
+    format: String,
+    version: u32,
+    databases: Vec<DbIn>,
+}
+
+#[derive(Deserialize)]
+struct DbIn {
+    db: usize,
+    entries: Vec<EntryIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryIn {
+    key: Option<String>,
+    key_base64: Option<String>,
+    value: Option<String>,
+    value_base64: Option<String>,
+    expires_at_ms: Option<i64>,
+}
+
+fn decode_field(text: Option<String>, b64: Option<String>, name: &str) -> Result<Vec<u8>, String> {
+    match (text, b64) {
+        (Some(t), None) => Ok(t.into_bytes()),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| format!("{name}_base64 is not base64: {e}")),
+        _ => Err(format!(
+            "an entry needs exactly one of {name} and {name}_base64"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(store: &Store, key: &[u8], value: &[u8], ttl: Option<Duration>) {
+        let now = Instant::now();
+        let entry = Entry {
+            value: Bytes::copy_from_slice(value),
+            deadline: ttl.map(|t| now + t),
+        };
+        store.db(0).expect("db").shard(key).insert(key, entry, now);
+        store.mark_dirty(1);
+    }
+
+    #[test]
+    fn snapshot_round_trips_binary_data_and_ttls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kv_store_server1.json");
+        let store = Store::new(16, 4);
+        set(&store, b"plain", b"Alice", None);
+        set(&store, b"\xff\x00bin", b"\x01\x02\xfe", None);
+        set(&store, b"ttl", b"x", Some(Duration::from_secs(100)));
+        let p = Persister::new(path.clone(), 1);
+        assert_eq!(p.save_if_dirty(&store).expect("save"), Some(3));
+        assert_eq!(p.save_if_dirty(&store).expect("no-op"), None);
+
+        let restored = Store::new(16, 4);
+        assert_eq!(Persister::new(path, 1).load(&restored).expect("load"), 3);
+        let db = restored.db(0).expect("db");
+        let now = Instant::now();
+        assert_eq!(
+            db.shard(b"\xff\x00bin")
+                .get(b"\xff\x00bin", now)
+                .map(|e| e.value.clone()),
+            Some(Bytes::from_static(b"\x01\x02\xfe"))
+        );
+        let ttl = db
+            .shard(b"ttl")
+            .get(b"ttl", now)
+            .and_then(|e| e.deadline)
+            .expect("deadline");
+        let left = ttl - now;
+        assert!(
+            left > Duration::from_secs(98) && left <= Duration::from_secs(100),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn corrupt_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kv_store_server1.json");
+        fs::write(
+            &path,
+            b"{\"format\": \"minikv-snapshot\", \"version\": 1, \"datab",
+        )
+        .expect("write");
+        let err = Persister::new(path.clone(), 1)
+            .load(&Store::new(1, 1))
+            .expect_err("corrupt");
+        assert!(err.to_string().contains("kv_store_server1.json"), "{err}");
+        assert!(matches!(err, PersistError::Corrupt { .. }));
+        assert_eq!(fs::read(&path).expect("still there").len(), 50);
+    }
+}

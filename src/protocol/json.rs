@@ -1,0 +1,567 @@
+//! The spec's JSON protocol: one JSON object per request, one JSON object plus `\n` per reply.
+//!
+//! Requests may follow each other with or without whitespace or newlines between them, so the
+//! decoder finds where an object ends with an incremental depth scanner (strings and escapes
+//! aware, bounded size and nesting) and only then parses the complete object with serde_json.
+//! Each request is mapped to the shared [`Request`] type; the decoder remembers which spec
+//! command it was, so the encoder can shape the reply the way the spec shows it
+//! (`{"status": "success", "message": "Key set successfully", ...}`).
+//!
+//! This module must not know about the store: it maps wire objects to requests and replies.
+
+use std::collections::VecDeque;
+
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{json, Map, Value};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::{Incoming, ProtocolError, Reply, Request};
+
+/// Limits for untrusted JSON input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonLimits {
+    /// Largest request object in bytes (512 MB, like Redis's bulk limit).
+    pub max_object_len: usize,
+    /// Deepest nesting of objects and arrays accepted.
+    pub max_depth: usize,
+}
+
+impl Default for JsonLimits {
+    fn default() -> Self {
+        JsonLimits {
+            max_object_len: 512 * 1024 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+/// The JSON protocol codec of one connection.
+#[derive(Debug)]
+pub struct JsonCodec {
+    server_id: u64,
+    limits: JsonLimits,
+    scan: Scan,
+    /// One entry per decoded request whose reply has not been encoded yet, in order.
+    pending: VecDeque<Shape>,
+}
+
+/// How to render the reply of one request.
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    Set { key: String, ttl: Option<i64> },
+    Get { key: String },
+    Delete { key: String },
+    Expire { key: String, ttl: i64 },
+    Stats,
+    Keys,
+    Ping,
+    Generic,
+}
+
+#[derive(Debug, Default)]
+struct Scan {
+    pos: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    started: bool,
+}
+
+impl JsonCodec {
+    /// A codec for the node with this id (every reply carries it as `server_id`).
+    pub fn new(server_id: u64, limits: JsonLimits) -> Self {
+        JsonCodec {
+            server_id,
+            limits,
+            scan: Scan::default(),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Advances the scanner; returns the length of the first complete object in `src`.
+    fn scan(&mut self, src: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let s = &mut self.scan;
+        while s.pos < src.len() {
+            let c = src[s.pos];
+            s.pos += 1;
+            if !s.started {
+                match c {
+                    b' ' | b'\t' | b'\r' | b'\n' => continue,
+                    b'{' => {
+                        s.started = true;
+                        s.depth = 1;
+                        continue;
+                    }
+                    other => {
+                        return Err(ProtocolError::Json(format!(
+                            "expected '{{' to start a request object, got {:?}",
+                            other as char
+                        )))
+                    }
+                }
+            }
+            if s.in_string {
+                if s.escaped {
+                    s.escaped = false;
+                } else if c == b'\\' {
+                    s.escaped = true;
+                } else if c == b'"' {
+                    s.in_string = false;
+                }
+                continue;
+            }
+            match c {
+                b'"' => s.in_string = true,
+                b'{' | b'[' => {
+                    s.depth += 1;
+                    if s.depth > self.limits.max_depth {
+                        return Err(ProtocolError::Json(format!(
+                            "nesting deeper than {} levels",
+                            self.limits.max_depth
+                        )));
+                    }
+                }
+                b'}' | b']' => {
+                    s.depth -= 1;
+                    if s.depth == 0 {
+                        let end = s.pos;
+                        *s = Scan::default();
+                        return Ok(Some(end));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if s.pos > self.limits.max_object_len {
+            return Err(ProtocolError::Json(format!(
+                "request object larger than {} bytes",
+                self.limits.max_object_len
+            )));
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self, request: Result<(Request, Shape), String>) -> Incoming {
+        match request {
+            Ok((request, shape)) => {
+                self.pending.push_back(shape);
+                Incoming::Request(request)
+            }
+            Err(message) => {
+                self.pending.push_back(Shape::Generic);
+                Incoming::Invalid(message)
+            }
+        }
+    }
+
+    fn render(&self, shape: Shape, reply: &Reply) -> Value {
+        let mut out = Map::new();
+        let key = match &shape {
+            Shape::Set { key, .. }
+            | Shape::Get { key }
+            | Shape::Delete { key }
+            | Shape::Expire { key, .. } => Some(key.clone()),
+            _ => None,
+        };
+        if let Reply::Error(e) = reply {
+            out.insert("status".into(), json!("error"));
+            out.insert("message".into(), json!(e.strip_prefix("ERR ").unwrap_or(e)));
+        } else {
+            let not_found = matches!(
+                (&shape, reply),
+                (Shape::Get { .. }, Reply::Nil)
+                    | (Shape::Delete { .. } | Shape::Expire { .. }, Reply::Int(0))
+            );
+            if not_found {
+                out.insert("status".into(), json!("error"));
+                out.insert("message".into(), json!("Key not found"));
+                out.insert("value".into(), Value::Null);
+            } else {
+                out.insert("status".into(), json!("success"));
+                self.render_success(&shape, reply, &mut out);
+            }
+        }
+        if let Some(key) = key {
+            out.insert("key".into(), Value::String(key));
+        }
+        out.insert("server_id".into(), json!(self.server_id));
+        Value::Object(out)
+    }
+
+    fn render_success(&self, shape: &Shape, reply: &Reply, out: &mut Map<String, Value>) {
+        match (shape, reply) {
+            (Shape::Set { ttl, .. }, _) => {
+                out.insert("message".into(), json!("Key set successfully"));
+                if let Some(ttl) = ttl {
+                    out.insert("ttl".into(), json!(ttl));
+                }
+            }
+            (Shape::Get { .. }, Reply::Array(parts)) if parts.len() == 2 => {
+                insert_bytes(out, "value", &parts[0]);
+                out.insert("ttl".into(), to_json(&parts[1]));
+            }
+            (Shape::Delete { .. }, _) => {
+                out.insert("message".into(), json!("Key deleted successfully"));
+            }
+            (Shape::Expire { ttl, .. }, _) => {
+                out.insert("message".into(), json!("Expiration set successfully"));
+                out.insert("ttl".into(), json!(ttl));
+            }
+            (Shape::Stats, reply) => {
+                out.insert("stats".into(), to_json(reply));
+            }
+            (Shape::Keys, Reply::Array(keys)) => {
+                out.insert("count".into(), json!(keys.len()));
+                out.insert(
+                    "keys".into(),
+                    Value::Array(keys.iter().map(to_json).collect()),
+                );
+            }
+            (Shape::Ping, _) => {
+                out.insert("message".into(), json!("PONG"));
+            }
+            (_, reply) => {
+                out.insert("result".into(), to_json(reply));
+            }
+        }
+    }
+}
+
+impl Decoder for JsonCodec {
+    type Item = Incoming;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        let Some(end) = self.scan(src)? else {
+            return Ok(None);
+        };
+        let object = src.split_to(end);
+        let value: Value =
+            serde_json::from_slice(&object).map_err(|e| ProtocolError::Json(format!("{e}")))?;
+        let Value::Object(fields) = value else {
+            return Err(ProtocolError::Json("request is not an object".into()));
+        };
+        Ok(Some(self.finish(map_request(&fields))))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        match self.decode(src)? {
+            Some(item) => Ok(Some(item)),
+            None if src.iter().all(u8::is_ascii_whitespace) => Ok(None),
+            None => Err(ProtocolError::Json(
+                "connection closed inside a request".into(),
+            )),
+        }
+    }
+}
+
+impl Encoder<Reply> for JsonCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        self.encode(&reply, dst)
+    }
+}
+
+impl Encoder<&Reply> for JsonCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        // A reply with no pending request (a protocol error about to close the connection)
+        // is rendered generically.
+        let shape = self.pending.pop_front().unwrap_or(Shape::Generic);
+        let value = self.render(shape, reply);
+        let mut writer = dst.writer();
+        serde_json::to_writer(&mut writer, &value)
+            .map_err(|e| ProtocolError::Json(format!("encoding reply: {e}")))?;
+        writer.into_inner().put_u8(b'\n');
+        Ok(())
+    }
+}
+
+/// Maps one request object to a [`Request`] and the shape of its reply.
+fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> {
+    let command = match fields.get("command") {
+        Some(Value::String(c)) => c.to_ascii_uppercase(),
+        Some(_) => return Err("field 'command' must be a string".into()),
+        None => return Err("missing field 'command'".into()),
+    };
+    if let Some(args) = fields.get("args") {
+        let Value::Array(items) = args else {
+            return Err("field 'args' must be an array of strings".into());
+        };
+        let mut all = vec![Bytes::from(command.into_bytes())];
+        for item in items {
+            all.push(scalar_bytes(item).ok_or("field 'args' must be an array of strings")?);
+        }
+        return Ok((Request { args: all }, Shape::Generic));
+    }
+    let key = || -> Result<Bytes, String> {
+        match fields.get("key") {
+            Some(v) => scalar_bytes(v).ok_or_else(|| "field 'key' must be a string".into()),
+            None => {
+                bytes_field(fields, "key_base64")?.ok_or_else(|| "missing field 'key'".to_string())
+            }
+        }
+    };
+    let ttl = |required: bool| -> Result<Option<i64>, String> {
+        match fields.get("ttl") {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| "field 'ttl' must be an integer number of seconds".into()),
+            Some(Value::Null) | None if !required => Ok(None),
+            Some(_) => Err("field 'ttl' must be an integer number of seconds".into()),
+            None => Err("missing field 'ttl'".into()),
+        }
+    };
+    let key_text = |k: &Bytes| String::from_utf8_lossy(k).into_owned();
+    let (args, shape) = match command.as_str() {
+        "SET" => {
+            let key = key()?;
+            let value = match fields.get("value") {
+                Some(v) => scalar_bytes(v).ok_or("field 'value' must be a string")?,
+                None => bytes_field(fields, "value_base64")?.ok_or("missing field 'value'")?,
+            };
+            let ttl = ttl(false)?;
+            let shape = Shape::Set {
+                key: key_text(&key),
+                ttl,
+            };
+            let mut args = vec![Bytes::from_static(b"SET"), key, value];
+            if let Some(ttl) = ttl {
+                args.push(Bytes::from_static(b"EX"));
+                args.push(Bytes::from(ttl.to_string()));
+            }
+            (args, shape)
+        }
+        "GET" => {
+            let key = key()?;
+            let shape = Shape::Get {
+                key: key_text(&key),
+            };
+            (vec![Bytes::from_static(b"GETWITHTTL"), key], shape)
+        }
+        "DELETE" | "DEL" => {
+            let key = key()?;
+            let shape = Shape::Delete {
+                key: key_text(&key),
+            };
+            (vec![Bytes::from_static(b"DEL"), key], shape)
+        }
+        "EXPIRE" => {
+            let key = key()?;
+            let ttl = ttl(true)?.unwrap_or_default();
+            let shape = Shape::Expire {
+                key: key_text(&key),
+                ttl,
+            };
+            let args = vec![Bytes::from_static(b"EXPIRE"), key, ttl.to_string().into()];
+            (args, shape)
+        }
+        "STATS" => (vec![Bytes::from_static(b"STATS")], Shape::Stats),
+        "KEYS" => {
+            let pattern = match fields.get("pattern") {
+                None | Some(Value::Null) => Bytes::from_static(b"*"),
+                Some(v) => scalar_bytes(v).ok_or("field 'pattern' must be a string")?,
+            };
+            (vec![Bytes::from_static(b"KEYS"), pattern], Shape::Keys)
+        }
+        "PING" => (vec![Bytes::from_static(b"PING")], Shape::Ping),
+        _ => {
+            // Any other command in the short form: the command, then key and value if given.
+            let mut args = vec![Bytes::from(command.into_bytes())];
+            if fields.contains_key("key") || fields.contains_key("key_base64") {
+                args.push(key()?);
+            }
+            if let Some(v) = fields.get("value") {
+                args.push(scalar_bytes(v).ok_or("field 'value' must be a string")?);
+            }
+            (args, Shape::Generic)
+        }
+    };
+    Ok((Request { args }, shape))
+}
+
+/// Strings as their UTF-8 bytes; numbers as their decimal text (as Redis clients send them).
+fn scalar_bytes(v: &Value) -> Option<Bytes> {
+    match v {
+        Value::String(s) => Some(Bytes::copy_from_slice(s.as_bytes())),
+        Value::Number(n) => Some(Bytes::from(n.to_string())),
+        _ => None,
+    }
+}
+
+fn bytes_field(fields: &Map<String, Value>, name: &str) -> Result<Option<Bytes>, String> {
+    match fields.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map(|b| Some(Bytes::from(b)))
+            .map_err(|e| format!("field '{name}' is not valid base64: {e}")),
+        Some(_) => Err(format!("field '{name}' must be a base64 string")),
+    }
+}
+
+/// Puts a bulk reply under `name`, or under `name_base64` when it is not valid UTF-8.
+fn insert_bytes(out: &mut Map<String, Value>, name: &str, reply: &Reply) {
+    match reply {
+        Reply::Bulk(b) => match std::str::from_utf8(b) {
+            Ok(s) => {
+                out.insert(name.into(), json!(s));
+            }
+            Err(_) => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(b);
+                out.insert(format!("{name}_base64"), json!(encoded));
+            }
+        },
+        other => {
+            out.insert(name.into(), to_json(other));
+        }
+    }
+}
+
+/// Maps any reply to a JSON value: maps become objects, binary strings `{"base64": ...}`.
+fn to_json(reply: &Reply) -> Value {
+    match reply {
+        Reply::Simple(s) => json!(s),
+        Reply::Error(e) => json!({ "error": e }),
+        Reply::Int(n) => json!(n),
+        Reply::Bulk(b) | Reply::Verbatim(b) => match std::str::from_utf8(b) {
+            Ok(s) => json!(s),
+            Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) }),
+        },
+        Reply::Nil | Reply::NilArray => Value::Null,
+        Reply::Array(items) | Reply::Set(items) => {
+            Value::Array(items.iter().map(to_json).collect())
+        }
+        Reply::Map(pairs) => {
+            let mut map = Map::new();
+            for (k, v) in pairs {
+                let key = match k {
+                    Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+                    Reply::Simple(s) => s.to_string(),
+                    other => to_json(other).to_string(),
+                };
+                map.insert(key, to_json(v));
+            }
+            Value::Object(map)
+        }
+        Reply::Double(d) => json!(d),
+        Reply::Bool(b) => json!(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests(codec: &mut JsonCodec, input: &[u8]) -> Vec<Incoming> {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(item) = codec.decode(&mut buf).expect("valid") {
+            out.push(item);
+        }
+        out
+    }
+
+    #[test]
+    fn decodes_back_to_back_objects_with_and_without_newlines() {
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        let input = br#"{"command":"set","key":"a","value":"}{\"x"}{"command":"GET","key":"a"}
+            {"command":"ping"}"#;
+        let got = requests(&mut codec, input);
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            got[0],
+            Incoming::Request(Request::new([&b"SET"[..], b"a", b"}{\"x"]))
+        );
+        assert_eq!(
+            got[1],
+            Incoming::Request(Request::new([&b"GETWITHTTL"[..], b"a"]))
+        );
+    }
+
+    #[test]
+    fn decodes_an_object_split_across_reads() {
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        let mut buf = BytesMut::from(&br#"{"command": "DEL", "ke"#[..]);
+        assert!(codec.decode(&mut buf).expect("partial").is_none());
+        buf.extend_from_slice(br#"y": "k"}"#);
+        let got = codec.decode(&mut buf).expect("complete");
+        assert_eq!(
+            got,
+            Some(Incoming::Request(Request::new([&b"DEL"[..], b"k"])))
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_answered_not_fatal() {
+        let mut codec = JsonCodec::new(3, JsonLimits::default());
+        let got = requests(&mut codec, br#"{"command":"GET"}{"value":1}"#);
+        assert_eq!(
+            got,
+            vec![
+                Incoming::Invalid("missing field 'key'".into()),
+                Incoming::Invalid("missing field 'command'".into())
+            ]
+        );
+        let mut out = BytesMut::new();
+        codec
+            .encode(Reply::error("missing field 'key'"), &mut out)
+            .expect("encodes");
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["server_id"], 3);
+    }
+
+    #[test]
+    fn invalid_json_and_deep_nesting_are_protocol_errors() {
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        let mut buf = BytesMut::from(&b"[1]"[..]);
+        assert!(codec.decode(&mut buf).is_err());
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        let mut buf = BytesMut::from(deep.as_bytes());
+        assert!(codec.decode(&mut buf).is_err());
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        let mut buf = BytesMut::from(&b"{\"command\": nope}"[..]);
+        assert!(codec.decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn renders_spec_shaped_replies() {
+        let mut codec = JsonCodec::new(2, JsonLimits::default());
+        requests(
+            &mut codec,
+            br#"{"command":"GET","key":"k"}{"command":"GET","key":"b"}{"command":"SET","key":"k","value":"v"}"#,
+        );
+        let mut out = BytesMut::new();
+        codec
+            .encode(
+                Reply::Array(vec![Reply::bulk("Alice"), Reply::Int(-1)]),
+                &mut out,
+            )
+            .expect("encodes");
+        codec
+            .encode(
+                Reply::Array(vec![Reply::bulk(b"\xff\x00"), Reply::Int(5)]),
+                &mut out,
+            )
+            .expect("encodes");
+        codec.encode(Reply::ok(), &mut out).expect("encodes");
+        let lines: Vec<Value> = out
+            .as_ref()
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("json line"))
+            .collect();
+        assert_eq!(
+            lines[0],
+            json!({"status":"success","key":"k","value":"Alice","ttl":-1,"server_id":2})
+        );
+        assert_eq!(lines[1]["value_base64"], "/wA=");
+        assert_eq!(lines[2]["message"], "Key set successfully");
+    }
+}

@@ -1,0 +1,148 @@
+//! Protocol-neutral request and reply types, and the two wire codecs that map to them.
+//!
+//! Every codec decodes bytes into [`Incoming`] values (one [`Request`] each) and encodes
+//! [`Reply`] values back into bytes. This module knows bytes and wire types only; it never
+//! touches the store.
+
+pub mod json;
+pub mod resp;
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+pub use json::JsonCodec;
+pub use resp::RespCodec;
+
+/// One command as it arrived: the command name followed by its arguments, binary-safe.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    /// `args[0]` is the command name (any case); the rest are its arguments.
+    pub args: Vec<Bytes>,
+}
+
+impl Request {
+    /// Builds a request from anything that turns into byte strings.
+    pub fn new<I, A>(args: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<Bytes>,
+    {
+        Request {
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// What a decoder produced: a request to execute, or input it rejected without losing the
+/// connection (the JSON protocol answers a missing field with an error object and goes on).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// A well-formed request.
+    Request(Request),
+    /// A request the codec could frame but not map to a command; answered with this error.
+    Invalid(String),
+}
+
+/// A reply, shaped like Redis's RESP3 types so that both RESP versions and JSON can render it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A status line such as `OK` or `PONG` (`+OK`).
+    Simple(Cow<'static, str>),
+    /// An error whose text starts with its code, as Redis sends it: `ERR syntax error`.
+    Error(Cow<'static, str>),
+    /// An integer (`:1`).
+    Int(i64),
+    /// A binary-safe string (`$3\r\nfoo`).
+    Bulk(Bytes),
+    /// The null value: `$-1` in RESP2, `_` in RESP3.
+    Nil,
+    /// The null array: `*-1` in RESP2, `_` in RESP3 (EXEC after an aborted WATCH).
+    NilArray,
+    /// An ordered list of replies.
+    Array(Vec<Reply>),
+    /// Key/value pairs in order: a flat array in RESP2, `%` in RESP3.
+    Map(Vec<(Reply, Reply)>),
+    /// An unordered collection: an array in RESP2, `~` in RESP3.
+    Set(Vec<Reply>),
+    /// A floating point number: a bulk string in RESP2, `,` in RESP3.
+    Double(f64),
+    /// A boolean: the integer 1/0 in RESP2, `#t`/`#f` in RESP3.
+    Bool(bool),
+    /// Text meant for humans (INFO): a bulk string in RESP2, `=` with `txt` in RESP3.
+    Verbatim(Bytes),
+}
+
+impl Reply {
+    /// The `+OK` reply.
+    pub const fn ok() -> Reply {
+        Reply::Simple(Cow::Borrowed("OK"))
+    }
+
+    /// A bulk reply copied from a byte slice.
+    pub fn bulk(data: impl AsRef<[u8]>) -> Reply {
+        Reply::Bulk(Bytes::copy_from_slice(data.as_ref()))
+    }
+
+    /// An error reply with the given full text (code first, e.g. `ERR ...`).
+    pub fn error(text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply::Error(text.into())
+    }
+
+    /// True when this reply is an error.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+}
+
+/// A request stream that cannot be parsed any further. Fatal to that connection only: the
+/// connection answers with the error text once and closes, since it cannot re-synchronise.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The RESP input broke the protocol; the text is Redis's own wording after
+    /// `Protocol error: `, e.g. `invalid multibulk length`.
+    #[error("Protocol error: {0}")]
+    Resp(&'static str),
+    /// The RESP input had a bulk header other than `$`.
+    #[error("Protocol error: expected '$', got '{0}'")]
+    ExpectedBulk(char),
+    /// The JSON input was not a JSON object or exceeded a limit.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// Reading from or writing to the socket failed.
+    #[error("connection i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A connection's codec: decodes requests, encodes replies, and knows how to answer a protocol
+/// error before the connection closes.
+pub trait Codec:
+    tokio_util::codec::Decoder<Item = Incoming, Error = ProtocolError>
+    + for<'a> tokio_util::codec::Encoder<&'a Reply, Error = ProtocolError>
+    + Send
+{
+    /// Switches the RESP version replies are encoded in (no-op for JSON).
+    fn set_resp_version(&mut self, _version: u8) {}
+
+    /// Encodes the last words for a stream that broke the protocol.
+    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut);
+}
+
+impl Codec for RespCodec {
+    fn set_resp_version(&mut self, version: u8) {
+        self.version = version;
+    }
+
+    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut) {
+        resp::encode_reply(&Reply::Error(format!("ERR {error}").into()), false, dst);
+    }
+}
+
+impl Codec for JsonCodec {
+    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut) {
+        use tokio_util::codec::Encoder as _;
+        // Rendering an error object cannot fail; if it somehow did, the connection closes
+        // without last words, which is all a protocol error promises anyway.
+        let _ = self.encode(&Reply::Error(error.to_string().into()), dst);
+    }
+}

@@ -1,0 +1,587 @@
+//! RESP (the Redis protocol) request decoding and reply encoding, RESP2 and RESP3.
+//!
+//! The decoder follows Redis's `processMultibulkBuffer`/`processInlineBuffer` in
+//! `networking.c`: a buffer starting with `*` is a multibulk request of bulk strings, anything
+//! else is an inline command line split with Redis's quoting rules. Protocol errors use Redis's
+//! exact wording. This is hand-written rather than built on `redis_protocol::codec::Resp2`
+//! because a server must accept what Redis accepts and reject what it rejects with the same
+//! text: inline commands, `expected '$'` for non-bulk elements, and size limits checked
+//! before anything is allocated. The client side and the tests use `redis_protocol`, which
+//! keeps this encoder honest against an independent implementation.
+//!
+//! This module must not know about commands or the store.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::{Incoming, ProtocolError, Reply, Request};
+
+/// Size limits applied while decoding, with Redis's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespLimits {
+    /// Longest bulk string accepted (`proto-max-bulk-len`, 512 MB).
+    pub max_bulk_len: usize,
+    /// Most elements in one multibulk request (1,048,576).
+    pub max_multibulk_len: usize,
+    /// Longest inline command or header line without a newline (64 KB).
+    pub max_inline_len: usize,
+}
+
+impl Default for RespLimits {
+    fn default() -> Self {
+        RespLimits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_multibulk_len: 1024 * 1024,
+            max_inline_len: 64 * 1024,
+        }
+    }
+}
+
+/// Decodes RESP requests and encodes replies in the connection's RESP version.
+#[derive(Debug, Default)]
+pub struct RespCodec {
+    /// The protocol version replies are encoded in: 2 (default) or 3 (after `HELLO 3`).
+    pub version: u8,
+    limits: RespLimits,
+    /// Progress through a multibulk request that has not fully arrived yet, so that a large
+    /// request arriving in many reads is scanned once, not once per read.
+    partial: Option<Partial>,
+}
+
+#[derive(Debug)]
+struct Partial {
+    expected: usize,
+    pos: usize,
+    spans: Vec<(usize, usize)>,
+}
+
+impl RespCodec {
+    /// A codec with the given limits, speaking RESP2 until told otherwise.
+    pub fn new(limits: RespLimits) -> Self {
+        RespCodec {
+            version: 2,
+            limits,
+            partial: None,
+        }
+    }
+
+    fn decode_multibulk(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        let limits = self.limits;
+        let mut state = match self.partial.take() {
+            Some(state) => state,
+            None => {
+                let Some((line, next)) = line_at(src, 0, limits, "too big mbulk count string")?
+                else {
+                    return Ok(None);
+                };
+                let count = parse_int(&line[1..])
+                    .filter(|n| *n <= limits.max_multibulk_len as i64)
+                    .ok_or(ProtocolError::Resp("invalid multibulk length"))?;
+                if count <= 0 {
+                    // `*0` and `*-1` are answered with nothing, as Redis does.
+                    let _ = src.split_to(next);
+                    return Ok(Some(Request::default()));
+                }
+                let count = count as usize;
+                Partial {
+                    expected: count,
+                    pos: next,
+                    // Reserve for what the header claims only up to a small bound: the claim
+                    // is untrusted until the bytes arrive.
+                    spans: Vec::with_capacity(count.min(64)),
+                }
+            }
+        };
+        while state.spans.len() < state.expected {
+            let pos = state.pos;
+            if pos >= src.len() {
+                self.partial = Some(state);
+                return Ok(None);
+            }
+            if src[pos] != b'$' {
+                return Err(ProtocolError::ExpectedBulk(src[pos] as char));
+            }
+            let Some((line, data_start)) = line_at(src, pos, limits, "too big bulk count string")?
+            else {
+                self.partial = Some(state);
+                return Ok(None);
+            };
+            let len = parse_int(&line[1..])
+                .filter(|n| *n >= 0 && *n <= limits.max_bulk_len as i64)
+                .ok_or(ProtocolError::Resp("invalid bulk length"))? as usize;
+            let end = data_start + len;
+            if src.len() < end + 2 {
+                // Make room for the rest of this bulk in one allocation, but never more than
+                // what has been claimed and a bounded step at a time.
+                src.reserve((end + 2 - src.len()).min(1 << 20));
+                self.partial = Some(state);
+                return Ok(None);
+            }
+            state.spans.push((data_start, end));
+            state.pos = end + 2;
+        }
+        let frame = src.split_to(state.pos).freeze();
+        let args = state
+            .spans
+            .iter()
+            .map(|&(s, e)| frame.slice(s..e))
+            .collect();
+        Ok(Some(Request { args }))
+    }
+
+    fn decode_inline(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        let Some(newline) = memchr(b'\n', src) else {
+            if src.len() > self.limits.max_inline_len {
+                return Err(ProtocolError::Resp("too big inline request"));
+            }
+            return Ok(None);
+        };
+        let line = src.split_to(newline + 1);
+        let mut line = &line[..newline];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        let args = split_args(line).ok_or(ProtocolError::Resp("unbalanced quotes in request"))?;
+        Ok(Some(Request {
+            args: args.into_iter().map(Bytes::from).collect(),
+        }))
+    }
+}
+
+impl Decoder for RespCodec {
+    type Item = Incoming;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        // Empty requests (blank inline lines, `*0`) get no reply: skip them here.
+        loop {
+            if src.is_empty() {
+                return Ok(None);
+            }
+            let request = if self.partial.is_some() || src[0] == b'*' {
+                self.decode_multibulk(src)?
+            } else {
+                self.decode_inline(src)?
+            };
+            match request {
+                None => return Ok(None),
+                Some(r) if r.args.is_empty() => continue,
+                Some(r) => return Ok(Some(Incoming::Request(r))),
+            }
+        }
+    }
+}
+
+impl Encoder<&Reply> for RespCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        encode_reply(reply, self.version >= 3, dst);
+        Ok(())
+    }
+}
+
+impl Encoder<Reply> for RespCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        encode_reply(&reply, self.version >= 3, dst);
+        Ok(())
+    }
+}
+
+/// Appends `reply` to `dst` as RESP3 when `resp3` is set, else as RESP2.
+pub fn encode_reply(reply: &Reply, resp3: bool, dst: &mut BytesMut) {
+    match reply {
+        Reply::Simple(s) => line(dst, b'+', s.as_bytes()),
+        Reply::Error(e) => {
+            // A newline inside an error would break framing; Redis replaces them too.
+            if e.contains(['\r', '\n']) {
+                line(dst, b'-', e.replace(['\r', '\n'], " ").as_bytes());
+            } else {
+                line(dst, b'-', e.as_bytes());
+            }
+        }
+        Reply::Int(n) => header(dst, b':', *n),
+        Reply::Bulk(b) => bulk(dst, b),
+        Reply::Nil if resp3 => dst.put_slice(b"_\r\n"),
+        Reply::Nil => dst.put_slice(b"$-1\r\n"),
+        Reply::NilArray if resp3 => dst.put_slice(b"_\r\n"),
+        Reply::NilArray => dst.put_slice(b"*-1\r\n"),
+        Reply::Array(items) => {
+            header(dst, b'*', items.len() as i64);
+            items.iter().for_each(|r| encode_reply(r, resp3, dst));
+        }
+        Reply::Set(items) => {
+            header(dst, if resp3 { b'~' } else { b'*' }, items.len() as i64);
+            items.iter().for_each(|r| encode_reply(r, resp3, dst));
+        }
+        Reply::Map(pairs) => {
+            if resp3 {
+                header(dst, b'%', pairs.len() as i64);
+            } else {
+                header(dst, b'*', pairs.len() as i64 * 2);
+            }
+            for (k, v) in pairs {
+                encode_reply(k, resp3, dst);
+                encode_reply(v, resp3, dst);
+            }
+        }
+        Reply::Double(d) => {
+            let text = format_double(*d);
+            if resp3 {
+                line(dst, b',', text.as_bytes());
+            } else {
+                bulk(dst, text.as_bytes());
+            }
+        }
+        Reply::Bool(b) if resp3 => dst.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+        Reply::Bool(b) => header(dst, b':', i64::from(*b)),
+        Reply::Verbatim(text) if resp3 => {
+            header(dst, b'=', text.len() as i64 + 4);
+            dst.put_slice(b"txt:");
+            dst.put_slice(text);
+            dst.put_slice(b"\r\n");
+        }
+        Reply::Verbatim(text) => bulk(dst, text),
+    }
+}
+
+/// Formats a double the way Redis 7 replies with one: `inf`, `-inf`, `nan`, or the shortest
+/// text that reads back as the same number.
+pub fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        if d > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else if d.is_nan() {
+        "nan".to_string()
+    } else {
+        format!("{d}")
+    }
+}
+
+/// Splits an inline command line like Redis's `sdssplitargs`: whitespace separates arguments,
+/// `"..."` supports `\n`, `\r`, `\t`, `\b`, `\a`, `\xHH` and `\<char>` escapes, `'...'`
+/// supports `\'`, and a closing quote must be followed by whitespace or the end.
+/// Returns `None` for unbalanced quotes.
+pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && is_space(line[i]) {
+            i += 1;
+        }
+        if i >= line.len() {
+            return Some(args);
+        }
+        let mut arg = Vec::new();
+        let mut in_double = false;
+        let mut in_single = false;
+        loop {
+            if in_double {
+                let c = *line.get(i)?;
+                if c == b'\\'
+                    && i + 3 < line.len()
+                    && line[i + 1] == b'x'
+                    && line[i + 2].is_ascii_hexdigit()
+                    && line[i + 3].is_ascii_hexdigit()
+                {
+                    arg.push(hex_val(line[i + 2]) * 16 + hex_val(line[i + 3]));
+                    i += 3;
+                } else if c == b'\\' && i + 1 < line.len() {
+                    i += 1;
+                    arg.push(match line[i] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    if i + 1 < line.len() && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    in_double = false;
+                    i += 1;
+                    break;
+                } else {
+                    arg.push(c);
+                }
+            } else if in_single {
+                let c = *line.get(i)?;
+                if c == b'\\' && i + 1 < line.len() && line[i + 1] == b'\'' {
+                    i += 1;
+                    arg.push(b'\'');
+                } else if c == b'\'' {
+                    if i + 1 < line.len() && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    in_single = false;
+                    i += 1;
+                    break;
+                } else {
+                    arg.push(c);
+                }
+            } else {
+                match line.get(i) {
+                    None => break,
+                    Some(&c) if is_space(c) => break,
+                    Some(b'"') => in_double = true,
+                    Some(b'\'') => in_single = true,
+                    Some(&c) => arg.push(c),
+                }
+            }
+            i += 1;
+        }
+        if in_double || in_single {
+            return None;
+        }
+        args.push(arg);
+    }
+}
+
+/// Parses a RESP integer strictly, as Redis's `string2ll` does: optional `-`, digits, no
+/// leading zeros, no `+`, no spaces.
+pub fn parse_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || (neg && digits == b"0") {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(d - b'0');
+        n = if neg {
+            n.checked_mul(10)?.checked_sub(digit)?
+        } else {
+            n.checked_mul(10)?.checked_add(digit)?
+        };
+    }
+    Some(n)
+}
+
+/// Finds the `\r\n`-terminated line starting at `start`: returns the line without its
+/// terminator and the offset after it, or `None` if the terminator has not arrived yet.
+fn line_at<'a>(
+    src: &'a [u8],
+    start: usize,
+    limits: RespLimits,
+    too_big: &'static str,
+) -> Result<Option<(&'a [u8], usize)>, ProtocolError> {
+    match memchr(b'\r', &src[start..]) {
+        Some(off) if start + off + 1 < src.len() => {
+            Ok(Some((&src[start..start + off], start + off + 2)))
+        }
+        Some(_) => Ok(None),
+        None if src.len() - start > limits.max_inline_len => Err(ProtocolError::Resp(too_big)),
+        None => Ok(None),
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c)
+}
+
+fn hex_val(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => c - b'A' + 10,
+    }
+}
+
+fn line(dst: &mut BytesMut, prefix: u8, text: &[u8]) {
+    dst.reserve(text.len() + 3);
+    dst.put_u8(prefix);
+    dst.put_slice(text);
+    dst.put_slice(b"\r\n");
+}
+
+fn header(dst: &mut BytesMut, prefix: u8, n: i64) {
+    let mut buf = itoa::Buffer::new();
+    line(dst, prefix, buf.format(n).as_bytes());
+}
+
+fn bulk(dst: &mut BytesMut, data: &[u8]) {
+    dst.reserve(data.len() + 16);
+    header(dst, b'$', data.len() as i64);
+    dst.put_slice(data);
+    dst.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, String> {
+        let mut codec = RespCodec::new(RespLimits::default());
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(Incoming::Request(r))) => {
+                    out.push(r.args.iter().map(|a| a.to_vec()).collect())
+                }
+                Ok(Some(Incoming::Invalid(e))) => return Err(e),
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    #[test]
+    fn decodes_multibulk_and_inline_in_one_buffer() {
+        let got = decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*0\r\nSET a 'b c'\n");
+        let want: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"GET".to_vec(), b"k".to_vec()],
+            vec![b"PING".to_vec()],
+            vec![b"SET".to_vec(), b"a".to_vec(), b"b c".to_vec()],
+        ];
+        assert_eq!(got, Ok(want));
+    }
+
+    #[test]
+    fn decodes_a_request_split_at_every_byte() {
+        let input = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n";
+        let mut codec = RespCodec::new(RespLimits::default());
+        let mut buf = BytesMut::new();
+        let mut got = None;
+        for (i, b) in input.iter().enumerate() {
+            buf.put_u8(*b);
+            match codec.decode(&mut buf).expect("valid input") {
+                Some(Incoming::Request(r)) => {
+                    assert_eq!(i, input.len() - 1, "complete only at the last byte");
+                    got = Some(r);
+                }
+                Some(other) => panic!("unexpected {other:?}"),
+                None => {}
+            }
+        }
+        let got = got.expect("a request");
+        assert_eq!(got.args[2].as_ref(), b"va\r\nl");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn protocol_errors_use_redis_wording() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"*abc\r\n", "Protocol error: invalid multibulk length"),
+            (b"*1\r\n:1\r\n", "Protocol error: expected '$', got ':'"),
+            (b"*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
+            (b"*1\r\n$x\r\n", "Protocol error: invalid bulk length"),
+            (
+                b"SET \"a\r\n",
+                "Protocol error: unbalanced quotes in request",
+            ),
+            (
+                b"*99999999999\r\n",
+                "Protocol error: invalid multibulk length",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(decode_all(input), Err(want.to_string()), "input {input:?}");
+        }
+        let long = vec![b'a'; 70 * 1024];
+        assert_eq!(
+            decode_all(&long),
+            Err("Protocol error: too big inline request".to_string())
+        );
+    }
+
+    #[test]
+    fn huge_bulk_claim_allocates_nothing_up_front() {
+        let mut codec = RespCodec::new(RespLimits::default());
+        let mut buf = BytesMut::from(&b"*1\r\n$536870912\r\nab"[..]);
+        assert!(codec.decode(&mut buf).expect("within limits").is_none());
+        assert!(buf.capacity() <= 2 << 20, "capacity {}", buf.capacity());
+    }
+
+    #[test]
+    fn split_args_follows_sdssplitargs() {
+        let parsed = split_args(br#"set "a\x41\n" 'it\'s' plain"#).expect("balanced");
+        assert_eq!(
+            parsed,
+            vec![
+                b"set".to_vec(),
+                b"aA\n".to_vec(),
+                b"it's".to_vec(),
+                b"plain".to_vec()
+            ]
+        );
+        assert_eq!(
+            split_args(b"\"a\"b"),
+            None,
+            "closing quote must end the argument"
+        );
+        assert_eq!(split_args(b"'abc"), None);
+        assert_eq!(split_args(b"   "), Some(vec![]));
+    }
+
+    #[test]
+    fn parse_int_is_strict() {
+        assert_eq!(parse_int(b"123"), Some(123));
+        assert_eq!(parse_int(b"-5"), Some(-5));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"01",
+            b"-0",
+            b"1 ",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(parse_int(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn encodes_resp2_and_resp3() {
+        let reply = Reply::Map(vec![(Reply::bulk("a"), Reply::Nil)]);
+        let mut out = BytesMut::new();
+        encode_reply(&reply, false, &mut out);
+        assert_eq!(&out[..], b"*2\r\n$1\r\na\r\n$-1\r\n");
+        out.clear();
+        encode_reply(&reply, true, &mut out);
+        assert_eq!(&out[..], b"%1\r\n$1\r\na\r\n_\r\n");
+        out.clear();
+        encode_reply(&Reply::Double(1.5), true, &mut out);
+        encode_reply(&Reply::Bool(true), true, &mut out);
+        encode_reply(&Reply::Verbatim(Bytes::from_static(b"x")), true, &mut out);
+        assert_eq!(&out[..], b",1.5\r\n#t\r\n=5\r\ntxt:x\r\n");
+    }
+
+    #[test]
+    fn encoded_replies_decode_with_redis_protocol() {
+        use redis_protocol::resp2::decode::decode;
+        use redis_protocol::resp2::types::OwnedFrame;
+        let reply = Reply::Array(vec![
+            Reply::ok(),
+            Reply::Int(-3),
+            Reply::bulk(b"bin\r\n\x00"),
+            Reply::Nil,
+            Reply::error("ERR syntax error"),
+        ]);
+        let mut out = BytesMut::new();
+        encode_reply(&reply, false, &mut out);
+        let (frame, used) = decode(&out).expect("valid").expect("complete");
+        assert_eq!(used, out.len());
+        assert_eq!(
+            frame,
+            OwnedFrame::Array(vec![
+                OwnedFrame::SimpleString(b"OK".to_vec()),
+                OwnedFrame::Integer(-3),
+                OwnedFrame::BulkString(b"bin\r\n\x00".to_vec()),
+                OwnedFrame::Null,
+                OwnedFrame::Error("ERR syntax error".into()),
+            ])
+        );
+    }
+}

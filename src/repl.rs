@@ -1,0 +1,295 @@
+//! The spec's interactive client: one input line in, the spec's text blocks out.
+//!
+//! [`Repl::execute`] turns a line into cluster-client calls and writes the result blocks
+//! (`✓ SUCCESS (Server 2)` plus two-space indented details) to the REPL's sink, so the whole
+//! REPL is testable without a terminal. Retry notices from the client go to the same sink, in
+//! order. Terminal handling (prompt, history) lives in `main.rs`.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use crate::client::{ClientConfig, ClientError, ClusterClient, NodeStats};
+use crate::protocol::resp::split_args;
+
+/// Where the REPL writes its output.
+pub type Sink = Arc<Mutex<dyn Write + Send>>;
+
+/// What a line asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command ran and succeeded (or there was nothing to do).
+    Ok,
+    /// The command ran and reported an error, or was malformed.
+    Failed,
+    /// `exit` or `quit`.
+    Exit,
+}
+
+/// The REPL state: a cluster client and the output sink.
+pub struct Repl {
+    client: ClusterClient,
+    sink: Sink,
+}
+
+const WIDE: usize = 70;
+const NARROW: usize = 61;
+
+impl Repl {
+    /// A REPL for the given cluster writing to `sink`; retries are reported there too.
+    pub fn new(config: ClientConfig, sink: Sink) -> Self {
+        let retry_sink = sink.clone();
+        let client = ClusterClient::new(config).on_retry(move |e| {
+            let mut out = retry_sink.lock().expect("repl sink lock poisoned");
+            // Output errors (a closed pipe) cannot be reported anywhere better; ignore them.
+            let _ = writeln!(
+                out,
+                "[RETRY] Server {} failed, retrying... ({}/{})",
+                e.server, e.attempt, e.of
+            );
+            let _ = out.flush();
+        });
+        Repl { client, sink }
+    }
+
+    /// The banner shown when the REPL starts on a terminal.
+    pub fn banner(&self) -> String {
+        let line = "=".repeat(WIDE);
+        format!(
+            "{line}\n{:^WIDE$}\n{line}\nServers: {} nodes\nSharding: Enabled (MD5 Consistent \
+             Hashing)\nFault Tolerance: {} retries\n{line}\n",
+            "DISTRIBUTED KEY-VALUE STORE CLIENT",
+            self.client.servers().len(),
+            self.client.policy().retries
+        )
+    }
+
+    /// Runs one input line and writes its output followed by a blank line.
+    pub async fn execute(&self, line: &str) -> Outcome {
+        let Some(tokens) = split_args(line.as_bytes()) else {
+            self.print("Error: unbalanced quotes\n\n");
+            return Outcome::Failed;
+        };
+        let tokens: Vec<String> = tokens
+            .into_iter()
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .collect();
+        let Some(command) = tokens.first() else {
+            return Outcome::Ok;
+        };
+        let args = &tokens[1..];
+        let (text, outcome) = match command.to_ascii_lowercase().as_str() {
+            "exit" | "quit" => ("Goodbye!\n".to_string(), Outcome::Exit),
+            "help" => (help(), Outcome::Ok),
+            "servers" => (self.servers(), Outcome::Ok),
+            "set" if args.len() >= 2 => {
+                let value = args[1..].join(" ");
+                self.keyed(&args[0], |c, k| async move {
+                    c.set(k.as_bytes(), value.as_bytes(), None).await?;
+                    Ok(Ok("  Key set successfully\n".to_string()))
+                })
+                .await
+            }
+            "get" if args.len() == 1 => {
+                self.keyed(&args[0], |c, k| async move {
+                    Ok(match c.get_with_ttl(k.as_bytes()).await? {
+                        Some((value, ttl)) => Ok(format!(
+                            "  Key: {k}\n  Value: {}\n  TTL: {}\n",
+                            String::from_utf8_lossy(&value),
+                            ttl_text(ttl)
+                        )),
+                        None => Err("Key not found".to_string()),
+                    })
+                })
+                .await
+            }
+            "del" | "delete" if args.len() == 1 => {
+                self.keyed(&args[0], |c, k| async move {
+                    Ok(if c.del(k.as_bytes()).await? {
+                        Ok("  Key deleted successfully\n".to_string())
+                    } else {
+                        Err("Key not found".to_string())
+                    })
+                })
+                .await
+            }
+            "expire" if args.len() == 2 => match args[1].parse::<i64>() {
+                Ok(secs) => {
+                    self.keyed(&args[0], |c, k| async move {
+                        Ok(if c.expire(k.as_bytes(), secs).await? {
+                            Ok(format!(
+                                "  Expiration set successfully\n  TTL: {secs} seconds\n"
+                            ))
+                        } else {
+                            Err("Key not found".to_string())
+                        })
+                    })
+                    .await
+                }
+                Err(_) => (
+                    "Error: TTL must be an integer number of seconds\n".to_string(),
+                    Outcome::Failed,
+                ),
+            },
+            "stats" | "keys" if args.len() <= 1 => {
+                let stats = command.eq_ignore_ascii_case("stats");
+                self.per_server(stats, args.first()).await
+            }
+            other => match usage(other) {
+                Some(usage) => (format!("Usage: {usage}\n"), Outcome::Failed),
+                None => (
+                    format!("Unknown command: {other}. Type 'help' for the list of commands.\n"),
+                    Outcome::Failed,
+                ),
+            },
+        };
+        self.print(&text);
+        if outcome != Outcome::Exit {
+            self.print("\n");
+        }
+        outcome
+    }
+
+    /// Runs a keyed command and renders its block with the owning server's number.
+    async fn keyed<'a, F, Fut>(&'a self, key: &'a str, f: F) -> (String, Outcome)
+    where
+        F: FnOnce(&'a ClusterClient, &'a str) -> Fut,
+        Fut: std::future::Future<Output = Result<Result<String, String>, ClientError>>,
+    {
+        let server = self.client.index_for(key.as_bytes()) + 1;
+        block(server, f(&self.client, key).await)
+    }
+
+    async fn per_server(&self, stats: bool, which: Option<&String>) -> (String, Outcome) {
+        let count = self.client.servers().len();
+        let one = |index: usize| async move {
+            let result = if stats {
+                self.client.stats(index).await.map(|s| Ok(stats_text(&s)))
+            } else {
+                self.client.keys(index, b"*").await.map(|keys| {
+                    let names: Vec<String> = keys
+                        .iter()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .collect();
+                    let listed = if names.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        names.join(", ")
+                    };
+                    Ok(format!("  Keys ({}): {listed}\n", names.len()))
+                })
+            };
+            block(index + 1, result)
+        };
+        if let Some(which) = which {
+            return match which.parse::<usize>() {
+                Ok(n) if (1..=count).contains(&n) => one(n - 1).await,
+                _ => (
+                    format!("Error: invalid server number '{which}' (1-{count})\n"),
+                    Outcome::Failed,
+                ),
+            };
+        }
+        let mut text = String::new();
+        let mut outcome = Outcome::Ok;
+        let line = "=".repeat(NARROW);
+        for index in 0..count {
+            let port = self.client.servers()[index]
+                .rsplit(':')
+                .next()
+                .unwrap_or("?")
+                .to_string();
+            if index > 0 {
+                text.push('\n');
+            }
+            // Print the header before the request so retry notices appear under it.
+            self.print(&format!(
+                "{text}{line}\nServer {} (Port {port})\n{line}\n",
+                index + 1
+            ));
+            text.clear();
+            let (block, result) = one(index).await;
+            if result == Outcome::Failed {
+                outcome = Outcome::Failed;
+            }
+            text.push_str(&block);
+        }
+        (text, outcome)
+    }
+
+    fn servers(&self) -> String {
+        let line = "=".repeat(WIDE);
+        let mut out = format!("{line}\nSERVER CONFIGURATION\n{line}\n");
+        let servers = self.client.servers();
+        for (i, addr) in servers.iter().enumerate() {
+            out.push_str(&format!("Server {}: {addr}\n", i + 1));
+        }
+        out.push_str(&format!(
+            "Total Servers: {}\nSharding: Enabled (Consistent Hashing)\nRetry Policy: {}\n{line}\n",
+            servers.len(),
+            self.client.policy().describe()
+        ));
+        out
+    }
+
+    fn print(&self, text: &str) {
+        let mut out = self.sink.lock().expect("repl sink lock poisoned");
+        // A closed stdout has nowhere to report to; the REPL just carries on.
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// Renders a result as the spec's block for `server`.
+fn block(server: usize, result: Result<Result<String, String>, ClientError>) -> (String, Outcome) {
+    match result {
+        Ok(Ok(details)) => (
+            format!("✓ SUCCESS (Server {server})\n{details}"),
+            Outcome::Ok,
+        ),
+        Ok(Err(message)) => (
+            format!("✗ ERROR (Server {server})\n  {message}\n"),
+            Outcome::Failed,
+        ),
+        Err(e) => (
+            format!("✗ ERROR (Server {server})\n  {e}\n"),
+            Outcome::Failed,
+        ),
+    }
+}
+
+fn ttl_text(ttl: Option<i64>) -> String {
+    match ttl {
+        None => "No expiration".to_string(),
+        Some(secs) => format!("{secs} seconds"),
+    }
+}
+
+fn stats_text(s: &NodeStats) -> String {
+    format!(
+        "  Total Requests: {}\n  GET: {}\n  SET: {}\n  DELETE: {}\n  EXPIRE: {}\n  Total Keys: {}\n  \
+         Keys with TTL: {}\n",
+        s.total_requests, s.get, s.set, s.delete, s.expire, s.total_keys, s.keys_with_ttl
+    )
+}
+
+fn usage(command: &str) -> Option<&'static str> {
+    Some(match command {
+        "set" => "set <key> <value>",
+        "get" => "get <key>",
+        "del" | "delete" => "del <key>",
+        "expire" => "expire <key> <seconds>",
+        "stats" => "stats [server]",
+        "keys" => "keys [server]",
+        _ => return None,
+    })
+}
+
+fn help() -> String {
+    "Commands:\n  set <key> <value>        Set a key to a value\n  get <key>                \
+     Get a key's value and TTL\n  del <key>                Delete a key (also: delete)\n  \
+     expire <key> <seconds>   Set a key's time to live\n  stats [server]           Statistics \
+     of all servers or one\n  keys [server]            Keys of all servers or one\n  \
+     servers                  Show the server configuration\n  help                     Show \
+     this help\n  exit                     Leave (also: quit)\n"
+        .to_string()
+}

@@ -1,0 +1,130 @@
+//! One task per connection: read, decode every complete request in the buffer, execute each,
+//! encode the replies, and write them in one go.
+//!
+//! Writing once per batch of requests read (not once per reply), with TCP_NODELAY set on the
+//! socket, is what keeps pipelined clients fast: mini-redis flushes per reply without NODELAY
+//! and stalls on Nagle/delayed-ACK. Errors here end this connection only; they are logged
+//! once and never reach the accept loop.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cmd::{self, Session};
+use crate::node::Node;
+use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, RespCodec};
+use crate::server::sniff::{self, Protocol};
+
+/// Flush replies early once this many bytes are pending, so a client pipelining thousands of
+/// requests without reading cannot make the node buffer their replies without bound.
+const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+/// Initial and minimum free space of the read buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Serves one accepted socket until the peer closes, QUIT, a protocol error, or shutdown.
+pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, "set_nodelay failed: {e}");
+    }
+    let _counted = node.stats.connection_opened();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let protocol = loop {
+        if let Some(p) = sniff::detect(&rbuf) {
+            break p;
+        }
+        // Nothing but whitespace so far: wait for a byte that decides, or for shutdown.
+        tokio::select! {
+            r = stream.read_buf(&mut rbuf) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = node.shutdown.cancelled() => return,
+        }
+    };
+    let session = Session::new(node.next_client_id(), peer.clone());
+    let result = match protocol {
+        Protocol::Resp => {
+            let codec = RespCodec::new(node.config.resp_limits);
+            serve(stream, rbuf, codec, &node, session).await
+        }
+        Protocol::Json => {
+            let codec = JsonCodec::new(node.config.id, node.config.json_limits);
+            serve(stream, rbuf, codec, &node, session).await
+        }
+    };
+    match result {
+        Ok(()) => {}
+        Err(ProtocolError::Io(e)) => tracing::debug!(%peer, "connection closed: {e}"),
+        Err(e) => tracing::debug!(%peer, "closing connection after protocol error: {e}"),
+    }
+}
+
+async fn serve<C: Codec>(
+    mut stream: TcpStream,
+    mut rbuf: BytesMut,
+    mut codec: C,
+    node: &Node,
+    mut session: Session,
+) -> Result<(), ProtocolError> {
+    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut eof = false;
+    loop {
+        // Execute everything already received before writing anything.
+        loop {
+            let decoded = if eof {
+                codec.decode_eof(&mut rbuf)
+            } else {
+                codec.decode(&mut rbuf)
+            };
+            let reply = match decoded {
+                Ok(Some(Incoming::Request(request))) => {
+                    let reply = cmd::execute(node, &mut session, &request);
+                    codec.set_resp_version(session.protocol);
+                    reply
+                }
+                Ok(Some(Incoming::Invalid(message))) => Reply::Error(message.into()),
+                Ok(None) => break,
+                Err(e) => {
+                    codec.encode_protocol_error(&e, &mut wbuf);
+                    // Best effort: the peer broke the protocol and may not be reading.
+                    let _ = stream.write_all(&wbuf).await;
+                    return Err(e);
+                }
+            };
+            codec.encode(&reply, &mut wbuf)?;
+            if session.closing {
+                break;
+            }
+            if wbuf.len() >= MAX_PENDING_OUTPUT {
+                stream.write_all(&wbuf).await?;
+                wbuf.clear();
+            }
+        }
+        if !wbuf.is_empty() {
+            stream.write_all(&wbuf).await?;
+            wbuf.clear();
+        }
+        if session.closing || eof {
+            return Ok(());
+        }
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        // Shutdown is checked only between batches: every request already read has been
+        // answered above, so stopping here loses nothing acknowledged.
+        tokio::select! {
+            r = stream.read_buf(&mut rbuf) => {
+                if r? == 0 {
+                    eof = true;
+                }
+            }
+            _ = node.shutdown.cancelled() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The node's TCP server: load the snapshot, bind, accept connections (each served by its own
+//! task, see [`conn`]), run the background sweep and snapshot tasks, and shut down gracefully.
+//!
+//! Shutdown (Ctrl+C, SIGTERM, or cancelling [`Node::shutdown`]): stop accepting, let every
+//! connection answer what it has already read, then write a final snapshot.
+
+pub mod conn;
+pub mod sniff;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::{persist, store};
+
+/// How long shutdown waits for open connections to finish their current batch.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A node that has restored its snapshot and bound its port, ready to [`Server::run`].
+#[derive(Debug)]
+pub struct Server {
+    node: Arc<Node>,
+    listener: TcpListener,
+    restored: usize,
+}
+
+impl Server {
+    /// Restores the snapshot named by `config` and binds `host:port`.
+    ///
+    /// # Errors
+    /// A corrupt or unreadable snapshot (the node refuses to start rather than overwrite it),
+    /// or a port that cannot be bound.
+    pub async fn bind(config: NodeConfig) -> Result<Server> {
+        let node = Arc::new(Node::new(config));
+        let persister = node.persister.clone();
+        let store = node.store.clone();
+        let restored = tokio::task::spawn_blocking(move || persister.load(&store))
+            .await
+            .map_err(|e| Error::Startup(format!("snapshot loader panicked: {e}")))??;
+        let addr = format!("{}:{}", node.config.host, node.config.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let port = listener.local_addr().map_err(Error::Io)?.port();
+        node.port
+            .store(u64::from(port), std::sync::atomic::Ordering::Relaxed);
+        Ok(Server {
+            node,
+            listener,
+            restored,
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// If the socket cannot report its address.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener.local_addr().map_err(Error::Io)
+    }
+
+    /// The node's shared state (cancel `node().shutdown` to stop it).
+    pub fn node(&self) -> Arc<Node> {
+        self.node.clone()
+    }
+
+    /// How many keys were restored from the snapshot.
+    pub fn restored(&self) -> usize {
+        self.restored
+    }
+
+    /// Serves until the node's shutdown token is cancelled, then drains connections and
+    /// writes the final snapshot.
+    ///
+    /// # Errors
+    /// The final snapshot could not be written.
+    pub async fn run(self) -> Result<()> {
+        let Server { node, listener, .. } = self;
+        let tracker = TaskTracker::new();
+        let config = &node.config;
+        tracker.spawn(store::expiry::run(
+            node.store.clone(),
+            config.cleanup_interval,
+            node.shutdown.clone(),
+        ));
+        tracker.spawn(persist::run(
+            node.persister.clone(),
+            node.store.clone(),
+            config.save_interval,
+            node.shutdown.clone(),
+        ));
+        let limit = Arc::new(Semaphore::new(config.max_clients));
+        loop {
+            // Shutdown first: once it is requested no new connection is accepted.
+            let accepted = tokio::select! {
+                biased;
+                _ = node.shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (mut stream, _) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually EMFILE: back off briefly instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let node = node.clone();
+                    tracker.spawn(async move {
+                        conn::run(stream, node).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    node.stats.connection_rejected();
+                    tracker.spawn(async move {
+                        let _ = stream
+                            .write_all(b"-ERR max number of clients reached\r\n")
+                            .await;
+                    });
+                }
+            }
+        }
+        drop(listener);
+        tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; saving anyway");
+        }
+        let persister = node.persister.clone();
+        let store = node.store.clone();
+        let keys = tokio::task::spawn_blocking(move || persister.save(&store))
+            .await
+            .map_err(|e| Error::Startup(format!("final snapshot panicked: {e}")))??;
+        tracing::info!(
+            id = node.config.id,
+            keys,
+            "final snapshot written; node stopped"
+        );
+        Ok(())
+    }
+}

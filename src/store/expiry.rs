@@ -1,0 +1,30 @@
+//! The background sweep that removes expired keys every cleanup interval.
+//!
+//! Reads already hide expired keys (lazy expiry in [`super::Shard`]); the sweep only frees
+//! their memory. It locks one shard at a time, so requests wait at most for one shard's purge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Store;
+
+/// Runs until `shutdown` is cancelled, purging expired keys every `interval`.
+pub async fn run(store: Arc<Store>, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Shutdown first so a stopping node does not start another sweep.
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let purged = store.purge_expired(Instant::now());
+        if purged > 0 {
+            tracing::debug!(purged, "expired keys removed");
+        }
+    }
+}

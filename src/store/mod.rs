@@ -1,0 +1,203 @@
+//! The keyspace of a node: numbered databases, each split into independently locked shards.
+//!
+//! The store is synchronous and knows nothing of sockets or wire formats. Shard locks are
+//! `std::sync::Mutex`: critical sections are a hash lookup or two and never `.await`, so an
+//! async mutex would only add overhead (the same reasoning as mini-redis's `db.rs`).
+
+pub mod expiry;
+pub mod pattern;
+pub mod shard;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+pub use shard::{Entry, Shard};
+
+/// Shared handle to every database of a node.
+#[derive(Debug)]
+pub struct Store {
+    dbs: Box<[Db]>,
+    /// Bumped by every change; the snapshot task saves only when it moved.
+    dirty: AtomicU64,
+}
+
+/// One numbered database (`SELECT n`): a fixed set of shards.
+#[derive(Debug)]
+pub struct Db {
+    shards: Box<[Mutex<Shard>]>,
+    /// Picks the shard. Deliberately not the client's MD5 router: every key that reaches a
+    /// node already shares the same MD5 remainder, so reusing it would skew the shards.
+    hasher: ahash::RandomState,
+}
+
+impl Store {
+    /// A store with `databases` empty databases of `shards` shards each.
+    pub fn new(databases: usize, shards: usize) -> Self {
+        Store {
+            dbs: (0..databases.max(1)).map(|_| Db::new(shards)).collect(),
+            dirty: AtomicU64::new(0),
+        }
+    }
+
+    /// Database number `index`, or `None` past the configured count.
+    pub fn db(&self, index: usize) -> Option<&Db> {
+        self.dbs.get(index)
+    }
+
+    /// All databases in index order.
+    pub fn dbs(&self) -> &[Db] {
+        &self.dbs
+    }
+
+    /// Records `n` changes for the snapshot task.
+    pub fn mark_dirty(&self, n: u64) {
+        self.dirty.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The change counter: equal values mean nothing changed in between.
+    pub fn dirty(&self) -> u64 {
+        self.dirty.load(Ordering::Relaxed)
+    }
+
+    /// Removes every expired key in every database, one shard lock at a time.
+    pub fn purge_expired(&self, now: Instant) -> usize {
+        self.dbs.iter().map(|db| db.purge_expired(now)).sum()
+    }
+}
+
+impl Db {
+    fn new(shards: usize) -> Self {
+        Db {
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(Shard::default()))
+                .collect(),
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    /// Locks and returns the shard that owns `key`.
+    pub fn shard(&self, key: &[u8]) -> MutexGuard<'_, Shard> {
+        self.lock(self.shard_index(key))
+    }
+
+    /// The index of the shard owning `key`; lock several keys' shards in ascending index
+    /// order (see [`Db::lock_indices`]) to avoid deadlocks.
+    pub fn shard_index(&self, key: &[u8]) -> usize {
+        (self.hasher.hash_one(key) % self.shards.len() as u64) as usize
+    }
+
+    /// Locks the given shard indices (sorted, deduplicated) in ascending order.
+    pub fn lock_indices(&self, mut indices: Vec<usize>) -> Vec<(usize, MutexGuard<'_, Shard>)> {
+        indices.sort_unstable();
+        indices.dedup();
+        indices.into_iter().map(|i| (i, self.lock(i))).collect()
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Locks shard `index`.
+    ///
+    /// # Panics
+    /// If `index` is out of range or the lock was poisoned by a panic.
+    pub fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
+        self.shards[index].lock().expect("shard lock poisoned")
+    }
+
+    /// Number of live keys and how many of them have a TTL.
+    pub fn counts(&self, now: Instant) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(keys, ttl), shard| {
+            let mut shard = shard.lock().expect("shard lock poisoned");
+            shard.purge_expired(now);
+            (keys + shard.len(), ttl + shard.len_with_deadline())
+        })
+    }
+
+    /// Every live key matching the Redis glob `pattern`.
+    pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().expect("shard lock poisoned");
+            shard.purge_expired(now);
+            out.extend(
+                shard
+                    .iter()
+                    .filter(|(k, _)| pattern::matches(pattern, k))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        out
+    }
+
+    /// A copy of every live entry, taken one shard at a time under short locks. Values are
+    /// reference-counted, so the copy is cheap and the caller serialises it outside any lock.
+    pub fn export(&self, now: Instant) -> Vec<(Bytes, Entry)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().expect("shard lock poisoned");
+            shard.purge_expired(now);
+            out.reserve(shard.len());
+            out.extend(shard.iter().map(|(k, e)| (k.clone(), e.clone())));
+        }
+        out
+    }
+
+    /// Removes every key; returns how many there were.
+    pub fn clear(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = shard.lock().expect("shard lock poisoned");
+                let n = shard.len();
+                shard.clear();
+                n
+            })
+            .sum()
+    }
+
+    /// Removes expired keys shard by shard; returns how many.
+    pub fn purge_expired(&self, now: Instant) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .expect("shard lock poisoned")
+                    .purge_expired(now)
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn counts_and_keys_never_include_expired_entries() {
+        let store = Store::new(1, 8);
+        let db = store.db(0).expect("db 0");
+        let now = Instant::now();
+        for i in 0..100 {
+            let key = format!("key:{i}");
+            let deadline = (i % 2 == 0).then(|| now + Duration::from_secs(10));
+            let entry = Entry {
+                value: Bytes::from_static(b"v"),
+                deadline,
+            };
+            db.shard(key.as_bytes()).insert(key.as_bytes(), entry, now);
+        }
+        assert_eq!(db.counts(now), (100, 50));
+        let later = now + Duration::from_secs(11);
+        assert_eq!(db.counts(later), (50, 0));
+        assert_eq!(db.keys(b"key:1*", later).len(), 6); // 1, 11, 13, ..., 19
+        assert_eq!(db.export(later).len(), 50);
+    }
+}

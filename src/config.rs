@@ -43,7 +43,7 @@ impl Default for NodeConfig {
             save_interval: Duration::from_secs(10),
             cleanup_interval: Duration::from_secs(5),
             databases: 16,
-            shards: 64,
+            shards: 256,
             max_clients: 10_000,
             resp_limits: RespLimits::default(),
             json_limits: JsonLimits::default(),

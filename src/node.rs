@@ -1,11 +1,15 @@
-//! The shared state of one running node: configuration, store, counters and snapshot file.
+//! The shared state of one running node: configuration, store, counters, snapshot file and
+//! the registry of connected clients.
 //!
 //! One `Arc<Node>` is shared by the accept loop, every connection task and the background
-//! tasks. It holds no locks of its own: the store shards and atomics do the synchronisation.
+//! tasks. Its locks are short and never held across `.await`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
@@ -26,10 +30,16 @@ pub struct Node {
     pub persister: Arc<Persister>,
     /// When the node started (INFO uptime).
     pub started: std::time::Instant,
-    /// Cancelled to stop the node (SHUTDOWN, Ctrl+C, tests).
+    /// Cancelled to stop the node (Ctrl+C, SIGTERM, tests).
     pub shutdown: CancellationToken,
     /// The port actually bound (differs from the configured one when that was 0).
     pub port: AtomicU64,
+    /// Connected clients (CLIENT LIST, CLIENT KILL).
+    pub clients: Clients,
+    /// Slow commands (SLOWLOG).
+    pub slowlog: SlowLog,
+    /// MONITOR feed: every executed command, formatted as Redis prints it.
+    pub monitor: broadcast::Sender<Bytes>,
     next_client_id: AtomicU64,
 }
 
@@ -44,6 +54,9 @@ impl Node {
             started: std::time::Instant::now(),
             shutdown: CancellationToken::new(),
             port: AtomicU64::new(u64::from(config.port)),
+            clients: Clients::default(),
+            slowlog: SlowLog::default(),
+            monitor: broadcast::channel(4096).0,
             next_client_id: AtomicU64::new(1),
             config,
         }
@@ -57,5 +70,218 @@ impl Node {
     /// The port the node listens on.
     pub fn port(&self) -> u16 {
         self.port.load(Ordering::Relaxed) as u16
+    }
+}
+
+/// What the node knows about one connection, shared between its task and CLIENT commands.
+#[derive(Debug)]
+pub struct ClientHandle {
+    /// CLIENT ID.
+    pub id: u64,
+    /// Peer address.
+    pub addr: String,
+    /// Local address.
+    pub laddr: String,
+    /// When the connection was accepted.
+    pub opened: std::time::Instant,
+    /// Cancelled by CLIENT KILL: the connection closes.
+    pub kill: CancellationToken,
+    /// Selected database (mirrors the session, for CLIENT LIST).
+    pub db: AtomicUsize,
+    /// RESP version in use.
+    pub protocol: AtomicU8,
+    /// Index in the command table of the last command run (`usize::MAX` for none).
+    pub last_command: AtomicUsize,
+    /// Milliseconds since `opened` of the last command (CLIENT LIST `idle=`).
+    pub last_active_ms: AtomicU64,
+    /// Name and library information (CLIENT SETNAME / SETINFO).
+    pub meta: Mutex<ClientMeta>,
+}
+
+/// The rarely changed, textual part of a client's state.
+#[derive(Debug, Default, Clone)]
+pub struct ClientMeta {
+    /// CLIENT SETNAME.
+    pub name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-NAME.
+    pub lib_name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-VER.
+    pub lib_ver: Option<Bytes>,
+    /// Redis's flags letters: `N` normal, `M` master... here `N`, `x` in MULTI, `O` monitor.
+    pub flags: &'static str,
+}
+
+impl ClientHandle {
+    /// A handle for a new connection.
+    pub fn new(id: u64, addr: String, laddr: String) -> Self {
+        ClientHandle {
+            id,
+            addr,
+            laddr,
+            opened: std::time::Instant::now(),
+            kill: CancellationToken::new(),
+            db: AtomicUsize::new(0),
+            protocol: AtomicU8::new(2),
+            last_command: AtomicUsize::new(usize::MAX),
+            last_active_ms: AtomicU64::new(0),
+            meta: Mutex::new(ClientMeta {
+                flags: "N",
+                ..ClientMeta::default()
+            }),
+        }
+    }
+
+    /// A copy of the textual state.
+    pub fn meta(&self) -> ClientMeta {
+        self.meta.lock().expect("client meta lock poisoned").clone()
+    }
+
+    /// Changes the textual state.
+    pub fn update_meta(&self, f: impl FnOnce(&mut ClientMeta)) {
+        f(&mut self.meta.lock().expect("client meta lock poisoned"));
+    }
+}
+
+/// The registry of connected clients.
+#[derive(Debug, Default)]
+pub struct Clients {
+    map: Mutex<HashMap<u64, Arc<ClientHandle>>>,
+}
+
+impl Clients {
+    /// Registers a connection; it is removed when the returned guard drops.
+    pub fn register(&self, handle: Arc<ClientHandle>) -> Registration<'_> {
+        let id = handle.id;
+        self.map
+            .lock()
+            .expect("client registry lock poisoned")
+            .insert(id, handle);
+        Registration { clients: self, id }
+    }
+
+    /// Every connected client, ordered by id.
+    pub fn list(&self) -> Vec<Arc<ClientHandle>> {
+        let mut all: Vec<_> = self
+            .map
+            .lock()
+            .expect("client registry lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+}
+
+/// Removes a client from the registry on drop.
+#[derive(Debug)]
+pub struct Registration<'a> {
+    clients: &'a Clients,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.clients
+            .map
+            .lock()
+            .expect("client registry lock poisoned")
+            .remove(&self.id);
+    }
+}
+
+/// One SLOWLOG entry.
+#[derive(Debug, Clone)]
+pub struct SlowEntry {
+    /// Unique, increasing id.
+    pub id: u64,
+    /// Unix seconds when the command ran.
+    pub unix_secs: i64,
+    /// How long it ran, in microseconds.
+    pub micros: u64,
+    /// The command and up to 31 arguments, each cut to 128 bytes, as Redis keeps them.
+    pub args: Vec<Bytes>,
+    /// Client address.
+    pub addr: String,
+    /// Client name.
+    pub name: Bytes,
+}
+
+/// The slow log: commands slower than the threshold, newest first, bounded length.
+#[derive(Debug)]
+pub struct SlowLog {
+    /// Threshold in microseconds (`slowlog-log-slower-than`; negative disables).
+    pub slower_than_us: std::sync::atomic::AtomicI64,
+    /// Entries kept (`slowlog-max-len`).
+    pub max_len: AtomicUsize,
+    entries: Mutex<VecDeque<SlowEntry>>,
+    next_id: AtomicU64,
+}
+
+impl Default for SlowLog {
+    fn default() -> Self {
+        SlowLog {
+            slower_than_us: std::sync::atomic::AtomicI64::new(10_000),
+            max_len: AtomicUsize::new(128),
+            entries: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SlowLog {
+    /// Records the command if it ran longer than the threshold.
+    pub fn record(&self, micros: u64, args: &[Bytes], client: &ClientHandle) {
+        let threshold = self.slower_than_us.load(Ordering::Relaxed);
+        if threshold < 0 || micros < threshold as u64 {
+            return;
+        }
+        let mut kept: Vec<Bytes> = args
+            .iter()
+            .take(32)
+            .map(|a| {
+                if a.len() > 128 {
+                    let more = format!("... ({} more bytes)", a.len() - 128);
+                    Bytes::from([&a[..128], more.as_bytes()].concat())
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        if args.len() > 32 {
+            kept[31] = Bytes::from(format!("... ({} more arguments)", args.len() - 31));
+        }
+        let entry = SlowEntry {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            unix_secs: crate::persist::unix_ms() / 1000,
+            micros,
+            args: kept,
+            addr: client.addr.clone(),
+            name: client.meta().name.unwrap_or_default(),
+        };
+        let mut entries = self.entries.lock().expect("slowlog lock poisoned");
+        entries.push_front(entry);
+        entries.truncate(self.max_len.load(Ordering::Relaxed));
+    }
+
+    /// The newest `count` entries.
+    pub fn latest(&self, count: usize) -> Vec<SlowEntry> {
+        let entries = self.entries.lock().expect("slowlog lock poisoned");
+        entries.iter().take(count).cloned().collect()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("slowlog lock poisoned").len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every entry.
+    pub fn reset(&self) {
+        self.entries.lock().expect("slowlog lock poisoned").clear();
     }
 }

@@ -191,11 +191,20 @@ impl Persister {
     /// # Errors
     /// [`PersistError::Io`] when the file cannot be written; the old file is left intact.
     pub fn save(&self, store: &Store) -> Result<usize, PersistError> {
+        self.save_with(store, false)
+    }
+
+    /// [`Persister::save`] for a caller that already holds the store's gate exclusively
+    /// (SAVE inside EXEC) when `gate_held` is true.
+    ///
+    /// # Errors
+    /// As [`Persister::save`].
+    pub fn save_with(&self, store: &Store, gate_held: bool) -> Result<usize, PersistError> {
         let _guard = self.saving.lock().expect("snapshot lock poisoned");
         self.in_progress.store(true, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let dirty = store.dirty();
-        let result = self.write(store);
+        let result = self.write(store, gate_held);
         self.in_progress.store(false, Ordering::Relaxed);
         self.last_save_ok.store(result.is_ok(), Ordering::Relaxed);
         if result.is_ok() {
@@ -209,9 +218,12 @@ impl Persister {
         result
     }
 
-    fn write(&self, store: &Store) -> Result<usize, PersistError> {
+    fn write(&self, store: &Store, gate_held: bool) -> Result<usize, PersistError> {
         let now = Instant::now();
         let now_ms = unix_ms();
+        // A shared gate slot for the copy: transactions (EXEC) are either wholly in it or
+        // wholly out of it, while ordinary commands keep running.
+        let gate = (!gate_held).then(|| store.gate().shared(u64::MAX));
         let exported: Vec<(usize, Vec<(Bytes, Entry)>)> = store
             .dbs()
             .iter()
@@ -219,6 +231,7 @@ impl Persister {
             .map(|(i, db)| (i, db.export(now)))
             .filter(|(_, entries)| !entries.is_empty())
             .collect();
+        drop(gate);
         let count = exported.iter().map(|(_, e)| e.len()).sum();
         let snapshot = SnapshotOut {
             format: FORMAT,

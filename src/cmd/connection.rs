@@ -2,17 +2,22 @@
 //!
 //! ```text
 //! PING [message] / ECHO message / SELECT index / QUIT
+//! RESET
 //! HELLO [protover [AUTH username password] [SETNAME name]]
 //! AUTH [username] password
-//! CLIENT ID | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value | INFO | LIST
-//!        | NO-EVICT on|off | NO-TOUCH on|off | HELP
+//! CLIENT ID | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value | INFO
+//!        | LIST [TYPE t] [ID id ...] | KILL addr | KILL [ID id] [ADDR a] [LADDR a] [SKIPME y/n]
+//!        | REPLY ON|OFF|SKIP | NO-EVICT on|off | NO-TOUCH on|off | GETREDIR | HELP
 //! ```
 //! There is no password yet, so AUTH behaves as Redis does without `requirepass`.
+
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
 use super::args::{int, is, text};
-use super::{CommandError, Ctx};
+use super::{CommandError, Ctx, ReplyMode};
+use crate::node::ClientHandle;
 use crate::protocol::Reply;
 
 /// The Redis version clients are told they are talking to (HELLO, INFO). minikv implements
@@ -38,6 +43,7 @@ pub(super) fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         return Err(CommandError::DbIndexOutOfRange);
     }
     ctx.session.db = index;
+    ctx.session.client.db.store(index, Ordering::Relaxed);
     Ok(Reply::ok())
 }
 
@@ -81,12 +87,16 @@ pub(super) fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
         set_name(ctx, name)?;
     }
     ctx.session.protocol = protocol;
+    ctx.session
+        .client
+        .protocol
+        .store(protocol, Ordering::Relaxed);
     let s = |t: &'static str| Reply::Bulk(Bytes::from_static(t.as_bytes()));
     Ok(Reply::Map(vec![
         (s("server"), s("redis")),
         (s("version"), s(REDIS_VERSION)),
         (s("proto"), Reply::Int(i64::from(protocol))),
-        (s("id"), Reply::Int(ctx.session.id as i64)),
+        (s("id"), Reply::Int(ctx.session.client.id as i64)),
         (s("mode"), s("standalone")),
         (s("role"), s("master")),
         (s("modules"), Reply::Array(vec![])),
@@ -119,12 +129,13 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             Err(CommandError::WrongArity(format!("client|{name}")))
         }
     };
+    let client = ctx.session.client.clone();
     if is(sub, "ID") {
         arity(2, "id")?;
-        Ok(Reply::Int(ctx.session.id as i64))
+        Ok(Reply::Int(client.id as i64))
     } else if is(sub, "GETNAME") {
         arity(2, "getname")?;
-        Ok(ctx.session.name.clone().map_or(Reply::Nil, Reply::Bulk))
+        Ok(client.meta().name.map_or(Reply::Nil, Reply::Bulk))
     } else if is(sub, "SETNAME") {
         arity(3, "setname")?;
         set_name(ctx, args[2].clone())?;
@@ -142,9 +153,9 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             ));
         }
         if is(&args[2], "LIB-NAME") {
-            ctx.session.lib_name = Some(value);
+            client.update_meta(|m| m.lib_name = Some(value));
         } else if is(&args[2], "LIB-VER") {
-            ctx.session.lib_ver = Some(value);
+            client.update_meta(|m| m.lib_ver = Some(value));
         } else {
             return Err(CommandError::Other(
                 format!("ERR Unrecognized option '{}'", text(&args[2])).into(),
@@ -153,10 +164,67 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         Ok(Reply::ok())
     } else if is(sub, "INFO") {
         arity(2, "info")?;
-        Ok(Reply::Verbatim(Bytes::from(client_line(ctx))))
+        Ok(Reply::Verbatim(Bytes::from(client_line(ctx, &client))))
     } else if is(sub, "LIST") {
-        // Only this connection is listed: the node keeps no registry of other sessions yet.
-        Ok(Reply::Verbatim(Bytes::from(client_line(ctx))))
+        let mut ids: Option<Vec<u64>> = None;
+        let mut i = 2;
+        while i < args.len() {
+            if is(&args[i], "TYPE") && i + 1 < args.len() {
+                let t = &args[i + 1];
+                if !["normal", "master", "replica", "pubsub"]
+                    .iter()
+                    .any(|w| is(t, w))
+                {
+                    return Err(CommandError::Other(
+                        format!("ERR Unknown client type '{}'", text(t)).into(),
+                    ));
+                }
+                if !is(t, "normal") {
+                    return Ok(Reply::Verbatim(Bytes::new()));
+                }
+                i += 2;
+            } else if is(&args[i], "ID") && i + 1 < args.len() {
+                let mut list = Vec::new();
+                for a in &args[i + 1..] {
+                    let id = int(a)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| CommandError::Other("ERR Invalid client ID".into()))?;
+                    list.push(id as u64);
+                }
+                ids = Some(list);
+                i = args.len();
+            } else {
+                return Err(CommandError::Syntax);
+            }
+        }
+        let lines: String = ctx
+            .node
+            .clients
+            .list()
+            .iter()
+            .filter(|c| ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+            .map(|c| client_line(ctx, c))
+            .collect();
+        Ok(Reply::Verbatim(Bytes::from(lines)))
+    } else if is(sub, "KILL") {
+        kill(ctx, args)
+    } else if is(sub, "REPLY") {
+        arity(3, "reply")?;
+        if is(&args[2], "ON") {
+            ctx.session.reply_mode = ReplyMode::On;
+            Ok(Reply::ok())
+        } else if is(&args[2], "OFF") {
+            ctx.session.reply_mode = ReplyMode::Off;
+            ctx.session.suppress_current = true;
+            Ok(Reply::ok())
+        } else if is(&args[2], "SKIP") {
+            ctx.session.reply_mode = ReplyMode::Skip;
+            ctx.session.suppress_current = true;
+            Ok(Reply::ok())
+        } else {
+            Err(CommandError::Syntax)
+        }
     } else if is(sub, "NO-EVICT") || is(sub, "NO-TOUCH") {
         arity(3, "no-evict")?;
         if is(&args[2], "ON") || is(&args[2], "OFF") {
@@ -164,6 +232,14 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         } else {
             Err(CommandError::Syntax)
         }
+    } else if is(sub, "MAINT_NOTIFICATIONS") {
+        // Sent by redis-py 8 on connect. There are no maintenance events to announce here,
+        // so accepting the subscription is harmless and keeps the client quiet.
+        Ok(Reply::ok())
+    } else if is(sub, "GETREDIR") {
+        Ok(Reply::Int(-1))
+    } else if is(sub, "UNBLOCK") {
+        Ok(Reply::Int(0))
     } else if is(sub, "HELP") {
         let lines = [
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -177,8 +253,12 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             "    Set client meta attr (LIB-NAME or LIB-VER).",
             "INFO",
             "    Return information about the current client connection.",
-            "LIST",
+            "LIST [TYPE <type>] [ID <id> [<id> ...]]",
             "    Return information about client connections.",
+            "KILL <ip:port> | KILL <option> <value> [...]",
+            "    Kill connections by ID, ADDR, LADDR or SKIPME.",
+            "REPLY (ON|OFF|SKIP)",
+            "    Control the replies sent to the current connection.",
             "HELP",
             "    Print this help.",
         ];
@@ -193,38 +273,136 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     }
 }
 
+/// CLIENT KILL, old form (`addr`) and new form (`ID`, `ADDR`, `LADDR`, `SKIPME` filters).
+fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let me = ctx.session.client.id;
+    let clients = ctx.node.clients.list();
+    if args.len() == 3 {
+        let addr = text(&args[2]);
+        let target = clients
+            .iter()
+            .find(|c| c.addr == addr)
+            .ok_or_else(|| CommandError::Other("ERR No such client".into()))?;
+        target.kill.cancel();
+        if target.id == me {
+            ctx.session.closing = true;
+        }
+        return Ok(Reply::ok());
+    }
+    if !args.len().is_multiple_of(2) {
+        return Err(CommandError::Syntax);
+    }
+    let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);
+    for pair in args[2..].chunks(2) {
+        let (opt, value) = (&pair[0], &pair[1]);
+        if is(opt, "ID") {
+            let n = int(value).ok().filter(|n| *n > 0).ok_or_else(|| {
+                CommandError::Other("ERR client-id should be greater than 0".into())
+            })?;
+            id = Some(n as u64);
+        } else if is(opt, "ADDR") {
+            addr = Some(text(value));
+        } else if is(opt, "LADDR") {
+            laddr = Some(text(value));
+        } else if is(opt, "SKIPME") {
+            skipme = if is(value, "YES") {
+                true
+            } else if is(value, "NO") {
+                false
+            } else {
+                return Err(CommandError::Syntax);
+            };
+        } else if is(opt, "TYPE") || is(opt, "USER") || is(opt, "MAXAGE") {
+            // Every client is a normal client of user `default`; these filters match all.
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    let mut killed = 0;
+    for c in &clients {
+        let matched = id.is_none_or(|id| c.id == id)
+            && addr.as_ref().is_none_or(|a| &c.addr == a)
+            && laddr.as_ref().is_none_or(|a| &c.laddr == a)
+            && !(skipme && c.id == me);
+        if matched {
+            c.kill.cancel();
+            if c.id == me {
+                ctx.session.closing = true;
+            }
+            killed += 1;
+        }
+    }
+    Ok(Reply::Int(killed))
+}
+
+pub(super) fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
+    let s = &mut *ctx.session;
+    s.db = 0;
+    s.protocol = 2;
+    s.multi = None;
+    s.watched.clear();
+    s.reply_mode = ReplyMode::On;
+    s.monitor = false;
+    s.client.db.store(0, Ordering::Relaxed);
+    s.client.protocol.store(2, Ordering::Relaxed);
+    s.client.update_meta(|m| {
+        m.name = None;
+        m.flags = "N";
+    });
+    Ok(Reply::Simple("RESET".into()))
+}
+
 fn set_name(ctx: &mut Ctx<'_>, name: Bytes) -> Result<(), CommandError> {
     if name.iter().any(|c| !(b'!'..=b'~').contains(c)) {
         return Err(CommandError::Other(
             "ERR Client names cannot contain spaces, newlines or special characters.".into(),
         ));
     }
-    ctx.session.name = (!name.is_empty()).then_some(name);
+    ctx.session
+        .client
+        .update_meta(|m| m.name = (!name.is_empty()).then_some(name));
     Ok(())
 }
 
-/// One CLIENT LIST / CLIENT INFO line for the calling connection, in Redis's field order.
-fn client_line(ctx: &Ctx<'_>) -> String {
-    let s = &ctx.session;
+/// One CLIENT LIST / CLIENT INFO line, in Redis's field order.
+fn client_line(ctx: &Ctx<'_>, c: &ClientHandle) -> String {
+    let meta = c.meta();
     let lossy = |b: &Option<Bytes>| {
         b.as_ref()
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default()
     };
+    let cmd = super::table()
+        .get(c.last_command.load(Ordering::Relaxed))
+        .map_or("NULL", |s| s.name);
+    let age = c.opened.elapsed();
+    let idle = age.as_millis() as u64
+        - c.last_active_ms
+            .load(Ordering::Relaxed)
+            .min(age.as_millis() as u64);
+    let multi = if c.id == ctx.session.client.id {
+        ctx.session
+            .multi
+            .as_ref()
+            .map_or(-1, |m| m.queued.len() as i64)
+    } else {
+        -1
+    };
     format!(
-        "id={} addr={} laddr={}:{} fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 \
-         ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-         omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} \
-         lib-ver={}\n",
-        s.id,
-        s.addr,
-        ctx.node.config.host,
-        ctx.node.port(),
-        lossy(&s.name),
-        s.opened.elapsed().as_secs(),
-        s.db,
-        s.protocol,
-        lossy(&s.lib_name),
-        lossy(&s.lib_ver),
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 \
+         ssub=0 multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 \
+         oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={} \
+         lib-name={} lib-ver={}\n",
+        c.id,
+        c.addr,
+        c.laddr,
+        lossy(&meta.name),
+        age.as_secs(),
+        idle / 1000,
+        meta.flags,
+        c.db.load(Ordering::Relaxed),
+        c.protocol.load(Ordering::Relaxed),
+        lossy(&meta.lib_name),
+        lossy(&meta.lib_ver),
     )
 }

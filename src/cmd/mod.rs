@@ -12,15 +12,17 @@ mod connection;
 mod keyspace;
 mod server;
 mod string;
+mod transaction;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::node::Node;
+use crate::node::{ClientHandle, Node};
 use crate::protocol::{Reply, Request};
 use crate::stats::StatKind;
 
@@ -71,44 +73,93 @@ pub enum CommandError {
 }
 
 /// Per-connection state that commands read and change.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Session {
-    /// CLIENT ID.
-    pub id: u64,
+    /// The connection's entry in the node's client registry.
+    pub client: Arc<ClientHandle>,
     /// The selected database.
     pub db: usize,
     /// RESP version for replies (2 or 3).
     pub protocol: u8,
-    /// CLIENT SETNAME.
-    pub name: Option<Bytes>,
-    /// CLIENT SETINFO LIB-NAME.
-    pub lib_name: Option<Bytes>,
-    /// CLIENT SETINFO LIB-VER.
-    pub lib_ver: Option<Bytes>,
-    /// The peer address, for CLIENT LIST.
-    pub addr: String,
-    /// When the connection was opened.
-    pub opened: std::time::Instant,
     /// Set by QUIT: close after sending the reply.
     pub closing: bool,
-    /// The last command run, lower case (CLIENT LIST `cmd=`).
-    pub last_command: &'static str,
+    /// Commands queued since MULTI, or `None` outside a transaction.
+    pub multi: Option<Multi>,
+    /// Keys under WATCH, with what they held when watched.
+    pub watched: Vec<Watched>,
+    /// CLIENT REPLY mode.
+    pub reply_mode: ReplyMode,
+    /// Set by CLIENT REPLY OFF/SKIP: do not send the reply of the command that set it.
+    pub suppress_current: bool,
+    /// Set by MONITOR: the connection now streams every command the node runs.
+    pub monitor: bool,
+}
+
+/// A transaction being queued.
+#[derive(Debug, Default)]
+pub struct Multi {
+    /// Validated commands waiting for EXEC.
+    pub queued: Vec<(&'static CommandSpec, Request)>,
+    /// A queued command was rejected: EXEC answers EXECABORT.
+    pub failed: bool,
+}
+
+/// A watched key and the entry it had: EXEC compares entry identity (the value's allocation,
+/// kept alive by this clone, and the deadline), so any write to the key is noticed.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The database.
+    pub db: usize,
+    /// The key.
+    pub key: Bytes,
+    /// Value and deadline when watched; `None` if the key did not exist.
+    pub seen: Option<(Bytes, Option<Instant>)>,
+}
+
+/// CLIENT REPLY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    On,
+    /// Replies are dropped.
+    Off,
+    /// The next command's reply is dropped.
+    Skip,
 }
 
 impl Session {
-    /// A session for a new connection.
-    pub fn new(id: u64, addr: String) -> Self {
+    /// A session for a registered connection.
+    pub fn new(client: Arc<ClientHandle>) -> Self {
         Session {
-            id,
+            client,
             db: 0,
             protocol: 2,
-            name: None,
-            lib_name: None,
-            lib_ver: None,
-            addr,
-            opened: std::time::Instant::now(),
             closing: false,
-            last_command: "NULL",
+            multi: None,
+            watched: Vec::new(),
+            reply_mode: ReplyMode::On,
+            suppress_current: false,
+            monitor: false,
+        }
+    }
+
+    /// Runs `request` and returns its reply, or `None` when CLIENT REPLY says not to send it.
+    pub fn execute(&mut self, node: &Node, request: &Request) -> Option<Reply> {
+        let skip_this = self.reply_mode == ReplyMode::Skip;
+        let reply = execute(node, self, request);
+        if std::mem::take(&mut self.suppress_current) {
+            return None;
+        }
+        if skip_this {
+            self.reply_mode = ReplyMode::On;
+            return None;
+        }
+        (self.reply_mode == ReplyMode::On).then_some(reply)
+    }
+
+    fn flag_transaction(&mut self) {
+        if let Some(multi) = &mut self.multi {
+            multi.failed = true;
         }
     }
 }
@@ -121,6 +172,8 @@ pub struct Ctx<'a> {
     pub session: &'a mut Session,
     /// The request's time: every deadline check in one command uses the same instant.
     pub now: Instant,
+    /// True inside EXEC: the gate is already held exclusively.
+    pub in_exec: bool,
 }
 
 impl Ctx<'_> {
@@ -152,7 +205,24 @@ pub struct CommandSpec {
     pub step: i32,
     /// Which STATS counter it adds to.
     pub stat: StatKind,
+    /// How it passes the store's gate.
+    pub gate: GateMode,
+    /// Whether MULTI queues it or runs it at once.
+    pub queued_in_multi: bool,
+    /// Position in [`table`].
+    pub id: usize,
     handler: Handler,
+}
+
+/// How a command passes the store's [`crate::store::Gate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateMode {
+    /// Runs alongside other commands (nearly all).
+    Shared,
+    /// Runs alone (EXEC, SWAPDB).
+    Exclusive,
+    /// Takes no slot: it waits or sleeps (SAVE, DEBUG SLEEP) and must not hold up EXEC.
+    Ungated,
 }
 
 impl std::fmt::Debug for CommandSpec {
@@ -178,7 +248,8 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 }
 
 /// Runs one request and returns its reply, counting it in the node's stats afterwards (so a
-/// STATS request reports the requests before itself).
+/// STATS request reports the requests before itself). Inside MULTI, commands are validated
+/// and queued instead.
 pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
     let args = &request.args;
     let Some(name) = args.first() else {
@@ -186,21 +257,72 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
     };
     let Some(spec) = lookup(name) else {
         node.stats.record(StatKind::Other);
+        session.flag_transaction();
         return Reply::Error(unknown_command(name, &args[1..]).to_string().into());
     };
-    let reply = if !arity_ok(spec.arity, args.len()) {
-        Err(CommandError::WrongArity(spec.name.to_string()))
-    } else {
+    if !arity_ok(spec.arity, args.len()) {
+        node.stats.record(StatKind::Other);
+        session.flag_transaction();
+        return Reply::Error(
+            CommandError::WrongArity(spec.name.to_string())
+                .to_string()
+                .into(),
+        );
+    }
+    if let Some(multi) = &mut session.multi {
+        if spec.queued_in_multi {
+            multi.queued.push((spec, request.clone()));
+            return Reply::Simple("QUEUED".into());
+        }
+    }
+    run(node, session, spec, args, false)
+}
+
+/// Runs a validated command: passes the gate, calls the handler, then records stats, the
+/// slow log and the MONITOR feed.
+fn run(
+    node: &Node,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+    in_exec: bool,
+) -> Reply {
+    let now = Instant::now();
+    session
+        .client
+        .last_command
+        .store(spec.id, Ordering::Relaxed);
+    let result = {
+        let store = &node.store;
+        // Held for the handler only; never across an await (handlers are synchronous).
+        let _shared;
+        let _exclusive;
+        match (in_exec, spec.gate) {
+            (true, _) | (_, GateMode::Ungated) => {}
+            (false, GateMode::Shared) => _shared = store.gate().shared(session.client.id),
+            (false, GateMode::Exclusive) => _exclusive = store.gate().exclusive(),
+        }
         let mut ctx = Ctx {
             node,
             session,
-            now: Instant::now(),
+            now,
+            in_exec,
         };
-        ctx.session.last_command = spec.name;
         (spec.handler)(&mut ctx, args)
     };
     node.stats.record(spec.stat);
-    reply.unwrap_or_else(|e| Reply::Error(e.to_string().into()))
+    let client = &session.client;
+    let elapsed = now.elapsed();
+    client.last_active_ms.store(
+        client.opened.elapsed().as_millis() as u64,
+        Ordering::Relaxed,
+    );
+    node.slowlog
+        .record(elapsed.as_micros() as u64, args, client);
+    if node.monitor.receiver_count() > 0 && !session.monitor {
+        let _ = node.monitor.send(server::monitor_line(session, args));
+    }
+    result.unwrap_or_else(|e| Reply::Error(e.to_string().into()))
 }
 
 fn arity_ok(arity: i32, argc: usize) -> bool {
@@ -244,7 +366,24 @@ const fn cmd(
         last_key: keys.1,
         step: keys.2,
         stat,
+        gate: GateMode::Shared,
+        queued_in_multi: true,
+        id: 0,
         handler,
+    }
+}
+
+impl CommandSpec {
+    /// Marks a command that runs at once even inside MULTI (MULTI, EXEC, WATCH, QUIT...).
+    const fn immediate(mut self) -> Self {
+        self.queued_in_multi = false;
+        self
+    }
+
+    /// Sets how the command passes the gate.
+    const fn gate(mut self, gate: GateMode) -> Self {
+        self.gate = gate;
+        self
     }
 }
 
@@ -258,11 +397,13 @@ const R: &[&str] = &["readonly"];
 const RF: &[&str] = &["readonly", "fast"];
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
 const CONN: &[&str] = &["noscript", "loading", "stale", "fast"];
+const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow-busy"];
 
 use StatKind::{Delete as D, Expire as E, Get as G, Other as O, Set as S};
 
 static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
-    vec![
+    use GateMode::{Exclusive, Ungated};
+    let mut table = vec![
         cmd("get", 2, RF, KEY1, G, string::get),
         cmd("getwithttl", 2, RF, KEY1, G, string::get_with_ttl),
         cmd("set", -3, W, KEY1, S, string::set),
@@ -271,18 +412,38 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("psetex", 4, W, KEY1, S, string::psetex),
         cmd("getset", 3, WF, KEY1, S, string::getset),
         cmd("getdel", 2, WD, KEY1, G, string::getdel),
+        cmd("getex", -2, WD, KEY1, G, string::getex),
         cmd("mget", -2, RF, ALL_KEYS, G, string::mget),
         cmd("mset", -3, W, (1, -1, 2), S, string::mset),
+        cmd("msetnx", -3, W, (1, -1, 2), S, string::msetnx),
         cmd("append", 3, WF, KEY1, S, string::append),
         cmd("strlen", 2, RF, KEY1, O, string::strlen),
+        cmd("getrange", 4, R, KEY1, O, string::getrange),
+        cmd("substr", 4, R, KEY1, O, string::getrange),
+        cmd("setrange", 4, W, KEY1, S, string::setrange),
         cmd("incr", 2, WF, KEY1, O, string::incr),
         cmd("decr", 2, WF, KEY1, O, string::decr),
         cmd("incrby", 3, WF, KEY1, O, string::incrby),
         cmd("decrby", 3, WF, KEY1, O, string::decrby),
+        cmd("incrbyfloat", 3, WF, KEY1, O, string::incrbyfloat),
         cmd("del", -2, &["write"], ALL_KEYS, D, keyspace::del),
         cmd("unlink", -2, WD, ALL_KEYS, D, keyspace::del),
         cmd("exists", -2, RF, ALL_KEYS, O, keyspace::exists),
         cmd("type", 2, RF, KEY1, O, keyspace::key_type),
+        cmd("rename", 3, &["write"], (1, 2, 1), O, keyspace::rename),
+        cmd("renamenx", 3, WD, (1, 2, 1), O, keyspace::renamenx),
+        cmd(
+            "copy",
+            -3,
+            &["write", "denyoom"],
+            (1, 2, 1),
+            O,
+            keyspace::copy,
+        ),
+        cmd("touch", -2, RF, ALL_KEYS, O, keyspace::exists),
+        cmd("randomkey", 1, R, NO_KEYS, O, keyspace::randomkey),
+        cmd("keys", 2, R, NO_KEYS, O, keyspace::keys),
+        cmd("scan", -2, R, NO_KEYS, O, keyspace::scan),
         cmd("expire", -3, WD, KEY1, E, keyspace::expire),
         cmd("pexpire", -3, WD, KEY1, E, keyspace::pexpire),
         cmd("expireat", -3, WD, KEY1, E, keyspace::expireat),
@@ -292,25 +453,29 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("expiretime", 2, RF, KEY1, O, keyspace::expiretime),
         cmd("pexpiretime", 2, RF, KEY1, O, keyspace::pexpiretime),
         cmd("persist", 2, WD, KEY1, O, keyspace::persist),
-        cmd("keys", 2, R, NO_KEYS, O, keyspace::keys),
+        cmd("object", -2, R, (2, 2, 1), O, keyspace::object),
+        cmd("memory", -2, R, NO_KEYS, O, keyspace::memory),
+        cmd("move", 3, WD, KEY1, O, keyspace::move_key),
+        cmd("swapdb", 3, WF, NO_KEYS, O, keyspace::swapdb).gate(Exclusive),
         cmd("dbsize", 1, RF, NO_KEYS, O, keyspace::dbsize),
         cmd("flushdb", -1, &["write"], NO_KEYS, O, keyspace::flushdb),
         cmd("flushall", -1, &["write"], NO_KEYS, O, keyspace::flushall),
+        cmd("multi", 1, TX, NO_KEYS, O, transaction::multi).immediate(),
+        cmd("exec", 1, TX, NO_KEYS, O, transaction::exec)
+            .immediate()
+            .gate(Exclusive),
+        cmd("discard", 1, TX, NO_KEYS, O, transaction::discard).immediate(),
+        cmd("watch", -2, TX, ALL_KEYS, O, transaction::watch).immediate(),
+        cmd("unwatch", 1, TX, NO_KEYS, O, transaction::unwatch).immediate(),
         cmd("ping", -1, &["fast", "stale"], NO_KEYS, O, connection::ping),
         cmd("echo", 2, &["fast"], NO_KEYS, O, connection::echo),
         cmd("select", 2, CONN, NO_KEYS, O, connection::select),
-        cmd("quit", -1, CONN, NO_KEYS, O, connection::quit),
+        cmd("quit", -1, CONN, NO_KEYS, O, connection::quit).immediate(),
+        cmd("reset", 1, CONN, NO_KEYS, O, connection::reset).immediate(),
         cmd("hello", -1, CONN, NO_KEYS, O, connection::hello),
         cmd("auth", -2, CONN, NO_KEYS, O, connection::auth),
-        cmd(
-            "client",
-            -2,
-            &["admin", "noscript", "loading", "stale"],
-            NO_KEYS,
-            O,
-            connection::client,
-        ),
-        cmd("stats", 1, &["readonly", "fast"], NO_KEYS, O, server::stats),
+        cmd("client", -2, ADMIN, NO_KEYS, O, connection::client),
+        cmd("stats", 1, RF, NO_KEYS, O, server::stats),
         cmd("info", -1, &["loading", "stale"], NO_KEYS, O, server::info),
         cmd("config", -2, ADMIN, NO_KEYS, O, server::config),
         cmd(
@@ -337,10 +502,17 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
             O,
             server::lastsave,
         ),
-        cmd("save", 1, ADMIN, NO_KEYS, O, server::save),
+        cmd("save", 1, ADMIN, NO_KEYS, O, server::save).gate(Ungated),
         cmd("bgsave", -1, ADMIN, NO_KEYS, O, server::bgsave),
         cmd("wait", 3, &["noscript"], NO_KEYS, O, server::wait),
-    ]
+        cmd("debug", -2, ADMIN, NO_KEYS, O, server::debug).gate(Ungated),
+        cmd("slowlog", -2, ADMIN, NO_KEYS, O, server::slowlog),
+        cmd("monitor", 1, ADMIN, NO_KEYS, O, server::monitor),
+    ];
+    for (i, c) in table.iter_mut().enumerate() {
+        c.id = i;
+    }
+    table
 });
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =

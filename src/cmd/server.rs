@@ -6,8 +6,9 @@
 //! CONFIG GET pattern [pattern ...] | CONFIG SET ... | CONFIG RESETSTAT
 //! COMMAND | COMMAND COUNT | COMMAND INFO name... | COMMAND DOCS [name...] | COMMAND LIST
 //! TIME / LASTSAVE / SAVE / BGSAVE [SCHEDULE] / WAIT numreplicas timeout
+//! DEBUG SLEEP seconds | DEBUG OBJECT key / SLOWLOG GET [n] | LEN | RESET / MONITOR
 //! ```
-//! CONFIG SET accepts no parameter yet: every setting is fixed at start.
+//! CONFIG SET changes the slow-log settings; every other setting is fixed at start.
 
 use std::fmt::Write as _;
 
@@ -214,6 +215,22 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             ("proto-max-bulk-len", c.resp_limits.max_bulk_len.to_string()),
             ("protected-mode", "no".into()),
             ("cluster-enabled", "no".into()),
+            (
+                "slowlog-log-slower-than",
+                ctx.node
+                    .slowlog
+                    .slower_than_us
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                "slowlog-max-len",
+                ctx.node
+                    .slowlog
+                    .max_len
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
         ];
         let mut out = Vec::new();
         for (name, value) in params {
@@ -226,10 +243,13 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         }
         Ok(Reply::Map(out))
     } else if is(sub, "SET") {
-        let name = args.get(2).map(text).unwrap_or_default();
-        Err(CommandError::Other(
-            format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'").into(),
-        ))
+        if args.len() < 4 || !args.len().is_multiple_of(2) {
+            return Err(CommandError::WrongArity("config|set".into()));
+        }
+        for pair in args[2..].chunks(2) {
+            config_set(ctx, &pair[0], &pair[1])?;
+        }
+        Ok(Reply::ok())
     } else if is(sub, "RESETSTAT") {
         ctx.node.stats.reset();
         Ok(Reply::ok())
@@ -328,10 +348,11 @@ pub(super) fn lastsave(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Comm
 
 pub(super) fn save(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
     // Like Redis's SAVE this runs in the caller's thread; other connections keep being served
-    // by the other worker threads, and no shard lock is held while writing.
+    // by the other worker threads, and no shard lock is held while writing. Inside EXEC the
+    // gate is already held exclusively, so the save must not take it again.
     ctx.node
         .persister
-        .save(&ctx.node.store)
+        .save_with(&ctx.node.store, ctx.in_exec)
         .map(|_| Reply::ok())
         .map_err(|e| {
             tracing::error!("SAVE failed: {e}");
@@ -355,10 +376,185 @@ pub(super) fn bgsave(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     Ok(Reply::Simple("Background saving started".into()))
 }
 
+pub(super) fn debug(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let sub = &args[1];
+    if is(sub, "SLEEP") && args.len() == 3 {
+        let secs = super::args::float(&args[2])?;
+        // Blocks this worker thread, as DEBUG SLEEP blocks Redis; the command takes no gate
+        // slot, so only this connection (and its thread's other tasks) wait.
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 3600.0)));
+        Ok(Reply::ok())
+    } else if is(sub, "OBJECT") && args.len() == 3 {
+        let db = ctx.db();
+        let found = db
+            .shard(&args[2])
+            .get(&args[2], ctx.now)
+            .map(|e| e.value.clone());
+        let value = found.ok_or(CommandError::Other("ERR no such key".into()))?;
+        Ok(Reply::Simple(
+            format!(
+                "Value at:{:p} refcount:1 encoding:{} serializedlength:{} lru:0 \
+                 lru_seconds_idle:0",
+                value.as_ptr(),
+                super::keyspace::encoding(&value),
+                value.len()
+            )
+            .into(),
+        ))
+    } else if is(sub, "HELP") {
+        Ok(Reply::Array(vec![
+            Reply::Simple("DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".into()),
+            Reply::Simple("OBJECT <key>".into()),
+            Reply::Simple("    Show low-level info about the key.".into()),
+            Reply::Simple("SLEEP <seconds>".into()),
+            Reply::Simple("    Stop the server for <seconds>. Decimals allowed.".into()),
+        ]))
+    } else {
+        Err(CommandError::UnknownSubcommand {
+            command: "DEBUG",
+            sub: text(sub),
+        })
+    }
+}
+
+pub(super) fn slowlog(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let sub = &args[1];
+    let log = &ctx.node.slowlog;
+    if is(sub, "GET") && args.len() <= 3 {
+        let count = match args.get(2) {
+            None => 10,
+            Some(n) => match int(n) {
+                Ok(-1) => usize::MAX,
+                Ok(n) if n >= 0 => n as usize,
+                _ => {
+                    return Err(CommandError::Other(
+                        "ERR count should be greater than or equal to -1".into(),
+                    ))
+                }
+            },
+        };
+        let entries = log
+            .latest(count)
+            .into_iter()
+            .map(|e| {
+                Reply::Array(vec![
+                    Reply::Int(e.id as i64),
+                    Reply::Int(e.unix_secs),
+                    Reply::Int(e.micros as i64),
+                    Reply::Array(e.args.into_iter().map(Reply::Bulk).collect()),
+                    Reply::Bulk(Bytes::from(e.addr)),
+                    Reply::Bulk(e.name),
+                ])
+            })
+            .collect();
+        Ok(Reply::Array(entries))
+    } else if is(sub, "LEN") && args.len() == 2 {
+        Ok(Reply::Int(log.len() as i64))
+    } else if is(sub, "RESET") && args.len() == 2 {
+        log.reset();
+        Ok(Reply::ok())
+    } else if is(sub, "HELP") {
+        Ok(Reply::Array(
+            [
+                "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET [<count>]",
+                "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                "LEN",
+                "    Return the length of the slowlog.",
+                "RESET",
+                "    Reset the slowlog.",
+            ]
+            .iter()
+            .map(|l| Reply::Simple((*l).into()))
+            .collect(),
+        ))
+    } else {
+        Err(CommandError::UnknownSubcommand {
+            command: "SLOWLOG",
+            sub: text(sub),
+        })
+    }
+}
+
+pub(super) fn monitor(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
+    ctx.session.monitor = true;
+    ctx.session.client.update_meta(|m| m.flags = "O");
+    Ok(Reply::ok())
+}
+
+/// One MONITOR line: `<unix time> [<db> <addr>] "arg" "arg"...`, arguments quoted like
+/// Redis's `sdscatrepr`.
+pub(super) fn monitor_line(session: &super::Session, args: &[Bytes]) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut line = format!(
+        "{}.{:06} [{} {}]",
+        now.as_secs(),
+        now.subsec_micros(),
+        session.db,
+        session.client.addr
+    );
+    for arg in args {
+        line.push_str(" \"");
+        for &b in arg.iter() {
+            match b {
+                b'\\' => line.push_str("\\\\"),
+                b'"' => line.push_str("\\\""),
+                b'\n' => line.push_str("\\n"),
+                b'\r' => line.push_str("\\r"),
+                b'\t' => line.push_str("\\t"),
+                0x07 => line.push_str("\\a"),
+                0x08 => line.push_str("\\b"),
+                0x20..=0x7e => line.push(b as char),
+                _ => line.push_str(&format!("\\x{b:02x}")),
+            }
+        }
+        line.push('"');
+    }
+    Bytes::from(line)
+}
+
 pub(super) fn wait(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     int(&args[1])?;
     int(&args[2])?;
     Ok(Reply::Int(0))
+}
+
+/// The settings CONFIG SET can change at run time: the slow log's. Everything else is
+/// fixed at start and reported by CONFIG GET.
+fn config_set(ctx: &Ctx<'_>, name: &Bytes, value: &Bytes) -> Result<(), CommandError> {
+    let log = &ctx.node.slowlog;
+    let invalid = |reason: &str| {
+        CommandError::Other(
+            format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - {reason}",
+                text(name)
+            )
+            .into(),
+        )
+    };
+    if is(name, "slowlog-log-slower-than") {
+        let n = int(value).map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+        log.slower_than_us
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    } else if is(name, "slowlog-max-len") {
+        let n = int(value)
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| invalid("argument couldn't be parsed into an integer"))?;
+        log.max_len
+            .store(n as usize, std::sync::atomic::Ordering::Relaxed);
+    } else {
+        return Err(CommandError::Other(
+            format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                text(name)
+            )
+            .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn bulk(s: &'static str) -> Reply {

@@ -6,7 +6,9 @@
 //! SET key value [NX|XX] [GET] [EX s|PX ms|EXAT unix-s|PXAT unix-ms|KEEPTTL]
 //! SETNX key value / SETEX key s value / PSETEX key ms value / GETSET key value / GETDEL key
 //! MGET key [key ...] / MSET key value [key value ...]
-//! APPEND key value / STRLEN key / INCR key / DECR key / INCRBY key n / DECRBY key n
+//! GETEX key [EX s|PX ms|EXAT unix-s|PXAT unix-ms|PERSIST] / MSETNX key value [key value ...]
+//! APPEND key value / STRLEN key / GETRANGE key start end / SETRANGE key offset value
+//! INCR key / DECR key / INCRBY key n / DECRBY key n / INCRBYFLOAT key f
 //! ```
 //! GETWITHTTL is what the spec's GET needs (value and TTL in one request, counted once);
 //! everything else follows Redis 7.
@@ -302,4 +304,204 @@ fn plain(value: &[u8]) -> Entry {
         value: Bytes::copy_from_slice(value),
         deadline: None,
     }
+}
+
+pub(super) fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    // None: leave the TTL; Some(None): PERSIST; Some(Some(d)): new deadline.
+    let mut change: Option<Option<tokio::time::Instant>> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let opt = &args[i];
+        if is(opt, "PERSIST") && change.is_none() {
+            change = Some(None);
+        } else if change.is_none()
+            && i + 1 < args.len()
+            && ["EX", "PX", "EXAT", "PXAT"].iter().any(|w| is(opt, w))
+        {
+            let n = int(&args[i + 1])?;
+            if n <= 0 {
+                return Err(CommandError::InvalidExpire("getex"));
+            }
+            let deadline = if is(opt, "EX") {
+                n.checked_mul(1000)
+                    .and_then(|ms| deadline_after_ms(ctx.now, ms))
+            } else if is(opt, "PX") {
+                deadline_after_ms(ctx.now, n)
+            } else if is(opt, "EXAT") {
+                n.checked_mul(1000)
+                    .and_then(|ms| deadline_at_unix_ms(ctx.now, ms))
+            } else {
+                deadline_at_unix_ms(ctx.now, n)
+            };
+            change = Some(Some(deadline.ok_or(CommandError::InvalidExpire("getex"))?));
+            i += 1;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+        i += 1;
+    }
+    let key = &args[1];
+    let mut shard = ctx.db().shard(key);
+    let Some(value) = shard.get(key, ctx.now).map(|e| e.value.clone()) else {
+        ctx.node.stats.record_lookup(false);
+        return Ok(Reply::Nil);
+    };
+    ctx.node.stats.record_lookup(true);
+    match change {
+        None => {}
+        Some(Some(d)) if d <= ctx.now => {
+            shard.remove(key, ctx.now);
+        }
+        Some(deadline) => {
+            shard.set_deadline(key, deadline, ctx.now);
+        }
+    }
+    drop(shard);
+    if change.is_some() {
+        ctx.node.store.mark_dirty(1);
+    }
+    Ok(Reply::Bulk(value))
+}
+
+pub(super) fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    if args.len().is_multiple_of(2) {
+        return Err(CommandError::WrongArity("msetnx".into()));
+    }
+    let db = ctx.db();
+    let pairs: Vec<(&Bytes, &Bytes)> = args[1..].chunks(2).map(|p| (&p[0], &p[1])).collect();
+    // All shards locked together: the existence check and the writes are one atomic step.
+    let mut guards = db.lock_indices(pairs.iter().map(|(k, _)| db.shard_index(k)).collect());
+    let mut shard_of = |key: &Bytes| {
+        let index = db.shard_index(key);
+        guards
+            .iter_mut()
+            .position(|(i, _)| *i == index)
+            .expect("every key's shard was locked above")
+    };
+    let positions: Vec<usize> = pairs.iter().map(|(k, _)| shard_of(k)).collect();
+    let any_exists = pairs
+        .iter()
+        .zip(&positions)
+        .any(|((k, _), &p)| guards[p].1.get(k, ctx.now).is_some());
+    if any_exists {
+        return Ok(Reply::Int(0));
+    }
+    for ((key, value), &p) in pairs.iter().zip(&positions) {
+        guards[p].1.insert(key, plain(value), ctx.now);
+    }
+    drop(guards);
+    ctx.node.store.mark_dirty(pairs.len() as u64);
+    Ok(Reply::Int(1))
+}
+
+pub(super) fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let (start, end) = (int(&args[2])?, int(&args[3])?);
+    let value = ctx
+        .db()
+        .shard(&args[1])
+        .get(&args[1], ctx.now)
+        .map(|e| e.value.clone())
+        .unwrap_or_default();
+    let len = value.len() as i64;
+    if (start < 0 && end < 0 && start > end) || len == 0 {
+        return Ok(Reply::Bulk(Bytes::new()));
+    }
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let end = if end < 0 {
+        (len + end).max(0)
+    } else {
+        end.min(len - 1)
+    };
+    if start > end {
+        return Ok(Reply::Bulk(Bytes::new()));
+    }
+    Ok(Reply::Bulk(value.slice(start as usize..=end as usize)))
+}
+
+pub(super) fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let offset = int(&args[2])?;
+    if offset < 0 {
+        return Err(CommandError::Other("ERR offset is out of range".into()));
+    }
+    let patch = &args[3];
+    let offset = offset as usize;
+    if offset + patch.len() > ctx.node.config.resp_limits.max_bulk_len {
+        return Err(CommandError::Other(
+            "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into(),
+        ));
+    }
+    let mut shard = ctx.db().shard(&args[1]);
+    let existing = shard.get(&args[1], ctx.now).cloned();
+    let Some(entry) = existing else {
+        if patch.is_empty() {
+            return Ok(Reply::Int(0));
+        }
+        let mut value = vec![0u8; offset];
+        value.extend_from_slice(patch);
+        let len = value.len();
+        shard.insert(
+            &args[1],
+            Entry {
+                value: Bytes::from(value),
+                deadline: None,
+            },
+            ctx.now,
+        );
+        drop(shard);
+        ctx.node.store.mark_dirty(1);
+        return Ok(Reply::Int(len as i64));
+    };
+    if patch.is_empty() {
+        return Ok(Reply::Int(entry.value.len() as i64));
+    }
+    let mut value = entry.value.to_vec();
+    if value.len() < offset + patch.len() {
+        value.resize(offset + patch.len(), 0);
+    }
+    value[offset..offset + patch.len()].copy_from_slice(patch);
+    let len = value.len();
+    shard.insert(
+        &args[1],
+        Entry {
+            value: Bytes::from(value),
+            deadline: entry.deadline,
+        },
+        ctx.now,
+    );
+    drop(shard);
+    ctx.node.store.mark_dirty(1);
+    Ok(Reply::Int(len as i64))
+}
+
+pub(super) fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    let by = super::args::float(&args[2])?;
+    let key = &args[1];
+    let mut shard = ctx.db().shard(key);
+    let (current, deadline) = match shard.get(key, ctx.now) {
+        Some(e) => (super::args::float(&e.value)?, e.deadline),
+        None => (0.0, None),
+    };
+    let next = current + by;
+    if !next.is_finite() {
+        return Err(CommandError::Other(
+            "ERR increment would produce NaN or Infinity".into(),
+        ));
+    }
+    // Shortest text that reads back as the same number, without exponent, as Redis prints.
+    let text = Bytes::from(format!("{next}"));
+    shard.insert(
+        key,
+        Entry {
+            value: text.clone(),
+            deadline,
+        },
+        ctx.now,
+    );
+    drop(shard);
+    ctx.node.store.mark_dirty(1);
+    Ok(Reply::Bulk(text))
 }

@@ -8,12 +8,13 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::broadcast;
 
-use crate::cmd::{self, Session};
-use crate::node::Node;
+use crate::cmd::Session;
+use crate::node::{ClientHandle, Node};
 use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, RespCodec};
 use crate::server::sniff::{self, Protocol};
 
@@ -47,7 +48,17 @@ pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
             _ = node.shutdown.cancelled() => return,
         }
     };
-    let session = Session::new(node.next_client_id(), peer.clone());
+    let laddr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let client = Arc::new(ClientHandle::new(
+        node.next_client_id(),
+        peer.clone(),
+        laddr,
+    ));
+    let _registered = node.clients.register(client.clone());
+    let session = Session::new(client);
     let result = match protocol {
         Protocol::Resp => {
             let codec = RespCodec::new(node.config.resp_limits);
@@ -74,6 +85,8 @@ async fn serve<C: Codec>(
 ) -> Result<(), ProtocolError> {
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut eof = false;
+    let kill = session.client.kill.clone();
+    let mut monitor: Option<broadcast::Receiver<Bytes>> = None;
     loop {
         // Execute everything already received before writing anything.
         loop {
@@ -84,11 +97,11 @@ async fn serve<C: Codec>(
             };
             let reply = match decoded {
                 Ok(Some(Incoming::Request(request))) => {
-                    let reply = cmd::execute(node, &mut session, &request);
+                    let reply = session.execute(node, &request);
                     codec.set_resp_version(session.protocol);
                     reply
                 }
-                Ok(Some(Incoming::Invalid(message))) => Reply::Error(message.into()),
+                Ok(Some(Incoming::Invalid(message))) => Some(Reply::Error(message.into())),
                 Ok(None) => break,
                 Err(e) => {
                     codec.encode_protocol_error(&e, &mut wbuf);
@@ -97,7 +110,9 @@ async fn serve<C: Codec>(
                     return Err(e);
                 }
             };
-            codec.encode(&reply, &mut wbuf)?;
+            if let Some(reply) = &reply {
+                codec.encode(reply, &mut wbuf)?;
+            }
             if session.closing {
                 break;
             }
@@ -113,18 +128,42 @@ async fn serve<C: Codec>(
         if session.closing || eof {
             return Ok(());
         }
+        if session.monitor && monitor.is_none() {
+            monitor = Some(node.monitor.subscribe());
+        } else if !session.monitor {
+            monitor = None;
+        }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
         }
-        // Shutdown is checked only between batches: every request already read has been
-        // answered above, so stopping here loses nothing acknowledged.
+        // Shutdown and CLIENT KILL are checked only between batches: every request already
+        // read has been answered above, so stopping here loses nothing acknowledged.
         tokio::select! {
             r = stream.read_buf(&mut rbuf) => {
                 if r? == 0 {
                     eof = true;
                 }
             }
+            line = next_monitor_line(&mut monitor) => {
+                codec.encode(&Reply::Simple(String::from_utf8_lossy(&line).into_owned().into()), &mut wbuf)?;
+            }
+            _ = kill.cancelled() => return Ok(()),
             _ = node.shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// The next MONITOR line, or never when the connection is not monitoring. A monitor that
+/// falls too far behind skips the lines it missed rather than making the node buffer them.
+async fn next_monitor_line(rx: &mut Option<broadcast::Receiver<Bytes>>) -> Bytes {
+    let Some(rx) = rx else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(line) => return line,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
         }
     }
 }

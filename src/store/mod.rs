@@ -9,7 +9,7 @@ pub mod pattern;
 pub mod shard;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -22,6 +22,7 @@ pub struct Store {
     dbs: Box<[Db]>,
     /// Bumped by every change; the snapshot task saves only when it moved.
     dirty: AtomicU64,
+    gate: Gate,
 }
 
 /// One numbered database (`SELECT n`): a fixed set of shards.
@@ -29,17 +30,87 @@ pub struct Store {
 pub struct Db {
     shards: Box<[Mutex<Shard>]>,
     /// Picks the shard. Deliberately not the client's MD5 router: every key that reaches a
-    /// node already shares the same MD5 remainder, so reusing it would skew the shards.
+    /// node already shares the same MD5 remainder, so reusing it would skew the shards. The
+    /// same seed in every database, so SWAPDB can swap shard contents pairwise.
     hasher: ahash::RandomState,
+}
+
+/// Lets a few operations (EXEC, SWAPDB, a snapshot's copy) see or change the store as one
+/// consistent whole. Every ordinary command holds one *shared* slot while it runs; exclusive
+/// access takes all slots. Readers spread over several cache-line-padded slots, so ordinary
+/// commands on different threads do not contend on one lock word.
+#[derive(Debug)]
+pub struct Gate {
+    slots: Box<[Slot]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(RwLock<()>);
+
+/// Held by a command while it runs (see [`Gate`]).
+pub type SharedGuard<'a> = RwLockReadGuard<'a, ()>;
+/// Held by EXEC or SWAPDB: no other command runs meanwhile.
+pub type ExclusiveGuard<'a> = Vec<RwLockWriteGuard<'a, ()>>;
+
+impl Gate {
+    fn new(slots: usize) -> Self {
+        Gate {
+            slots: (0..slots.max(1)).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    /// Shared access; `hint` (a connection id) spreads callers over the slots.
+    pub fn shared(&self, hint: u64) -> SharedGuard<'_> {
+        let slot = &self.slots[(hint % self.slots.len() as u64) as usize];
+        // Poisoning only follows a panic in a command, which already aborted that request;
+        // the guarded data is `()`, so carrying on is safe.
+        slot.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exclusive access: waits for running commands to finish, blocks new ones.
+    pub fn exclusive(&self) -> ExclusiveGuard<'_> {
+        // Always in slot order, so two exclusive callers cannot deadlock.
+        self.slots
+            .iter()
+            .map(|s| s.0.write().unwrap_or_else(|e| e.into_inner()))
+            .collect()
+    }
 }
 
 impl Store {
     /// A store with `databases` empty databases of `shards` shards each.
     pub fn new(databases: usize, shards: usize) -> Self {
+        let hasher = ahash::RandomState::new();
         Store {
-            dbs: (0..databases.max(1)).map(|_| Db::new(shards)).collect(),
+            dbs: (0..databases.max(1))
+                .map(|_| Db::new(shards, hasher.clone()))
+                .collect(),
             dirty: AtomicU64::new(0),
+            gate: Gate::new(16),
         }
+    }
+
+    /// The gate commands pass through (see [`Gate`]).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Swaps the contents of databases `a` and `b` (SWAPDB). Call with the gate held
+    /// exclusively so that nobody sees the swap half done. Returns false for a bad index.
+    pub fn swap_dbs(&self, a: usize, b: usize) -> bool {
+        let (Some(da), Some(db)) = (self.dbs.get(a), self.dbs.get(b)) else {
+            return false;
+        };
+        if a == b {
+            return true;
+        }
+        for i in 0..da.shards.len() {
+            let mut x = da.lock(i);
+            let mut y = db.lock(i);
+            std::mem::swap(&mut *x, &mut *y);
+        }
+        true
     }
 
     /// Database number `index`, or `None` past the configured count.
@@ -69,12 +140,12 @@ impl Store {
 }
 
 impl Db {
-    fn new(shards: usize) -> Self {
+    fn new(shards: usize, hasher: ahash::RandomState) -> Self {
         Db {
             shards: (0..shards.max(1))
                 .map(|_| Mutex::new(Shard::default()))
                 .collect(),
-            hasher: ahash::RandomState::new(),
+            hasher,
         }
     }
 
@@ -132,6 +203,37 @@ impl Db {
             );
         }
         out
+    }
+
+    /// The live keys of shard `index` matching `pattern` (SCAN walks the shards in order,
+    /// each read whole under its lock, so a key present for the whole scan is always seen).
+    pub fn shard_keys(&self, index: usize, pattern: &[u8], now: Instant) -> Vec<Bytes> {
+        let Some(shard) = self.shards.get(index) else {
+            return Vec::new();
+        };
+        let mut shard = shard.lock().expect("shard lock poisoned");
+        shard.purge_expired(now);
+        shard
+            .iter()
+            .filter(|(k, _)| pattern::matches(pattern, k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// A random live key, or `None` when the database is empty.
+    pub fn random_key(&self, now: Instant) -> Option<Bytes> {
+        let start = fastrand::usize(..self.shards.len());
+        (0..self.shards.len()).find_map(|i| {
+            let mut shard = self.lock((start + i) % self.shards.len());
+            shard.purge_expired(now);
+            let n = shard.len();
+            (n > 0).then(|| {
+                shard
+                    .iter()
+                    .nth(fastrand::usize(..n))
+                    .map(|(k, _)| k.clone())
+            })?
+        })
     }
 
     /// A copy of every live entry, taken one shard at a time under short locks. Values are

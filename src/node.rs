@@ -40,6 +40,9 @@ pub struct Node {
     pub slowlog: SlowLog,
     /// MONITOR feed: every executed command, formatted as Redis prints it.
     pub monitor: broadcast::Sender<Bytes>,
+    /// Connections in MONITOR mode. Checked on every command instead of the channel's own
+    /// receiver count, which takes a lock.
+    pub monitors: AtomicUsize,
     next_client_id: AtomicU64,
 }
 
@@ -57,6 +60,7 @@ impl Node {
             clients: Clients::default(),
             slowlog: SlowLog::default(),
             monitor: broadcast::channel(4096).0,
+            monitors: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
             config,
         }
@@ -83,7 +87,7 @@ pub struct ClientHandle {
     /// Local address.
     pub laddr: String,
     /// When the connection was accepted.
-    pub opened: std::time::Instant,
+    pub opened: tokio::time::Instant,
     /// Cancelled by CLIENT KILL: the connection closes.
     pub kill: CancellationToken,
     /// Selected database (mirrors the session, for CLIENT LIST).
@@ -118,7 +122,7 @@ impl ClientHandle {
             id,
             addr,
             laddr,
-            opened: std::time::Instant::now(),
+            opened: tokio::time::Instant::now(),
             kill: CancellationToken::new(),
             db: AtomicUsize::new(0),
             protocol: AtomicU8::new(2),

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Entry, Store};
+use crate::store::{clock, Entry, Store};
 
 /// The `format` field every snapshot carries.
 pub const FORMAT: &str = "minikv-snapshot";
@@ -147,7 +147,6 @@ impl Persister {
                 snapshot.format, snapshot.version
             )));
         }
-        let now_ms = unix_ms();
         let now = Instant::now();
         let mut loaded = 0;
         for db in snapshot.databases {
@@ -158,9 +157,12 @@ impl Persister {
                 let key = decode_field(e.key, e.key_base64, "key").map_err(&corrupt)?;
                 let value = decode_field(e.value, e.value_base64, "value").map_err(&corrupt)?;
                 let deadline = match e.expires_at_ms {
-                    Some(at) if at <= now_ms => continue,
-                    Some(at) => Some(now + Duration::from_millis((at - now_ms) as u64)),
                     None => None,
+                    Some(at) => match clock::instant_at_unix_ms(at) {
+                        Some(d) if d <= now => continue,
+                        Some(d) => Some(d),
+                        None => return Err(corrupt(format!("expires_at_ms {at} is out of range"))),
+                    },
                 };
                 let entry = Entry {
                     value: Bytes::from(value),
@@ -242,10 +244,7 @@ impl Persister {
                 .iter()
                 .map(|(db, entries)| DbOut {
                     db: *db,
-                    entries: entries
-                        .iter()
-                        .map(|(k, e)| EntryOut::new(k, e, now, now_ms))
-                        .collect(),
+                    entries: entries.iter().map(|(k, e)| EntryOut::new(k, e)).collect(),
                 })
                 .collect(),
         };
@@ -346,7 +345,7 @@ struct EntryOut<'a> {
 }
 
 impl<'a> EntryOut<'a> {
-    fn new(key: &'a Bytes, entry: &'a Entry, now: Instant, now_ms: i64) -> Self {
+    fn new(key: &'a Bytes, entry: &'a Entry) -> Self {
         let (key, key_base64) = text_or_base64(key);
         let (value, value_base64) = text_or_base64(&entry.value);
         EntryOut {
@@ -354,9 +353,7 @@ impl<'a> EntryOut<'a> {
             key_base64,
             value,
             value_base64,
-            expires_at_ms: entry
-                .deadline
-                .map(|d| now_ms + d.saturating_duration_since(now).as_millis() as i64),
+            expires_at_ms: entry.deadline.map(clock::unix_ms_at),
         }
     }
 }

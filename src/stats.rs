@@ -1,19 +1,16 @@
 //! Per-node counters: the spec's STATS figures plus what INFO reports.
 //!
 //! Plain relaxed atomics: each counter is independent and readers only need a recent value.
+//! The per-request counters are striped over cache-line-padded copies picked by connection,
+//! so worker threads do not bounce one cache line between cores on every request; a read
+//! sums the stripes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Live counters of one node.
 #[derive(Debug, Default)]
 pub struct Stats {
-    total_requests: AtomicU64,
-    get: AtomicU64,
-    set: AtomicU64,
-    delete: AtomicU64,
-    expire: AtomicU64,
-    keyspace_hits: AtomicU64,
-    keyspace_misses: AtomicU64,
+    stripes: [Stripe; STRIPES],
     connections_received: AtomicU64,
     rejected_connections: AtomicU64,
     connected_clients: AtomicU64,
@@ -59,28 +56,53 @@ pub struct StatsSnapshot {
     pub connected_clients: u64,
 }
 
+/// Number of counter stripes.
+const STRIPES: usize = 16;
+
+/// Indices into [`Stripe`]'s counters.
+const TOTAL: usize = 0;
+const GET: usize = 1;
+const SET: usize = 2;
+const DELETE: usize = 3;
+const EXPIRE: usize = 4;
+const HITS: usize = 5;
+const MISSES: usize = 6;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe([AtomicU64; 7]);
+
 impl Stats {
-    /// Counts one handled request of the given kind.
-    pub fn record(&self, kind: StatKind) {
-        self.total_requests.fetch_add(1, Ordering::Relaxed);
-        let counter = match kind {
-            StatKind::Get => &self.get,
-            StatKind::Set => &self.set,
-            StatKind::Delete => &self.delete,
-            StatKind::Expire => &self.expire,
+    /// Counts one handled request of the given kind; `hint` (the connection id) picks the
+    /// stripe.
+    pub fn record(&self, kind: StatKind, hint: u64) {
+        let stripe = &self.stripe(hint).0;
+        stripe[TOTAL].fetch_add(1, Ordering::Relaxed);
+        let index = match kind {
+            StatKind::Get => GET,
+            StatKind::Set => SET,
+            StatKind::Delete => DELETE,
+            StatKind::Expire => EXPIRE,
             StatKind::Other => return,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        stripe[index].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a read that found (`true`) or missed its key.
-    pub fn record_lookup(&self, hit: bool) {
-        let counter = if hit {
-            &self.keyspace_hits
-        } else {
-            &self.keyspace_misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn record_lookup(&self, hit: bool, hint: u64) {
+        let index = if hit { HITS } else { MISSES };
+        self.stripe(hint).0[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stripe(&self, hint: u64) -> &Stripe {
+        &self.stripes[(hint % STRIPES as u64) as usize]
+    }
+
+    fn sum(&self, index: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0[index].load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Counts an accepted connection and returns the guard that uncounts it when dropped.
@@ -97,32 +119,24 @@ impl Stats {
 
     /// Resets the request counters (CONFIG RESETSTAT).
     pub fn reset(&self) {
-        for c in [
-            &self.total_requests,
-            &self.get,
-            &self.set,
-            &self.delete,
-            &self.expire,
-            &self.keyspace_hits,
-            &self.keyspace_misses,
-            &self.connections_received,
-            &self.rejected_connections,
-        ] {
-            c.store(0, Ordering::Relaxed);
+        for stripe in &self.stripes {
+            stripe.0.iter().for_each(|c| c.store(0, Ordering::Relaxed));
         }
+        self.connections_received.store(0, Ordering::Relaxed);
+        self.rejected_connections.store(0, Ordering::Relaxed);
     }
 
     /// Copies the counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
-            total_requests: r(&self.total_requests),
-            get: r(&self.get),
-            set: r(&self.set),
-            delete: r(&self.delete),
-            expire: r(&self.expire),
-            keyspace_hits: r(&self.keyspace_hits),
-            keyspace_misses: r(&self.keyspace_misses),
+            total_requests: self.sum(TOTAL),
+            get: self.sum(GET),
+            set: self.sum(SET),
+            delete: self.sum(DELETE),
+            expire: self.sum(EXPIRE),
+            keyspace_hits: self.sum(HITS),
+            keyspace_misses: self.sum(MISSES),
             connections_received: r(&self.connections_received),
             rejected_connections: r(&self.rejected_connections),
             connected_clients: r(&self.connected_clients),

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use super::args::{int, is, text};
 use super::{CommandError, Ctx};
-use crate::persist::unix_ms;
 use crate::protocol::Reply;
+use crate::store::clock;
 
 pub(super) fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let db = ctx.db();
@@ -109,7 +109,7 @@ fn expire_generic(
         .ok_or(CommandError::InvalidExpire(name))?;
     let deadline = match base {
         Base::Relative => {
-            unix_ms()
+            clock::unix_ms_at(ctx.now)
                 .checked_add(ms)
                 .ok_or(CommandError::InvalidExpire(name))?;
             deadline_after_ms(ctx.now, ms)
@@ -140,36 +140,38 @@ fn expire_generic(
 }
 
 pub(super) fn ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    ttl_generic(ctx, &args[1], |left| {
-        ((left.as_millis() + 500) / 1000) as i64
-    })
+    let now = ctx.now;
+    ttl_generic(ctx, &args[1], |d| (left_ms(d, now) + 500) / 1000)
 }
 
 pub(super) fn pttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    ttl_generic(ctx, &args[1], |left| left.as_millis() as i64)
+    let now = ctx.now;
+    ttl_generic(ctx, &args[1], |d| left_ms(d, now))
 }
 
 pub(super) fn expiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    ttl_generic(ctx, &args[1], |left| {
-        (unix_ms() + left.as_millis() as i64 + 500) / 1000
-    })
+    ttl_generic(ctx, &args[1], |d| (clock::unix_ms_at(d) + 500) / 1000)
 }
 
 pub(super) fn pexpiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    ttl_generic(ctx, &args[1], |left| unix_ms() + left.as_millis() as i64)
+    ttl_generic(ctx, &args[1], clock::unix_ms_at)
 }
 
-/// -2 for a missing key, -1 for a key without TTL, else `f(time left)`.
+fn left_ms(deadline: Instant, now: Instant) -> i64 {
+    deadline.saturating_duration_since(now).as_millis() as i64
+}
+
+/// -2 for a missing key, -1 for a key without TTL, else `f(deadline)`.
 fn ttl_generic(
     ctx: &mut Ctx<'_>,
     key: &[u8],
-    f: impl Fn(Duration) -> i64,
+    f: impl Fn(Instant) -> i64,
 ) -> Result<Reply, CommandError> {
     let found = ctx.db().shard(key).get(key, ctx.now).map(|e| e.deadline);
     Ok(Reply::Int(match found {
         None => -2,
         Some(None) => -1,
-        Some(Some(d)) => f(d.saturating_duration_since(ctx.now)),
+        Some(Some(d)) => f(d),
     }))
 }
 
@@ -228,8 +230,8 @@ pub(super) fn deadline_after_ms(now: Instant, ms: i64) -> Option<Instant> {
 }
 
 /// The deadline at Unix time `at_ms`, mapped onto the monotonic clock.
-pub(super) fn deadline_at_unix_ms(now: Instant, at_ms: i64) -> Option<Instant> {
-    deadline_after_ms(now, at_ms.checked_sub(unix_ms())?)
+pub(super) fn deadline_at_unix_ms(_now: Instant, at_ms: i64) -> Option<Instant> {
+    clock::instant_at_unix_ms(at_ms)
 }
 
 /// Seconds left as the spec's GET reports them (Redis TTL rounding), -1 without a deadline.

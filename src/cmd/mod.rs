@@ -146,7 +146,24 @@ impl Session {
     /// Runs `request` and returns its reply, or `None` when CLIENT REPLY says not to send it.
     pub fn execute(&mut self, node: &Node, request: &Request) -> Option<Reply> {
         let skip_this = self.reply_mode == ReplyMode::Skip;
-        let reply = execute(node, self, request);
+        let reply = match request.db {
+            None => execute(node, self, request),
+            Some(db) => match usize::try_from(db)
+                .ok()
+                .filter(|d| node.store.db(*d).is_some())
+            {
+                None => Reply::Error(CommandError::DbIndexOutOfRange.to_string().into()),
+                Some(db) => {
+                    let selected = std::mem::replace(&mut self.db, db);
+                    let reply = execute(node, self, request);
+                    // A SELECT inside the request wins; otherwise restore the selection.
+                    if self.db == db {
+                        self.db = selected;
+                    }
+                    reply
+                }
+            },
+        };
         if std::mem::take(&mut self.suppress_current) {
             return None;
         }
@@ -256,12 +273,12 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
         return Reply::error("ERR empty request");
     };
     let Some(spec) = lookup(name) else {
-        node.stats.record(StatKind::Other);
+        node.stats.record(StatKind::Other, session.client.id);
         session.flag_transaction();
         return Reply::Error(unknown_command(name, &args[1..]).to_string().into());
     };
     if !arity_ok(spec.arity, args.len()) {
-        node.stats.record(StatKind::Other);
+        node.stats.record(StatKind::Other, session.client.id);
         session.flag_transaction();
         return Reply::Error(
             CommandError::WrongArity(spec.name.to_string())
@@ -310,16 +327,16 @@ fn run(
         };
         (spec.handler)(&mut ctx, args)
     };
-    node.stats.record(spec.stat);
+    node.stats.record(spec.stat, session.client.id);
     let client = &session.client;
-    let elapsed = now.elapsed();
-    client.last_active_ms.store(
-        client.opened.elapsed().as_millis() as u64,
-        Ordering::Relaxed,
-    );
+    let done = Instant::now();
+    client
+        .last_active_ms
+        .store((done - client.opened).as_millis() as u64, Ordering::Relaxed);
     node.slowlog
-        .record(elapsed.as_micros() as u64, args, client);
-    if node.monitor.receiver_count() > 0 && !session.monitor {
+        .record((done - now).as_micros() as u64, args, client);
+    if node.monitors.load(Ordering::Relaxed) > 0 && !session.monitor {
+        // No receiver left (a race with a monitor leaving) is fine: nobody to tell.
         let _ = node.monitor.send(server::monitor_line(session, args));
     }
     result.unwrap_or_else(|e| Reply::Error(e.to_string().into()))
@@ -515,7 +532,7 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
     table
 });
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
+static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec, ahash::RandomState>> =
     LazyLock::new(|| TABLE.iter().map(|c| (c.name, c)).collect());
 
 #[cfg(test)]

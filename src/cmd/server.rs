@@ -410,10 +410,14 @@ pub(super) fn debug(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
             Reply::Simple("    Stop the server for <seconds>. Decimals allowed.".into()),
         ]))
     } else {
-        Err(CommandError::UnknownSubcommand {
-            command: "DEBUG",
-            sub: text(sub),
-        })
+        // DEBUG has no subcommand table in Redis, so it words this error differently.
+        Err(CommandError::Other(
+            format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+                text(sub)
+            )
+            .into(),
+        ))
     }
 }
 

@@ -27,7 +27,9 @@ pub(super) fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
         .shard(&args[1])
         .get(&args[1], ctx.now)
         .map(|e| e.value.clone());
-    ctx.node.stats.record_lookup(value.is_some());
+    ctx.node
+        .stats
+        .record_lookup(value.is_some(), ctx.session.client.id);
     Ok(value.map_or(Reply::Nil, Reply::Bulk))
 }
 
@@ -37,7 +39,9 @@ pub(super) fn get_with_ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, C
         .shard(&args[1])
         .get(&args[1], ctx.now)
         .map(|e| (e.value.clone(), e.deadline));
-    ctx.node.stats.record_lookup(found.is_some());
+    ctx.node
+        .stats
+        .record_lookup(found.is_some(), ctx.session.client.id);
     Ok(match found {
         Some((value, deadline)) => Reply::Array(vec![
             Reply::Bulk(value),
@@ -189,7 +193,9 @@ pub(super) fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
 
 pub(super) fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let old = ctx.db().shard(&args[1]).remove(&args[1], ctx.now);
-    ctx.node.stats.record_lookup(old.is_some());
+    ctx.node
+        .stats
+        .record_lookup(old.is_some(), ctx.session.client.id);
     if old.is_some() {
         ctx.node.store.mark_dirty(1);
     }
@@ -343,10 +349,10 @@ pub(super) fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
     let key = &args[1];
     let mut shard = ctx.db().shard(key);
     let Some(value) = shard.get(key, ctx.now).map(|e| e.value.clone()) else {
-        ctx.node.stats.record_lookup(false);
+        ctx.node.stats.record_lookup(false, ctx.session.client.id);
         return Ok(Reply::Nil);
     };
-    ctx.node.stats.record_lookup(true);
+    ctx.node.stats.record_lookup(true, ctx.session.client.id);
     match change {
         None => {}
         Some(Some(d)) if d <= ctx.now => {

@@ -295,7 +295,13 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
         for item in items {
             all.push(scalar_bytes(item).ok_or("field 'args' must be an array of strings")?);
         }
-        return Ok((Request { args: all }, Shape::Generic));
+        return Ok((
+            Request {
+                args: all,
+                db: db(fields)?,
+            },
+            Shape::Generic,
+        ));
     }
     let key = || -> Result<Bytes, String> {
         match fields.get("key") {
@@ -381,7 +387,25 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
             (args, Shape::Generic)
         }
     };
-    Ok((Request { args }, shape))
+    Ok((
+        Request {
+            args,
+            db: db(fields)?,
+        },
+        shape,
+    ))
+}
+
+/// The optional `"db"` field: an integer database index.
+fn db(fields: &Map<String, Value>) -> Result<Option<i64>, String> {
+    match fields.get("db") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| "field 'db' must be an integer".to_string()),
+        Some(_) => Err("field 'db' must be an integer".into()),
+    }
 }
 
 /// Strings as their UTF-8 bytes; numbers as their decimal text (as Redis clients send them).
@@ -493,6 +517,22 @@ mod tests {
         assert_eq!(
             got,
             Some(Incoming::Request(Request::new([&b"DEL"[..], b"k"])))
+        );
+    }
+
+    #[test]
+    fn db_field_and_generic_args_map_to_the_request() {
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        let got = requests(
+            &mut codec,
+            br#"{"command":"incrby","args":["k","5"],"db":3}{"command":"GET","key":"k","db":"x"}"#,
+        );
+        let mut want = Request::new([&b"INCRBY"[..], b"k", b"5"]);
+        want.db = Some(3);
+        assert_eq!(got[0], Incoming::Request(want));
+        assert_eq!(
+            got[1],
+            Incoming::Invalid("field 'db' must be an integer".into())
         );
     }
 

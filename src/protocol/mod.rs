@@ -19,6 +19,9 @@ pub use resp::RespCodec;
 pub struct Request {
     /// `args[0]` is the command name (any case); the rest are its arguments.
     pub args: Vec<Bytes>,
+    /// Run in this database instead of the connection's selected one (the JSON protocol's
+    /// optional `"db"` field); the selection itself is not changed.
+    pub db: Option<i64>,
 }
 
 impl Request {
@@ -30,6 +33,7 @@ impl Request {
     {
         Request {
             args: args.into_iter().map(Into::into).collect(),
+            db: None,
         }
     }
 }

@@ -126,7 +126,7 @@ impl RespCodec {
             .iter()
             .map(|&(s, e)| frame.slice(s..e))
             .collect();
-        Ok(Some(Request { args }))
+        Ok(Some(Request { args, db: None }))
     }
 
     fn decode_inline(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
@@ -144,6 +144,7 @@ impl RespCodec {
         let args = split_args(line).ok_or(ProtocolError::Resp("unbalanced quotes in request"))?;
         Ok(Some(Request {
             args: args.into_iter().map(Bytes::from).collect(),
+            db: None,
         }))
     }
 }

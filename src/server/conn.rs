@@ -6,6 +6,7 @@
 //! and stalls on Nagle/delayed-ACK. Errors here end this connection only; they are logged
 //! once and never reach the accept loop.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -86,7 +87,7 @@ async fn serve<C: Codec>(
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut eof = false;
     let kill = session.client.kill.clone();
-    let mut monitor: Option<broadcast::Receiver<Bytes>> = None;
+    let mut monitor: Option<Monitoring<'_>> = None;
     loop {
         // Execute everything already received before writing anything.
         loop {
@@ -129,7 +130,7 @@ async fn serve<C: Codec>(
             return Ok(());
         }
         if session.monitor && monitor.is_none() {
-            monitor = Some(node.monitor.subscribe());
+            monitor = Some(Monitoring::start(node));
         } else if !session.monitor {
             monitor = None;
         }
@@ -153,14 +154,37 @@ async fn serve<C: Codec>(
     }
 }
 
+/// A connection in MONITOR mode: its feed, and its place in the node's monitor count (which
+/// commands check before formatting a line), released on drop.
+struct Monitoring<'a> {
+    rx: broadcast::Receiver<Bytes>,
+    count: &'a AtomicUsize,
+}
+
+impl<'a> Monitoring<'a> {
+    fn start(node: &'a Node) -> Self {
+        node.monitors.fetch_add(1, Ordering::Relaxed);
+        Monitoring {
+            rx: node.monitor.subscribe(),
+            count: &node.monitors,
+        }
+    }
+}
+
+impl Drop for Monitoring<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The next MONITOR line, or never when the connection is not monitoring. A monitor that
 /// falls too far behind skips the lines it missed rather than making the node buffer them.
-async fn next_monitor_line(rx: &mut Option<broadcast::Receiver<Bytes>>) -> Bytes {
-    let Some(rx) = rx else {
+async fn next_monitor_line(monitor: &mut Option<Monitoring<'_>>) -> Bytes {
+    let Some(monitor) = monitor else {
         return std::future::pending().await;
     };
     loop {
-        match rx.recv().await {
+        match monitor.rx.recv().await {
             Ok(line) => return line,
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,

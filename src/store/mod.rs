@@ -4,6 +4,7 @@
 //! `std::sync::Mutex`: critical sections are a hash lookup or two and never `.await`, so an
 //! async mutex would only add overhead (the same reasoning as mini-redis's `db.rs`).
 
+pub mod clock;
 pub mod expiry;
 pub mod pattern;
 pub mod shard;

@@ -1,0 +1,53 @@
+//! Maps between the monotonic clock that deadlines use (`tokio::time::Instant`, so paused-time
+//! tests work) and Unix milliseconds (EXPIREAT, EXPIRETIME, snapshots).
+//!
+//! Both directions go through one base pair taken once per process, so a deadline set with
+//! PEXPIREAT reads back with PEXPIRETIME to the exact millisecond. Wall-clock adjustments after
+//! start are not followed: a deadline is a point on the monotonic clock.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+static BASE: OnceLock<(Instant, i64)> = OnceLock::new();
+
+fn base() -> (Instant, i64) {
+    *BASE.get_or_init(|| (Instant::now(), crate::persist::unix_ms()))
+}
+
+/// The Unix time, in milliseconds, of `t`.
+pub fn unix_ms_at(t: Instant) -> i64 {
+    let (base_instant, base_ms) = base();
+    if t >= base_instant {
+        base_ms.saturating_add((t - base_instant).as_millis() as i64)
+    } else {
+        base_ms.saturating_sub((base_instant - t).as_millis() as i64)
+    }
+}
+
+/// The instant of Unix time `ms`; `None` when it is too far in the future to represent. A
+/// time before the process started maps to the process start (already past).
+pub fn instant_at_unix_ms(ms: i64) -> Option<Instant> {
+    let (base_instant, base_ms) = base();
+    if ms >= base_ms {
+        base_instant.checked_add(Duration::from_millis(ms.checked_sub(base_ms)? as u64))
+    } else {
+        Some(base_instant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_times_round_trip_exactly() {
+        let now = unix_ms_at(Instant::now());
+        for ms in [now, now + 1, now + 123_456_789, 99_999_999_999_000] {
+            let t = instant_at_unix_ms(ms).expect("representable");
+            assert_eq!(unix_ms_at(t), ms);
+        }
+        assert!(instant_at_unix_ms(0).expect("past") <= Instant::now());
+    }
+}

@@ -1,0 +1,413 @@
+//! Differential tests: the same command sequences sent to a real `redis-server` (Debian's
+//! 7.0) and to a minikv node, under RESP2 and RESP3; every reply must be identical, error
+//! texts included. A line starting with `~` only needs the same reply *type* (values that
+//! depend on timing or randomness).
+//!
+//! `redis-server` is installed by `scripts/test.sh`; this test fails (never skips) without it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_protocol::resp2::decode::decode as decode2;
+use redis_protocol::resp3::decode::complete::decode as decode3;
+
+/// A server process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn wait_until_accepting(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server on port {port} never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_redis(dir: &std::path::Path) -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args([
+            "--appendonly",
+            "no",
+            "--enable-debug-command",
+            "yes",
+            "--dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed: run ./scripts/test.sh");
+    wait_until_accepting(port);
+    (Proc(child), port)
+}
+
+fn start_minikv(dir: &std::path::Path) -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_minikv"))
+        .args(["server", "1", &port.to_string(), "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start minikv");
+    wait_until_accepting(port);
+    (Proc(child), port)
+}
+
+/// One connection that sends a command and reads exactly one reply, decoded to a comparable
+/// string (`Debug` of redis-protocol's owned frame).
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    resp3: bool,
+}
+
+impl Conn {
+    fn open(port: u16) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        Conn {
+            stream,
+            buf: Vec::new(),
+            resp3: false,
+        }
+    }
+
+    fn call(&mut self, args: &[Vec<u8>]) -> String {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.stream.write_all(&out).expect("send");
+        loop {
+            let decoded = if self.resp3 {
+                decode3(&self.buf)
+                    .expect("valid RESP3")
+                    .map(|(f, n)| (format!("{f:?}"), n))
+            } else {
+                decode2(&self.buf)
+                    .expect("valid RESP2")
+                    .map(|(f, n)| (format!("{f:?}"), n))
+            };
+            if let Some((frame, used)) = decoded {
+                self.buf.drain(..used);
+                return frame;
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(
+                n > 0,
+                "connection closed while waiting for a reply to {args:?}"
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// The kind of a decoded frame: the variant name before its payload.
+fn kind(frame: &str) -> &str {
+    frame.split(['(', ' ', '{']).next().unwrap_or(frame)
+}
+
+/// Runs `script` (one command a line) on both servers in a fresh database and compares.
+fn compare(redis: u16, minikv: u16, resp3: bool, script: &str) {
+    let mut a = Conn::open(redis);
+    let mut b = Conn::open(minikv);
+    for conn in [&mut a, &mut b] {
+        conn.call(&[b"FLUSHALL".to_vec()]);
+        if resp3 {
+            conn.resp3 = true;
+            conn.call(&[b"HELLO".to_vec(), b"3".to_vec()]);
+        }
+    }
+    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (loose, line) = match line.strip_prefix('~') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, line),
+        };
+        let args = minikv::protocol::resp::split_args(line.as_bytes()).expect("valid test line");
+        let (want, got) = (a.call(&args), b.call(&args));
+        if loose {
+            assert_eq!(
+                kind(&want),
+                kind(&got),
+                "reply type to `{line}` (resp3={resp3}): redis {want} minikv {got}"
+            );
+        } else {
+            assert_eq!(want, got, "reply to `{line}` (resp3={resp3})");
+        }
+    }
+}
+
+const STRINGS: &str = r#"
+    SET k v
+    GET k
+    GET missing
+    SET k v2 GET
+    SET k v3 NX
+    SET k v3 XX GET
+    SET n 10 XX
+    SET k v EX 100
+    TTL k
+    SET k v KEEPTTL
+    TTL k
+    SET k v PX 100000
+    TTL k
+    SET k v EX 0
+    SET k v EX -1
+    SET k v EX abc
+    SET k v EX
+    SET k v NX XX
+    SET k v EX 10 PX 100
+    SET k v KEEPTTL EX 10
+    SET k v FOO
+    SET k v EXAT 99999999999
+    SET k
+    SETNX k x
+    SETNX fresh x
+    SETEX k 0 v
+    SETEX k 100 v
+    PSETEX k 100000 v
+    GETSET k new
+    GETDEL k
+    GETDEL k
+    GETEX missing
+    SET g 1
+    GETEX g EX 100
+    TTL g
+    GETEX g PERSIST
+    TTL g
+    GETEX g EX 0
+    GETEX g FOO
+    MSET a 1 b 2 c 3
+    MGET a b missing c
+    MSET a
+    MSETNX a 1 z 2
+    MSETNX y 1 z 2
+    APPEND s hello
+    APPEND s " world"
+    STRLEN s
+    STRLEN missing
+    GETRANGE s 0 4
+    GETRANGE s -5 -1
+    GETRANGE s 5 2
+    GETRANGE s 0 -100
+    GETRANGE missing 0 10
+    SETRANGE s 6 WORLD
+    GET s
+    SETRANGE pad 3 x
+    GET pad
+    SETRANGE s -1 x
+    SETRANGE missing2 0 ""
+    INCR i
+    INCRBY i 10
+    DECR i
+    DECRBY i 5
+    INCRBY i abc
+    SET big 9223372036854775807
+    INCR big
+    SET notnum abc
+    INCR notnum
+    INCRBYFLOAT f 10.5
+    INCRBYFLOAT f 0.1
+    INCRBYFLOAT f -5
+    INCRBYFLOAT f abc
+    INCRBYFLOAT notnum 1
+    SET e 5.0e3
+    INCRBYFLOAT e 2.0e2
+"#;
+
+const KEYS: &str = r#"
+    MSET a 1 b 2 c 3
+    DEL a b missing
+    EXISTS c c missing
+    UNLINK c
+    TYPE c
+    SET c 1
+    TYPE c
+    RENAME c d
+    RENAME missing x
+    RENAMENX d d
+    SET e 1
+    RENAMENX d e
+    RENAMENX d f
+    COPY f g
+    COPY f g
+    COPY f g REPLACE
+    COPY f f
+    COPY missing h
+    TOUCH f g missing
+    EXPIRE f 100
+    TTL f
+    EXPIRE f 100 NX
+    EXPIRE f 200 XX
+    EXPIRE f 50 GT
+    EXPIRE f 300 GT
+    EXPIRE f 400 LT
+    EXPIRE f 100 LT
+    TTL f
+    EXPIRE f 100 NX XX
+    EXPIRE f 100 GT LT
+    EXPIRE f 100 FOO
+    EXPIRE missing 100
+    EXPIRE f abc
+    EXPIRE g 100 GT
+    EXPIRE g 100 LT
+    PERSIST f
+    PERSIST f
+    TTL f
+    TTL missing
+    PTTL f
+    EXPIRETIME f
+    EXPIRETIME missing
+    PEXPIRE f 100000
+    ~PTTL f
+    EXPIREAT f 99999999999
+    EXPIRETIME f
+    PEXPIREAT f 99999999999000
+    PEXPIRETIME f
+    EXPIRE f -1
+    EXISTS f
+    EXPIRE f 9223372036854775807
+    SET mk 1
+    MOVE mk 1
+    MOVE mk 1
+    MOVE mk 0
+    MOVE mk 99
+    SELECT 1
+    GET mk
+    SELECT 99
+    SELECT abc
+    SELECT 0
+    SWAPDB 0 1
+    GET mk
+    SWAPDB 0 99
+    SWAPDB x 1
+    DBSIZE
+    OBJECT ENCODING mk
+    SET num 12345
+    OBJECT ENCODING num
+    SET long aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+    OBJECT ENCODING long
+    OBJECT ENCODING missing
+    OBJECT FOO x
+    FLUSHDB
+    DBSIZE
+    FLUSHDB FOO
+    FLUSHALL ASYNC
+    KEYS *
+    MSET user:1 a user:2 b other c
+    SCAN abc
+    SCAN 0 COUNT 0
+    SCAN 0 FOO bar
+    ~RANDOMKEY
+    FLUSHALL
+    RANDOMKEY
+"#;
+
+const TRANSACTIONS: &str = r#"
+    EXEC
+    DISCARD
+    MULTI
+    MULTI
+    SET a 1
+    INCR a
+    GET a
+    EXEC
+    MULTI
+    SET a
+    FOO
+    EXEC
+    MULTI
+    INCR a
+    DISCARD
+    GET a
+    WATCH a
+    MULTI
+    INCR a
+    EXEC
+    WATCH missing
+    UNWATCH
+    MULTI
+    SET s notanumber
+    INCR s
+    GET s
+    EXEC
+"#;
+
+const CONNECTION: &str = r#"
+    PING
+    PING hello
+    PING a b
+    ECHO hi
+    ECHO
+    FOO bar baz
+    foo
+    GET
+    CLIENT SETNAME my-conn
+    CLIENT GETNAME
+    CLIENT SETNAME "bad name"
+    CLIENT FOO
+    ~CLIENT ID
+    AUTH pass
+    HELLO 4
+    HELLO abc
+    CONFIG GET appendonly
+    CONFIG GET databases
+    CONFIG SET foo bar
+    CONFIG FOO
+    DEBUG FOO
+    WAIT 0 0
+    COMMAND FOO
+    ~TIME
+    ~COMMAND COUNT
+    ~LASTSAVE
+    SLOWLOG RESET
+    SLOWLOG LEN
+    SLOWLOG FOO
+    MEMORY FOO
+"#;
+
+#[test]
+fn replies_match_redis_under_resp2_and_resp3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis_dir = dir.path().join("redis");
+    let minikv_dir = dir.path().join("minikv");
+    std::fs::create_dir_all(&redis_dir).expect("mkdir");
+    std::fs::create_dir_all(&minikv_dir).expect("mkdir");
+    let (_redis, redis_port) = start_redis(&redis_dir);
+    let (_minikv, minikv_port) = start_minikv(&minikv_dir);
+    for resp3 in [false, true] {
+        for script in [STRINGS, KEYS, TRANSACTIONS, CONNECTION] {
+            compare(redis_port, minikv_port, resp3, script);
+        }
+    }
+}

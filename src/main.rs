@@ -202,6 +202,9 @@ fn init_logging() {
 
 /// Starts every node, serves until Ctrl+C or SIGTERM, then stops them all gracefully.
 async fn serve(configs: Vec<NodeConfig>) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM arriving as soon as a port accepts must stop the node
+    // gracefully, not kill it with the default action before the handler exists.
+    let signals = Signals::install()?;
     let mut servers = Vec::new();
     for config in configs {
         let id = config.id;
@@ -219,7 +222,7 @@ async fn serve(configs: Vec<NodeConfig>) -> anyhow::Result<()> {
     }
     let nodes: Vec<_> = servers.iter().map(Server::node).collect();
     let tasks: Vec<_> = servers.into_iter().map(|s| tokio::spawn(s.run())).collect();
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down");
     for node in &nodes {
         node.shutdown.cancel();
@@ -235,12 +238,27 @@ async fn serve(configs: Vec<NodeConfig>) -> anyhow::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl+C"),
-        _ = term.recv() => Ok(()),
+/// The stop signals (Ctrl+C and SIGTERM), listened for from installation on.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    /// Waits for either signal.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
 

@@ -10,9 +10,6 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redis_protocol::resp2::decode::decode as decode2;
-use redis_protocol::resp3::decode::complete::decode as decode3;
-
 /// A server process killed on drop.
 struct Proc(Child);
 
@@ -78,12 +75,11 @@ fn start_minikv(dir: &std::path::Path) -> (Proc, u16) {
     (Proc(child), port)
 }
 
-/// One connection that sends a command and reads exactly one reply, decoded to a comparable
-/// string (`Debug` of redis-protocol's owned frame).
+/// One connection that sends a command and reads exactly one reply, returned as its raw
+/// bytes (the comparison is byte for byte).
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
-    resp3: bool,
 }
 
 impl Conn {
@@ -95,7 +91,6 @@ impl Conn {
         Conn {
             stream,
             buf: Vec::new(),
-            resp3: false,
         }
     }
 
@@ -108,18 +103,9 @@ impl Conn {
         }
         self.stream.write_all(&out).expect("send");
         loop {
-            let decoded = if self.resp3 {
-                decode3(&self.buf)
-                    .expect("valid RESP3")
-                    .map(|(f, n)| (format!("{f:?}"), n))
-            } else {
-                decode2(&self.buf)
-                    .expect("valid RESP2")
-                    .map(|(f, n)| (format!("{f:?}"), n))
-            };
-            if let Some((frame, used)) = decoded {
-                self.buf.drain(..used);
-                return frame;
+            if let Some(used) = frame_len(&self.buf, 0) {
+                let frame: Vec<u8> = self.buf.drain(..used).collect();
+                return String::from_utf8_lossy(&frame).into_owned();
             }
             let mut chunk = [0u8; 65536];
             let n = self.stream.read(&mut chunk).expect("read reply");
@@ -132,9 +118,39 @@ impl Conn {
     }
 }
 
-/// The kind of a decoded frame: the variant name before its payload.
+/// The length of the complete RESP2/RESP3 frame at `pos`, or `None` if it has not all
+/// arrived.
+fn frame_len(buf: &[u8], pos: usize) -> Option<usize> {
+    let end = pos + buf.get(pos..)?.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&buf[pos + 1..end]).expect("ASCII header");
+    let after = end + 2;
+    let count = |n: &str| n.parse::<i64>().expect("numeric header");
+    match buf[pos] {
+        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(after - pos),
+        b'$' | b'=' | b'!' => {
+            let n = count(line);
+            if n < 0 {
+                return Some(after - pos);
+            }
+            let total = after + n as usize + 2;
+            (buf.len() >= total).then_some(total - pos)
+        }
+        b'*' | b'~' | b'>' | b'%' => {
+            let n = count(line);
+            let items = if buf[pos] == b'%' { n * 2 } else { n.max(0) };
+            let mut at = after;
+            for _ in 0..items {
+                at += frame_len(buf, at)?;
+            }
+            Some(at - pos)
+        }
+        other => panic!("unexpected reply type byte {other:?}"),
+    }
+}
+
+/// The kind of a reply: its type byte.
 fn kind(frame: &str) -> &str {
-    frame.split(['(', ' ', '{']).next().unwrap_or(frame)
+    frame.get(..1).unwrap_or("")
 }
 
 /// Runs `script` (one command a line) on both servers in a fresh database and compares.
@@ -144,7 +160,6 @@ fn compare(redis: u16, minikv: u16, resp3: bool, script: &str) {
     for conn in [&mut a, &mut b] {
         conn.call(&[b"FLUSHALL".to_vec()]);
         if resp3 {
-            conn.resp3 = true;
             conn.call(&[b"HELLO".to_vec(), b"3".to_vec()]);
         }
     }
@@ -387,6 +402,8 @@ const CONNECTION: &str = r#"
     DEBUG FOO
     WAIT 0 0
     COMMAND FOO
+    COMMAND INFO get getex mset expire nosuchcommand
+    COMMAND DOCS incrby getex set
     ~TIME
     ~COMMAND COUNT
     ~LASTSAVE

@@ -336,11 +336,11 @@ fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
 }
 
 pub(super) fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
+    ctx.session.unwatch_all(&ctx.node.store);
     let s = &mut *ctx.session;
     s.db = 0;
     s.protocol = 2;
     s.multi = None;
-    s.watched.clear();
     s.reply_mode = ReplyMode::On;
     s.monitor = false;
     s.client.db.store(0, Ordering::Relaxed);

@@ -37,13 +37,13 @@ pub(super) fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     let db = ctx.db();
     let found = args[1..]
         .iter()
-        .filter(|k| db.shard(k).get(k, ctx.now).is_some())
+        .filter(|k| db.shard(k).contains(k, ctx.now))
         .count();
     Ok(Reply::Int(found as i64))
 }
 
 pub(super) fn key_type(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let exists = ctx.db().shard(&args[1]).get(&args[1], ctx.now).is_some();
+    let exists = ctx.db().shard(&args[1]).contains(&args[1], ctx.now);
     Ok(Reply::Simple(if exists { "string" } else { "none" }.into()))
 }
 
@@ -119,7 +119,7 @@ fn expire_generic(
     .ok_or(CommandError::InvalidExpire(name))?;
 
     let mut shard = ctx.db().shard(&args[1]);
-    let Some(current) = shard.get(&args[1], ctx.now).map(|e| e.deadline) else {
+    let Some(current) = shard.deadline(&args[1], ctx.now) else {
         return Ok(Reply::Int(0));
     };
     let refused = (nx && current.is_some())
@@ -167,7 +167,7 @@ fn ttl_generic(
     key: &[u8],
     f: impl Fn(Instant) -> i64,
 ) -> Result<Reply, CommandError> {
-    let found = ctx.db().shard(key).get(key, ctx.now).map(|e| e.deadline);
+    let found = ctx.db().shard(key).deadline(key, ctx.now);
     Ok(Reply::Int(match found {
         None => -2,
         Some(None) => -1,
@@ -257,13 +257,13 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<Reply, 
     let mut guards = db.lock_indices(vec![si, di]);
     let pos = |i: usize| usize::from(guards.len() == 2 && guards[1].0 == i);
     let (sp, dp) = (pos(si), pos(di));
-    let Some(entry) = guards[sp].1.get(src, ctx.now).cloned() else {
+    let Some(entry) = guards[sp].1.get(src, ctx.now) else {
         return Err(CommandError::Other("ERR no such key".into()));
     };
     if src == dst {
         return Ok(if nx { Reply::Int(0) } else { Reply::ok() });
     }
-    if nx && guards[dp].1.get(dst, ctx.now).is_some() {
+    if nx && guards[dp].1.contains(dst, ctx.now) {
         return Ok(Reply::Int(0));
     }
     guards[sp].1.remove(src, ctx.now);
@@ -300,11 +300,11 @@ pub(super) fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
             "ERR source and destination objects are the same".into(),
         ));
     }
-    let Some(entry) = ctx.db().shard(src).get(src, ctx.now).cloned() else {
+    let Some(entry) = ctx.db().shard(src).get(src, ctx.now) else {
         return Ok(Reply::Int(0));
     };
     let mut shard = target.shard(dst);
-    if !replace && shard.get(dst, ctx.now).is_some() {
+    if !replace && shard.contains(dst, ctx.now) {
         return Ok(Reply::Int(0));
     }
     shard.insert(dst, entry, ctx.now);
@@ -493,10 +493,10 @@ pub(super) fn move_key(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
         dst = target.shard(key);
         src = source.shard(key);
     }
-    let Some(entry) = src.get(key, ctx.now).cloned() else {
+    let Some(entry) = src.get(key, ctx.now) else {
         return Ok(Reply::Int(0));
     };
-    if dst.get(key, ctx.now).is_some() {
+    if dst.contains(key, ctx.now) {
         return Ok(Reply::Int(0));
     }
     src.remove(key, ctx.now);

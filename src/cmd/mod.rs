@@ -9,6 +9,7 @@
 
 pub mod args;
 mod connection;
+mod docs;
 mod keyspace;
 mod server;
 mod string;
@@ -104,16 +105,15 @@ pub struct Multi {
     pub failed: bool,
 }
 
-/// A watched key and the entry it had: EXEC compares entry identity (the value's allocation,
-/// kept alive by this clone, and the deadline), so any write to the key is noticed.
+/// A watched key and its shard version when WATCH ran; EXEC compares versions.
 #[derive(Debug, Clone)]
 pub struct Watched {
     /// The database.
     pub db: usize,
     /// The key.
     pub key: Bytes,
-    /// Value and deadline when watched; `None` if the key did not exist.
-    pub seen: Option<(Bytes, Option<Instant>)>,
+    /// The key's version in its shard when watched.
+    pub version: u64,
 }
 
 /// CLIENT REPLY.
@@ -172,6 +172,15 @@ impl Session {
             return None;
         }
         (self.reply_mode == ReplyMode::On).then_some(reply)
+    }
+
+    /// Releases every WATCH of this session (EXEC, DISCARD, UNWATCH, RESET, disconnect).
+    pub fn unwatch_all(&mut self, store: &crate::store::Store) {
+        for w in self.watched.drain(..) {
+            if let Some(db) = store.db(w.db) {
+                db.shard(&w.key).unwatch(&w.key);
+            }
+        }
     }
 
     fn flag_transaction(&mut self) {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::args::{int, is, text};
 use super::connection::REDIS_VERSION;
-use super::{table, CommandError, CommandSpec, Ctx};
+use super::{docs, table, CommandError, CommandSpec, Ctx};
 use crate::protocol::Reply;
 use crate::store::pattern;
 
@@ -263,7 +263,7 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
 
 pub(super) fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let Some(sub) = args.get(1) else {
-        return Ok(Reply::Array(table().iter().map(command_info).collect()));
+        return Ok(Reply::Array(table().iter().map(docs::info).collect()));
     };
     if is(sub, "COUNT") {
         Ok(Reply::Int(table().len() as i64))
@@ -271,11 +271,11 @@ pub(super) fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
         Ok(Reply::Array(table().iter().map(|c| bulk(c.name)).collect()))
     } else if is(sub, "INFO") {
         let infos = if args.len() == 2 {
-            table().iter().map(command_info).collect()
+            table().iter().map(docs::info).collect()
         } else {
             args[2..]
                 .iter()
-                .map(|n| super::lookup(n).map_or(Reply::Nil, command_info))
+                .map(|n| super::lookup(n).map_or(Reply::Nil, docs::info))
                 .collect()
         };
         Ok(Reply::Array(infos))
@@ -288,14 +288,7 @@ pub(super) fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
         Ok(Reply::Map(
             specs
                 .into_iter()
-                .map(|c| {
-                    let docs = Reply::Map(vec![
-                        (bulk("summary"), bulk(c.name)),
-                        (bulk("since"), bulk("1.0.0")),
-                        (bulk("group"), bulk(group(c))),
-                    ]);
-                    (bulk(c.name), docs)
-                })
+                .map(|c| (bulk(c.name), docs::docs(c)))
                 .collect(),
         ))
     } else {
@@ -303,32 +296,6 @@ pub(super) fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
             command: "COMMAND",
             sub: text(sub),
         })
-    }
-}
-
-/// One COMMAND entry in Redis 7's ten-element layout.
-fn command_info(c: &CommandSpec) -> Reply {
-    Reply::Array(vec![
-        bulk(c.name),
-        Reply::Int(i64::from(c.arity)),
-        Reply::Set(c.flags.iter().map(|f| Reply::Simple((*f).into())).collect()),
-        Reply::Int(i64::from(c.first_key)),
-        Reply::Int(i64::from(c.last_key)),
-        Reply::Int(i64::from(c.step)),
-        Reply::Set(vec![]),
-        Reply::Set(vec![]),
-        Reply::Array(vec![]),
-        Reply::Array(vec![]),
-    ])
-}
-
-fn group(c: &CommandSpec) -> &'static str {
-    if c.first_key == 0 {
-        "server"
-    } else if c.flags.contains(&"write") && c.name.contains("expire") || c.name == "del" {
-        "generic"
-    } else {
-        "string"
     }
 }
 

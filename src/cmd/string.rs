@@ -113,7 +113,18 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
     }
     let (key, value) = (&args[1], &args[2]);
     let mut shard = ctx.db().shard(key);
-    let old = shard.get(key, ctx.now).cloned();
+    if condition == Condition::Always && !return_old && !matches!(expiry, Expiry::Keep) {
+        // The common case needs nothing from the old entry.
+        let deadline = match expiry {
+            Expiry::At(d) => Some(d),
+            _ => None,
+        };
+        shard.put(key, value, deadline, ctx.now);
+        drop(shard);
+        ctx.node.store.mark_dirty(1);
+        return Ok(Reply::ok());
+    }
+    let old = shard.get(key, ctx.now);
     let proceed = match condition {
         Condition::Always => true,
         Condition::IfMissing => old.is_none(),
@@ -125,11 +136,7 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
             Expiry::Keep => old.as_ref().and_then(|e| e.deadline),
             Expiry::At(d) => Some(d),
         };
-        let entry = Entry {
-            value: Bytes::copy_from_slice(value),
-            deadline,
-        };
-        shard.insert(key, entry, ctx.now);
+        shard.put(key, value, deadline, ctx.now);
         drop(shard);
         ctx.node.store.mark_dirty(1);
     }
@@ -142,10 +149,10 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
 
 pub(super) fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let mut shard = ctx.db().shard(&args[1]);
-    if shard.get(&args[1], ctx.now).is_some() {
+    if shard.contains(&args[1], ctx.now) {
         return Ok(Reply::Int(0));
     }
-    shard.insert(&args[1], plain(&args[2]), ctx.now);
+    shard.put(&args[1], &args[2], None, ctx.now);
     drop(shard);
     ctx.node.store.mark_dirty(1);
     Ok(Reply::Int(1))
@@ -208,8 +215,8 @@ pub(super) fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
         .iter()
         .map(|k| {
             db.shard(k)
-                .get(k, ctx.now)
-                .map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+                .value(k, ctx.now)
+                .map_or(Reply::Nil, Reply::Bulk)
         })
         .collect();
     Ok(Reply::Array(values))
@@ -227,7 +234,7 @@ pub(super) fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
     for (key, value) in &pairs {
         let index = db.shard_index(key);
         if let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index) {
-            shard.insert(key, plain(value), ctx.now);
+            shard.put(key, value, None, ctx.now);
         }
     }
     drop(guards);
@@ -237,16 +244,16 @@ pub(super) fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
 
 pub(super) fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let mut shard = ctx.db().shard(&args[1]);
-    let len = match shard.get_mut(&args[1], ctx.now) {
+    let len = match shard.get(&args[1], ctx.now) {
         Some(entry) => {
             let mut joined = BytesMut::with_capacity(entry.value.len() + args[2].len());
             joined.extend_from_slice(&entry.value);
             joined.extend_from_slice(&args[2]);
-            entry.value = joined.freeze();
-            entry.value.len()
+            shard.put(&args[1], &joined, entry.deadline, ctx.now);
+            joined.len()
         }
         None => {
-            shard.insert(&args[1], plain(&args[2]), ctx.now);
+            shard.put(&args[1], &args[2], None, ctx.now);
             args[2].len()
         }
     };
@@ -388,12 +395,12 @@ pub(super) fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     let any_exists = pairs
         .iter()
         .zip(&positions)
-        .any(|((k, _), &p)| guards[p].1.get(k, ctx.now).is_some());
+        .any(|((k, _), &p)| guards[p].1.contains(k, ctx.now));
     if any_exists {
         return Ok(Reply::Int(0));
     }
     for ((key, value), &p) in pairs.iter().zip(&positions) {
-        guards[p].1.insert(key, plain(value), ctx.now);
+        guards[p].1.put(key, value, None, ctx.now);
     }
     drop(guards);
     ctx.node.store.mark_dirty(pairs.len() as u64);
@@ -441,7 +448,7 @@ pub(super) fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
         ));
     }
     let mut shard = ctx.db().shard(&args[1]);
-    let existing = shard.get(&args[1], ctx.now).cloned();
+    let existing = shard.get(&args[1], ctx.now);
     let Some(entry) = existing else {
         if patch.is_empty() {
             return Ok(Reply::Int(0));

@@ -6,7 +6,8 @@
 //! Queued commands are validated when queued (unknown command or wrong arity makes EXEC
 //! answer EXECABORT); EXEC runs them with the store's gate held exclusively, so no other
 //! client's command runs in between, and aborts with a nil reply if a watched key was
-//! written (or expired) since WATCH. As in Redis, a command failing at run time inside EXEC
+//! written, deleted, expired or flushed since WATCH (each shard keeps a version per watched
+//! key, bumped by every change to it). As in Redis, a command failing at run time inside EXEC
 //! does not stop the others.
 
 use bytes::Bytes;
@@ -30,14 +31,15 @@ pub(super) fn exec(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandE
         return Err(CommandError::Other("ERR EXEC without MULTI".into()));
     };
     ctx.session.client.update_meta(|m| m.flags = "N");
-    let watched = std::mem::take(&mut ctx.session.watched);
+    let conflict = ctx.session.watched.iter().any(|w| changed(ctx, w));
+    ctx.session.unwatch_all(&ctx.node.store);
     if multi.failed {
         return Err(CommandError::Other(
             "EXECABORT Transaction discarded because of previous errors.".into(),
         ));
     }
     // The gate is held exclusively (EXEC's table entry), so nothing changes from here on.
-    if watched.iter().any(|w| changed(ctx, w)) {
+    if conflict {
         return Ok(Reply::NilArray);
     }
     let replies = multi
@@ -53,7 +55,7 @@ pub(super) fn discard(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Comma
         return Err(CommandError::Other("ERR DISCARD without MULTI".into()));
     }
     ctx.session.client.update_meta(|m| m.flags = "N");
-    ctx.session.watched.clear();
+    ctx.session.unwatch_all(&ctx.node.store);
     Ok(Reply::ok())
 }
 
@@ -73,39 +75,25 @@ pub(super) fn watch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
         {
             continue;
         }
-        let seen = current(ctx, db, key);
+        let version = ctx.db().shard(key).watch(key);
         ctx.session.watched.push(Watched {
             db,
             key: key.clone(),
-            seen,
+            version,
         });
     }
     Ok(Reply::ok())
 }
 
 pub(super) fn unwatch(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
-    ctx.session.watched.clear();
+    ctx.session.unwatch_all(&ctx.node.store);
     Ok(Reply::ok())
 }
 
-/// The key's current value and deadline, if it exists.
-fn current(ctx: &Ctx<'_>, db: usize, key: &[u8]) -> Option<(Bytes, Option<tokio::time::Instant>)> {
-    let db = ctx.node.store.db(db)?;
-    let mut shard = db.shard(key);
-    shard
-        .get(key, ctx.now)
-        .map(|e| (e.value.clone(), e.deadline))
-}
-
-/// True when the watched key was written since WATCH: every write stores a new value
-/// allocation or a new deadline, and the watch keeps the old allocation alive, so comparing
-/// identity cannot be fooled by a freed address being reused.
+/// True when the watched key changed (written, deleted, expired, flushed) since WATCH.
 fn changed(ctx: &Ctx<'_>, w: &Watched) -> bool {
-    match (&w.seen, current(ctx, w.db, &w.key)) {
-        (None, None) => false,
-        (Some((old, old_deadline)), Some((new, new_deadline))) => {
-            old.as_ptr() != new.as_ptr() || old.len() != new.len() || *old_deadline != new_deadline
-        }
-        _ => true,
-    }
+    ctx.node
+        .store
+        .db(w.db)
+        .is_none_or(|db| db.shard(&w.key).version(&w.key, ctx.now) != w.version)
 }

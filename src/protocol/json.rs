@@ -126,6 +126,10 @@ impl JsonCodec {
                     s.depth -= 1;
                     if s.depth == 0 {
                         let end = s.pos;
+                        // The limit holds for an object that arrived whole in one read, too.
+                        if end > self.limits.max_object_len {
+                            return Err(too_large(self.limits.max_object_len));
+                        }
                         *s = Scan::default();
                         return Ok(Some(end));
                     }
@@ -134,10 +138,7 @@ impl JsonCodec {
             }
         }
         if s.pos > self.limits.max_object_len {
-            return Err(ProtocolError::Json(format!(
-                "request object larger than {} bytes",
-                self.limits.max_object_len
-            )));
+            return Err(too_large(self.limits.max_object_len));
         }
         Ok(None)
     }
@@ -278,6 +279,11 @@ impl Encoder<&Reply> for JsonCodec {
         writer.into_inner().put_u8(b'\n');
         Ok(())
     }
+}
+
+/// The error for a request object over the size limit.
+fn too_large(max: usize) -> ProtocolError {
+    ProtocolError::Json(format!("request object larger than {max} bytes"))
 }
 
 /// Maps one request object to a [`Request`] and the shape of its reply.

@@ -59,17 +59,19 @@ pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
         laddr,
     ));
     let _registered = node.clients.register(client.clone());
-    let session = Session::new(client);
+    let mut session = Session::new(client);
     let result = match protocol {
         Protocol::Resp => {
             let codec = RespCodec::new(node.config.resp_limits);
-            serve(stream, rbuf, codec, &node, session).await
+            serve(stream, rbuf, codec, &node, &mut session).await
         }
         Protocol::Json => {
             let codec = JsonCodec::new(node.config.id, node.config.json_limits);
-            serve(stream, rbuf, codec, &node, session).await
+            serve(stream, rbuf, codec, &node, &mut session).await
         }
     };
+    // WATCHes end with the connection.
+    session.unwatch_all(&node.store);
     match result {
         Ok(()) => {}
         Err(ProtocolError::Io(e)) => tracing::debug!(%peer, "connection closed: {e}"),
@@ -82,7 +84,7 @@ async fn serve<C: Codec>(
     mut rbuf: BytesMut,
     mut codec: C,
     node: &Node,
-    mut session: Session,
+    session: &mut Session,
 ) -> Result<(), ProtocolError> {
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut eof = false;

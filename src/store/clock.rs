@@ -16,6 +16,26 @@ fn base() -> (Instant, i64) {
     *BASE.get_or_init(|| (Instant::now(), crate::persist::unix_ms()))
 }
 
+/// Fixes the base pair now if it is not yet fixed. The store calls it on creation so every
+/// deadline it will hold is at or after the base.
+pub fn init() {
+    base();
+}
+
+/// `t` as microseconds after the base (0 for earlier instants, which are all in the past).
+/// Microseconds, not nanoseconds: a u64 of them spans far more than the Unix-millisecond range
+/// EXPIREAT accepts.
+pub fn to_micros(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(base().0).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The instant `micros` after the base (saturating far in the future).
+pub fn from_micros(micros: u64) -> Instant {
+    let base = base().0;
+    base.checked_add(Duration::from_micros(micros))
+        .unwrap_or_else(|| base + Duration::from_secs(u64::from(u32::MAX)) * 1000)
+}
+
 /// The Unix time, in milliseconds, of `t`.
 pub fn unix_ms_at(t: Instant) -> i64 {
     let (base_instant, base_ms) = base();
@@ -49,5 +69,9 @@ mod tests {
             assert_eq!(unix_ms_at(t), ms);
         }
         assert!(instant_at_unix_ms(0).expect("past") <= Instant::now());
+        let t = instant_at_unix_ms(now + 1500).expect("representable");
+        assert_eq!(from_micros(to_micros(t)), t);
+        let far = instant_at_unix_ms(99_999_999_999_000).expect("representable");
+        assert_eq!(unix_ms_at(from_micros(to_micros(far))), 99_999_999_999_000);
     }
 }

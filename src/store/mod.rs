@@ -82,6 +82,7 @@ impl Gate {
 impl Store {
     /// A store with `databases` empty databases of `shards` shards each.
     pub fn new(databases: usize, shards: usize) -> Self {
+        clock::init();
         let hasher = ahash::RandomState::new();
         Store {
             dbs: (0..databases.max(1))
@@ -109,7 +110,7 @@ impl Store {
         for i in 0..da.shards.len() {
             let mut x = da.lock(i);
             let mut y = db.lock(i);
-            std::mem::swap(&mut *x, &mut *y);
+            x.swap_contents(&mut y);
         }
         true
     }
@@ -144,7 +145,7 @@ impl Db {
     fn new(shards: usize, hasher: ahash::RandomState) -> Self {
         Db {
             shards: (0..shards.max(1))
-                .map(|_| Mutex::new(Shard::default()))
+                .map(|_| Mutex::new(Shard::new(hasher.clone())))
                 .collect(),
             hasher,
         }
@@ -199,8 +200,8 @@ impl Db {
             out.extend(
                 shard
                     .iter()
-                    .filter(|(k, _)| pattern::matches(pattern, k))
-                    .map(|(k, _)| k.clone()),
+                    .filter(|(k, _, _)| pattern::matches(pattern, k))
+                    .map(|(k, _, _)| Bytes::copy_from_slice(k)),
             );
         }
         out
@@ -216,8 +217,8 @@ impl Db {
         shard.purge_expired(now);
         shard
             .iter()
-            .filter(|(k, _)| pattern::matches(pattern, k))
-            .map(|(k, _)| k.clone())
+            .filter(|(k, _, _)| pattern::matches(pattern, k))
+            .map(|(k, _, _)| Bytes::copy_from_slice(k))
             .collect()
     }
 
@@ -232,20 +233,26 @@ impl Db {
                 shard
                     .iter()
                     .nth(fastrand::usize(..n))
-                    .map(|(k, _)| k.clone())
+                    .map(|(k, _, _)| Bytes::copy_from_slice(k))
             })?
         })
     }
 
-    /// A copy of every live entry, taken one shard at a time under short locks. Values are
-    /// reference-counted, so the copy is cheap and the caller serialises it outside any lock.
+    /// A copy of every live entry, taken one shard at a time under short locks (a memcpy of
+    /// each entry); the caller serialises it outside any lock.
     pub fn export(&self, now: Instant) -> Vec<(Bytes, Entry)> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock().expect("shard lock poisoned");
             shard.purge_expired(now);
             out.reserve(shard.len());
-            out.extend(shard.iter().map(|(k, e)| (k.clone(), e.clone())));
+            out.extend(shard.iter().map(|(k, v, deadline)| {
+                let entry = Entry {
+                    value: Bytes::copy_from_slice(v),
+                    deadline,
+                };
+                (Bytes::copy_from_slice(k), entry)
+            }));
         }
         out
     }

@@ -1,5 +1,12 @@
-//! One independently locked part of a keyspace: a hash map of entries plus an ordered index of
-//! the deadlines of the keys that have one.
+//! One independently locked part of a keyspace: a compact hash table of entries, an ordered
+//! index of the deadlines of the keys that have one, and the versions of watched keys.
+//!
+//! Memory layout (the reason for this module's shape): each entry is a single heap allocation
+//! holding `[header][deadline?][key][value]`, where the header is a LEB128 varint of
+//! `key_len << 1 | has_deadline` and the deadline (8 bytes, microseconds on the store clock) is
+//! present only for keys with a TTL. The table stores just that boxed slice (16 bytes a slot),
+//! so a key like `key:000000001` with a 10-byte value costs one 32-byte allocation plus its
+//! slot, against ~270 bytes with a `HashMap<Bytes, Entry>`.
 //!
 //! A shard is plain synchronous data; its owner wraps it in a mutex. It must never be held
 //! across an `.await`.
@@ -7,9 +14,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use tokio::time::Instant;
 
-/// A value with its optional expiry deadline.
+use super::clock;
+
+/// A value with its optional expiry deadline, owned (a copy out of the shard).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The stored bytes.
@@ -18,88 +28,182 @@ pub struct Entry {
     pub deadline: Option<Instant>,
 }
 
-/// A map of live entries and the deadlines index that lets expiry find due keys in order.
-#[derive(Debug, Default)]
+/// A map of live entries, the deadline index that lets expiry find due keys in order, and
+/// the versions WATCH compares.
+#[derive(Debug)]
 pub struct Shard {
-    map: HashMap<Bytes, Entry, ahash::RandomState>,
-    /// `(deadline, key)` for every entry with a deadline; kept in step with `map`.
-    deadlines: BTreeSet<(Instant, Bytes)>,
+    table: HashTable<Item>,
+    /// `(deadline, key)` for every entry with a deadline; kept in step with `table`.
+    deadlines: BTreeSet<(u64, Box<[u8]>)>,
+    /// Watched keys: (number of watchers, version bumped by every change to the key).
+    watches: HashMap<Box<[u8]>, (u32, u64), ahash::RandomState>,
+    hasher: ahash::RandomState,
+}
+
+/// One entry in its single allocation (see the module docs).
+#[derive(Debug)]
+struct Item(Box<[u8]>);
+
+impl Item {
+    fn new(key: &[u8], value: &[u8], deadline: Option<u64>) -> Item {
+        let mut header = [0u8; 10];
+        let header_len = put_varint(
+            &mut header,
+            (key.len() as u64) << 1 | u64::from(deadline.is_some()),
+        );
+        let mut data = Vec::with_capacity(
+            header_len + 8 * usize::from(deadline.is_some()) + key.len() + value.len(),
+        );
+        data.extend_from_slice(&header[..header_len]);
+        if let Some(d) = deadline {
+            data.extend_from_slice(&d.to_le_bytes());
+        }
+        data.extend_from_slice(key);
+        data.extend_from_slice(value);
+        Item(data.into_boxed_slice())
+    }
+
+    /// (offset of the key, key length, deadline).
+    fn layout(&self) -> (usize, usize, Option<u64>) {
+        let (word, mut offset) = get_varint(&self.0);
+        let deadline = if word & 1 == 1 {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&self.0[offset..offset + 8]);
+            offset += 8;
+            Some(u64::from_le_bytes(raw))
+        } else {
+            None
+        };
+        (offset, (word >> 1) as usize, deadline)
+    }
+
+    fn key(&self) -> &[u8] {
+        let (offset, len, _) = self.layout();
+        &self.0[offset..offset + len]
+    }
+
+    fn value(&self) -> &[u8] {
+        let (offset, len, _) = self.layout();
+        &self.0[offset + len..]
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        self.layout().2
+    }
+
+    fn entry(&self) -> Entry {
+        Entry {
+            value: Bytes::copy_from_slice(self.value()),
+            deadline: self.deadline().map(clock::from_micros),
+        }
+    }
 }
 
 impl Shard {
-    /// The live entry for `key`, removing it first if its deadline has passed (lazy expiry).
-    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<&Entry> {
-        self.expire_if_due(key, now);
-        self.map.get(key)
+    /// An empty shard hashing keys with `hasher`.
+    pub fn new(hasher: ahash::RandomState) -> Self {
+        Shard {
+            table: HashTable::new(),
+            deadlines: BTreeSet::new(),
+            watches: HashMap::default(),
+            hasher,
+        }
     }
 
-    /// Like [`Shard::get`] but mutable. Changing `deadline` through it would desynchronise the
-    /// index: use [`Shard::set_deadline`] for that.
-    pub fn get_mut(&mut self, key: &[u8], now: Instant) -> Option<&mut Entry> {
+    /// A copy of the live entry for `key`, removing it first if its deadline has passed
+    /// (lazy expiry).
+    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Entry> {
         self.expire_if_due(key, now);
-        self.map.get_mut(key)
+        self.find(key).map(Item::entry)
     }
 
-    /// Inserts or replaces `key`, returning the previous live entry.
+    /// The live value of `key`, copied.
+    pub fn value(&mut self, key: &[u8], now: Instant) -> Option<Bytes> {
+        self.expire_if_due(key, now);
+        self.find(key).map(|i| Bytes::copy_from_slice(i.value()))
+    }
+
+    /// Whether `key` is live.
+    pub fn contains(&mut self, key: &[u8], now: Instant) -> bool {
+        self.expire_if_due(key, now);
+        self.find(key).is_some()
+    }
+
+    /// `None` for a missing key, else the key's deadline (`Some(None)` without TTL).
+    pub fn deadline(&mut self, key: &[u8], now: Instant) -> Option<Option<Instant>> {
+        self.expire_if_due(key, now);
+        self.find(key).map(|i| i.deadline().map(clock::from_micros))
+    }
+
+    /// Inserts or replaces `key`, returning the previous live entry (a copy).
     pub fn insert(&mut self, key: &[u8], entry: Entry, now: Instant) -> Option<Entry> {
         self.expire_if_due(key, now);
-        let key = match self.map.get_key_value(key) {
-            Some((k, _)) => k.clone(),
-            // Copy the key out of the request buffer so the map never pins a whole frame.
-            None => Bytes::copy_from_slice(key),
-        };
-        if let Some(deadline) = entry.deadline {
-            self.deadlines.insert((deadline, key.clone()));
-        }
-        let old = self.map.insert(key.clone(), entry);
-        if let Some(Entry {
-            deadline: Some(d), ..
-        }) = &old
-        {
-            self.deadlines.remove(&(*d, key));
-        }
+        let old = self.find(key).map(Item::entry);
+        self.put(key, &entry.value, entry.deadline, now);
         old
     }
 
-    /// Removes `key`, returning its entry if it was live.
+    /// Sets `key` to `value` with `deadline`; returns whether the key existed. The fast path
+    /// for writes that do not need the old value.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> bool {
+        let existed = self.delete(key, now);
+        let deadline = deadline.map(clock::to_micros);
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, key.into()));
+        }
+        let hash = self.hasher.hash_one(key);
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, Item::new(key, value, deadline), |i| {
+                hasher.hash_one(i.key())
+            });
+        self.touch(key);
+        existed
+    }
+
+    /// Removes `key`, returning a copy of its entry if it was live.
     pub fn remove(&mut self, key: &[u8], now: Instant) -> Option<Entry> {
         self.expire_if_due(key, now);
-        let (key, entry) = self.map.remove_entry(key)?;
-        if let Some(d) = entry.deadline {
-            self.deadlines.remove(&(d, key));
-        }
-        Some(entry)
+        let item = self.take(key)?;
+        Some(item.entry())
+    }
+
+    /// Removes `key`; returns whether it was live.
+    pub fn delete(&mut self, key: &[u8], now: Instant) -> bool {
+        self.expire_if_due(key, now);
+        self.take(key).is_some()
     }
 
     /// Sets or clears the deadline of a live key. Returns false when the key does not exist.
     pub fn set_deadline(&mut self, key: &[u8], deadline: Option<Instant>, now: Instant) -> bool {
         self.expire_if_due(key, now);
-        let Some((k, entry)) = self.map.get_key_value(key) else {
+        let Some(item) = self.take(key) else {
             return false;
         };
-        let k = k.clone();
-        let old = entry.deadline;
-        if let Some(d) = old {
-            self.deadlines.remove(&(d, k.clone()));
-        }
-        if let Some(d) = deadline {
-            self.deadlines.insert((d, k.clone()));
-        }
-        if let Some(entry) = self.map.get_mut(&k) {
-            entry.deadline = deadline;
-        }
+        self.put(key, item.value(), deadline, now);
         true
     }
 
     /// Removes every key whose deadline is at or before `now`; returns how many.
     pub fn purge_expired(&mut self, now: Instant) -> usize {
+        let now = clock::to_micros(now);
         let mut purged = 0;
         while let Some((deadline, _)) = self.deadlines.first() {
             if *deadline > now {
                 break;
             }
             if let Some((_, key)) = self.deadlines.pop_first() {
-                self.map.remove(&key);
+                let hash = self.hasher.hash_one(&key[..]);
+                if let Ok(found) = self.table.find_entry(hash, |i| i.key() == &key[..]) {
+                    found.remove();
+                }
+                self.touch(&key);
                 purged += 1;
             }
         }
@@ -109,12 +213,12 @@ impl Shard {
     /// Number of entries, including any whose deadline passed but that were not purged yet:
     /// call [`Shard::purge_expired`] first for an exact count.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
     /// True when the shard holds no entries.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.table.is_empty()
     }
 
     /// Number of entries that have a deadline (same caveat as [`Shard::len`]).
@@ -122,27 +226,123 @@ impl Shard {
         self.deadlines.len()
     }
 
-    /// Iterates over all entries (same caveat as [`Shard::len`]).
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
-        self.map.iter()
+    /// Iterates over all entries as `(key, value, deadline)` (same caveat as [`Shard::len`]).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], Option<Instant>)> {
+        self.table
+            .iter()
+            .map(|i| (i.key(), i.value(), i.deadline().map(clock::from_micros)))
     }
 
     /// Removes everything.
     pub fn clear(&mut self) {
-        self.map.clear();
+        self.table.clear();
         self.deadlines.clear();
+        self.touch_all();
     }
 
-    fn expire_if_due(&mut self, key: &[u8], now: Instant) {
-        let due = matches!(self.map.get(key), Some(Entry { deadline: Some(d), .. }) if *d <= now);
-        if due {
-            if let Some((k, entry)) = self.map.remove_entry(key) {
-                if let Some(d) = entry.deadline {
-                    self.deadlines.remove(&(d, k));
-                }
+    /// Exchanges the contents (not the watches) of two shards, for SWAPDB. Keys watched in
+    /// either count as changed.
+    pub fn swap_contents(&mut self, other: &mut Shard) {
+        std::mem::swap(&mut self.table, &mut other.table);
+        std::mem::swap(&mut self.deadlines, &mut other.deadlines);
+        self.touch_all();
+        other.touch_all();
+    }
+
+    /// Starts watching `key`; returns its current version.
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let slot = self.watches.entry(key.into()).or_insert((0, 0));
+        slot.0 += 1;
+        slot.1
+    }
+
+    /// Stops one watcher of `key`.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(slot) = self.watches.get_mut(key) {
+            slot.0 -= 1;
+            if slot.0 == 0 {
+                self.watches.remove(key);
             }
         }
     }
+
+    /// The version of a watched key, after applying lazy expiry (an expired key counts as
+    /// changed, as in Redis).
+    pub fn version(&mut self, key: &[u8], now: Instant) -> u64 {
+        self.expire_if_due(key, now);
+        self.watches.get(key).map_or(0, |slot| slot.1)
+    }
+
+    fn find(&self, key: &[u8]) -> Option<&Item> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |i| i.key() == key)
+    }
+
+    /// Removes `key`'s item whatever its deadline, keeping the index in step.
+    fn take(&mut self, key: &[u8]) -> Option<Item> {
+        let hash = self.hasher.hash_one(key);
+        let (item, _) = self
+            .table
+            .find_entry(hash, |i| i.key() == key)
+            .ok()?
+            .remove();
+        if let Some(d) = item.deadline() {
+            self.deadlines.remove(&(d, key.into()));
+        }
+        self.touch(key);
+        Some(item)
+    }
+
+    fn expire_if_due(&mut self, key: &[u8], now: Instant) {
+        let due = self
+            .find(key)
+            .and_then(Item::deadline)
+            .is_some_and(|d| d <= clock::to_micros(now));
+        if due {
+            self.take(key);
+        }
+    }
+
+    /// Bumps the version of `key` if someone watches it. One emptiness check otherwise.
+    fn touch(&mut self, key: &[u8]) {
+        if !self.watches.is_empty() {
+            if let Some(slot) = self.watches.get_mut(key) {
+                slot.1 += 1;
+            }
+        }
+    }
+
+    fn touch_all(&mut self) {
+        self.watches.values_mut().for_each(|slot| slot.1 += 1);
+    }
+}
+
+/// Writes `n` as LEB128 into `buf`; returns the number of bytes used.
+fn put_varint(buf: &mut [u8; 10], mut n: u64) -> usize {
+    let mut i = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            buf[i] = byte;
+            return i + 1;
+        }
+        buf[i] = byte | 0x80;
+        i += 1;
+    }
+}
+
+/// Reads a LEB128 varint written by [`put_varint`]; returns it and the bytes used.
+fn get_varint(data: &[u8]) -> (u64, usize) {
+    let mut n = 0u64;
+    for (i, &byte) in data.iter().enumerate().take(10) {
+        n |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (n, i + 1);
+        }
+    }
+    // Items are only built by `Item::new`, which always terminates the varint.
+    (n, data.len().min(10))
 }
 
 #[cfg(test)]
@@ -158,34 +358,80 @@ mod tests {
         }
     }
 
+    fn shard() -> Shard {
+        Shard::new(ahash::RandomState::new())
+    }
+
+    #[test]
+    fn items_round_trip_keys_values_and_deadlines() {
+        let now = Instant::now();
+        let mut s = shard();
+        let long_key = vec![b'k'; 300];
+        s.insert(
+            &long_key,
+            entry(b"", Some(now + Duration::from_secs(5))),
+            now,
+        );
+        s.insert(b"", entry(b"\x00\xff", None), now);
+        let got = s.get(&long_key, now).expect("present");
+        assert_eq!(got.value, Bytes::new());
+        let left = got.deadline.expect("deadline") - now;
+        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4));
+        assert_eq!(s.value(b"", now), Some(Bytes::from_static(b"\x00\xff")));
+        assert_eq!(s.deadline(b"", now), Some(None));
+    }
+
     #[test]
     fn expired_entries_are_invisible_and_purged() {
         let now = Instant::now();
-        let mut shard = Shard::default();
-        shard.insert(b"a", entry(b"1", Some(now + Duration::from_secs(1))), now);
-        shard.insert(b"b", entry(b"2", None), now);
-        assert!(shard.get(b"a", now).is_some());
+        let mut s = shard();
+        s.insert(b"a", entry(b"1", Some(now + Duration::from_secs(1))), now);
+        s.insert(b"b", entry(b"2", None), now);
+        assert!(s.get(b"a", now).is_some());
         let later = now + Duration::from_secs(2);
-        assert!(shard.get(b"a", later).is_none(), "lazy expiry on read");
-        assert_eq!(shard.len(), 1);
-        assert_eq!(shard.len_with_deadline(), 0);
+        assert!(s.get(b"a", later).is_none(), "lazy expiry on read");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.len_with_deadline(), 0);
     }
 
     #[test]
     fn purge_removes_only_due_keys_and_keeps_index_in_step() {
         let now = Instant::now();
-        let mut shard = Shard::default();
+        let mut s = shard();
         for i in 0..10u64 {
             let key = format!("k{i}");
             let d = now + Duration::from_secs(i);
-            shard.insert(key.as_bytes(), entry(b"v", Some(d)), now);
+            s.insert(key.as_bytes(), entry(b"v", Some(d)), now);
         }
-        shard.set_deadline(b"k9", None, now);
-        shard.insert(b"k8", entry(b"new", None), now);
-        assert_eq!(shard.purge_expired(now + Duration::from_secs(5)), 6);
-        assert_eq!(shard.len(), 4);
-        assert_eq!(shard.len_with_deadline(), 2);
-        assert!(shard.remove(b"k7", now).is_some());
-        assert_eq!(shard.len_with_deadline(), 1);
+        s.set_deadline(b"k9", None, now);
+        s.insert(b"k8", entry(b"new", None), now);
+        assert_eq!(s.purge_expired(now + Duration::from_secs(5)), 6);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.len_with_deadline(), 2);
+        assert!(s.remove(b"k7", now).is_some());
+        assert_eq!(s.len_with_deadline(), 1);
+    }
+
+    #[test]
+    fn watched_versions_move_on_every_change_only() {
+        let now = Instant::now();
+        let mut s = shard();
+        s.put(b"a", b"1", None, now);
+        let v = s.watch(b"a");
+        s.put(b"other", b"x", None, now);
+        assert_eq!(s.version(b"a", now), v, "other keys do not count");
+        s.put(b"a", b"1", None, now);
+        assert_ne!(s.version(b"a", now), v, "same value rewritten still counts");
+        let v = s.version(b"a", now);
+        s.set_deadline(b"a", Some(now + Duration::from_millis(1)), now);
+        let v2 = s.version(b"a", now);
+        assert_ne!(v2, v);
+        assert_ne!(
+            s.version(b"a", now + Duration::from_millis(2)),
+            v2,
+            "expiry counts"
+        );
+        s.unwatch(b"a");
+        assert!(s.watches.is_empty());
     }
 }

@@ -10,6 +10,12 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-benchmark >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# The client-matrix tests (tests/clients.rs, tests/redis_cli.rs) drive real programs: tmux for
+# the interactive redis-cli, pip for redis-py, node and npm for ioredis and node-redis.
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""
@@ -26,6 +32,28 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
   if [ -n "$policy_added" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
+
+# redis-py 8.x (its default connection opens with HELLO 3).
+if ! python3 -c 'import sys, redis; sys.exit(not redis.__version__.startswith("8."))' 2>/dev/null; then
+  echo "installing: pip redis==8.*"
+  pip_log=$(mktemp)
+  if ! python3 -m pip install --quiet 'redis==8.*' 2>"$pip_log"; then
+    # Debian's own python3 refuses system-wide installs (PEP 668) unless told otherwise.
+    if grep -q externally-managed "$pip_log"; then
+      python3 -m pip install --quiet --break-system-packages 'redis==8.*'
+    else
+      cat "$pip_log" >&2
+      exit 1
+    fi
+  fi
+  rm -f "$pip_log"
+fi
+# ioredis 6 and node-redis 6, as listed in tests/clients/package.json (and its lock file).
+if ! npm ls --prefix tests/clients --depth=0 >/dev/null 2>&1; then
+  echo "installing: npm packages of tests/clients"
+  npm install --no-audit --no-fund --prefix tests/clients
+fi
+
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 

@@ -204,6 +204,13 @@ const STRINGS: &str = r#"
     SET k v EX 10 PX 100
     SET k v KEEPTTL EX 10
     SET k v FOO
+    SET k v NX NX
+    SET k v GET GET
+    SET k v EX 10 EX 20
+    TTL k
+    SET k v KEEPTTL KEEPTTL
+    SET k v EX abc NX XX
+    SET k v XX NX
     SET k v EXAT 99999999999
     SET k
     SETNX k x

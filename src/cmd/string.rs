@@ -69,48 +69,60 @@ enum Condition {
 }
 
 pub(super) fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    // Options are parsed as Redis's `parseExtendedStringArgumentsOrReply` does: repeating an
+    // option is allowed, conflicting ones are a syntax error, and the expire value is checked
+    // only after every option parsed.
     let mut condition = Condition::Always;
     let mut return_old = false;
-    let mut expiry = Expiry::Clear;
-    let mut has_expiry = false;
+    let mut keep_ttl = false;
+    let mut expire: Option<(&'static str, &Bytes)> = None;
     let mut i = 3;
     while i < args.len() {
         let opt = &args[i];
-        let has_next = i + 1 < args.len();
-        if is(opt, "NX") && condition == Condition::Always {
+        let next = args.get(i + 1);
+        let kind = ["EX", "PX", "EXAT", "PXAT"]
+            .into_iter()
+            .find(|w| is(opt, w));
+        if is(opt, "NX") && condition != Condition::IfExists {
             condition = Condition::IfMissing;
-        } else if is(opt, "XX") && condition == Condition::Always {
+        } else if is(opt, "XX") && condition != Condition::IfMissing {
             condition = Condition::IfExists;
-        } else if is(opt, "GET") && !return_old {
+        } else if is(opt, "GET") {
             return_old = true;
-        } else if is(opt, "KEEPTTL") && !has_expiry {
-            has_expiry = true;
-            expiry = Expiry::Keep;
-        } else if !has_expiry && has_next && ["EX", "PX", "EXAT", "PXAT"].iter().any(|w| is(opt, w))
-        {
-            has_expiry = true;
-            let n = int(&args[i + 1])?;
-            if n <= 0 {
-                return Err(CommandError::InvalidExpire("set"));
+        } else if is(opt, "KEEPTTL") && expire.is_none() {
+            keep_ttl = true;
+        } else if let (Some(kind), Some(value)) = (kind, next) {
+            if keep_ttl || expire.is_some_and(|(k, _)| k != kind) {
+                return Err(CommandError::Syntax);
             }
-            let deadline = if is(opt, "EX") {
-                n.checked_mul(1000)
-                    .and_then(|ms| deadline_after_ms(ctx.now, ms))
-            } else if is(opt, "PX") {
-                deadline_after_ms(ctx.now, n)
-            } else if is(opt, "EXAT") {
-                n.checked_mul(1000)
-                    .and_then(|ms| deadline_at_unix_ms(ctx.now, ms))
-            } else {
-                deadline_at_unix_ms(ctx.now, n)
-            };
-            expiry = Expiry::At(deadline.ok_or(CommandError::InvalidExpire("set"))?);
+            expire = Some((kind, value));
             i += 1;
         } else {
             return Err(CommandError::Syntax);
         }
         i += 1;
     }
+    let expiry = match expire {
+        None if keep_ttl => Expiry::Keep,
+        None => Expiry::Clear,
+        Some((kind, value)) => {
+            let n = int(value)?;
+            if n <= 0 {
+                return Err(CommandError::InvalidExpire("set"));
+            }
+            let deadline = match kind {
+                "EX" => n
+                    .checked_mul(1000)
+                    .and_then(|ms| deadline_after_ms(ctx.now, ms)),
+                "PX" => deadline_after_ms(ctx.now, n),
+                "EXAT" => n
+                    .checked_mul(1000)
+                    .and_then(|ms| deadline_at_unix_ms(ctx.now, ms)),
+                _ => deadline_at_unix_ms(ctx.now, n),
+            };
+            Expiry::At(deadline.ok_or(CommandError::InvalidExpire("set"))?)
+        }
+    };
     let (key, value) = (&args[1], &args[2]);
     let mut shard = ctx.db().shard(key);
     if condition == Condition::Always && !return_old && !matches!(expiry, Expiry::Keep) {

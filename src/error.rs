@@ -17,12 +17,12 @@ pub enum Error {
     #[error(transparent)]
     Client(#[from] ClientError),
     /// The listening address could not be bound (in use, or not a local address).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {cause}")]
     Bind {
         /// The address.
         addr: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not chained, so it prints once).
+        cause: std::io::Error,
     },
     /// Another I/O failure.
     #[error("i/o: {0}")]

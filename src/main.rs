@@ -92,6 +92,9 @@ struct NodeArgs {
     /// Maximum simultaneous client connections.
     #[arg(long, default_value_t = 10_000)]
     maxclients: usize,
+    /// Worker threads serving connections (default: one per CPU core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -114,8 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             init_logging();
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
             let config = node_config(&node, id, port, data_dir)?;
-            runtime()?.block_on(serve(vec![config]))?;
+            runtime(node.threads)?.block_on(serve(vec![config]))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster {
@@ -135,7 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     node_config(&node, u64::from(i), port, data_dir.clone())
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            runtime()?.block_on(serve(configs))?;
+            runtime(node.threads)?.block_on(serve(configs))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client {
@@ -183,8 +188,12 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    builder
         .enable_all()
         .build()
         .context("starting the tokio runtime")

@@ -88,7 +88,8 @@ pub struct ClientHandle {
     pub laddr: String,
     /// When the connection was accepted.
     pub opened: tokio::time::Instant,
-    /// Cancelled by CLIENT KILL: the connection closes.
+    /// Cancelled by CLIENT KILL, or with the node's shutdown token (it is a child of it):
+    /// the connection closes.
     pub kill: CancellationToken,
     /// Selected database (mirrors the session, for CLIENT LIST).
     pub db: AtomicUsize,
@@ -116,14 +117,14 @@ pub struct ClientMeta {
 }
 
 impl ClientHandle {
-    /// A handle for a new connection.
-    pub fn new(id: u64, addr: String, laddr: String) -> Self {
+    /// A handle for a new connection; `kill` is usually a child of the node's shutdown token.
+    pub fn new(id: u64, addr: String, laddr: String, kill: CancellationToken) -> Self {
         ClientHandle {
             id,
             addr,
             laddr,
             opened: tokio::time::Instant::now(),
-            kill: CancellationToken::new(),
+            kill,
             db: AtomicUsize::new(0),
             protocol: AtomicU8::new(2),
             last_command: AtomicUsize::new(usize::MAX),

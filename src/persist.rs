@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{clock, Entry, Store};
+use crate::store::{clock, dump_entries, Prepared, Store};
 
 /// The `format` field every snapshot carries.
 pub const FORMAT: &str = "minikv-snapshot";
@@ -30,12 +32,12 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     /// The file could not be read, written, synced or renamed (permissions, full disk).
-    #[error("snapshot {path}: {source}")]
+    #[error("snapshot {path}: {cause}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not chained, so it prints once).
+        cause: std::io::Error,
     },
     /// The file exists but is not a valid snapshot (truncated, edited, another format).
     #[error(
@@ -128,52 +130,31 @@ impl Persister {
         let data = match fs::read(&self.path) {
             Ok(data) => data,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(source) => {
+            Err(cause) => {
                 return Err(PersistError::Io {
                     path: self.path.clone(),
-                    source,
+                    cause,
                 })
             }
         };
-        let corrupt = |reason: String| PersistError::Corrupt {
-            path: self.path.clone(),
-            reason,
+        // Entries go straight from the parser into the store (no intermediate tree), with
+        // strings borrowed from the file's bytes wherever they need no unescaping.
+        let mut loader = Loader {
+            store,
+            server_id: self.server_id,
+            now: Instant::now(),
+            loaded: 0,
         };
-        let snapshot: SnapshotIn =
-            serde_json::from_slice(&data).map_err(|e| corrupt(e.to_string()))?;
-        if snapshot.format != FORMAT || snapshot.version != VERSION {
-            return Err(corrupt(format!(
-                "format {:?} version {} is not {FORMAT:?} version {VERSION}",
-                snapshot.format, snapshot.version
-            )));
-        }
-        let now = Instant::now();
-        let mut loaded = 0;
-        for db in snapshot.databases {
-            let target = store.db(db.db).ok_or_else(|| {
-                corrupt(format!("database {} exceeds the configured count", db.db))
+        let mut de = serde_json::Deserializer::from_slice(&data);
+        (&mut loader)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| PersistError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
             })?;
-            for e in db.entries {
-                let key = decode_field(e.key, e.key_base64, "key").map_err(&corrupt)?;
-                let value = decode_field(e.value, e.value_base64, "value").map_err(&corrupt)?;
-                let deadline = match e.expires_at_ms {
-                    None => None,
-                    Some(at) => match clock::instant_at_unix_ms(at) {
-                        Some(d) if d <= now => continue,
-                        Some(d) => Some(d),
-                        None => return Err(corrupt(format!("expires_at_ms {at} is out of range"))),
-                    },
-                };
-                let entry = Entry {
-                    value: Bytes::from(value),
-                    deadline,
-                };
-                target.shard(&key).insert(&key, entry, now);
-                loaded += 1;
-            }
-        }
         self.saved_dirty.store(store.dirty(), Ordering::Relaxed);
-        Ok(loaded)
+        Ok(loader.loaded)
     }
 
     /// Saves if anything changed since the last successful save. Blocking: call it from
@@ -222,47 +203,30 @@ impl Persister {
 
     fn write(&self, store: &Store, gate_held: bool) -> Result<usize, PersistError> {
         let now = Instant::now();
-        let now_ms = unix_ms();
         // A shared gate slot for the copy: transactions (EXEC) are either wholly in it or
-        // wholly out of it, while ordinary commands keep running.
+        // wholly out of it, while ordinary commands keep running. The copy is one memcpy
+        // per entry into a buffer per shard, each under its shard lock only.
         let gate = (!gate_held).then(|| store.gate().shared(u64::MAX));
-        let exported: Vec<(usize, Vec<(Bytes, Entry)>)> = store
+        let dumps: Vec<(usize, Vec<Vec<u8>>)> = store
             .dbs()
             .iter()
             .enumerate()
-            .map(|(i, db)| (i, db.export(now)))
-            .filter(|(_, entries)| !entries.is_empty())
+            .map(|(i, db)| (i, db.dump(now)))
+            .filter(|(_, shards)| shards.iter().any(|d| !d.is_empty()))
             .collect();
         drop(gate);
-        let count = exported.iter().map(|(_, e)| e.len()).sum();
-        let snapshot = SnapshotOut {
-            format: FORMAT,
-            version: VERSION,
-            server_id: self.server_id,
-            saved_at_ms: now_ms,
-            databases: exported
-                .iter()
-                .map(|(db, entries)| DbOut {
-                    db: *db,
-                    entries: entries.iter().map(|(k, e)| EntryOut::new(k, e)).collect(),
-                })
-                .collect(),
-        };
+
         let tmp = self.path.with_extension("json.tmp");
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| PersistError::Io { path, source }
+            move |cause| PersistError::Io { path, cause }
         };
         let file = File::create(&tmp).map_err(io(&tmp))?;
         let mut writer = BufWriter::with_capacity(1 << 20, file);
-        serde_json::to_writer(&mut writer, &snapshot).map_err(|e| PersistError::Io {
-            path: tmp.clone(),
-            source: e.into(),
-        })?;
-        writer.write_all(b"\n").map_err(io(&tmp))?;
+        let count = write_snapshot(&mut writer, self.server_id, &dumps).map_err(io(&tmp))?;
         let file = writer.into_inner().map_err(|e| PersistError::Io {
             path: tmp.clone(),
-            source: e.into_error(),
+            cause: e.into_error(),
         })?;
         file.sync_all().map_err(io(&tmp))?;
         drop(file);
@@ -276,6 +240,254 @@ impl Persister {
             .and_then(|d| d.sync_all())
             .map_err(io(&dir))?;
         Ok(count)
+    }
+}
+
+/// Writes the snapshot JSON (format in `docs/persistence.md`) for the dumped shards; returns
+/// the number of entries written.
+fn write_snapshot(
+    w: &mut impl Write,
+    server_id: u64,
+    dumps: &[(usize, Vec<Vec<u8>>)],
+) -> std::io::Result<usize> {
+    write!(
+        w,
+        "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"server_id\":{server_id},\
+         \"saved_at_ms\":{},\"databases\":[",
+        unix_ms()
+    )?;
+    let mut count = 0;
+    for (n, (db, shards)) in dumps.iter().enumerate() {
+        if n > 0 {
+            w.write_all(b",")?;
+        }
+        write!(w, "{{\"db\":{db},\"entries\":[")?;
+        let mut first = true;
+        for (key, value, deadline) in shards.iter().flat_map(|d| dump_entries(d)) {
+            w.write_all(if first { b"\n{" } else { b",\n{" })?;
+            first = false;
+            write_bytes_field(w, "key", key)?;
+            w.write_all(b",")?;
+            write_bytes_field(w, "value", value)?;
+            if let Some(d) = deadline {
+                write!(w, ",\"expires_at_ms\":{}", clock::unix_ms_at(d))?;
+            }
+            w.write_all(b"}")?;
+            count += 1;
+        }
+        w.write_all(b"]}")?;
+    }
+    w.write_all(b"]}\n")?;
+    Ok(count)
+}
+
+/// `"name":"text"` for UTF-8 data (escaped by serde_json), else `"name_base64":"..."`.
+fn write_bytes_field(w: &mut impl Write, name: &str, data: &[u8]) -> std::io::Result<()> {
+    match std::str::from_utf8(data) {
+        Ok(text) => {
+            write!(w, "\"{name}\":")?;
+            serde_json::to_writer(&mut *w, text).map_err(std::io::Error::from)
+        }
+        Err(_) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+            write!(w, "\"{name}_base64\":\"{encoded}\"")
+        }
+    }
+}
+
+/// Streams a snapshot into a store: checks the header, then inserts each entry as it is
+/// parsed. `"format"` and `"version"` must come before `"databases"`, and each database's
+/// `"db"` before its `"entries"` (as minikv writes them).
+struct Loader<'s> {
+    store: &'s Store,
+    server_id: u64,
+    now: Instant,
+    loaded: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Loader<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(SnapshotVisitor(self))
+    }
+}
+
+struct SnapshotVisitor<'a, 's>(&'a mut Loader<'s>);
+
+impl<'de> Visitor<'de> for SnapshotVisitor<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a minikv snapshot object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (mut format, mut version) = (None, None);
+        let mut saw_databases = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "format" => format = Some(map.next_value::<Cow<'de, str>>()?.into_owned()),
+                "version" => version = Some(map.next_value::<u32>()?),
+                "server_id" => {
+                    let id = map.next_value::<u64>()?;
+                    if id != self.0.server_id {
+                        // Allowed (nodes may be renumbered on purpose), but keys routed by MD5
+                        // to another node will not be found here: say so.
+                        tracing::warn!(
+                            "snapshot was written by node {id}, loading it into node {}",
+                            self.0.server_id
+                        );
+                    }
+                }
+                "databases" => {
+                    check_header(format.as_deref(), version)?;
+                    saw_databases = true;
+                    map.next_value_seed(DatabasesSeed(&mut *self.0))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        check_header(format.as_deref(), version)?;
+        if !saw_databases {
+            return Err(de::Error::missing_field("databases"));
+        }
+        Ok(())
+    }
+}
+
+fn check_header<E: de::Error>(format: Option<&str>, version: Option<u32>) -> Result<(), E> {
+    match (format, version) {
+        (Some(FORMAT), Some(VERSION)) => Ok(()),
+        (None, _) => Err(E::custom(
+            "no \"format\" field before the data: not a minikv snapshot",
+        )),
+        (Some(f), v) => Err(E::custom(format!(
+            "format {f:?} version {v:?} is not {FORMAT:?} version {VERSION}"
+        ))),
+    }
+}
+
+struct DatabasesSeed<'a, 's>(&'a mut Loader<'s>);
+
+impl<'de> DeserializeSeed<'de> for DatabasesSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DatabasesSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of databases")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(DbSeed(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+struct DbSeed<'a, 's>(&'a mut Loader<'s>);
+
+impl<'de> DeserializeSeed<'de> for DbSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DbSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a database object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut db = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "db" => {
+                    let index = map.next_value::<usize>()?;
+                    if self.0.store.db(index).is_none() {
+                        return Err(de::Error::custom(format!(
+                            "database {index} exceeds the configured count"
+                        )));
+                    }
+                    db = Some(index);
+                }
+                "entries" => {
+                    let db =
+                        db.ok_or_else(|| de::Error::custom("\"db\" must precede \"entries\""))?;
+                    map.next_value_seed(EntriesSeed {
+                        loader: &mut *self.0,
+                        db,
+                    })?;
+                }
+                other => return Err(de::Error::unknown_field(other, &["db", "entries"])),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct EntriesSeed<'a, 's> {
+    loader: &'a mut Loader<'s>,
+    db: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some(db) = self.loader.store.db(self.db) else {
+            return Err(de::Error::custom("database vanished"));
+        };
+        let now = self.loader.now;
+        // Entries are grouped by shard and inserted shard by shard afterwards: each table is
+        // sized once and filled while it is in cache.
+        let mut by_shard: Vec<Vec<Prepared>> = (0..db.shard_count()).map(|_| Vec::new()).collect();
+        while let Some(e) = seq.next_element::<EntryIn<'de>>()? {
+            let key = decode_field(e.key, e.key_base64, "key").map_err(de::Error::custom)?;
+            let value =
+                decode_field(e.value, e.value_base64, "value").map_err(de::Error::custom)?;
+            let deadline = match e.expires_at_ms {
+                None => None,
+                Some(at) => match clock::instant_at_unix_ms(at) {
+                    Some(d) if d <= now => continue,
+                    Some(d) => Some(d),
+                    None => {
+                        return Err(de::Error::custom(format!(
+                            "expires_at_ms {at} is out of range"
+                        )))
+                    }
+                },
+            };
+            let (shard, prepared) = db.prepare(&key, &value, deadline);
+            by_shard[shard].push(prepared);
+            self.loader.loaded += 1;
+        }
+        db.load(by_shard);
+        Ok(())
     }
 }
 
@@ -315,87 +527,31 @@ pub fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-#[derive(Serialize)]
-struct SnapshotOut<'a> {
-    format: &'static str,
-    version: u32,
-    server_id: u64,
-    saved_at_ms: i64,
-    databases: Vec<DbOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct DbOut<'a> {
-    db: usize,
-    entries: Vec<EntryOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct EntryOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at_ms: Option<i64>,
-}
-
-impl<'a> EntryOut<'a> {
-    fn new(key: &'a Bytes, entry: &'a Entry) -> Self {
-        let (key, key_base64) = text_or_base64(key);
-        let (value, value_base64) = text_or_base64(&entry.value);
-        EntryOut {
-            key,
-            key_base64,
-            value,
-            value_base64,
-            expires_at_ms: entry.deadline.map(clock::unix_ms_at),
-        }
-    }
-}
-
-fn text_or_base64(data: &[u8]) -> (Option<&str>, Option<String>) {
-    match std::str::from_utf8(data) {
-        Ok(s) => (Some(s), None),
-        Err(_) => (
-            None,
-            Some(base64::engine::general_purpose::STANDARD.encode(data)),
-        ),
-    }
-}
-
-#[derive(Deserialize)]
-struct SnapshotIn {
-    format: String,
-    version: u32,
-    databases: Vec<DbIn>,
-}
-
-#[derive(Deserialize)]
-struct DbIn {
-    db: usize,
-    entries: Vec<EntryIn>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntryIn {
-    key: Option<String>,
-    key_base64: Option<String>,
-    value: Option<String>,
-    value_base64: Option<String>,
+struct EntryIn<'a> {
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    key_base64: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value_base64: Option<Cow<'a, str>>,
     expires_at_ms: Option<i64>,
 }
 
-fn decode_field(text: Option<String>, b64: Option<String>, name: &str) -> Result<Vec<u8>, String> {
+fn decode_field<'a>(
+    text: Option<Cow<'a, str>>,
+    b64: Option<Cow<'a, str>>,
+    name: &str,
+) -> Result<Cow<'a, [u8]>, String> {
     match (text, b64) {
-        (Some(t), None) => Ok(t.into_bytes()),
+        (Some(Cow::Borrowed(t)), None) => Ok(Cow::Borrowed(t.as_bytes())),
+        (Some(Cow::Owned(t)), None) => Ok(Cow::Owned(t.into_bytes())),
         (None, Some(b)) => base64::engine::general_purpose::STANDARD
-            .decode(b)
+            .decode(b.as_bytes())
+            .map(Cow::Owned)
             .map_err(|e| format!("{name}_base64 is not base64: {e}")),
         _ => Err(format!(
             "an entry needs exactly one of {name} and {name}_base64"
@@ -405,7 +561,10 @@ fn decode_field(text: Option<String>, b64: Option<String>, name: &str) -> Result
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::store::Entry;
 
     fn set(store: &Store, key: &[u8], value: &[u8], ttl: Option<Duration>) {
         let now = Instant::now();

@@ -28,12 +28,12 @@ pub use retry::RetryPolicy;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The node could not be reached or the connection broke (node down, wrong address).
-    #[error("{addr}: {source}")]
+    #[error("{addr}: {cause}")]
     Io {
         /// The node.
         addr: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not chained, so it prints once).
+        cause: std::io::Error,
     },
     /// The node did not answer within the policy's timeout.
     #[error("{addr}: no reply within the timeout")]

@@ -67,9 +67,11 @@ impl NodePool {
     ) -> Result<Vec<Reply>, ClientError> {
         // A pooled connection may have died since its last use (the node restarted): on any
         // failure with one, the pool is cleared and the exchange repeated once on a fresh
-        // connection, so a restart costs no visible retry.
+        // connection, so a restart costs no visible retry. Both share one deadline: an
+        // attempt never takes longer than `timeout`.
+        let deadline = tokio::time::Instant::now() + timeout;
         if let Some(conn) = self.take_idle() {
-            match tokio::time::timeout(timeout, self.exchange(conn, &commands)).await {
+            match tokio::time::timeout_at(deadline, self.exchange(conn, &commands)).await {
                 Ok(Ok(replies)) => return Ok(replies),
                 Ok(Err(ClientError::Server(e))) => return Err(ClientError::Server(e)),
                 _ => self.clear(),
@@ -79,7 +81,7 @@ impl NodePool {
             let conn = self.connect().await?;
             self.exchange(conn, &commands).await
         };
-        tokio::time::timeout(timeout, fresh)
+        tokio::time::timeout_at(deadline, fresh)
             .await
             .map_err(|_| ClientError::Timeout {
                 addr: self.addr.clone(),
@@ -109,7 +111,7 @@ impl NodePool {
                     None => {
                         return Err(ClientError::Io {
                             addr: self.addr.clone(),
-                            source: std::io::ErrorKind::UnexpectedEof.into(),
+                            cause: std::io::ErrorKind::UnexpectedEof.into(),
                         })
                     }
                 }
@@ -120,9 +122,9 @@ impl NodePool {
     }
 
     async fn connect(&self) -> Result<Conn, ClientError> {
-        let io = |source| ClientError::Io {
+        let io = |cause| ClientError::Io {
             addr: self.addr.clone(),
-            source,
+            cause,
         };
         let stream = TcpStream::connect(&self.addr).await.map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
@@ -149,7 +151,7 @@ impl NodePool {
         match e.kind() {
             redis_protocol::error::RedisProtocolErrorKind::IO(_) => ClientError::Io {
                 addr: self.addr.clone(),
-                source: std::io::Error::other(e.to_string()),
+                cause: std::io::Error::other(e.to_string()),
             },
             _ => ClientError::Protocol(format!("{}: {e}", self.addr)),
         }

@@ -198,7 +198,12 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         }
         let c = &ctx.node.config;
         let params: Vec<(&str, String)> = vec![
-            ("save", format!("{} 1", c.save_interval.as_secs())),
+            // Redis's "<seconds> <changes>" form: a save after that many seconds once at
+            // least one key changed (whole seconds, rounded up).
+            (
+                "save",
+                format!("{} 1", c.save_interval.as_secs_f64().ceil().max(1.0) as u64),
+            ),
             ("appendonly", "no".into()),
             ("appendfsync", "everysec".into()),
             ("databases", c.databases.to_string()),

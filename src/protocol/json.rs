@@ -49,10 +49,10 @@ pub struct JsonCodec {
 /// How to render the reply of one request.
 #[derive(Debug, Clone, PartialEq)]
 enum Shape {
-    Set { key: String, ttl: Option<i64> },
-    Get { key: String },
-    Delete { key: String },
-    Expire { key: String, ttl: i64 },
+    Set { key: Bytes, ttl: Option<i64> },
+    Get { key: Bytes },
+    Delete { key: Bytes },
+    Expire { key: Bytes, ttl: i64 },
     Stats,
     Keys,
     Ping,
@@ -184,7 +184,8 @@ impl JsonCodec {
             }
         }
         if let Some(key) = key {
-            out.insert("key".into(), Value::String(key));
+            // `"key"` for text, `"key_base64"` for binary keys, like values.
+            insert_bytes(&mut out, "key", &Reply::Bulk(key));
         }
         out.insert("server_id".into(), json!(self.server_id));
         Value::Object(out)
@@ -328,7 +329,6 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
             None => Err("missing field 'ttl'".into()),
         }
     };
-    let key_text = |k: &Bytes| String::from_utf8_lossy(k).into_owned();
     let (args, shape) = match command.as_str() {
         "SET" => {
             let key = key()?;
@@ -338,7 +338,7 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
             };
             let ttl = ttl(false)?;
             let shape = Shape::Set {
-                key: key_text(&key),
+                key: key.clone(),
                 ttl,
             };
             let mut args = vec![Bytes::from_static(b"SET"), key, value];
@@ -350,23 +350,19 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
         }
         "GET" => {
             let key = key()?;
-            let shape = Shape::Get {
-                key: key_text(&key),
-            };
+            let shape = Shape::Get { key: key.clone() };
             (vec![Bytes::from_static(b"GETWITHTTL"), key], shape)
         }
         "DELETE" | "DEL" => {
             let key = key()?;
-            let shape = Shape::Delete {
-                key: key_text(&key),
-            };
+            let shape = Shape::Delete { key: key.clone() };
             (vec![Bytes::from_static(b"DEL"), key], shape)
         }
         "EXPIRE" => {
             let key = key()?;
             let ttl = ttl(true)?.unwrap_or_default();
             let shape = Shape::Expire {
-                key: key_text(&key),
+                key: key.clone(),
                 ttl,
             };
             let args = vec![Bytes::from_static(b"EXPIRE"), key, ttl.to_string().into()];

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
@@ -18,6 +18,7 @@ use crate::cmd::Session;
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, RespCodec};
 use crate::server::sniff::{self, Protocol};
+use crate::stats::StatKind;
 
 /// Flush replies early once this many bytes are pending, so a client pipelining thousands of
 /// requests without reading cannot make the node buffer their replies without bound.
@@ -57,6 +58,7 @@ pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
         node.next_client_id(),
         peer.clone(),
         laddr,
+        node.shutdown.child_token(),
     ));
     let _registered = node.clients.register(client.clone());
     let mut session = Session::new(client);
@@ -88,7 +90,11 @@ async fn serve<C: Codec>(
 ) -> Result<(), ProtocolError> {
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut eof = false;
-    let kill = session.client.kill.clone();
+    // CLIENT KILL or node shutdown (the kill token is a child of the shutdown token). Created
+    // once and polled by reference: a fresh `cancelled()` per loop would register and
+    // deregister a waiter under the token's lock on every request.
+    let stopped = session.client.kill.clone().cancelled_owned();
+    tokio::pin!(stopped);
     let mut monitor: Option<Monitoring<'_>> = None;
     loop {
         // Execute everything already received before writing anything.
@@ -104,7 +110,11 @@ async fn serve<C: Codec>(
                     codec.set_resp_version(session.protocol);
                     reply
                 }
-                Ok(Some(Incoming::Invalid(message))) => Some(Reply::Error(message.into())),
+                Ok(Some(Incoming::Invalid(message))) => {
+                    // A request that could not be mapped to a command still counts as handled.
+                    node.stats.record(StatKind::Other, session.client.id);
+                    Some(Reply::Error(message.into()))
+                }
                 Ok(None) => break,
                 Err(e) => {
                     codec.encode_protocol_error(&e, &mut wbuf);
@@ -142,17 +152,44 @@ async fn serve<C: Codec>(
         // Shutdown and CLIENT KILL are checked only between batches: every request already
         // read has been answered above, so stopping here loses nothing acknowledged.
         tokio::select! {
-            r = stream.read_buf(&mut rbuf) => {
-                if r? == 0 {
-                    eof = true;
+            r = stream.readable() => {
+                r?;
+                match read_available(&stream, &mut rbuf) {
+                    Ok(0) => eof = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             line = next_monitor_line(&mut monitor) => {
                 codec.encode(&Reply::Simple(String::from_utf8_lossy(&line).into_owned().into()), &mut wbuf)?;
             }
-            _ = kill.cancelled() => return Ok(()),
-            _ = node.shutdown.cancelled() => return Ok(()),
+            _ = &mut stopped => return Ok(()),
         }
+    }
+}
+
+/// Reads what the socket has into `buf`. A short read means the kernel's receive queue is
+/// now empty, so the socket's cached readiness is cleared right away (by answering
+/// `WouldBlock` from inside `try_io`): the next wait goes straight to epoll instead of first
+/// spending a `read` syscall that would only return EAGAIN. That saves one syscall per
+/// request for unpipelined clients. tokio clears readiness only if no new readiness event
+/// arrived meanwhile, so data that lands during the read is never missed.
+fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let spare = buf.capacity() - buf.len();
+    let mut read = None;
+    let result = stream.try_io(Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        read = Some(n);
+        if n > 0 && n < spare {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match (result, read) {
+        (Err(e), Some(n)) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(n),
+        (result, _) => result,
     }
 }
 

@@ -48,7 +48,7 @@ impl Server {
         let addr = format!("{}:{}", node.config.host, node.config.port);
         let listener = TcpListener::bind(&addr)
             .await
-            .map_err(|source| Error::Bind { addr, source })?;
+            .map_err(|cause| Error::Bind { addr, cause })?;
         let port = listener.local_addr().map_err(Error::Io)?.port();
         node.port
             .store(u64::from(port), std::sync::atomic::Ordering::Relaxed);

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use tokio::time::Instant;
 
-pub use shard::{Entry, Shard};
+pub use shard::{dump_entries, Entry, Prepared, Shard};
 
 /// Shared handle to every database of a node.
 #[derive(Debug)]
@@ -255,6 +255,43 @@ impl Db {
             }));
         }
         out
+    }
+
+    /// Copies every live entry into one buffer per shard (see [`Shard::dump_into`]), each
+    /// under its shard's lock for just a memcpy; the caller serialises outside any lock.
+    pub fn dump(&self, now: Instant) -> Vec<Vec<u8>> {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = shard.lock().expect("shard lock poisoned");
+                shard.purge_expired(now);
+                let mut out = Vec::new();
+                shard.dump_into(&mut out);
+                out
+            })
+            .collect()
+    }
+
+    /// Builds an entry for [`Db::load`], returning the shard it belongs to.
+    pub fn prepare(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        deadline: Option<Instant>,
+    ) -> (usize, Prepared) {
+        (
+            self.shard_index(key),
+            Shard::prepare(&self.hasher, key, value, deadline),
+        )
+    }
+
+    /// Inserts prepared entries, grouped by shard index (`by_shard[i]` goes to shard `i`).
+    pub fn load(&self, by_shard: Vec<Vec<Prepared>>) {
+        for (i, entries) in by_shard.into_iter().enumerate() {
+            if !entries.is_empty() && i < self.shards.len() {
+                self.lock(i).load(entries);
+            }
+        }
     }
 
     /// Removes every key; returns how many there were.

@@ -6,15 +6,16 @@
 //! `key_len << 1 | has_deadline` and the deadline (8 bytes, microseconds on the store clock) is
 //! present only for keys with a TTL. The table stores just that boxed slice (16 bytes a slot),
 //! so a key like `key:000000001` with a 10-byte value costs one 32-byte allocation plus its
-//! slot, against ~270 bytes with a `HashMap<Bytes, Entry>`.
+//! slot, against ~270 bytes with a `HashMap<Bytes, Entry>`. Every operation hashes the key
+//! once and probes the table once.
 //!
 //! A shard is plain synchronous data; its owner wraps it in a mutex. It must never be held
 //! across an `.await`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use hashbrown::HashTable;
+use hashbrown::hash_table::{self, HashTable};
 use tokio::time::Instant;
 
 use super::clock;
@@ -33,11 +34,24 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Shard {
     table: HashTable<Item>,
-    /// `(deadline, key)` for every entry with a deadline; kept in step with `table`.
-    deadlines: BTreeSet<(u64, Box<[u8]>)>,
+    /// `(deadline, key hash) -> how many keys` for every entry with a deadline, kept in step
+    /// with `table`. Hashes instead of keys: no second copy of each key, no allocation to
+    /// look one up (a full 64-bit hash collision at the same microsecond is counted, not lost).
+    deadlines: BTreeMap<(u64, u64), u32>,
+    /// Number of entries with a deadline.
+    with_deadline: usize,
     /// Watched keys: (number of watchers, version bumped by every change to the key).
     watches: HashMap<Box<[u8]>, (u32, u64), ahash::RandomState>,
     hasher: ahash::RandomState,
+}
+
+/// An entry built outside any lock, ready for [`Shard::load`] (snapshot restore).
+#[derive(Debug)]
+pub struct Prepared {
+    hash: u64,
+    /// Kept beside the item so loading need not read the item's (cold) memory.
+    deadline: Option<u64>,
+    item: Item,
 }
 
 /// One entry in its single allocation (see the module docs).
@@ -104,47 +118,45 @@ impl Shard {
     pub fn new(hasher: ahash::RandomState) -> Self {
         Shard {
             table: HashTable::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: BTreeMap::new(),
+            with_deadline: 0,
             watches: HashMap::default(),
             hasher,
         }
     }
 
-    /// A copy of the live entry for `key`, removing it first if its deadline has passed
-    /// (lazy expiry).
+    /// A copy of the live entry for `key`. An entry whose deadline has passed is removed
+    /// first (lazy expiry), so no reader ever sees it.
     pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Entry> {
-        self.expire_if_due(key, now);
-        self.find(key).map(Item::entry)
+        self.live(key, now).map(Item::entry)
     }
 
     /// The live value of `key`, copied.
     pub fn value(&mut self, key: &[u8], now: Instant) -> Option<Bytes> {
-        self.expire_if_due(key, now);
-        self.find(key).map(|i| Bytes::copy_from_slice(i.value()))
+        self.live(key, now)
+            .map(|i| Bytes::copy_from_slice(i.value()))
     }
 
     /// Whether `key` is live.
     pub fn contains(&mut self, key: &[u8], now: Instant) -> bool {
-        self.expire_if_due(key, now);
-        self.find(key).is_some()
+        self.live(key, now).is_some()
     }
 
     /// `None` for a missing key, else the key's deadline (`Some(None)` without TTL).
     pub fn deadline(&mut self, key: &[u8], now: Instant) -> Option<Option<Instant>> {
-        self.expire_if_due(key, now);
-        self.find(key).map(|i| i.deadline().map(clock::from_micros))
+        self.live(key, now)
+            .map(|i| i.deadline().map(clock::from_micros))
     }
 
     /// Inserts or replaces `key`, returning the previous live entry (a copy).
     pub fn insert(&mut self, key: &[u8], entry: Entry, now: Instant) -> Option<Entry> {
-        self.expire_if_due(key, now);
-        let old = self.find(key).map(Item::entry);
+        let old = self.get(key, now);
         self.put(key, &entry.value, entry.deadline, now);
         old
     }
 
-    /// Sets `key` to `value` with `deadline`; returns whether the key existed. The fast path
-    /// for writes that do not need the old value.
+    /// Sets `key` to `value` with `deadline`; returns whether a live key was replaced. The
+    /// fast path for writes that do not need the old value: one hash, one probe.
     pub fn put(
         &mut self,
         key: &[u8],
@@ -152,41 +164,101 @@ impl Shard {
         deadline: Option<Instant>,
         now: Instant,
     ) -> bool {
-        let existed = self.delete(key, now);
-        let deadline = deadline.map(clock::to_micros);
-        if let Some(d) = deadline {
-            self.deadlines.insert((d, key.into()));
-        }
         let hash = self.hasher.hash_one(key);
+        let deadline = deadline.map(clock::to_micros);
+        let item = Item::new(key, value, deadline);
         let hasher = &self.hasher;
-        self.table
-            .insert_unique(hash, Item::new(key, value, deadline), |i| {
-                hasher.hash_one(i.key())
-            });
+        let existed = match self
+            .table
+            .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
+        {
+            hash_table::Entry::Occupied(mut slot) => {
+                let old = std::mem::replace(slot.get_mut(), item).deadline();
+                if let Some(d) = old {
+                    index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+                }
+                old.is_none_or(|d| d > clock::to_micros(now))
+            }
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(item);
+                false
+            }
+        };
+        if let Some(d) = deadline {
+            *self.deadlines.entry((d, hash)).or_insert(0) += 1;
+            self.with_deadline += 1;
+        }
         self.touch(key);
         existed
     }
 
+    /// Builds an entry for [`Shard::load`] without touching the shard.
+    pub fn prepare(
+        hasher: &ahash::RandomState,
+        key: &[u8],
+        value: &[u8],
+        deadline: Option<Instant>,
+    ) -> Prepared {
+        let deadline = deadline.map(clock::to_micros);
+        Prepared {
+            hash: hasher.hash_one(key),
+            deadline,
+            item: Item::new(key, value, deadline),
+        }
+    }
+
+    /// Inserts prepared entries in one go: the table is grown once, and inserting a whole
+    /// shard's entries together keeps its table in cache. A key given twice keeps the last.
+    pub fn load(&mut self, entries: Vec<Prepared>) {
+        self.table
+            .reserve(entries.len(), |i| self.hasher.hash_one(i.key()));
+        for Prepared {
+            hash,
+            deadline,
+            item,
+        } in entries
+        {
+            let hasher = &self.hasher;
+            // The key is read only on a hash-tag match, which is rare for new keys.
+            match self.table.entry(
+                hash,
+                |i| i.key() == item.key(),
+                |i| hasher.hash_one(i.key()),
+            ) {
+                hash_table::Entry::Occupied(mut slot) => {
+                    if let Some(d) = std::mem::replace(slot.get_mut(), item).deadline() {
+                        index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+                    }
+                }
+                hash_table::Entry::Vacant(slot) => {
+                    slot.insert(item);
+                }
+            }
+            if let Some(d) = deadline {
+                *self.deadlines.entry((d, hash)).or_insert(0) += 1;
+                self.with_deadline += 1;
+            }
+        }
+    }
+
     /// Removes `key`, returning a copy of its entry if it was live.
     pub fn remove(&mut self, key: &[u8], now: Instant) -> Option<Entry> {
-        self.expire_if_due(key, now);
         let item = self.take(key)?;
-        Some(item.entry())
+        let live = item.deadline().is_none_or(|d| d > clock::to_micros(now));
+        live.then(|| item.entry())
     }
 
     /// Removes `key`; returns whether it was live.
     pub fn delete(&mut self, key: &[u8], now: Instant) -> bool {
-        self.expire_if_due(key, now);
-        self.take(key).is_some()
+        self.remove_if(key, |_| true, now)
     }
 
     /// Sets or clears the deadline of a live key. Returns false when the key does not exist.
     pub fn set_deadline(&mut self, key: &[u8], deadline: Option<Instant>, now: Instant) -> bool {
-        self.expire_if_due(key, now);
-        let Some(item) = self.take(key) else {
+        let Some(value) = self.live(key, now).map(|i| i.value().to_vec()) else {
             return false;
         };
-        self.put(key, item.value(), deadline, now);
+        self.put(key, &value, deadline, now);
         true
     }
 
@@ -194,17 +266,23 @@ impl Shard {
     pub fn purge_expired(&mut self, now: Instant) -> usize {
         let now = clock::to_micros(now);
         let mut purged = 0;
-        while let Some((deadline, _)) = self.deadlines.first() {
-            if *deadline > now {
+        while let Some((&(deadline, hash), _)) = self.deadlines.first_key_value() {
+            if deadline > now {
                 break;
             }
-            if let Some((_, key)) = self.deadlines.pop_first() {
-                let hash = self.hasher.hash_one(&key[..]);
-                if let Ok(found) = self.table.find_entry(hash, |i| i.key() == &key[..]) {
-                    found.remove();
+            let count = self.deadlines.pop_first().map_or(0, |(_, n)| n);
+            for _ in 0..count {
+                let hasher = &self.hasher;
+                let found = self.table.find_entry(hash, |i| {
+                    i.deadline() == Some(deadline) && hasher.hash_one(i.key()) == hash
+                });
+                if let Ok(slot) = found {
+                    let (item, _) = slot.remove();
+                    self.with_deadline -= 1;
+                    let key: Box<[u8]> = item.key().into();
+                    self.touch(&key);
+                    purged += 1;
                 }
-                self.touch(&key);
-                purged += 1;
             }
         }
         purged
@@ -223,7 +301,7 @@ impl Shard {
 
     /// Number of entries that have a deadline (same caveat as [`Shard::len`]).
     pub fn len_with_deadline(&self) -> usize {
-        self.deadlines.len()
+        self.with_deadline
     }
 
     /// Iterates over all entries as `(key, value, deadline)` (same caveat as [`Shard::len`]).
@@ -233,18 +311,30 @@ impl Shard {
             .map(|i| (i.key(), i.value(), i.deadline().map(clock::from_micros)))
     }
 
+    /// Appends every entry, as stored, to `out` (one memcpy per entry, no allocation but the
+    /// buffer's growth): what a snapshot copies under the shard lock. Read it back with
+    /// [`dump_entries`].
+    pub fn dump_into(&self, out: &mut Vec<u8>) {
+        for item in self.table.iter() {
+            out.extend_from_slice(&(item.0.len() as u32).to_le_bytes());
+            out.extend_from_slice(&item.0);
+        }
+    }
+
     /// Removes everything.
     pub fn clear(&mut self) {
         self.table.clear();
         self.deadlines.clear();
+        self.with_deadline = 0;
         self.touch_all();
     }
 
     /// Exchanges the contents (not the watches) of two shards, for SWAPDB. Keys watched in
-    /// either count as changed.
+    /// either count as changed. Both shards hash with the same seed (the store's).
     pub fn swap_contents(&mut self, other: &mut Shard) {
         std::mem::swap(&mut self.table, &mut other.table);
         std::mem::swap(&mut self.deadlines, &mut other.deadlines);
+        std::mem::swap(&mut self.with_deadline, &mut other.with_deadline);
         self.touch_all();
         other.touch_all();
     }
@@ -269,13 +359,24 @@ impl Shard {
     /// The version of a watched key, after applying lazy expiry (an expired key counts as
     /// changed, as in Redis).
     pub fn version(&mut self, key: &[u8], now: Instant) -> u64 {
-        self.expire_if_due(key, now);
+        self.live(key, now);
         self.watches.get(key).map_or(0, |slot| slot.1)
     }
 
-    fn find(&self, key: &[u8]) -> Option<&Item> {
+    /// The live item of `key`: one hash and one probe; an expired item found on the way is
+    /// removed (lazy expiry).
+    fn live(&mut self, key: &[u8], now: Instant) -> Option<&Item> {
         let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |i| i.key() == key)
+        let slot = self.table.find_entry(hash, |i| i.key() == key).ok()?;
+        match slot.get().deadline() {
+            Some(d) if d <= clock::to_micros(now) => {
+                slot.remove();
+                index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+                touch(&mut self.watches, key);
+                None
+            }
+            _ => Some(&*slot.into_mut()),
+        }
     }
 
     /// Removes `key`'s item whatever its deadline, keeping the index in step.
@@ -287,34 +388,87 @@ impl Shard {
             .ok()?
             .remove();
         if let Some(d) = item.deadline() {
-            self.deadlines.remove(&(d, key.into()));
+            index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
         }
         self.touch(key);
         Some(item)
     }
 
-    fn expire_if_due(&mut self, key: &[u8], now: Instant) {
-        let due = self
-            .find(key)
-            .and_then(Item::deadline)
-            .is_some_and(|d| d <= clock::to_micros(now));
-        if due {
-            self.take(key);
+    /// Removes `key` if `pred` holds for its item; returns whether a live key was removed.
+    fn remove_if(&mut self, key: &[u8], pred: impl FnOnce(&Item) -> bool, now: Instant) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let Ok(slot) = self.table.find_entry(hash, |i| i.key() == key) else {
+            return false;
+        };
+        if !pred(slot.get()) {
+            return false;
         }
+        let (item, _) = slot.remove();
+        let deadline = item.deadline();
+        if let Some(d) = deadline {
+            index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+        }
+        self.touch(key);
+        deadline.is_none_or(|d| d > clock::to_micros(now))
     }
 
-    /// Bumps the version of `key` if someone watches it. One emptiness check otherwise.
     fn touch(&mut self, key: &[u8]) {
-        if !self.watches.is_empty() {
-            if let Some(slot) = self.watches.get_mut(key) {
-                slot.1 += 1;
-            }
-        }
+        touch(&mut self.watches, key);
     }
 
     fn touch_all(&mut self) {
         self.watches.values_mut().for_each(|slot| slot.1 += 1);
     }
+}
+
+/// Bumps the version of `key` if someone watches it. One emptiness check otherwise.
+fn touch(watches: &mut HashMap<Box<[u8]>, (u32, u64), ahash::RandomState>, key: &[u8]) {
+    if !watches.is_empty() {
+        if let Some(slot) = watches.get_mut(key) {
+            slot.1 += 1;
+        }
+    }
+}
+
+/// Removes one `(deadline, hash)` from the index.
+fn index_remove(
+    index: &mut BTreeMap<(u64, u64), u32>,
+    count: &mut usize,
+    deadline: u64,
+    hash: u64,
+) {
+    if let std::collections::btree_map::Entry::Occupied(mut slot) = index.entry((deadline, hash)) {
+        *slot.get_mut() -= 1;
+        if *slot.get() == 0 {
+            slot.remove();
+        }
+        *count -= 1;
+    }
+}
+
+/// Iterates over the `(key, value, deadline)` entries that [`Shard::dump_into`] wrote.
+pub fn dump_entries(dump: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], Option<Instant>)> {
+    let mut rest = dump;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let (raw, tail) = tail.split_at_checked(len)?;
+        rest = tail;
+        let (word, mut offset) = get_varint(raw);
+        let deadline = if word & 1 == 1 {
+            let d = raw.get(offset..offset + 8)?;
+            offset += 8;
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(d);
+            Some(clock::from_micros(u64::from_le_bytes(bytes)))
+        } else {
+            None
+        };
+        let key_len = (word >> 1) as usize;
+        let key = raw.get(offset..offset + key_len)?;
+        let value = raw.get(offset + key_len..)?;
+        Some((key, value, deadline))
+    })
 }
 
 /// Writes `n` as LEB128 into `buf`; returns the number of bytes used.
@@ -410,6 +564,27 @@ mod tests {
         assert_eq!(s.len_with_deadline(), 2);
         assert!(s.remove(b"k7", now).is_some());
         assert_eq!(s.len_with_deadline(), 1);
+    }
+
+    #[test]
+    fn dumps_read_back_every_entry() {
+        let now = Instant::now();
+        let mut s = shard();
+        s.put(b"a", b"1", None, now);
+        s.put(b"b", b"", Some(now + Duration::from_secs(9)), now);
+        let mut dump = Vec::new();
+        s.dump_into(&mut dump);
+        let mut got: Vec<_> = dump_entries(&dump)
+            .map(|(k, v, d)| (k.to_vec(), v.to_vec(), d.is_some()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (b"a".to_vec(), b"1".to_vec(), false),
+                (b"b".to_vec(), vec![], true)
+            ]
+        );
     }
 
     #[test]

@@ -378,6 +378,24 @@ const TRANSACTIONS: &str = r#"
     EXEC
     WATCH missing
     UNWATCH
+    WATCH missing
+    FLUSHDB
+    MULTI
+    PING
+    EXEC
+    SET w 1
+    WATCH w
+    FLUSHDB
+    MULTI
+    PING
+    EXEC
+    SET w 1
+    WATCH w
+    SWAPDB 0 1
+    MULTI
+    PING
+    EXEC
+    FLUSHALL
     MULTI
     SET s notanumber
     INCR s

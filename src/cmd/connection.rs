@@ -219,7 +219,10 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             ctx.session.suppress_current = true;
             Ok(Reply::ok())
         } else if is(&args[2], "SKIP") {
-            ctx.session.reply_mode = ReplyMode::Skip;
+            // Like Redis, SKIP does nothing while replies are OFF.
+            if ctx.session.reply_mode != ReplyMode::Off {
+                ctx.session.reply_mode = ReplyMode::Skip;
+            }
             ctx.session.suppress_current = true;
             Ok(Reply::ok())
         } else {
@@ -341,7 +344,10 @@ pub(super) fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Command
     s.db = 0;
     s.protocol = 2;
     s.multi = None;
-    s.reply_mode = ReplyMode::On;
+    // Under CLIENT REPLY SKIP, RESET is the skipped command: its own reply is still dropped.
+    if s.reply_mode == ReplyMode::Off {
+        s.reply_mode = ReplyMode::On;
+    }
     s.monitor = false;
     s.client.db.store(0, Ordering::Relaxed);
     s.client.protocol.store(2, Ordering::Relaxed);

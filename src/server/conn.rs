@@ -97,6 +97,8 @@ async fn serve<C: Codec>(
     tokio::pin!(stopped);
     let mut monitor: Option<Monitoring<'_>> = None;
     loop {
+        // A new batch: the previous one's clock reading is stale (see `Session::clock`).
+        session.clock = None;
         // Execute everything already received before writing anything.
         loop {
             let decoded = if eof {
@@ -134,17 +136,19 @@ async fn serve<C: Codec>(
                 wbuf.clear();
             }
         }
+        // Subscribe before MONITOR's +OK goes out, as Redis does: a client that has read it
+        // must see every command run after that.
+        if session.monitor && monitor.is_none() {
+            monitor = Some(Monitoring::start(node));
+        } else if !session.monitor {
+            monitor = None;
+        }
         if !wbuf.is_empty() {
             stream.write_all(&wbuf).await?;
             wbuf.clear();
         }
         if session.closing || eof {
             return Ok(());
-        }
-        if session.monitor && monitor.is_none() {
-            monitor = Some(Monitoring::start(node));
-        } else if !session.monitor {
-            monitor = None;
         }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);

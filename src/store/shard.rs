@@ -321,22 +321,40 @@ impl Shard {
         }
     }
 
-    /// Removes everything.
+    /// Removes everything. Watched keys that existed count as changed (as in Redis, a watched
+    /// key that did not exist is not touched by a flush).
     pub fn clear(&mut self) {
+        self.touch_existing(None);
         self.table.clear();
         self.deadlines.clear();
         self.with_deadline = 0;
-        self.touch_all();
     }
 
-    /// Exchanges the contents (not the watches) of two shards, for SWAPDB. Keys watched in
-    /// either count as changed. Both shards hash with the same seed (the store's).
+    /// Exchanges the contents (not the watches) of two shards, for SWAPDB. A watched key in
+    /// either counts as changed if it exists on either side. Both shards hash with the same
+    /// seed (the store's).
     pub fn swap_contents(&mut self, other: &mut Shard) {
+        self.touch_existing(Some(&other.table));
+        other.touch_existing(Some(&self.table));
         std::mem::swap(&mut self.table, &mut other.table);
         std::mem::swap(&mut self.deadlines, &mut other.deadlines);
         std::mem::swap(&mut self.with_deadline, &mut other.with_deadline);
-        self.touch_all();
-        other.touch_all();
+    }
+
+    /// Bumps every watched key present in this shard's table or in `also`.
+    fn touch_existing(&mut self, also: Option<&HashTable<Item>>) {
+        if self.watches.is_empty() {
+            return;
+        }
+        let hasher = &self.hasher;
+        let table = &self.table;
+        for (key, slot) in self.watches.iter_mut() {
+            let hash = hasher.hash_one(&key[..]);
+            let present = |t: &HashTable<Item>| t.find(hash, |i| i.key() == &key[..]).is_some();
+            if present(table) || also.is_some_and(present) {
+                slot.1 += 1;
+            }
+        }
     }
 
     /// Starts watching `key`; returns its current version.
@@ -414,10 +432,6 @@ impl Shard {
 
     fn touch(&mut self, key: &[u8]) {
         touch(&mut self.watches, key);
-    }
-
-    fn touch_all(&mut self) {
-        self.watches.values_mut().for_each(|slot| slot.1 += 1);
     }
 }
 

@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::borrow::Cow;
@@ -58,6 +58,8 @@ pub struct Persister {
     server_id: u64,
     /// Serialises saves (periodic, SAVE, shutdown) so two never race on the temp file.
     saving: Mutex<()>,
+    /// The background saver thread's queue, started on first use (see [`Persister::background`]).
+    saver: OnceLock<Mutex<mpsc::Sender<SaveJob>>>,
     /// The store's change counter at the last successful save.
     saved_dirty: AtomicU64,
     last_save_unix: AtomicI64,
@@ -89,6 +91,7 @@ impl Persister {
             path,
             server_id,
             saving: Mutex::new(()),
+            saver: OnceLock::new(),
             saved_dirty: AtomicU64::new(0),
             last_save_unix: AtomicI64::new(unix_ms() / 1000),
             last_save_ok: AtomicBool::new(true),
@@ -96,6 +99,36 @@ impl Persister {
             in_progress: AtomicBool::new(false),
             last_duration_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Saves on the node's background saver thread (periodic saves, BGSAVE): `force` saves
+    /// even when nothing changed. The thread runs at the lowest CPU priority (SCHED_IDLE, see
+    /// `lower_priority`), so on a busy machine serialising a snapshot takes CPU time the
+    /// request path does not need, rather than competing with it; it still progresses under
+    /// full load, only slower.
+    /// The returned receiver gets the outcome; dropping it is fine.
+    pub fn background(
+        self: &Arc<Self>,
+        store: Arc<Store>,
+        force: bool,
+    ) -> tokio::sync::oneshot::Receiver<Result<Option<usize>, PersistError>> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let job = SaveJob {
+            persister: self.clone(),
+            store,
+            force,
+            done,
+        };
+        let queue = self
+            .saver
+            .get_or_init(|| Mutex::new(start_saver(self.server_id)));
+        if let Err(mpsc::SendError(job)) =
+            queue.lock().expect("saver queue lock poisoned").send(job)
+        {
+            // The thread could not be started or died: save on a blocking-pool thread instead.
+            std::thread::spawn(move || job.run());
+        }
+        outcome
     }
 
     /// The snapshot file.
@@ -270,7 +303,8 @@ fn write_snapshot(
             w.write_all(b",")?;
             write_bytes_field(w, "value", value)?;
             if let Some(d) = deadline {
-                write!(w, ",\"expires_at_ms\":{}", clock::unix_ms_at(d))?;
+                w.write_all(b",\"expires_at_ms\":")?;
+                w.write_all(itoa::Buffer::new().format(clock::unix_ms_at(d)).as_bytes())?;
             }
             w.write_all(b"}")?;
             count += 1;
@@ -281,16 +315,32 @@ fn write_snapshot(
     Ok(count)
 }
 
-/// `"name":"text"` for UTF-8 data (escaped by serde_json), else `"name_base64":"..."`.
+/// `"name":"text"` for UTF-8 data, else `"name_base64":"..."`. Plain printable ASCII (the
+/// common case) is copied as is; anything needing escapes goes through serde_json.
 fn write_bytes_field(w: &mut impl Write, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let plain = data
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    w.write_all(b"\"")?;
+    w.write_all(name.as_bytes())?;
+    if plain {
+        w.write_all(b"\":\"")?;
+        w.write_all(data)?;
+        return w.write_all(b"\"");
+    }
     match std::str::from_utf8(data) {
         Ok(text) => {
-            write!(w, "\"{name}\":")?;
+            w.write_all(b"\":")?;
             serde_json::to_writer(&mut *w, text).map_err(std::io::Error::from)
         }
         Err(_) => {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(data);
-            write!(w, "\"{name}_base64\":\"{encoded}\"")
+            w.write_all(b"_base64\":\"")?;
+            w.write_all(
+                base64::engine::general_purpose::STANDARD
+                    .encode(data)
+                    .as_bytes(),
+            )?;
+            w.write_all(b"\"")
         }
     }
 }
@@ -509,14 +559,70 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let (p, s) = (persister.clone(), store.clone());
-        match tokio::task::spawn_blocking(move || p.save_if_dirty(&s)).await {
+        match persister.background(store.clone(), false).await {
             Ok(Ok(Some(keys))) => tracing::debug!(keys, "snapshot saved"),
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::error!("snapshot failed, will retry: {e}"),
-            Err(e) => tracing::error!("snapshot task failed: {e}"),
+            Err(_) => tracing::error!("snapshot thread stopped before answering"),
         }
     }
+}
+
+/// One save for the saver thread.
+struct SaveJob {
+    persister: Arc<Persister>,
+    store: Arc<Store>,
+    force: bool,
+    done: tokio::sync::oneshot::Sender<Result<Option<usize>, PersistError>>,
+}
+
+impl SaveJob {
+    fn run(self) {
+        let result = if self.force {
+            self.persister.save(&self.store).map(Some)
+        } else {
+            self.persister.save_if_dirty(&self.store)
+        };
+        if let Err(e) = &result {
+            tracing::error!("snapshot failed: {e}");
+        }
+        // The requester may have stopped waiting (BGSAVE does not wait).
+        let _ = self.done.send(result);
+    }
+}
+
+/// Puts the calling thread in Linux's SCHED_IDLE class: it runs when a core would otherwise
+/// idle and yields at once to any request-serving thread that wakes up, yet still gets a small
+/// share under full load, so snapshots always finish. Elsewhere: the lowest nice value.
+fn lower_priority() {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadPriority, ThreadSchedulePolicy,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle).is_err() {
+        if let Err(e) = thread_priority::set_current_thread_priority(ThreadPriority::Min) {
+            tracing::warn!("could not lower the snapshot thread's priority: {e:?}");
+        }
+    }
+}
+
+/// Starts the saver thread at the lowest priority; it ends when the queue's sender is dropped.
+fn start_saver(server_id: u64) -> mpsc::Sender<SaveJob> {
+    let (queue, jobs) = mpsc::channel::<SaveJob>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("minikv-save-{server_id}"))
+        .spawn(move || {
+            lower_priority();
+            for job in jobs {
+                job.run();
+            }
+        });
+    if let Err(e) = spawned {
+        // `background` falls back to a plain thread per save when the queue is closed.
+        tracing::warn!("could not start the snapshot thread: {e}");
+    }
+    queue
 }
 
 /// Milliseconds since the Unix epoch.

@@ -336,15 +336,8 @@ pub(super) fn bgsave(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     if args.len() > 2 || (args.len() == 2 && !is(&args[1], "SCHEDULE")) {
         return Err(CommandError::Syntax);
     }
-    let persister = ctx.node.persister.clone();
-    let store = ctx.node.store.clone();
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| CommandError::Other("ERR no runtime to run a background save".into()))?;
-    handle.spawn_blocking(move || {
-        if let Err(e) = persister.save(&store) {
-            tracing::error!("BGSAVE failed: {e}");
-        }
-    });
+    // Runs on the node's low-priority saver thread; the outcome shows in INFO persistence.
+    drop(ctx.node.persister.background(ctx.node.store.clone(), true));
     Ok(Reply::Simple("Background saving started".into()))
 }
 

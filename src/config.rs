@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::aof::FsyncPolicy;
 use crate::protocol::json::JsonLimits;
 use crate::protocol::resp::RespLimits;
 
@@ -27,10 +28,21 @@ pub struct NodeConfig {
     pub shards: usize,
     /// Connections served at once; more are answered with an error and closed.
     pub max_clients: usize,
+    /// Redis's `requirepass`: when set, a connection must AUTH with it before any other
+    /// command, and sends only small requests until then.
+    pub requirepass: Option<String>,
+    /// Redis's `protected-mode`: with no password, refuse clients that are not on loopback.
+    pub protected_mode: bool,
+    /// Redis's `timeout`: close a connection idle this long (`None`, i.e. 0, never does).
+    pub idle_timeout: Option<Duration>,
     /// RESP decoding limits.
     pub resp_limits: RespLimits,
     /// JSON decoding limits.
     pub json_limits: JsonLimits,
+    /// Keep the append-only log `kv_store_server{ID}.aof` (`--appendonly yes`).
+    pub appendonly: bool,
+    /// When the append-only log is fsynced.
+    pub appendfsync: FsyncPolicy,
 }
 
 impl Default for NodeConfig {
@@ -45,13 +57,24 @@ impl Default for NodeConfig {
             databases: 16,
             shards: 256,
             max_clients: 10_000,
+            requirepass: None,
+            protected_mode: true,
+            idle_timeout: None,
             resp_limits: RespLimits::default(),
             json_limits: JsonLimits::default(),
+            appendonly: false,
+            appendfsync: FsyncPolicy::EverySec,
         }
     }
 }
 
 impl NodeConfig {
+    /// The append-only log: `kv_store_server{ID}.aof` in the data directory.
+    pub fn aof_path(&self) -> PathBuf {
+        self.data_dir
+            .join(format!("kv_store_server{}.aof", self.id))
+    }
+
     /// The snapshot file: `kv_store_server{ID}.json` in the data directory, as the spec names it.
     pub fn snapshot_path(&self) -> PathBuf {
         self.data_dir

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod aof;
 pub mod client;
 pub mod cmd;
 pub mod config;

@@ -55,6 +55,9 @@ enum Command {
         /// Seconds before one attempt times out.
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
+        /// Password of password-protected nodes (sent with AUTH on every new connection).
+        #[arg(long, env = "MINIKV_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
         /// A command to run instead of the interactive loop, e.g. `get user:1`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -92,9 +95,33 @@ struct NodeArgs {
     /// Maximum simultaneous client connections.
     #[arg(long, default_value_t = 10_000)]
     maxclients: usize,
+    /// Password clients must send with AUTH before anything else (Redis's requirepass).
+    #[arg(long, value_name = "PASSWORD")]
+    requirepass: Option<String>,
+    /// yes: without a password, refuse clients that are not on this machine's loopback.
+    #[arg(long, default_value = "yes", value_parser = yes_no, action = clap::ArgAction::Set)]
+    protected_mode: bool,
+    /// Close a client connection idle this many seconds (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    timeout: u64,
     /// Worker threads serving connections (default: one per CPU core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Keep an append-only log of every write (kv_store_server{ID}.aof), replayed on start.
+    #[arg(long, default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
+    appendonly: bool,
+    /// When the log is fsynced: always (before each reply), everysec, or no (the OS decides).
+    #[arg(long, default_value = "everysec")]
+    appendfsync: minikv::aof::FsyncPolicy,
+}
+
+/// Parses Redis-style `yes`/`no` option values.
+fn yes_no(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => Err(format!("expected yes or no, got {other:?}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -148,10 +175,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retries,
             retry_delay,
             timeout,
+            password,
             command,
         } => {
             let mut config = ClientConfig {
                 servers,
+                password: password.filter(|p| !p.is_empty()),
                 ..ClientConfig::default()
             };
             config.retry.retries = retries;
@@ -177,6 +206,12 @@ fn node_config(
         cleanup_interval: seconds(args.cleanup_interval, "--cleanup-interval")?,
         databases: args.databases.max(1),
         max_clients: args.maxclients.max(1),
+        // As in Redis, an empty password means none.
+        requirepass: args.requirepass.clone().filter(|p| !p.is_empty()),
+        protected_mode: args.protected_mode,
+        idle_timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
+        appendonly: args.appendonly,
+        appendfsync: args.appendfsync,
         ..NodeConfig::default()
     })
 }

@@ -40,6 +40,8 @@ pub struct Node {
     pub slowlog: SlowLog,
     /// MONITOR feed: every executed command, formatted as Redis prints it.
     pub monitor: broadcast::Sender<Bytes>,
+    /// The append-only log, when `appendonly` is on (set once the log was replayed).
+    pub aof: std::sync::OnceLock<Arc<crate::aof::Aof>>,
     /// Connections in MONITOR mode. Checked on every command instead of the channel's own
     /// receiver count, which takes a lock.
     pub monitors: AtomicUsize,
@@ -61,6 +63,7 @@ impl Node {
             slowlog: SlowLog::default(),
             monitor: broadcast::channel(4096).0,
             monitors: AtomicUsize::new(0),
+            aof: std::sync::OnceLock::new(),
             next_client_id: AtomicU64::new(1),
             config,
         }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::aof::Aof;
 use crate::store::{clock, dump_entries, Prepared, Store};
 
 /// The `format` field every snapshot carries.
@@ -58,8 +59,16 @@ pub struct Persister {
     server_id: u64,
     /// Serialises saves (periodic, SAVE, shutdown) so two never race on the temp file.
     saving: Mutex<()>,
+    /// The append-only log, when enabled: snapshots record the log offset they cover and
+    /// compact the log after they are safely on disk.
+    aof: OnceLock<Arc<Aof>>,
+    /// The log offset the snapshot that was loaded covers (replay skips records before it).
+    loaded_aof_offset: AtomicU64,
     /// The background saver thread's queue, started on first use (see [`Persister::background`]).
     saver: OnceLock<Mutex<mpsc::Sender<SaveJob>>>,
+    /// Set when a periodic save has waited too long at idle priority; the saver thread then
+    /// switches to normal priority (checked between shards while writing).
+    urgent: AtomicBool,
     /// The store's change counter at the last successful save.
     saved_dirty: AtomicU64,
     last_save_unix: AtomicI64,
@@ -92,6 +101,9 @@ impl Persister {
             server_id,
             saving: Mutex::new(()),
             saver: OnceLock::new(),
+            urgent: AtomicBool::new(false),
+            aof: OnceLock::new(),
+            loaded_aof_offset: AtomicU64::new(0),
             saved_dirty: AtomicU64::new(0),
             last_save_unix: AtomicI64::new(unix_ms() / 1000),
             last_save_ok: AtomicBool::new(true),
@@ -129,6 +141,17 @@ impl Persister {
             std::thread::spawn(move || job.run());
         }
         outcome
+    }
+
+    /// Attaches the append-only log (once, at start).
+    pub fn attach_aof(&self, aof: Arc<Aof>) {
+        // A second attach would be a programming error; the first log stays in use.
+        let _ = self.aof.set(aof);
+    }
+
+    /// The append-only log offset covered by the snapshot [`Persister::load`] read (0 if none).
+    pub fn loaded_aof_offset(&self) -> u64 {
+        self.loaded_aof_offset.load(Ordering::Relaxed)
     }
 
     /// The snapshot file.
@@ -175,6 +198,7 @@ impl Persister {
         let mut loader = Loader {
             store,
             server_id: self.server_id,
+            aof_offset: 0,
             now: Instant::now(),
             loaded: 0,
         };
@@ -187,6 +211,8 @@ impl Persister {
                 reason: e.to_string(),
             })?;
         self.saved_dirty.store(store.dirty(), Ordering::Relaxed);
+        self.loaded_aof_offset
+            .store(loader.aof_offset, Ordering::Relaxed);
         Ok(loader.loaded)
     }
 
@@ -240,6 +266,9 @@ impl Persister {
         // wholly out of it, while ordinary commands keep running. The copy is one memcpy
         // per entry into a buffer per shard, each under its shard lock only.
         let gate = (!gate_held).then(|| store.gate().shared(u64::MAX));
+        // Every log record before this offset was applied before the copy below started, so
+        // the snapshot covers it (records after it are idempotent on top of the snapshot).
+        let aof_offset = self.aof.get().map_or(0, |aof| aof.end());
         let dumps: Vec<(usize, Vec<Vec<u8>>)> = store
             .dbs()
             .iter()
@@ -256,7 +285,13 @@ impl Persister {
         };
         let file = File::create(&tmp).map_err(io(&tmp))?;
         let mut writer = BufWriter::with_capacity(1 << 20, file);
-        let count = write_snapshot(&mut writer, self.server_id, &dumps).map_err(io(&tmp))?;
+        let boost = || {
+            if self.urgent.load(Ordering::Relaxed) {
+                set_priority(true);
+            }
+        };
+        let count = write_snapshot(&mut writer, self.server_id, aof_offset, &dumps, &boost)
+            .map_err(io(&tmp))?;
         let file = writer.into_inner().map_err(|e| PersistError::Io {
             path: tmp.clone(),
             cause: e.into_error(),
@@ -272,6 +307,9 @@ impl Persister {
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(io(&dir))?;
+        if let Some(aof) = self.aof.get() {
+            aof.compact(aof_offset);
+        }
         Ok(count)
     }
 }
@@ -281,12 +319,14 @@ impl Persister {
 fn write_snapshot(
     w: &mut impl Write,
     server_id: u64,
+    aof_offset: u64,
     dumps: &[(usize, Vec<Vec<u8>>)],
+    between_shards: &dyn Fn(),
 ) -> std::io::Result<usize> {
     write!(
         w,
         "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"server_id\":{server_id},\
-         \"saved_at_ms\":{},\"databases\":[",
+         \"saved_at_ms\":{},\"aof_offset\":{aof_offset},\"databases\":[",
         unix_ms()
     )?;
     let mut count = 0;
@@ -296,7 +336,11 @@ fn write_snapshot(
         }
         write!(w, "{{\"db\":{db},\"entries\":[")?;
         let mut first = true;
-        for (key, value, deadline) in shards.iter().flat_map(|d| dump_entries(d)) {
+        for (key, value, deadline) in shards
+            .iter()
+            .inspect(|_| between_shards())
+            .flat_map(|d| dump_entries(d))
+        {
             w.write_all(if first { b"\n{" } else { b",\n{" })?;
             first = false;
             write_bytes_field(w, "key", key)?;
@@ -351,6 +395,7 @@ fn write_bytes_field(w: &mut impl Write, name: &str, data: &[u8]) -> std::io::Re
 struct Loader<'s> {
     store: &'s Store,
     server_id: u64,
+    aof_offset: u64,
     now: Instant,
     loaded: usize,
 }
@@ -379,6 +424,7 @@ impl<'de> Visitor<'de> for SnapshotVisitor<'_, '_> {
             match key.as_ref() {
                 "format" => format = Some(map.next_value::<Cow<'de, str>>()?.into_owned()),
                 "version" => version = Some(map.next_value::<u32>()?),
+                "aof_offset" => self.0.aof_offset = map.next_value::<u64>()?,
                 "server_id" => {
                     let id = map.next_value::<u64>()?;
                     if id != self.0.server_id {
@@ -559,7 +605,18 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match persister.background(store.clone(), false).await {
+        let mut outcome = persister.background(store.clone(), false);
+        // A save still queued or running after this long is starved of idle CPU: boost it
+        // to normal priority, so that snapshot-only durability stays about one interval.
+        let patience = interval.max(Duration::from_secs(1));
+        let result = match tokio::time::timeout(patience, &mut outcome).await {
+            Ok(result) => result,
+            Err(_) => {
+                persister.urgent.store(true, Ordering::Relaxed);
+                outcome.await
+            }
+        };
+        match result {
             Ok(Ok(Some(keys))) => tracing::debug!(keys, "snapshot saved"),
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::error!("snapshot failed, will retry: {e}"),
@@ -578,6 +635,7 @@ struct SaveJob {
 
 impl SaveJob {
     fn run(self) {
+        set_priority(self.persister.urgent.load(Ordering::Relaxed));
         let result = if self.force {
             self.persister.save(&self.store).map(Some)
         } else {
@@ -586,24 +644,38 @@ impl SaveJob {
         if let Err(e) = &result {
             tracing::error!("snapshot failed: {e}");
         }
+        self.persister.urgent.store(false, Ordering::Relaxed);
         // The requester may have stopped waiting (BGSAVE does not wait).
         let _ = self.done.send(result);
     }
 }
 
-/// Puts the calling thread in Linux's SCHED_IDLE class: it runs when a core would otherwise
-/// idle and yields at once to any request-serving thread that wakes up, yet still gets a small
-/// share under full load, so snapshots always finish. Elsewhere: the lowest nice value.
-fn lower_priority() {
+/// Puts the calling thread in Linux's SCHED_IDLE class (`urgent` false): it runs when a core
+/// would otherwise idle and yields at once to any request-serving thread that wakes up, yet
+/// still gets a small share under full load. `urgent` puts it back to normal priority: a
+/// save that waited too long for idle CPU competes like any thread. Elsewhere: nice values.
+fn set_priority(urgent: bool) {
     use thread_priority::{
         set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-        ThreadPriority, ThreadSchedulePolicy,
+        ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
     };
-    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle).is_err() {
-        if let Err(e) = thread_priority::set_current_thread_priority(ThreadPriority::Min) {
-            tracing::warn!("could not lower the snapshot thread's priority: {e:?}");
-        }
+    thread_local! {
+        static CURRENT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    }
+    if CURRENT.get() == Some(urgent) {
+        return;
+    }
+    let (policy, priority) = if urgent {
+        let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        let zero = ThreadPriorityValue::try_from(0u8).map(ThreadPriority::Crossplatform);
+        (normal, zero.unwrap_or(ThreadPriority::Min))
+    } else {
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        (idle, ThreadPriority::Min)
+    };
+    match set_thread_priority_and_policy(thread_native_id(), priority, policy) {
+        Ok(()) => CURRENT.set(Some(urgent)),
+        Err(e) => tracing::warn!("could not change the snapshot thread's priority: {e:?}"),
     }
 }
 
@@ -613,7 +685,6 @@ fn start_saver(server_id: u64) -> mpsc::Sender<SaveJob> {
     let spawned = std::thread::Builder::new()
         .name(format!("minikv-save-{server_id}"))
         .spawn(move || {
-            lower_priority();
             for job in jobs {
                 job.run();
             }

@@ -85,6 +85,9 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Idle connections kept per node.
     pub pool_size: usize,
+    /// Password of password-protected nodes: every new connection sends `AUTH password`
+    /// before its first request.
+    pub password: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -95,6 +98,7 @@ impl Default for ClientConfig {
                 .to_vec(),
             retry: RetryPolicy::default(),
             pool_size: 16,
+            password: None,
         }
     }
 }
@@ -144,7 +148,7 @@ impl ClusterClient {
         let nodes = config
             .servers
             .into_iter()
-            .map(|addr| NodePool::new(addr, config.pool_size))
+            .map(|addr| NodePool::new(addr, config.pool_size).password(config.password.clone()))
             .collect();
         ClusterClient {
             nodes: Arc::new(nodes),

@@ -26,6 +26,8 @@ pub struct NodePool {
     /// Idle connections. A std mutex: it is held only to push or pop, never across `.await`.
     idle: Mutex<Vec<Conn>>,
     max_idle: usize,
+    /// Sent with AUTH on each new connection.
+    password: Option<Bytes>,
 }
 
 impl NodePool {
@@ -35,7 +37,14 @@ impl NodePool {
             addr,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            password: None,
         }
+    }
+
+    /// Authenticates every new connection with `password` (`AUTH password`) before use.
+    pub fn password(mut self, password: Option<String>) -> Self {
+        self.password = password.map(Bytes::from);
+        self
     }
 
     /// The node's address.
@@ -93,34 +102,47 @@ impl NodePool {
         mut conn: Conn,
         commands: &[Vec<Bytes>],
     ) -> Result<Vec<Reply>, ClientError> {
-        {
-            let count = commands.len();
-            for args in commands {
-                let frame =
-                    BytesFrame::Array(args.iter().cloned().map(BytesFrame::BulkString).collect());
-                conn.feed(frame).await.map_err(|e| self.protocol_error(e))?;
-            }
-            SinkExt::<BytesFrame>::flush(&mut conn)
-                .await
-                .map_err(|e| self.protocol_error(e))?;
-            let mut replies = Vec::with_capacity(count);
-            for _ in 0..count {
-                match conn.next().await {
-                    Some(Ok(frame)) => replies.push(to_reply(frame)),
-                    Some(Err(e)) => return Err(self.protocol_error(e)),
-                    None => {
-                        return Err(ClientError::Io {
-                            addr: self.addr.clone(),
-                            cause: std::io::ErrorKind::UnexpectedEof.into(),
-                        })
-                    }
-                }
-            }
-            self.put_idle(conn);
-            Ok(replies)
-        }
+        let replies = self.send(&mut conn, commands).await?;
+        self.put_idle(conn);
+        Ok(replies)
     }
 
+    /// Writes `commands` in one go and reads one reply for each.
+    async fn send(
+        &self,
+        conn: &mut Conn,
+        commands: &[Vec<Bytes>],
+    ) -> Result<Vec<Reply>, ClientError> {
+        let count = commands.len();
+        for args in commands {
+            let frame =
+                BytesFrame::Array(args.iter().cloned().map(BytesFrame::BulkString).collect());
+            conn.feed(frame).await.map_err(|e| self.protocol_error(e))?;
+        }
+        SinkExt::<BytesFrame>::flush(conn)
+            .await
+            .map_err(|e| self.protocol_error(e))?;
+        let mut replies = Vec::with_capacity(count);
+        for _ in 0..count {
+            match conn.next().await {
+                Some(Ok(frame)) => replies.push(to_reply(frame)),
+                Some(Err(e)) => return Err(self.protocol_error(e)),
+                None => {
+                    return Err(ClientError::Io {
+                        addr: self.addr.clone(),
+                        cause: std::io::ErrorKind::UnexpectedEof.into(),
+                    })
+                }
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Opens a connection, authenticated when the pool has a password.
+    ///
+    /// # Errors
+    /// Connection failures; a refused AUTH is [`ClientError::Server`], which is not retried:
+    /// a wrong password stays wrong.
     async fn connect(&self) -> Result<Conn, ClientError> {
         let io = |cause| ClientError::Io {
             addr: self.addr.clone(),
@@ -128,7 +150,16 @@ impl NodePool {
         };
         let stream = TcpStream::connect(&self.addr).await.map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
-        Ok(Framed::new(stream, Resp2::default()))
+        let mut conn = Framed::new(stream, Resp2::default());
+        if let Some(password) = &self.password {
+            let auth = vec![Bytes::from_static(b"AUTH"), password.clone()];
+            match self.send(&mut conn, &[auth]).await?.pop() {
+                Some(Reply::Error(e)) => return Err(ClientError::Server(e.into_owned())),
+                Some(_) => {}
+                None => return Err(ClientError::Protocol("no reply to AUTH".into())),
+            }
+        }
+        Ok(conn)
     }
 
     fn take_idle(&self) -> Option<Conn> {

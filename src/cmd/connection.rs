@@ -9,15 +9,20 @@
 //!        | LIST [TYPE t] [ID id ...] | KILL addr | KILL [ID id] [ADDR a] [LADDR a] [SKIPME y/n]
 //!        | REPLY ON|OFF|SKIP | NO-EVICT on|off | NO-TOUCH on|off | GETREDIR | HELP
 //! ```
-//! There is no password yet, so AUTH behaves as Redis does without `requirepass`.
+//! With `requirepass` set, a connection starts unauthenticated: [`super::execute`] answers
+//! everything but AUTH, HELLO, QUIT and RESET with `NOAUTH`, and AUTH (`AUTH password` or
+//! `AUTH default password`) or `HELLO <proto> AUTH default password` unlocks it. Without a
+//! password the `default` user accepts any password, as Redis's `nopass` user does.
 
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::args::{int, is, text};
-use super::{CommandError, Ctx, ReplyMode};
-use crate::node::ClientHandle;
+use super::{CommandError, Ctx, ReplyMode, Session};
+use crate::node::{ClientHandle, Node};
 use crate::protocol::Reply;
 
 /// The Redis version clients are told they are talking to (HELLO, INFO). minikv implements
@@ -65,16 +70,14 @@ pub(super) fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
     }
     let mut i = 2;
     let mut name = None;
+    let mut credentials = None;
     while i < args.len() {
         let more = args.len() - i - 1;
         if is(&args[i], "AUTH") && more >= 2 {
-            // No password is configured: like Redis's `nopass` default user, any credentials
-            // for user `default` are accepted.
-            if !is(&args[i + 1], "default") {
-                return Err(wrong_pass());
-            }
+            credentials = Some((&args[i + 1], &args[i + 2]));
             i += 3;
         } else if is(&args[i], "SETNAME") && more >= 1 {
+            check_name(&args[i + 1])?;
             name = Some(args[i + 1].clone());
             i += 2;
         } else {
@@ -82,6 +85,19 @@ pub(super) fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
                 format!("ERR Syntax error in HELLO option '{}'", text(&args[i])).into(),
             ));
         }
+    }
+    // Redis's order: options are checked, then credentials, then whether the connection may
+    // go on; only then does anything change.
+    if let Some((user, password)) = credentials {
+        authenticate(ctx.node, ctx.session, Some(user.as_ref()), password)?;
+    }
+    if ctx.session.auth_required(ctx.node) {
+        return Err(CommandError::Other(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+             HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+             select the RESP protocol version at the same time"
+                .into(),
+        ));
     }
     if let Some(name) = name {
         set_name(ctx, name)?;
@@ -103,21 +119,85 @@ pub(super) fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
     ]))
 }
 
-pub(super) fn auth(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    match args.len() {
-        2 => Err(CommandError::Other(
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?"
-                .into(),
-        )),
-        3 if is(&args[1], "default") => Ok(Reply::ok()),
-        3 => Err(wrong_pass()),
-        _ => Err(CommandError::Syntax),
+pub(super) fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    match args {
+        [_, password] => authenticate(ctx.node, ctx.session, None, password)?,
+        [_, user, password] => authenticate(ctx.node, ctx.session, Some(user.as_ref()), password)?,
+        _ => return Err(CommandError::Syntax),
+    }
+    Ok(Reply::ok())
+}
+
+/// Checks credentials as AUTH does (`user` is `None` for the one-argument form) and marks the
+/// session authenticated when they are right. A failure leaves an authenticated session
+/// authenticated, as in Redis.
+///
+/// # Errors
+/// `WRONGPASS` for a wrong user or password; without a configured password, the one-argument
+/// form gets Redis's "called without any password configured" error.
+pub(super) fn authenticate(
+    node: &Node,
+    session: &mut Session,
+    user: Option<&[u8]>,
+    password: &[u8],
+) -> Result<(), CommandError> {
+    // Redis has one user, `default`; user names are case-sensitive.
+    let user_ok = user.is_none_or(|u| u == b"default");
+    let Some(required) = &node.config.requirepass else {
+        return match user {
+            None => Err(CommandError::Other(
+                "ERR AUTH <password> called without any password configured for the default \
+                 user. Are you sure your configuration is correct?"
+                    .into(),
+            )),
+            // Like Redis's `nopass` default user: any password is accepted.
+            Some(_) if user_ok => Ok(()),
+            Some(_) => Err(CommandError::WrongPass),
+        };
+    };
+    // `&`, not `&&`: the password is compared even when the user name is wrong.
+    if user_ok & password_matches(required, password) {
+        session.authenticated = true;
+        Ok(())
+    } else {
+        Err(CommandError::WrongPass)
     }
 }
 
-fn wrong_pass() -> CommandError {
-    CommandError::Other("WRONGPASS invalid username-password pair or user is disabled.".into())
+/// Compares a password with the configured one in constant time. Both are hashed with SHA-256
+/// first, as Redis's ACL compares password hashes: the digests have a fixed length, so neither
+/// the comparison's time nor its early length check says anything about the password's
+/// length, and `subtle`'s comparison takes the same time wherever the digests differ (a plain
+/// `==` stops at the first different byte, which a client could time byte by byte).
+fn password_matches(configured: &str, given: &[u8]) -> bool {
+    let want = Sha256::digest(configured.as_bytes());
+    let got = Sha256::digest(given);
+    want.ct_eq(&got).into()
+}
+
+/// The arguments of AUTH or HELLO as SLOWLOG and MONITOR show them: credentials replaced by
+/// `(redacted)`, as Redis does.
+pub(super) fn redact(args: &[Bytes]) -> Vec<Bytes> {
+    const REDACTED: Bytes = Bytes::from_static(b"(redacted)");
+    let mut shown = args.to_vec();
+    if is(&args[0], "AUTH") {
+        shown[1..].fill(REDACTED);
+        return shown;
+    }
+    // HELLO [protover [AUTH username password] [SETNAME name]]
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        if is(&args[i], "AUTH") && more >= 2 {
+            shown[i + 1..i + 3].fill(REDACTED);
+            i += 3;
+        } else if is(&args[i], "SETNAME") && more >= 1 {
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    shown
 }
 
 pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -349,6 +429,8 @@ pub(super) fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Command
         s.reply_mode = ReplyMode::On;
     }
     s.monitor = false;
+    // RESET logs the connection out, as in Redis (it matters only with a password).
+    s.authenticated = false;
     s.client.db.store(0, Ordering::Relaxed);
     s.client.protocol.store(2, Ordering::Relaxed);
     s.client.update_meta(|m| {
@@ -359,14 +441,20 @@ pub(super) fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Command
 }
 
 fn set_name(ctx: &mut Ctx<'_>, name: Bytes) -> Result<(), CommandError> {
+    check_name(&name)?;
+    ctx.session
+        .client
+        .update_meta(|m| m.name = (!name.is_empty()).then_some(name));
+    Ok(())
+}
+
+/// Redis's rule for client names: printable ASCII without spaces.
+fn check_name(name: &[u8]) -> Result<(), CommandError> {
     if name.iter().any(|c| !(b'!'..=b'~').contains(c)) {
         return Err(CommandError::Other(
             "ERR Client names cannot contain spaces, newlines or special characters.".into(),
         ));
     }
-    ctx.session
-        .client
-        .update_meta(|m| m.name = (!name.is_empty()).then_some(name));
     Ok(())
 }
 
@@ -411,4 +499,46 @@ fn client_line(ctx: &Ctx<'_>, c: &ClientHandle) -> String {
         lossy(&meta.lib_name),
         lossy(&meta.lib_ver),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_comparison_accepts_only_the_exact_password() {
+        assert!(password_matches("s3cret", b"s3cret"));
+        for wrong in [&b""[..], b"s3cre", b"s3cret ", b"S3cret", b"s3cret\0"] {
+            assert!(!password_matches("s3cret", wrong), "{wrong:?}");
+        }
+        assert!(password_matches("", b""));
+    }
+
+    #[test]
+    fn credentials_are_redacted_like_redis() {
+        fn args(words: &[&'static str]) -> Vec<Bytes> {
+            words
+                .iter()
+                .map(|w| Bytes::from_static(w.as_bytes()))
+                .collect()
+        }
+        assert_eq!(
+            redact(&args(&["auth", "default", "pw"])),
+            args(&["auth", "(redacted)", "(redacted)"])
+        );
+        assert_eq!(
+            redact(&args(&[
+                "HELLO", "3", "AUTH", "default", "pw", "SETNAME", "n"
+            ])),
+            args(&[
+                "HELLO",
+                "3",
+                "AUTH",
+                "(redacted)",
+                "(redacted)",
+                "SETNAME",
+                "n"
+            ])
+        );
+    }
 }

@@ -23,6 +23,7 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::aof::Batch;
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Reply, Request};
 use crate::stats::StatKind;
@@ -68,6 +69,12 @@ pub enum CommandError {
     /// HELLO with a protocol version other than 2 or 3.
     #[error("NOPROTO unsupported protocol version")]
     NoProto,
+    /// A command other than AUTH, HELLO, QUIT or RESET before AUTH on a node with a password.
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    /// AUTH (or HELLO's AUTH option) with a wrong user name or password.
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
     /// Any other error, full text with its code.
     #[error("{0}")]
     Other(Cow<'static, str>),
@@ -98,6 +105,14 @@ pub struct Session {
     pub last_spec: Option<&'static CommandSpec>,
     /// The time the previous command of this batch finished; cleared between batches.
     pub clock: Option<Instant>,
+    /// AUTH succeeded on this connection (RESET clears it). Only matters when the node has a
+    /// password: see [`Session::auth_required`].
+    pub authenticated: bool,
+    /// Log records of the transaction being executed (appended as one record at its end).
+    pub aof_batch: Option<Batch>,
+    /// The log offset just past this connection's last write: under `appendfsync always` its
+    /// replies wait until the log is fsynced that far.
+    pub aof_mark: u64,
 }
 
 /// A transaction being queued.
@@ -146,11 +161,27 @@ impl Session {
             monitor: false,
             last_spec: None,
             clock: None,
+            authenticated: false,
+            aof_batch: None,
+            aof_mark: 0,
         }
     }
 
+    /// True while the node has a password and this connection has not authenticated: only
+    /// AUTH, HELLO, QUIT and RESET may run, and the codec accepts only small requests.
+    pub fn auth_required(&self, node: &Node) -> bool {
+        !self.authenticated && node.config.requirepass.is_some()
+    }
+
     /// Runs `request` and returns its reply, or `None` when CLIENT REPLY says not to send it.
+    /// A request carrying a password (JSON's `"password"` field) authenticates first, as AUTH
+    /// would, and fails with AUTH's error if that fails.
     pub fn execute(&mut self, node: &Node, request: &Request) -> Option<Reply> {
+        if let Some(password) = &request.password {
+            if let Err(e) = connection::authenticate(node, self, None, password) {
+                return Some(Reply::Error(e.to_string().into()));
+            }
+        }
         let skip_this = self.reply_mode == ReplyMode::Skip;
         let reply = match request.db {
             None => execute(node, self, request),
@@ -308,6 +339,13 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
                 .into(),
         );
     }
+    // After the name and arity checks, as in Redis: an unknown command is reported as such
+    // even before AUTH.
+    if session.auth_required(node) && !spec.flags.contains(&"no_auth") {
+        node.stats.record(StatKind::Other, session.client.id);
+        session.flag_transaction();
+        return Reply::Error(CommandError::NoAuth.to_string().into());
+    }
     if let Some(multi) = &mut session.multi {
         if spec.queued_in_multi {
             multi.queued.push((spec, request.clone()));
@@ -352,6 +390,9 @@ fn run(
         };
         (spec.handler)(&mut ctx, args)
     };
+    if result.is_ok() && spec.flags.contains(&"write") {
+        log_effects(node, session, spec, args, in_exec, now);
+    }
     node.stats.record(spec.stat, session.client.id);
     let done = Instant::now();
     session.clock = Some(done);
@@ -359,13 +400,116 @@ fn run(
     client
         .last_active_ms
         .store((done - client.opened).as_millis() as u64, Ordering::Relaxed);
+    // Credentials never reach SLOWLOG or MONITOR: Redis shows them as "(redacted)".
+    let redacted;
+    let shown = match spec.name {
+        "auth" | "hello" => {
+            redacted = connection::redact(args);
+            &redacted[..]
+        }
+        _ => args,
+    };
     node.slowlog
-        .record((done - now).as_micros() as u64, args, client);
+        .record((done - now).as_micros() as u64, shown, client);
     if node.monitors.load(Ordering::Relaxed) > 0 && !session.monitor {
         // No receiver left (a race with a monitor leaving) is fine: nobody to tell.
-        let _ = node.monitor.send(server::monitor_line(session, args));
+        let _ = node.monitor.send(server::monitor_line(session, shown));
     }
     result.unwrap_or_else(|e| Reply::Error(e.to_string().into()))
+}
+
+/// Appends the effect of a successful write to the append-only log, if there is one: the state
+/// of every key the command names, read back under the keys' shard locks (held, in `(db,
+/// shard)` order, until the record is appended, so records of one key are in write order),
+/// or the command itself for FLUSHDB, FLUSHALL and SWAPDB (which run alone). Inside EXEC the
+/// records are kept for one record at the end of the transaction.
+fn log_effects(
+    node: &Node,
+    session: &mut Session,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    in_exec: bool,
+    now: Instant,
+) {
+    let Some(aof) = node.aof.get() else {
+        return;
+    };
+    let mut batch = Batch::default();
+    let store = &node.store;
+    let mut guards = Vec::new();
+    if matches!(spec.name, "flushdb" | "flushall" | "swapdb") {
+        batch.verbatim(session.db, args);
+    } else {
+        let keys = effect_keys(spec, args, session.db);
+        let mut slots: Vec<(usize, usize)> = keys
+            .iter()
+            .filter_map(|(db, key)| Some((*db, store.db(*db)?.shard_index(key))))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        for (db, index) in slots {
+            if let Some(d) = store.db(db) {
+                guards.push(((db, index), d.lock(index)));
+            }
+        }
+        for (db, key) in &keys {
+            let Some(d) = store.db(*db) else { continue };
+            let slot = (*db, d.shard_index(key));
+            if let Some((_, shard)) = guards.iter_mut().find(|(s, _)| *s == slot) {
+                let entry = shard.get(key, now);
+                batch.state(*db, key, entry.as_ref().map(|e| (&e.value[..], e.deadline)));
+            }
+        }
+    }
+    if in_exec {
+        session
+            .aof_batch
+            .get_or_insert_with(Batch::default)
+            .extend(batch);
+    } else {
+        session.aof_mark = aof.append(batch);
+    }
+    drop(guards);
+}
+
+/// The `(db, key)` pairs a write command changes, from its key positions; MOVE and COPY also
+/// name their destination database.
+fn effect_keys<'a>(spec: &CommandSpec, args: &'a [Bytes], db: usize) -> Vec<(usize, &'a Bytes)> {
+    let argc = args.len() as i32;
+    let last = if spec.last_key < 0 {
+        argc + spec.last_key
+    } else {
+        spec.last_key
+    };
+    let mut keys = Vec::new();
+    if spec.first_key > 0 && spec.step > 0 {
+        let mut i = spec.first_key;
+        while i <= last && i < argc {
+            keys.push((db, &args[i as usize]));
+            i += spec.step;
+        }
+    }
+    let other_db =
+        |arg: Option<&Bytes>| arg.and_then(|a| std::str::from_utf8(a).ok()?.parse::<usize>().ok());
+    match spec.name {
+        "move" => {
+            if let (Some(target), Some(key)) = (other_db(args.get(2)), args.get(1)) {
+                keys.push((target, key));
+            }
+        }
+        "copy" => {
+            let target = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"DB"))
+                .and_then(|i| other_db(args.get(i + 1)));
+            if let (Some(target), Some(dst)) = (target, args.get(2)) {
+                keys.retain(|(_, k)| *k != dst);
+                keys.push((target, dst));
+            }
+        }
+        _ => {}
+    }
+    keys
 }
 
 fn arity_ok(arity: i32, argc: usize) -> bool {
@@ -441,6 +585,15 @@ const RF: &[&str] = &["readonly", "fast"];
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
 const CONN: &[&str] = &["noscript", "loading", "stale", "fast"];
 const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow-busy"];
+/// Connection commands an unauthenticated client may run (Redis's `no_auth` flag).
+const NO_AUTH: &[&str] = &[
+    "noscript",
+    "loading",
+    "stale",
+    "fast",
+    "no_auth",
+    "allow_busy",
+];
 
 use StatKind::{Delete as D, Expire as E, Get as G, Other as O, Set as S};
 
@@ -501,8 +654,9 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("move", 3, WD, KEY1, O, keyspace::move_key),
         cmd("swapdb", 3, WF, NO_KEYS, O, keyspace::swapdb).gate(Exclusive),
         cmd("dbsize", 1, RF, NO_KEYS, O, keyspace::dbsize),
-        cmd("flushdb", -1, &["write"], NO_KEYS, O, keyspace::flushdb),
-        cmd("flushall", -1, &["write"], NO_KEYS, O, keyspace::flushall),
+        // Flushes run alone so that the log orders them exactly against other writes.
+        cmd("flushdb", -1, &["write"], NO_KEYS, O, keyspace::flushdb).gate(Exclusive),
+        cmd("flushall", -1, &["write"], NO_KEYS, O, keyspace::flushall).gate(Exclusive),
         cmd("multi", 1, TX, NO_KEYS, O, transaction::multi).immediate(),
         cmd("exec", 1, TX, NO_KEYS, O, transaction::exec)
             .immediate()
@@ -513,10 +667,10 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("ping", -1, &["fast", "stale"], NO_KEYS, O, connection::ping),
         cmd("echo", 2, &["fast"], NO_KEYS, O, connection::echo),
         cmd("select", 2, CONN, NO_KEYS, O, connection::select),
-        cmd("quit", -1, CONN, NO_KEYS, O, connection::quit).immediate(),
-        cmd("reset", 1, CONN, NO_KEYS, O, connection::reset).immediate(),
-        cmd("hello", -1, CONN, NO_KEYS, O, connection::hello),
-        cmd("auth", -2, CONN, NO_KEYS, O, connection::auth),
+        cmd("quit", -1, NO_AUTH, NO_KEYS, O, connection::quit).immediate(),
+        cmd("reset", 1, NO_AUTH, NO_KEYS, O, connection::reset).immediate(),
+        cmd("hello", -1, NO_AUTH, NO_KEYS, O, connection::hello),
+        cmd("auth", -2, NO_AUTH, NO_KEYS, O, connection::auth),
         cmd("client", -2, ADMIN, NO_KEYS, O, connection::client),
         cmd("stats", 1, RF, NO_KEYS, O, server::stats),
         cmd("info", -1, &["loading", "stale"], NO_KEYS, O, server::info),

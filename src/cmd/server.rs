@@ -135,7 +135,14 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                     f("rdb_last_bgsave_time_sec", p.last_duration_ms / 1000),
                     f("rdb_saves", p.saves),
                     f("minikv_snapshot_file", node.persister.path().display()),
-                    f("aof_enabled", 0),
+                    f("aof_enabled", u8::from(node.aof.get().is_some())),
+                    f(
+                        "aof_last_write_status",
+                        match node.aof.get().map(|a| a.last_error()) {
+                            Some(Some(_)) => "err",
+                            _ => "ok",
+                        },
+                    ),
                 ],
             )
         }
@@ -204,21 +211,30 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
                 "save",
                 format!("{} 1", c.save_interval.as_secs_f64().ceil().max(1.0) as u64),
             ),
-            ("appendonly", "no".into()),
-            ("appendfsync", "everysec".into()),
+            ("appendonly", if c.appendonly { "yes" } else { "no" }.into()),
+            ("appendfsync", c.appendfsync.name().into()),
             ("databases", c.databases.to_string()),
             ("maxclients", c.max_clients.to_string()),
             ("port", ctx.node.port().to_string()),
             ("bind", c.host.clone()),
             ("dir", c.data_dir.display().to_string()),
             ("dbfilename", format!("kv_store_server{}.json", c.id)),
-            ("requirepass", String::new()),
+            ("requirepass", c.requirepass.clone().unwrap_or_default()),
             ("maxmemory", "0".into()),
             ("maxmemory-policy", "noeviction".into()),
-            ("timeout", "0".into()),
+            (
+                "timeout",
+                // Whole seconds, as Redis counts them (rounded up: a test may set less).
+                c.idle_timeout
+                    .map_or(0, |t| t.as_secs_f64().ceil() as u64)
+                    .to_string(),
+            ),
             ("hz", "10".into()),
             ("proto-max-bulk-len", c.resp_limits.max_bulk_len.to_string()),
-            ("protected-mode", "no".into()),
+            (
+                "protected-mode",
+                if c.protected_mode { "yes" } else { "no" }.into(),
+            ),
             ("cluster-enabled", "no".into()),
             (
                 "slowlog-log-slower-than",

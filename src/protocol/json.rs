@@ -41,6 +41,9 @@ impl Default for JsonLimits {
 pub struct JsonCodec {
     server_id: u64,
     limits: JsonLimits,
+    /// The client has yet to authenticate on a node with a password: objects are held to
+    /// `UNAUTHENTICATED_MAX_OBJECT_LEN`, as Redis holds RESP requests before AUTH.
+    pub(super) unauthenticated: bool,
     scan: Scan,
     /// One entry per decoded request whose reply has not been encoded yet, in order.
     pending: VecDeque<Shape>,
@@ -74,6 +77,7 @@ impl JsonCodec {
         JsonCodec {
             server_id,
             limits,
+            unauthenticated: false,
             scan: Scan::default(),
             pending: VecDeque::new(),
         }
@@ -81,6 +85,14 @@ impl JsonCodec {
 
     /// Advances the scanner; returns the length of the first complete object in `src`.
     fn scan(&mut self, src: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let unauthenticated = self.unauthenticated;
+        let max = if unauthenticated {
+            self.limits
+                .max_object_len
+                .min(UNAUTHENTICATED_MAX_OBJECT_LEN)
+        } else {
+            self.limits.max_object_len
+        };
         let s = &mut self.scan;
         while s.pos < src.len() {
             let c = src[s.pos];
@@ -127,8 +139,8 @@ impl JsonCodec {
                     if s.depth == 0 {
                         let end = s.pos;
                         // The limit holds for an object that arrived whole in one read, too.
-                        if end > self.limits.max_object_len {
-                            return Err(too_large(self.limits.max_object_len));
+                        if end > max {
+                            return Err(too_large(max, unauthenticated));
                         }
                         *s = Scan::default();
                         return Ok(Some(end));
@@ -137,8 +149,8 @@ impl JsonCodec {
                 _ => {}
             }
         }
-        if s.pos > self.limits.max_object_len {
-            return Err(too_large(self.limits.max_object_len));
+        if s.pos > max {
+            return Err(too_large(max, unauthenticated));
         }
         Ok(None)
     }
@@ -283,8 +295,13 @@ impl Encoder<&Reply> for JsonCodec {
 }
 
 /// The error for a request object over the size limit.
-fn too_large(max: usize) -> ProtocolError {
-    ProtocolError::Json(format!("request object larger than {max} bytes"))
+fn too_large(max: usize, unauthenticated: bool) -> ProtocolError {
+    let who = if unauthenticated {
+        "unauthenticated "
+    } else {
+        ""
+    };
+    ProtocolError::Json(format!("{who}request object larger than {max} bytes"))
 }
 
 /// Maps one request object to a [`Request`] and the shape of its reply.
@@ -293,6 +310,10 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
         Some(Value::String(c)) => c.to_ascii_uppercase(),
         Some(_) => return Err("field 'command' must be a string".into()),
         None => return Err("missing field 'command'".into()),
+    };
+    let mut password = match fields.get("password") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(scalar_bytes(v).ok_or("field 'password' must be a string")?),
     };
     if let Some(args) = fields.get("args") {
         let Value::Array(items) = args else {
@@ -306,6 +327,7 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
             Request {
                 args: all,
                 db: db(fields)?,
+                password,
             },
             Shape::Generic,
         ));
@@ -377,6 +399,16 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
             (vec![Bytes::from_static(b"KEYS"), pattern], Shape::Keys)
         }
         "PING" => (vec![Bytes::from_static(b"PING")], Shape::Ping),
+        "AUTH" => {
+            // The password is this command's argument, not a credential to check first.
+            let password = password.take().ok_or("missing field 'password'")?;
+            let mut args = vec![Bytes::from_static(b"AUTH")];
+            if let Some(user) = fields.get("username").filter(|v| !v.is_null()) {
+                args.push(scalar_bytes(user).ok_or("field 'username' must be a string")?);
+            }
+            args.push(password);
+            (args, Shape::Generic)
+        }
         _ => {
             // Any other command in the short form: the command, then key and value if given.
             let mut args = vec![Bytes::from(command.into_bytes())];
@@ -393,6 +425,7 @@ fn map_request(fields: &Map<String, Value>) -> Result<(Request, Shape), String> 
         Request {
             args,
             db: db(fields)?,
+            password,
         },
         shape,
     ))
@@ -479,6 +512,10 @@ fn to_json(reply: &Reply) -> Value {
     }
 }
 
+/// Largest request object before the client authenticates on a node with a password: about
+/// what Redis lets such a client send in one RESP request (10 bulks of 16 KB).
+const UNAUTHENTICATED_MAX_OBJECT_LEN: usize = 10 * 16 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,6 +593,49 @@ mod tests {
         let v: Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["status"], "error");
         assert_eq!(v["server_id"], 3);
+    }
+
+    #[test]
+    fn auth_and_password_fields_map_to_credentials() {
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        let got = requests(
+            &mut codec,
+            br#"{"command":"AUTH","password":"s3cret"}{"command":"auth","username":"default","password":"p"}{"command":"GET","key":"k","password":"p"}{"command":"AUTH"}"#,
+        );
+        assert_eq!(
+            got[0],
+            Incoming::Request(Request::new([&b"AUTH"[..], b"s3cret"]))
+        );
+        assert_eq!(
+            got[1],
+            Incoming::Request(Request::new([&b"AUTH"[..], b"default", b"p"]))
+        );
+        let mut want = Request::new([&b"GETWITHTTL"[..], b"k"]);
+        want.password = Some(Bytes::from_static(b"p"));
+        assert_eq!(got[2], Incoming::Request(want));
+        assert_eq!(got[3], Incoming::Invalid("missing field 'password'".into()));
+    }
+
+    #[test]
+    fn unauthenticated_objects_are_held_to_a_small_size() {
+        let big = format!(
+            r#"{{"command":"SET","key":"k","value":"{}"}}"#,
+            "v".repeat(200_000)
+        );
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        codec.unauthenticated = true;
+        let err = codec
+            .decode(&mut BytesMut::from(big.as_bytes()))
+            .expect_err("too big before AUTH");
+        assert_eq!(
+            err.to_string(),
+            "invalid JSON: unauthenticated request object larger than 163840 bytes"
+        );
+        let mut codec = JsonCodec::new(1, JsonLimits::default());
+        assert!(codec
+            .decode(&mut BytesMut::from(big.as_bytes()))
+            .expect("fine once authenticated")
+            .is_some());
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Request {
     /// Run in this database instead of the connection's selected one (the JSON protocol's
     /// optional `"db"` field); the selection itself is not changed.
     pub db: Option<i64>,
+    /// Authenticate with this password before running (the JSON protocol's optional
+    /// `"password"` field); a wrong one fails the request with AUTH's error.
+    pub password: Option<Bytes>,
 }
 
 impl Request {
@@ -34,6 +37,7 @@ impl Request {
         Request {
             args: args.into_iter().map(Into::into).collect(),
             db: None,
+            password: None,
         }
     }
 }
@@ -128,6 +132,11 @@ pub trait Codec:
     /// Switches the RESP version replies are encoded in (no-op for JSON).
     fn set_resp_version(&mut self, _version: u8) {}
 
+    /// Tells the decoder whether the connection may send full-size requests: until a client
+    /// authenticates on a node with a password, codecs accept only small ones (Redis's fix
+    /// for CVE-2021-32675). Codecs start out authenticated.
+    fn set_authenticated(&mut self, authenticated: bool);
+
     /// Encodes the last words for a stream that broke the protocol.
     fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut);
 }
@@ -137,12 +146,20 @@ impl Codec for RespCodec {
         self.version = version;
     }
 
+    fn set_authenticated(&mut self, authenticated: bool) {
+        self.unauthenticated = !authenticated;
+    }
+
     fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut) {
         resp::encode_reply(&Reply::Error(format!("ERR {error}").into()), false, dst);
     }
 }
 
 impl Codec for JsonCodec {
+    fn set_authenticated(&mut self, authenticated: bool) {
+        self.unauthenticated = !authenticated;
+    }
+
     fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut) {
         use tokio_util::codec::Encoder as _;
         // Rendering an error object cannot fail; if it somehow did, the connection closes

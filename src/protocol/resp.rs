@@ -43,6 +43,10 @@ pub struct RespCodec {
     /// The protocol version replies are encoded in: 2 (default) or 3 (after `HELLO 3`).
     pub version: u8,
     limits: RespLimits,
+    /// The client has yet to AUTH on a node with a password: requests are held to
+    /// 10 elements and bulks of 16 KB, as Redis since CVE-2021-32675. Stored
+    /// negated so that a new (or `Default`) codec is unrestricted, as the log replay needs.
+    pub(super) unauthenticated: bool,
     /// Progress through a multibulk request that has not fully arrived yet, so that a large
     /// request arriving in many reads is scanned once, not once per read.
     partial: Option<Partial>,
@@ -61,6 +65,7 @@ impl RespCodec {
         RespCodec {
             version: 2,
             limits,
+            unauthenticated: false,
             partial: None,
         }
     }
@@ -77,6 +82,9 @@ impl RespCodec {
                 let count = parse_int(&line[1..])
                     .filter(|n| *n <= limits.max_multibulk_len as i64)
                     .ok_or(ProtocolError::Resp("invalid multibulk length"))?;
+                if self.unauthenticated && count > UNAUTHENTICATED_MAX_MULTIBULK_LEN {
+                    return Err(ProtocolError::Resp("unauthenticated multibulk length"));
+                }
                 if count <= 0 {
                     // `*0` and `*-1` are answered with nothing, as Redis does.
                     let _ = src.split_to(next);
@@ -108,7 +116,11 @@ impl RespCodec {
             };
             let len = parse_int(&line[1..])
                 .filter(|n| *n >= 0 && *n <= limits.max_bulk_len as i64)
-                .ok_or(ProtocolError::Resp("invalid bulk length"))? as usize;
+                .ok_or(ProtocolError::Resp("invalid bulk length"))?;
+            if self.unauthenticated && len > UNAUTHENTICATED_MAX_BULK_LEN {
+                return Err(ProtocolError::Resp("unauthenticated bulk length"));
+            }
+            let len = len as usize;
             let end = data_start + len;
             if src.len() < end + 2 {
                 // Make room for the rest of this bulk in one allocation, but never more than
@@ -126,7 +138,11 @@ impl RespCodec {
             .iter()
             .map(|&(s, e)| frame.slice(s..e))
             .collect();
-        Ok(Some(Request { args, db: None }))
+        Ok(Some(Request {
+            args,
+            db: None,
+            password: None,
+        }))
     }
 
     fn decode_inline(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
@@ -145,6 +161,7 @@ impl RespCodec {
         Ok(Some(Request {
             args: args.into_iter().map(Bytes::from).collect(),
             db: None,
+            password: None,
         }))
     }
 }
@@ -384,6 +401,11 @@ fn line_at<'a>(
     }
 }
 
+/// Most elements in one request before AUTH, as Redis allows (CVE-2021-32675).
+const UNAUTHENTICATED_MAX_MULTIBULK_LEN: i64 = 10;
+/// Longest bulk string before AUTH, as Redis allows (CVE-2021-32675).
+const UNAUTHENTICATED_MAX_BULK_LEN: i64 = 16 * 1024;
+
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
 }
@@ -496,6 +518,35 @@ mod tests {
             decode_all(&long),
             Err("Protocol error: too big inline request".to_string())
         );
+    }
+
+    #[test]
+    fn unauthenticated_requests_are_held_to_redis_pre_auth_limits() {
+        let decode = |input: &[u8]| {
+            let mut codec = RespCodec::new(RespLimits::default());
+            codec.unauthenticated = true;
+            codec
+                .decode(&mut BytesMut::from(input))
+                .map(|r| r.is_some())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            decode(b"*11\r\n"),
+            Err("Protocol error: unauthenticated multibulk length".into())
+        );
+        assert_eq!(decode(b"*10\r\n$4\r\nAUTH\r\n"), Ok(false));
+        assert_eq!(
+            decode(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"),
+            Err("Protocol error: unauthenticated bulk length".into())
+        );
+        let mut full = b"*2\r\n$4\r\nECHO\r\n$16384\r\n".to_vec();
+        full.extend_from_slice(&[b'a'; 16384]);
+        full.extend_from_slice(b"\r\n");
+        assert_eq!(decode(&full), Ok(true));
+        // Limits of an authenticated connection are the usual ones.
+        let mut codec = RespCodec::new(RespLimits::default());
+        let mut buf = BytesMut::from(&b"*11\r\n$100000\r\n"[..]);
+        assert!(codec.decode(&mut buf).expect("within limits").is_none());
     }
 
     #[test]

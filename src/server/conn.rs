@@ -5,16 +5,25 @@
 //! socket, is what keeps pipelined clients fast: mini-redis flushes per reply without NODELAY
 //! and stalls on Nagle/delayed-ACK. Errors here end this connection only; they are logged
 //! once and never reach the accept loop.
+//!
+//! Access rules applied here, as Redis applies them: protected mode refuses non-loopback
+//! clients of a node without a password before reading anything; until a client has
+//! authenticated on a node with a password its codec accepts only small requests; and with
+//! an idle `timeout` a connection that sends nothing for that long is closed.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
+use crate::aof::FsyncPolicy;
 use crate::cmd::Session;
+use crate::config::NodeConfig;
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, RespCodec};
 use crate::server::sniff::{self, Protocol};
@@ -25,29 +34,58 @@ use crate::stats::StatKind;
 const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 /// Initial and minimum free space of the read buffer.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long a client refused by protected mode may take to read the explanation.
+const DENY_LINGER: Duration = Duration::from_secs(1);
+/// Redis 7's reply to a client refused by protected mode, word for word (the options it names
+/// exist here too: `--protected-mode no` and `--requirepass`; CONFIG SET and CONFIG REWRITE
+/// do not change them on a running minikv node).
+const DENIED: &str = concat!(
+    "-DENIED Redis is running in protected mode because protected mode is enabled and no ",
+    "password is set for the default user. In this mode connections are only accepted from ",
+    "the loopback interface. If you want to connect from external computers to Redis you may ",
+    "adopt one of the following solutions: 1) Just disable protected mode sending the command ",
+    "'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from ",
+    "the same host the server is running, however MAKE SURE Redis is not publicly accessible ",
+    "from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) ",
+    "Alternatively you can just disable the protected mode by editing the Redis configuration ",
+    "file, and setting the protected mode option to 'no', and then restarting the server. 3) ",
+    "If you started the server manually just for testing, restart it with the ",
+    "'--protected-mode no' option. 4) Setup a an authentication password for the default ",
+    "user. NOTE: You only need to do one of the above things in order for the server to start ",
+    "accepting connections from the outside.\r\n",
+);
 
 /// Serves one accepted socket until the peer closes, QUIT, a protocol error, or shutdown.
 pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map_or_else(|| "?".into(), |a| a.to_string());
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, "set_nodelay failed: {e}");
     }
     let _counted = node.stats.connection_opened();
+    if protected_mode_refuses(&node.config, peer_addr) {
+        node.stats.connection_rejected();
+        tracing::debug!(%peer, "refused by protected mode");
+        deny(stream).await;
+        return;
+    }
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let protocol = loop {
         if let Some(p) = sniff::detect(&rbuf) {
             break p;
         }
-        // Nothing but whitespace so far: wait for a byte that decides, or for shutdown.
+        // Nothing but whitespace so far: wait for a byte that decides, for shutdown, or for
+        // the idle timeout (a client that connects and says nothing is idle too).
         tokio::select! {
             r = stream.read_buf(&mut rbuf) => match r {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             },
             _ = node.shutdown.cancelled() => return,
+            _ = sleep_or_never(node.config.idle_timeout) => {
+                tracing::debug!(%peer, "closing idle connection");
+                return;
+            }
         }
     };
     let laddr = stream
@@ -96,6 +134,13 @@ async fn serve<C: Codec>(
     let stopped = session.client.kill.clone().cancelled_owned();
     tokio::pin!(stopped);
     let mut monitor: Option<Monitoring<'_>> = None;
+    codec.set_authenticated(!session.auth_required(node));
+    // The idle timeout: one timer for the connection's life, moved only when it fires early
+    // (resetting it on every request would cost a timer-wheel update each time).
+    let idle_limit = node.config.idle_timeout;
+    let idle = tokio::time::sleep(idle_limit.unwrap_or_default());
+    tokio::pin!(idle);
+    let mut waiting_since = tokio::time::Instant::now();
     loop {
         // A new batch: the previous one's clock reading is stale (see `Session::clock`).
         session.clock = None;
@@ -110,6 +155,9 @@ async fn serve<C: Codec>(
                 Ok(Some(Incoming::Request(request))) => {
                     let reply = session.execute(node, &request);
                     codec.set_resp_version(session.protocol);
+                    // AUTH lifts the pre-auth size limits for the next request; RESET
+                    // restores them.
+                    codec.set_authenticated(!session.auth_required(node));
                     reply
                 }
                 Ok(Some(Incoming::Invalid(message))) => {
@@ -121,6 +169,7 @@ async fn serve<C: Codec>(
                 Err(e) => {
                     codec.encode_protocol_error(&e, &mut wbuf);
                     // Best effort: the peer broke the protocol and may not be reading.
+                    durable(node, session).await;
                     let _ = stream.write_all(&wbuf).await;
                     return Err(e);
                 }
@@ -132,6 +181,7 @@ async fn serve<C: Codec>(
                 break;
             }
             if wbuf.len() >= MAX_PENDING_OUTPUT {
+                durable(node, session).await;
                 stream.write_all(&wbuf).await?;
                 wbuf.clear();
             }
@@ -144,6 +194,7 @@ async fn serve<C: Codec>(
             monitor = None;
         }
         if !wbuf.is_empty() {
+            durable(node, session).await;
             stream.write_all(&wbuf).await?;
             wbuf.clear();
         }
@@ -152,6 +203,12 @@ async fn serve<C: Codec>(
         }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
+        }
+        // Idle time counts from here: the last request is answered. Redis exempts MONITOR
+        // connections, which only listen.
+        let idle_armed = idle_limit.is_some() && monitor.is_none();
+        if idle_armed {
+            waiting_since = tokio::time::Instant::now();
         }
         // Shutdown and CLIENT KILL are checked only between batches: every request already
         // read has been answered above, so stopping here loses nothing acknowledged.
@@ -169,6 +226,62 @@ async fn serve<C: Codec>(
                 codec.encode(&Reply::Simple(String::from_utf8_lossy(&line).into_owned().into()), &mut wbuf)?;
             }
             _ = &mut stopped => return Ok(()),
+            () = &mut idle, if idle_armed => {
+                let due = waiting_since + idle_limit.unwrap_or_default();
+                if tokio::time::Instant::now() >= due {
+                    tracing::debug!(client = session.client.id, "closing idle connection");
+                    return Ok(());
+                }
+                // There was activity since the timer was set: wait for the rest.
+                idle.as_mut().reset(due);
+            }
+        }
+    }
+}
+
+/// Redis's protected mode: a node without a password, with protected mode on, serves only
+/// clients on the loopback interface. A node bound to loopback never sees any other, so in
+/// effect this refuses remote clients of a node bound to another address (`0.0.0.0`). As in
+/// Redis, a peer whose address cannot be read is not known to be local and is refused.
+fn protected_mode_refuses(config: &NodeConfig, peer: Option<SocketAddr>) -> bool {
+    config.protected_mode
+        && config.requirepass.is_none()
+        && !peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
+}
+
+/// Sends a refused client Redis's explanation and closes the connection. The write half is
+/// shut down first and what the client already sent is drained for a moment: closing a
+/// socket with unread input resets it, and the client could lose the explanation.
+async fn deny(mut stream: TcpStream) {
+    // Best effort throughout: the client may be gone already.
+    let _ = stream.write_all(DENIED.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DENY_LINGER, drain).await;
+}
+
+/// Waits `limit`, or forever when there is none.
+async fn sleep_or_never(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Under `appendfsync always`, waits until the log is fsynced past this connection's writes:
+/// no reply acknowledges a write before it is on disk. One fsync covers every connection
+/// waiting at that moment (group commit), and a whole batch of requests waits once.
+async fn durable(node: &Node, session: &Session) {
+    if let Some(aof) = node.aof.get() {
+        if aof.policy() == FsyncPolicy::Always && session.aof_mark > 0 {
+            aof.synced(session.aof_mark).await;
         }
     }
 }
@@ -232,5 +345,46 @@ async fn next_monitor_line(monitor: &mut Option<Monitoring<'_>>) -> Bytes {
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_mode_refuses_only_remote_clients_of_a_node_without_password() {
+        let peer = |a: &str| Some(a.parse::<SocketAddr>().expect("address"));
+        let open = NodeConfig {
+            host: "0.0.0.0".into(),
+            ..NodeConfig::default()
+        };
+        assert!(protected_mode_refuses(&open, peer("198.51.100.2:5000")));
+        assert!(protected_mode_refuses(&open, peer("[2001:db8::2]:5000")));
+        assert!(protected_mode_refuses(&open, None));
+        for local in [
+            "127.0.0.1:5000",
+            "127.0.0.2:5000",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(!protected_mode_refuses(&open, peer(local)), "{local}");
+        }
+        let with_password = NodeConfig {
+            requirepass: Some("pw".into()),
+            ..open.clone()
+        };
+        assert!(!protected_mode_refuses(
+            &with_password,
+            peer("198.51.100.2:5000")
+        ));
+        let unprotected = NodeConfig {
+            protected_mode: false,
+            ..open
+        };
+        assert!(!protected_mode_refuses(
+            &unprotected,
+            peer("198.51.100.2:5000")
+        ));
     }
 }

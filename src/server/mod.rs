@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::aof::Aof;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::node::Node;
@@ -45,6 +46,27 @@ impl Server {
         let restored = tokio::task::spawn_blocking(move || persister.load(&store))
             .await
             .map_err(|e| Error::Startup(format!("snapshot loader panicked: {e}")))??;
+        if node.config.appendonly {
+            let (path, policy, id) = (
+                node.config.aof_path(),
+                node.config.appendfsync,
+                node.config.id,
+            );
+            let (store, covered) = (node.store.clone(), node.persister.loaded_aof_offset());
+            let aof = tokio::task::spawn_blocking(move || {
+                let replayed = Aof::replay(&path, &store, covered)?;
+                if replayed > 0 {
+                    tracing::info!("{}: replayed {replayed} records", path.display());
+                }
+                Aof::open(path, policy, id)
+            })
+            .await
+            .map_err(|e| Error::Startup(format!("log replay panicked: {e}")))??;
+            let aof = Arc::new(aof);
+            node.persister.attach_aof(aof.clone());
+            // Set once here, before any connection exists.
+            let _ = node.aof.set(aof);
+        }
         let addr = format!("{}:{}", node.config.host, node.config.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -145,6 +167,11 @@ impl Server {
         let keys = tokio::task::spawn_blocking(move || persister.save(&store))
             .await
             .map_err(|e| Error::Startup(format!("final snapshot panicked: {e}")))??;
+        if let Some(aof) = node.aof.get().cloned() {
+            tokio::task::spawn_blocking(move || aof.close())
+                .await
+                .map_err(|e| Error::Startup(format!("closing the log panicked: {e}")))?;
+        }
         tracing::info!(
             id = node.config.id,
             keys,

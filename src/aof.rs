@@ -22,6 +22,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -90,6 +91,8 @@ pub struct Aof {
 struct Shared {
     state: Mutex<Pending>,
     wake: Condvar,
+    /// The last write or fsync failed (checked by every write command: no lock).
+    failing: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -171,11 +174,11 @@ impl Aof {
             path: path.clone(),
             cause,
         };
-        let (file, end) = match OpenOptions::new().read(true).append(true).open(&path) {
+        let (file, base, end) = match OpenOptions::new().read(true).append(true).open(&path) {
             Ok(mut file) => {
                 let base = read_header(&mut file, &path)?;
                 let len = file.metadata().map_err(io)?.len();
-                (file, base + len - HEADER_LEN)
+                (file, base, base + len - HEADER_LEN)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 write_new(&path, 0, &[]).map_err(io)?;
@@ -184,7 +187,7 @@ impl Aof {
                     .append(true)
                     .open(&path)
                     .map_err(io)?;
-                (file, 0)
+                (file, 0, 0)
             }
             Err(e) => return Err(io(e)),
         };
@@ -197,6 +200,7 @@ impl Aof {
                 last_error: None,
             }),
             wake: Condvar::new(),
+            failing: AtomicBool::new(false),
         });
         let (synced_tx, synced) = watch::channel(end);
         let writer = Writer {
@@ -206,6 +210,7 @@ impl Aof {
             shared: shared.clone(),
             synced: synced_tx,
             written: end,
+            base,
             last_fsync: StdInstant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -280,6 +285,9 @@ impl Aof {
 
     /// The last write or fsync error, if the last attempt failed.
     pub fn last_error(&self) -> Option<String> {
+        if !self.shared.failing.load(Ordering::Relaxed) {
+            return None;
+        }
         self.shared
             .state
             .lock()
@@ -514,6 +522,8 @@ struct Writer {
     synced: watch::Sender<u64>,
     /// Absolute offset written to the file so far.
     written: u64,
+    /// Absolute offset of the file's first record (from its header).
+    base: u64,
     last_fsync: StdInstant,
 }
 
@@ -542,7 +552,18 @@ impl Writer {
                 )
             };
             let result = self.write(&chunk, end, closing);
-            if let Some(upto) = compact_to {
+            let failed = result.is_err();
+            if failed {
+                // Roll back a partial write (a torn record in the middle of the log would
+                // later refuse to load) and keep the records for the next attempt.
+                let good = HEADER_LEN + (self.written - self.base);
+                if let Err(e) = self.file.set_len(good) {
+                    tracing::error!(
+                        "{}: cannot roll back a failed write: {e}",
+                        self.path.display()
+                    );
+                }
+            } else if let Some(upto) = compact_to {
                 if let Err(e) = self.compact(upto) {
                     tracing::error!(
                         "{}: compaction failed, keeping the full log: {e}",
@@ -552,11 +573,27 @@ impl Writer {
             }
             let mut state = self.shared.state.lock().expect("aof lock poisoned");
             state.last_error = result.err().map(|e| {
-                tracing::error!("{}: write failed: {e}", self.path.display());
+                tracing::error!("{}: write failed, will retry: {e}", self.path.display());
                 e.to_string()
             });
-            if closing && state.buf.is_empty() {
+            self.shared.failing.store(failed, Ordering::Relaxed);
+            if failed {
+                let mut retry = chunk;
+                retry.extend_from_slice(&state.buf);
+                state.buf = retry;
+                if compact_to.is_some() && state.compact_to.is_none() {
+                    state.compact_to = compact_to;
+                }
+            }
+            if closing && (state.buf.is_empty() || failed) {
+                if failed {
+                    tracing::error!("{}: closing with unwritten records", self.path.display());
+                }
                 return;
+            }
+            drop(state);
+            if failed {
+                std::thread::sleep(Duration::from_millis(500));
             }
         }
     }

@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub appendonly: bool,
     /// When the append-only log is fsynced.
     pub appendfsync: FsyncPolicy,
+    /// Refuse writes (MISCONF) while the last snapshot failed, as Redis's option of that name.
+    pub stop_writes_on_bgsave_error: bool,
 }
 
 impl Default for NodeConfig {
@@ -64,6 +66,7 @@ impl Default for NodeConfig {
             json_limits: JsonLimits::default(),
             appendonly: false,
             appendfsync: FsyncPolicy::EverySec,
+            stop_writes_on_bgsave_error: false,
         }
     }
 }

@@ -113,6 +113,9 @@ struct NodeArgs {
     /// When the log is fsynced: always (before each reply), everysec, or no (the OS decides).
     #[arg(long, default_value = "everysec")]
     appendfsync: minikv::aof::FsyncPolicy,
+    /// Refuse writes (MISCONF) while the last snapshot failed, until a save succeeds again.
+    #[arg(long, default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
+    stop_writes_on_bgsave_error: bool,
 }
 
 /// Parses Redis-style `yes`/`no` option values.
@@ -212,6 +215,7 @@ fn node_config(
         idle_timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
         appendonly: args.appendonly,
         appendfsync: args.appendfsync,
+        stop_writes_on_bgsave_error: args.stop_writes_on_bgsave_error,
         ..NodeConfig::default()
     })
 }

@@ -346,6 +346,11 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
         session.flag_transaction();
         return Reply::Error(CommandError::NoAuth.to_string().into());
     }
+    if let Some(refusal) = disk_error(node, spec) {
+        node.stats.record(StatKind::Other, session.client.id);
+        session.flag_transaction();
+        return Reply::Error(refusal.into());
+    }
     if let Some(multi) = &mut session.multi {
         if spec.queued_in_multi {
             multi.queued.push((spec, request.clone()));
@@ -416,6 +421,30 @@ fn run(
         let _ = node.monitor.send(server::monitor_line(session, shown));
     }
     result.unwrap_or_else(|e| Reply::Error(e.to_string().into()))
+}
+
+/// Redis's MISCONF refusals: writes (and PING, as Redis does) are refused while the
+/// append-only log cannot be written (always: acknowledging a write that cannot be logged
+/// would break the log's promise), or while the last snapshot failed and
+/// `stop-writes-on-bgsave-error` is on.
+fn disk_error(node: &Node, spec: &CommandSpec) -> Option<String> {
+    if !spec.flags.contains(&"write") && spec.name != "ping" {
+        return None;
+    }
+    if let Some(e) = node.aof.get().and_then(|aof| aof.last_error()) {
+        return Some(format!("MISCONF Errors writing to the AOF file: {e}"));
+    }
+    if node.config.stop_writes_on_bgsave_error && !node.persister.status().last_save_ok {
+        return Some(
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to \
+             persist to disk. Commands that may modify the data set are disabled, because this \
+             instance is configured to report errors during writes if RDB snapshotting fails \
+             (stop-writes-on-bgsave-error option). Please check the Redis logs for details \
+             about the RDB error."
+                .to_string(),
+        );
+    }
+    None
 }
 
 /// Appends the effect of a successful write to the append-only log, if there is one: the state

@@ -213,6 +213,15 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             ),
             ("appendonly", if c.appendonly { "yes" } else { "no" }.into()),
             ("appendfsync", c.appendfsync.name().into()),
+            (
+                "stop-writes-on-bgsave-error",
+                if c.stop_writes_on_bgsave_error {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+            ),
             ("databases", c.databases.to_string()),
             ("maxclients", c.max_clients.to_string()),
             ("port", ctx.node.port().to_string()),

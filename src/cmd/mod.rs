@@ -276,6 +276,8 @@ pub struct CommandSpec {
     pub queued_in_multi: bool,
     /// Position in [`table`].
     pub id: usize,
+    /// Whether `flags` has `write` (checked on every command, so kept as a field).
+    pub write: bool,
     handler: Handler,
 }
 
@@ -395,7 +397,7 @@ fn run(
         };
         (spec.handler)(&mut ctx, args)
     };
-    if result.is_ok() && spec.flags.contains(&"write") {
+    if result.is_ok() && spec.write {
         log_effects(node, session, spec, args, in_exec, now);
     }
     node.stats.record(spec.stat, session.client.id);
@@ -428,7 +430,7 @@ fn run(
 /// would break the log's promise), or while the last snapshot failed and
 /// `stop-writes-on-bgsave-error` is on.
 fn disk_error(node: &Node, spec: &CommandSpec) -> Option<String> {
-    if !spec.flags.contains(&"write") && spec.name != "ping" {
+    if !spec.write && spec.name != "ping" {
         return None;
     }
     if let Some(e) = node.aof.get().and_then(|aof| aof.last_error()) {
@@ -585,6 +587,7 @@ const fn cmd(
         gate: GateMode::Shared,
         queued_in_multi: true,
         id: 0,
+        write: false,
         handler,
     }
 }
@@ -737,6 +740,7 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
     ];
     for (i, c) in table.iter_mut().enumerate() {
         c.id = i;
+        c.write = c.flags.contains(&"write");
     }
     table
 });

@@ -25,6 +25,9 @@ pub struct RespLimits {
     pub max_multibulk_len: usize,
     /// Longest inline command or header line without a newline (64 KB).
     pub max_inline_len: usize,
+    /// Most unparsed input buffered for one connection before it is closed (Redis's
+    /// `client-query-buffer-limit`, 1 GB). Enforced by the connection loop.
+    pub max_query_buffer: usize,
 }
 
 impl Default for RespLimits {
@@ -33,6 +36,7 @@ impl Default for RespLimits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
+            max_query_buffer: 1 << 30,
         }
     }
 }

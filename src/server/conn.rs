@@ -11,7 +11,9 @@
 //! authenticated on a node with a password its codec accepts only small requests; and with
 //! an idle `timeout` a connection that sends nothing for that long is closed.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,8 @@ const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a client refused by protected mode may take to read the explanation.
 const DENY_LINGER: Duration = Duration::from_secs(1);
+/// How long a client that broke the protocol may take to read the error before it is closed.
+const LAST_WORDS_LINGER: Duration = Duration::from_secs(1);
 /// Redis 7's reply to a client refused by protected mode, word for word (the options it names
 /// exist here too: `--protected-mode no` and `--requirepass`; CONFIG SET and CONFIG REWRITE
 /// do not change them on a running minikv node).
@@ -170,7 +174,8 @@ async fn serve<C: Codec>(
                     codec.encode_protocol_error(&e, &mut wbuf);
                     // Best effort: the peer broke the protocol and may not be reading.
                     durable(node, session).await;
-                    let _ = stream.write_all(&wbuf).await;
+                    let linger = Some(LAST_WORDS_LINGER);
+                    let _ = write_out(&mut stream, &wbuf, stopped.as_mut(), linger).await;
                     return Err(e);
                 }
             };
@@ -182,7 +187,8 @@ async fn serve<C: Codec>(
             }
             if wbuf.len() >= MAX_PENDING_OUTPUT {
                 durable(node, session).await;
-                stream.write_all(&wbuf).await?;
+                let stall_limit = idle_limit.filter(|_| monitor.is_none());
+                write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
                 wbuf.clear();
             }
         }
@@ -195,7 +201,8 @@ async fn serve<C: Codec>(
         }
         if !wbuf.is_empty() {
             durable(node, session).await;
-            stream.write_all(&wbuf).await?;
+            let stall_limit = idle_limit.filter(|_| monitor.is_none());
+            write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
             wbuf.clear();
         }
         if session.closing || eof {
@@ -217,6 +224,16 @@ async fn serve<C: Codec>(
                 r?;
                 match read_available(&stream, &mut rbuf) {
                     Ok(0) => eof = true,
+                    Ok(_) if rbuf.len() > node.config.resp_limits.max_query_buffer => {
+                        // Redis's client-query-buffer-limit: a client whose unparsed input
+                        // passes the limit (1 GB) is closed rather than grown without bound.
+                        tracing::warn!(
+                            client = session.client.id,
+                            "closing a client whose query buffer passed {} bytes",
+                            node.config.resp_limits.max_query_buffer
+                        );
+                        return Ok(());
+                    }
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e.into()),
@@ -265,6 +282,51 @@ async fn deny(mut stream: TcpStream) {
         }
     };
     let _ = tokio::time::timeout(DENY_LINGER, drain).await;
+}
+
+/// Writes `buf` to the client. What the socket takes at once is always written; but a client
+/// that takes nothing (it stopped reading and the socket buffers are full) is not waited for
+/// past CLIENT KILL or shutdown (`stopped`), nor, with a `stall_limit` (the idle `timeout`),
+/// for longer than that without progress: Redis counts a client whose replies do not move as
+/// idle too. The node buffers nothing more meanwhile (it reads no new requests while a write
+/// is pending), but without this such a client would hold its connection and its buffers for
+/// ever, out of reach of CLIENT KILL, and make shutdown wait out its drain timeout.
+///
+/// # Errors
+/// The write failed, or was abandoned for one of the reasons above.
+async fn write_out<F: Future<Output = ()>>(
+    stream: &mut TcpStream,
+    buf: &[u8],
+    mut stopped: Pin<&mut F>,
+    stall_limit: Option<Duration>,
+) -> std::io::Result<()> {
+    let mut written = 0;
+    while written < buf.len() {
+        // Biased, the write first: replies the socket can take go out even when the
+        // connection is being stopped, so stopping between batches still answers everything
+        // already read to any client that reads. The sleep is new each round: progress
+        // restarts the stall limit.
+        tokio::select! {
+            biased;
+            r = stream.write(&buf[written..]) => match r? {
+                0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                n => written += n,
+            },
+            () = &mut stopped => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "stopped (CLIENT KILL or shutdown) while the client was not reading",
+                ));
+            }
+            () = sleep_or_never(stall_limit) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client read no reply within the timeout",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits `limit`, or forever when there is none.

@@ -105,23 +105,7 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
     let expiry = match expire {
         None if keep_ttl => Expiry::Keep,
         None => Expiry::Clear,
-        Some((kind, value)) => {
-            let n = int(value)?;
-            if n <= 0 {
-                return Err(CommandError::InvalidExpire("set"));
-            }
-            let deadline = match kind {
-                "EX" => n
-                    .checked_mul(1000)
-                    .and_then(|ms| deadline_after_ms(ctx.now, ms)),
-                "PX" => deadline_after_ms(ctx.now, n),
-                "EXAT" => n
-                    .checked_mul(1000)
-                    .and_then(|ms| deadline_at_unix_ms(ctx.now, ms)),
-                _ => deadline_at_unix_ms(ctx.now, n),
-            };
-            Expiry::At(deadline.ok_or(CommandError::InvalidExpire("set"))?)
-        }
+        Some((kind, value)) => Expiry::At(expire_option(kind, value, ctx.now, "set")?),
     };
     let (key, value) = (&args[1], &args[2]);
     let mut shard = ctx.db().shard(key);
@@ -323,6 +307,31 @@ fn add(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Result<Reply, CommandError> {
     Ok(Reply::Int(next))
 }
 
+/// The deadline an `EX`/`PX`/`EXAT`/`PXAT` option asks for (SET, GETEX): the value must be
+/// a positive integer and the deadline representable, else Redis's invalid-expire error.
+fn expire_option(
+    kind: &str,
+    value: &[u8],
+    now: tokio::time::Instant,
+    command: &'static str,
+) -> Result<tokio::time::Instant, CommandError> {
+    let n = int(value)?;
+    if n <= 0 {
+        return Err(CommandError::InvalidExpire(command));
+    }
+    let deadline = match kind {
+        "EX" => n
+            .checked_mul(1000)
+            .and_then(|ms| deadline_after_ms(now, ms)),
+        "PX" => deadline_after_ms(now, n),
+        "EXAT" => n
+            .checked_mul(1000)
+            .and_then(|ms| deadline_at_unix_ms(now, ms)),
+        _ => deadline_at_unix_ms(now, n),
+    };
+    deadline.ok_or(CommandError::InvalidExpire(command))
+}
+
 /// An entry without TTL holding a copy of `value` (never a slice of the request buffer).
 fn plain(value: &[u8]) -> Entry {
     Entry {
@@ -343,22 +352,16 @@ pub(super) fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
             && i + 1 < args.len()
             && ["EX", "PX", "EXAT", "PXAT"].iter().any(|w| is(opt, w))
         {
-            let n = int(&args[i + 1])?;
-            if n <= 0 {
-                return Err(CommandError::InvalidExpire("getex"));
-            }
-            let deadline = if is(opt, "EX") {
-                n.checked_mul(1000)
-                    .and_then(|ms| deadline_after_ms(ctx.now, ms))
+            let kind = if is(opt, "EX") {
+                "EX"
             } else if is(opt, "PX") {
-                deadline_after_ms(ctx.now, n)
+                "PX"
             } else if is(opt, "EXAT") {
-                n.checked_mul(1000)
-                    .and_then(|ms| deadline_at_unix_ms(ctx.now, ms))
+                "EXAT"
             } else {
-                deadline_at_unix_ms(ctx.now, n)
+                "PXAT"
             };
-            change = Some(Some(deadline.ok_or(CommandError::InvalidExpire("getex"))?));
+            change = Some(Some(expire_option(kind, &args[i + 1], ctx.now, "getex")?));
             i += 1;
         } else {
             return Err(CommandError::Syntax);

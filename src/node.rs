@@ -117,6 +117,8 @@ pub struct ClientMeta {
     pub lib_ver: Option<Bytes>,
     /// Redis's flags letters: `N` normal, `M` master... here `N`, `x` in MULTI, `O` monitor.
     pub flags: &'static str,
+    /// The subcommand of the last container command run (CLIENT LIST `cmd=client|list`).
+    pub last_sub: Option<Bytes>,
 }
 
 impl ClientHandle {

@@ -498,12 +498,8 @@ async fn client_list_shows_every_connection() {
     assert_eq!(resp3_line["name"], "");
     assert_eq!(resp3_line["resp"], "3");
     assert_eq!(resp3_line["addr"], resp3.addr());
-    // Redis 7 reports `client|list` here; the node reports the container name only.
-    assert!(
-        list[&lister_id]["cmd"].starts_with("client"),
-        "{}",
-        list[&lister_id]["cmd"]
-    );
+    // Container commands show with their subcommand, as in Redis 7.
+    assert_eq!(list[&lister_id]["cmd"], "client|list");
     for line in list.values() {
         assert_eq!(line["user"], "default");
         assert_eq!(line["multi"], "-1");
@@ -772,6 +768,16 @@ async fn monitor_streams_the_commands_of_other_connections() {
             break;
         }
     }
+
+    // Administrative commands are not shown, as in Redis; CLIENT SETNAME is, CLIENT LIST not.
+    let _: Vec<String> = q(&mut w2, &["CONFIG", "GET", "port"]).await;
+    let _: String = q(&mut w2, &["CLIENT", "LIST"]).await;
+    let () = q(&mut w2, &["CLIENT", "SETNAME", "w2"]).await;
+    let () = q(&mut w2, &["SET", "marker", "1"]).await;
+    let line = monitor.line().await;
+    assert!(line.ends_with("\"CLIENT\" \"SETNAME\" \"w2\""), "{line}");
+    let line = monitor.line().await;
+    assert!(line.ends_with("\"SET\" \"marker\" \"1\""), "{line}");
 }
 
 // ---------------------------------------------------------------------------------------------

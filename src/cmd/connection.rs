@@ -466,9 +466,15 @@ fn client_line(ctx: &Ctx<'_>, c: &ClientHandle) -> String {
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default()
     };
-    let cmd = super::table()
-        .get(c.last_command.load(Ordering::Relaxed))
-        .map_or("NULL", |s| s.name);
+    let cmd = match super::table().get(c.last_command.load(Ordering::Relaxed)) {
+        None => "NULL".to_string(),
+        Some(spec) => match (&meta.last_sub, super::is_container(spec)) {
+            (Some(sub), true) if !sub.is_empty() => {
+                format!("{}|{}", spec.name, String::from_utf8_lossy(sub))
+            }
+            _ => spec.name.to_string(),
+        },
+    };
     let age = c.opened.elapsed();
     let idle = age.as_millis() as u64
         - c.last_active_ms

@@ -375,10 +375,18 @@ fn run(
     // One clock read per command: the end of the previous command in the same batch is this
     // one's start (the connection clears it when it waits for the socket).
     let now = session.clock.take().unwrap_or_else(Instant::now);
-    session
-        .client
-        .last_command
-        .store(spec.id, Ordering::Relaxed);
+    // Inside EXEC, CLIENT LIST keeps showing `exec`, as in Redis.
+    if !in_exec {
+        session
+            .client
+            .last_command
+            .store(spec.id, Ordering::Relaxed);
+        if is_container(spec) {
+            // Container commands show as `client|list`; the subcommand is kept only for them.
+            let sub = args.get(1).map(|a| a.to_ascii_lowercase()).unwrap_or_default();
+            session.client.update_meta(|m| m.last_sub = Some(Bytes::from(sub)));
+        }
+    }
     let result = {
         let store = &node.store;
         // Held for the handler only; never across an await (handlers are synchronous).
@@ -418,7 +426,7 @@ fn run(
     };
     node.slowlog
         .record((done - now).as_micros() as u64, shown, client);
-    if node.monitors.load(Ordering::Relaxed) > 0 && !session.monitor {
+    if node.monitors.load(Ordering::Relaxed) > 0 && !session.monitor && !admin(spec, args) {
         // No receiver left (a race with a monitor leaving) is fine: nobody to tell.
         let _ = node.monitor.send(server::monitor_line(session, shown));
     }
@@ -541,6 +549,27 @@ fn effect_keys<'a>(spec: &CommandSpec, args: &'a [Bytes], db: usize) -> Vec<(usi
         _ => {}
     }
     keys
+}
+
+/// Commands with subcommands (their CLIENT LIST name is `container|sub`).
+pub fn is_container(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "client" | "config" | "command" | "object" | "memory" | "slowlog" | "debug"
+    )
+}
+
+/// Whether Redis treats the command as administrative: MONITOR does not show those. For
+/// CLIENT it depends on the subcommand (CLIENT SETNAME is shown, CLIENT KILL is not).
+fn admin(spec: &CommandSpec, args: &[Bytes]) -> bool {
+    if spec.name == "client" {
+        let sub = args.get(1).map(|a| a.to_ascii_lowercase()).unwrap_or_default();
+        return matches!(
+            sub.as_slice(),
+            b"kill" | b"list" | b"no-evict" | b"pause" | b"unpause"
+        );
+    }
+    spec.flags.contains(&"admin")
 }
 
 fn arity_ok(arity: i32, argc: usize) -> bool {

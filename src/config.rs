@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::aof::FsyncPolicy;
 use crate::protocol::json::JsonLimits;
 use crate::protocol::resp::RespLimits;
+use crate::tls::TlsConfig;
 
 /// Everything a node needs to know to run.
 #[derive(Debug, Clone)]
@@ -45,6 +46,9 @@ pub struct NodeConfig {
     pub appendfsync: FsyncPolicy,
     /// Refuse writes (MISCONF) while the last snapshot failed, as Redis's option of that name.
     pub stop_writes_on_bgsave_error: bool,
+    /// Serve TLS only on the port (`--tls-cert`, `--tls-key`, `--tls-ca`), as Redis's
+    /// `tls-port`; `None` serves plain TCP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for NodeConfig {
@@ -67,6 +71,7 @@ impl Default for NodeConfig {
             appendonly: false,
             appendfsync: FsyncPolicy::EverySec,
             stop_writes_on_bgsave_error: false,
+            tls: None,
         }
     }
 }

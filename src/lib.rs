@@ -14,6 +14,7 @@
 //! - [`persist`]: JSON snapshots, atomic writes, restore on start.
 //! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
 //! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL.
+//! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ pub mod repl;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod tls;
 
 pub use client::router::node_for;
 pub use client::{ClientConfig, ClusterClient};

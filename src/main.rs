@@ -49,15 +49,31 @@ enum Command {
         /// Retries after a failed attempt.
         #[arg(long, default_value_t = 3)]
         retries: u32,
-        /// Seconds between retries.
+        /// Seconds between retries (the base of the exponential backoff).
         #[arg(long, default_value_t = 0.5)]
         retry_delay: f64,
+        /// fixed: the spec's constant delay; exponential: doubling from --retry-delay up to
+        /// 5 s, each pause drawn at random below that (full jitter).
+        #[arg(long, value_enum, default_value = "fixed")]
+        retry_backoff: RetryBackoff,
         /// Seconds before one attempt times out.
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
         /// Password of password-protected nodes (sent with AUTH on every new connection).
         #[arg(long, env = "MINIKV_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// Connect to the nodes with TLS (needs --tls-ca).
+        #[arg(long, requires = "tls_ca")]
+        tls: bool,
+        /// PEM CA certificates that sign the nodes' certificates.
+        #[arg(long, value_name = "FILE", requires = "tls")]
+        tls_ca: Option<PathBuf>,
+        /// PEM client certificate, for nodes that require one (needs --tls-key).
+        #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
+        tls_key: Option<PathBuf>,
         /// A command to run instead of the interactive loop, e.g. `get user:1`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -116,6 +132,22 @@ struct NodeArgs {
     /// Refuse writes (MISCONF) while the last snapshot failed, until a save succeeds again.
     #[arg(long, default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
     stop_writes_on_bgsave_error: bool,
+    /// PEM certificate chain: serve TLS only on the port (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate signed by one of them.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+}
+
+/// `--retry-backoff`: the CLI's names for [`minikv::client::Backoff`].
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RetryBackoff {
+    Fixed,
+    Exponential,
 }
 
 /// Parses Redis-style `yes`/`no` option values.
@@ -177,18 +209,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             servers,
             retries,
             retry_delay,
+            retry_backoff,
             timeout,
             password,
+            tls,
+            tls_ca,
+            tls_cert,
+            tls_key,
             command,
         } => {
+            let tls = match (tls, tls_ca) {
+                (true, Some(ca)) => Some(
+                    minikv::tls::client_config(&minikv::tls::ClientTls {
+                        ca,
+                        cert: tls_cert,
+                        key: tls_key,
+                    })
+                    .context("setting up TLS")?,
+                ),
+                _ => None,
+            };
             let mut config = ClientConfig {
                 servers,
                 password: password.filter(|p| !p.is_empty()),
+                tls,
                 ..ClientConfig::default()
             };
             config.retry.retries = retries;
             config.retry.delay = seconds(retry_delay, "--retry-delay")?;
             config.retry.timeout = seconds(timeout, "--timeout")?;
+            config.retry.backoff = match retry_backoff {
+                RetryBackoff::Fixed => minikv::client::Backoff::Fixed,
+                RetryBackoff::Exponential => minikv::client::Backoff::exponential(),
+            };
             client(config, command)
         }
     }
@@ -216,6 +269,14 @@ fn node_config(
         appendonly: args.appendonly,
         appendfsync: args.appendfsync,
         stop_writes_on_bgsave_error: args.stop_writes_on_bgsave_error,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(minikv::tls::TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_ca.clone(),
+            }),
+            _ => None,
+        },
         ..NodeConfig::default()
     })
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use crate::protocol::Reply;
 use node::NodePool;
-pub use retry::RetryPolicy;
+pub use retry::{Backoff, RetryPolicy};
 
 /// A request through the cluster client failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,9 @@ pub struct ClientConfig {
     /// Password of password-protected nodes: every new connection sends `AUTH password`
     /// before its first request.
     pub password: Option<String>,
+    /// Connect to the nodes with TLS (build it with [`crate::tls::client_config`]); `None`
+    /// connects with plain TCP.
+    pub tls: Option<Arc<crate::tls::TlsClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -99,6 +102,7 @@ impl Default for ClientConfig {
             retry: RetryPolicy::default(),
             pool_size: 16,
             password: None,
+            tls: None,
         }
     }
 }
@@ -148,7 +152,11 @@ impl ClusterClient {
         let nodes = config
             .servers
             .into_iter()
-            .map(|addr| NodePool::new(addr, config.pool_size).password(config.password.clone()))
+            .map(|addr| {
+                NodePool::new(addr, config.pool_size)
+                    .password(config.password.clone())
+                    .tls(config.tls.clone())
+            })
             .collect();
         ClusterClient {
             nodes: Arc::new(nodes),
@@ -216,7 +224,7 @@ impl ClusterClient {
                             of: self.policy.retries,
                         });
                     }
-                    tokio::time::sleep(self.policy.delay).await;
+                    tokio::time::sleep(self.policy.delay_before(retries)).await;
                 }
                 Err(e) if retry::is_retryable(&e) => {
                     return Err(ClientError::RetriesExhausted {

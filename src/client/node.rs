@@ -1,23 +1,32 @@
 //! Connections to one node: a small pool of RESP connections, reused across requests.
 //!
-//! Each connection is a `Framed<TcpStream, redis_protocol::codec::Resp2>`: the client side
+//! Each connection is a `Framed<_, redis_protocol::codec::Resp2>` over TCP or TLS over TCP:
+//! the client side
 //! uses the well-kept `redis_protocol` codec (the server side has its own decoder, see
 //! `protocol::resp`).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use redis_protocol::codec::Resp2;
 use redis_protocol::resp2::types::BytesFrame;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tokio_util::codec::Framed;
 
 use super::ClientError;
 use crate::protocol::Reply;
+use crate::tls::TlsClientConfig;
 
-type Conn = Framed<TcpStream, Resp2>;
+type Conn = Framed<Box<dyn Io>, Resp2>;
+
+/// A connection's byte stream: a TCP socket, or TLS over one.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Io for T {}
 
 /// The pool of idle connections to one node.
 #[derive(Debug)]
@@ -28,6 +37,8 @@ pub struct NodePool {
     max_idle: usize,
     /// Sent with AUTH on each new connection.
     password: Option<Bytes>,
+    /// Connect with TLS when set.
+    tls: Option<Arc<TlsClientConfig>>,
 }
 
 impl NodePool {
@@ -38,12 +49,20 @@ impl NodePool {
             idle: Mutex::new(Vec::new()),
             max_idle,
             password: None,
+            tls: None,
         }
     }
 
     /// Authenticates every new connection with `password` (`AUTH password`) before use.
     pub fn password(mut self, password: Option<String>) -> Self {
         self.password = password.map(Bytes::from);
+        self
+    }
+
+    /// Connects with TLS under `tls`, checking the node's certificate against the host part
+    /// of the address.
+    pub fn tls(mut self, tls: Option<Arc<TlsClientConfig>>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -150,6 +169,15 @@ impl NodePool {
         };
         let stream = TcpStream::connect(&self.addr).await.map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
+        let stream: Box<dyn Io> = match &self.tls {
+            Some(tls) => {
+                let name = crate::tls::server_name(&self.addr)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let connector = TlsConnector::from(tls.clone());
+                Box::new(connector.connect(name, stream).await.map_err(io)?)
+            }
+            None => Box::new(stream),
+        };
         let mut conn = Framed::new(stream, Resp2::default());
         if let Some(password) = &self.password {
             let auth = vec![Bytes::from_static(b"AUTH"), password.clone()];

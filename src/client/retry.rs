@@ -10,10 +10,37 @@ use super::ClientError;
 pub struct RetryPolicy {
     /// Retries after the first attempt fails.
     pub retries: u32,
-    /// Pause before each retry.
+    /// Pause before each retry ([`Backoff::Fixed`]), or the base of the exponential backoff.
     pub delay: Duration,
     /// Limit for one attempt (connect, send and receive).
     pub timeout: Duration,
+    /// How the pause grows from one retry to the next.
+    pub backoff: Backoff,
+}
+
+/// How long to wait before each retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backoff {
+    /// The spec's: the same `delay` before every retry.
+    #[default]
+    Fixed,
+    /// Exponential backoff with full jitter (the AWS Architecture Blog's "full jitter"): retry
+    /// `n` (from 1) waits a uniformly random time in `[0, min(max, delay * 2^(n-1))]`. Clients
+    /// that failed together then retry at different moments instead of in lockstep, so a
+    /// restarting node is not hit by every client at once.
+    Exponential {
+        /// The cap on the window the pause is drawn from.
+        max: Duration,
+    },
+}
+
+impl Backoff {
+    /// Exponential backoff with full jitter, capped at [`DEFAULT_MAX_BACKOFF`].
+    pub fn exponential() -> Backoff {
+        Backoff::Exponential {
+            max: DEFAULT_MAX_BACKOFF,
+        }
+    }
 }
 
 impl Default for RetryPolicy {
@@ -22,18 +49,54 @@ impl Default for RetryPolicy {
             retries: 3,
             delay: Duration::from_millis(500),
             timeout: Duration::from_secs(5),
+            backoff: Backoff::Fixed,
         }
     }
 }
 
 impl RetryPolicy {
-    /// The spec's wording: `3 retries with 0.5s delay`.
+    /// The spec's wording for the fixed policy, `3 retries with 0.5s delay`; for exponential
+    /// backoff, `3 retries with exponential backoff (0.5s base, 5s cap, full jitter)`.
     pub fn describe(&self) -> String {
-        format!(
-            "{} retries with {}s delay",
-            self.retries,
-            self.delay.as_secs_f64()
-        )
+        match self.backoff {
+            Backoff::Fixed => format!(
+                "{} retries with {}s delay",
+                self.retries,
+                self.delay.as_secs_f64()
+            ),
+            Backoff::Exponential { max } => format!(
+                "{} retries with exponential backoff ({}s base, {}s cap, full jitter)",
+                self.retries,
+                self.delay.as_secs_f64(),
+                max.as_secs_f64()
+            ),
+        }
+    }
+
+    /// The pause before retry number `retry` (1 for the first retry).
+    pub fn delay_before(&self, retry: u32) -> Duration {
+        match self.backoff {
+            Backoff::Fixed => self.delay,
+            Backoff::Exponential { max } => {
+                let window = self.backoff_window(retry, max);
+                // Nanoseconds fit a u64 for any window under 584 years.
+                let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+                Duration::from_nanos(fastrand::u64(0..=nanos))
+            }
+        }
+    }
+
+    /// `min(max, delay * 2^(retry-1))`, without overflow: doubling stops at the cap, so the
+    /// loop runs at most ~94 times (a `Duration` holds under 2^94 ns) whatever `retry` is.
+    fn backoff_window(&self, retry: u32, max: Duration) -> Duration {
+        let mut window = self.delay;
+        for _ in 1..retry {
+            if window >= max || window.is_zero() {
+                break;
+            }
+            window = window.saturating_mul(2);
+        }
+        window.min(max)
     }
 }
 
@@ -46,6 +109,9 @@ pub fn is_retryable(error: &ClientError) -> bool {
     )
 }
 
+/// The default cap of [`Backoff::exponential`]: as long as the spec's request timeout.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +122,60 @@ mod tests {
         assert_eq!(p.describe(), "3 retries with 0.5s delay");
         assert!(is_retryable(&ClientError::Timeout { addr: "x".into() }));
         assert!(!is_retryable(&ClientError::Server("ERR x".into())));
+        assert_eq!(p.backoff, Backoff::Fixed);
+        assert!((1..=5).all(|n| p.delay_before(n) == Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn exponential_backoff_draws_from_a_doubling_window_up_to_the_cap() {
+        let p = RetryPolicy {
+            delay: Duration::from_millis(100),
+            backoff: Backoff::Exponential {
+                max: Duration::from_millis(700),
+            },
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            p.describe(),
+            "3 retries with exponential backoff (0.1s base, 0.7s cap, full jitter)"
+        );
+        // Windows: 100, 200, 400, then capped at 700 ms, whatever the retry number.
+        let windows = [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 700),
+            (5, 700),
+            (1000, 700),
+        ];
+        for (retry, window_ms) in windows {
+            let window = Duration::from_millis(window_ms);
+            let draws: Vec<Duration> = (0..2000).map(|_| p.delay_before(retry)).collect();
+            assert!(
+                draws.iter().all(|d| *d <= window),
+                "retry {retry}: a draw above {window:?}"
+            );
+            // Full jitter spreads over the whole window: 2000 uniform draws all landing in
+            // one half has probability 2^-1999.
+            assert!(draws.iter().any(|d| *d < window / 2), "retry {retry}");
+            assert!(draws.iter().any(|d| *d > window / 2), "retry {retry}");
+        }
+    }
+
+    #[test]
+    fn exponential_backoff_never_overflows() {
+        let p = RetryPolicy {
+            delay: Duration::from_secs(u64::MAX / 2),
+            backoff: Backoff::exponential(),
+            ..RetryPolicy::default()
+        };
+        for retry in [0, 1, 2, 64, u32::MAX] {
+            assert!(p.delay_before(retry) <= DEFAULT_MAX_BACKOFF);
+        }
+        let zero = RetryPolicy {
+            delay: Duration::ZERO,
+            ..p
+        };
+        assert_eq!(zero.delay_before(10), Duration::ZERO);
     }
 }

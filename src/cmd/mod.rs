@@ -383,8 +383,13 @@ fn run(
             .store(spec.id, Ordering::Relaxed);
         if is_container(spec) {
             // Container commands show as `client|list`; the subcommand is kept only for them.
-            let sub = args.get(1).map(|a| a.to_ascii_lowercase()).unwrap_or_default();
-            session.client.update_meta(|m| m.last_sub = Some(Bytes::from(sub)));
+            let sub = args
+                .get(1)
+                .map(|a| a.to_ascii_lowercase())
+                .unwrap_or_default();
+            session
+                .client
+                .update_meta(|m| m.last_sub = Some(Bytes::from(sub)));
         }
     }
     let result = {
@@ -563,7 +568,10 @@ pub fn is_container(spec: &CommandSpec) -> bool {
 /// CLIENT it depends on the subcommand (CLIENT SETNAME is shown, CLIENT KILL is not).
 fn admin(spec: &CommandSpec, args: &[Bytes]) -> bool {
     if spec.name == "client" {
-        let sub = args.get(1).map(|a| a.to_ascii_lowercase()).unwrap_or_default();
+        let sub = args
+            .get(1)
+            .map(|a| a.to_ascii_lowercase())
+            .unwrap_or_default();
         return matches!(
             sub.as_slice(),
             b"kill" | b"list" | b"no-evict" | b"pause" | b"unpause"

@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
+use tokio_rustls::server::TlsStream;
 
 use crate::aof::FsyncPolicy;
 use crate::cmd::Session;
@@ -30,6 +31,7 @@ use crate::node::{ClientHandle, Node};
 use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, RespCodec};
 use crate::server::sniff::{self, Protocol};
 use crate::stats::StatKind;
+use crate::tls::TlsAcceptor;
 
 /// Flush replies early once this many bytes are pending, so a client pipelining thousands of
 /// requests without reading cannot make the node buffer their replies without bound.
@@ -38,6 +40,8 @@ const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a client refused by protected mode may take to read the explanation.
 const DENY_LINGER: Duration = Duration::from_secs(1);
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client that broke the protocol may take to read the error before it is closed.
 const LAST_WORDS_LINGER: Duration = Duration::from_secs(1);
 /// Redis 7's reply to a client refused by protected mode, word for word (the options it names
@@ -60,13 +64,44 @@ const DENIED: &str = concat!(
 );
 
 /// Serves one accepted socket until the peer closes, QUIT, a protocol error, or shutdown.
-pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
+/// With `tls`, the TLS handshake comes first (bounded by [`TLS_HANDSHAKE_TIMEOUT`]) and the
+/// decrypted stream is served exactly as a plain one.
+pub async fn run(stream: TcpStream, node: Arc<Node>, tls: Option<TlsAcceptor>) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map_or_else(|| "?".into(), |a| a.to_string());
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, "set_nodelay failed: {e}");
     }
+    let laddr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
     let _counted = node.stats.connection_opened();
+    let Some(acceptor) = tls else {
+        return run_on(stream, &node, peer_addr, peer, laddr).await;
+    };
+    // Shutdown first: a half-open handshake must not hold the node's drain.
+    let handshake = tokio::select! {
+        biased;
+        _ = node.shutdown.cancelled() => return,
+        r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
+    };
+    match handshake {
+        Ok(Ok(stream)) => run_on(stream, &node, peer_addr, peer, laddr).await,
+        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// The connection after accept (and the TLS handshake): protected mode, protocol sniffing,
+/// then the codec loop.
+async fn run_on<S: Transport>(
+    mut stream: S,
+    node: &Arc<Node>,
+    peer_addr: Option<SocketAddr>,
+    peer: String,
+    laddr: String,
+) {
     if protected_mode_refuses(&node.config, peer_addr) {
         node.stats.connection_rejected();
         tracing::debug!(%peer, "refused by protected mode");
@@ -92,10 +127,6 @@ pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
             }
         }
     };
-    let laddr = stream
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
     let client = Arc::new(ClientHandle::new(
         node.next_client_id(),
         peer.clone(),
@@ -107,11 +138,11 @@ pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
     let result = match protocol {
         Protocol::Resp => {
             let codec = RespCodec::new(node.config.resp_limits);
-            serve(stream, rbuf, codec, &node, &mut session).await
+            serve(stream, rbuf, codec, node, &mut session).await
         }
         Protocol::Json => {
             let codec = JsonCodec::new(node.config.id, node.config.json_limits);
-            serve(stream, rbuf, codec, &node, &mut session).await
+            serve(stream, rbuf, codec, node, &mut session).await
         }
     };
     // WATCHes end with the connection.
@@ -123,8 +154,8 @@ pub async fn run(mut stream: TcpStream, node: Arc<Node>) {
     }
 }
 
-async fn serve<C: Codec>(
-    mut stream: TcpStream,
+async fn serve<S: Transport, C: Codec>(
+    mut stream: S,
     mut rbuf: BytesMut,
     mut codec: C,
     node: &Node,
@@ -220,9 +251,8 @@ async fn serve<C: Codec>(
         // Shutdown and CLIENT KILL are checked only between batches: every request already
         // read has been answered above, so stopping here loses nothing acknowledged.
         tokio::select! {
-            r = stream.readable() => {
-                r?;
-                match read_available(&stream, &mut rbuf) {
+            r = stream.read_some(&mut rbuf) => {
+                match r {
                     Ok(0) => eof = true,
                     Ok(_) if rbuf.len() > node.config.resp_limits.max_query_buffer => {
                         // Redis's client-query-buffer-limit: a client whose unparsed input
@@ -269,7 +299,7 @@ fn protected_mode_refuses(config: &NodeConfig, peer: Option<SocketAddr>) -> bool
 /// Sends a refused client Redis's explanation and closes the connection. The write half is
 /// shut down first and what the client already sent is drained for a moment: closing a
 /// socket with unread input resets it, and the client could lose the explanation.
-async fn deny(mut stream: TcpStream) {
+async fn deny<S: Transport>(mut stream: S) {
     // Best effort throughout: the client may be gone already.
     let _ = stream.write_all(DENIED.as_bytes()).await;
     let _ = stream.shutdown().await;
@@ -294,8 +324,8 @@ async fn deny(mut stream: TcpStream) {
 ///
 /// # Errors
 /// The write failed, or was abandoned for one of the reasons above.
-async fn write_out<F: Future<Output = ()>>(
-    stream: &mut TcpStream,
+async fn write_out<S: Transport, F: Future<Output = ()>>(
+    stream: &mut S,
     buf: &[u8],
     mut stopped: Pin<&mut F>,
     stall_limit: Option<Duration>,
@@ -326,7 +356,48 @@ async fn write_out<F: Future<Output = ()>>(
             }
         }
     }
+    // TLS keeps records in its session until flushed; for TCP this is a no-op. Same guards:
+    // a client that stops reading can stall the flush as it can stall a write.
+    tokio::select! {
+    biased;
+    r = stream.flush() => r?,
+        () = &mut stopped => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "stopped (CLIENT KILL or shutdown) while the client was not reading",
+            ));
+        }
+        () = sleep_or_never(stall_limit) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read no reply within the timeout",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// A byte stream a connection is served on: a plain socket, or TLS over one.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Reads what is available into `buf` (waiting for something first); 0 is end of file.
+    /// May answer `WouldBlock` spuriously, which the caller treats as "nothing yet".
+    async fn read_some(&mut self, buf: &mut BytesMut) -> std::io::Result<usize>;
+}
+
+impl Transport for TcpStream {
+    async fn read_some(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        // Readiness then a non-blocking read: see `read_available`. Both halves are
+        // cancel-safe, as the `select!` in `serve` needs.
+        self.readable().await?;
+        read_available(self, buf)
+    }
+}
+
+impl Transport for TlsStream<TcpStream> {
+    async fn read_some(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        // `read_buf` is cancel-safe: nothing is consumed unless it completes.
+        self.read_buf(buf).await
+    }
 }
 
 /// Waits `limit`, or forever when there is none.

@@ -31,6 +31,8 @@ pub struct Server {
     node: Arc<Node>,
     listener: TcpListener,
     restored: usize,
+    /// Wraps every accepted connection when the node serves TLS.
+    tls: Option<Arc<crate::tls::TlsServerConfig>>,
 }
 
 impl Server {
@@ -38,8 +40,15 @@ impl Server {
     ///
     /// # Errors
     /// A corrupt or unreadable snapshot (the node refuses to start rather than overwrite it),
-    /// or a port that cannot be bound.
+    /// an unusable TLS certificate or key, or a port that cannot be bound.
     pub async fn bind(config: NodeConfig) -> Result<Server> {
+        // Certificates first: a bad TLS file refuses to start before anything is touched.
+        let tls = match &config.tls {
+            Some(tls) => {
+                Some(crate::tls::server_config(tls).map_err(|e| Error::Startup(e.to_string()))?)
+            }
+            None => None,
+        };
         let node = Arc::new(Node::new(config));
         let persister = node.persister.clone();
         let store = node.store.clone();
@@ -78,6 +87,7 @@ impl Server {
             node,
             listener,
             restored,
+            tls,
         })
     }
 
@@ -105,7 +115,12 @@ impl Server {
     /// # Errors
     /// The final snapshot could not be written.
     pub async fn run(self) -> Result<()> {
-        let Server { node, listener, .. } = self;
+        let Server {
+            node,
+            listener,
+            tls,
+            ..
+        } = self;
         let tracker = TaskTracker::new();
         let config = &node.config;
         tracker.spawn(store::expiry::run(
@@ -139,8 +154,9 @@ impl Server {
             match limit.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let node = node.clone();
+                    let tls = tls.clone().map(crate::tls::TlsAcceptor::from);
                     tracker.spawn(async move {
-                        conn::run(stream, node).await;
+                        conn::run(stream, node, tls).await;
                         drop(permit);
                     });
                 }

@@ -13,6 +13,7 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # The client-matrix tests (tests/clients.rs, tests/redis_cli.rs) drive real programs: tmux for
 # the interactive redis-cli, pip for redis-py, node and npm for ioredis and node-redis.
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)

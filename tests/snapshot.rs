@@ -174,8 +174,13 @@ async fn periodic_snapshots_are_written_only_after_changes() {
     let path = node.snapshot_path();
     let mut con = connection(&node.redis_url()).await;
     let () = run(&mut con, &[b"SET", b"one", b"1"]).await;
+    // The file appears (rename) a moment before the save is counted: wait for both.
     wait_until("the first periodic snapshot", WAIT, || async {
-        path.exists() && snapshot_entries(&read_snapshot(&path)).len() == 1
+        let status = node.node.persister.status();
+        path.exists()
+            && snapshot_entries(&read_snapshot(&path)).len() == 1
+            && status.saves > 0
+            && !status.in_progress
     })
     .await;
     let saves = node.node.persister.status().saves;

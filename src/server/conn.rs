@@ -342,39 +342,33 @@ async fn write_out<S: Transport, F: Future<Output = ()>>(
                 0 => return Err(std::io::ErrorKind::WriteZero.into()),
                 n => written += n,
             },
-            () = &mut stopped => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "stopped (CLIENT KILL or shutdown) while the client was not reading",
-                ));
-            }
-            () = sleep_or_never(stall_limit) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the client read no reply within the timeout",
-                ));
-            }
+            () = &mut stopped => return Err(stopped_error()),
+            () = sleep_or_never(stall_limit) => return Err(stalled_error()),
         }
     }
     // TLS keeps records in its session until flushed; for TCP this is a no-op. Same guards:
     // a client that stops reading can stall the flush as it can stall a write.
     tokio::select! {
-    biased;
-    r = stream.flush() => r?,
-        () = &mut stopped => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "stopped (CLIENT KILL or shutdown) while the client was not reading",
-            ));
-        }
-        () = sleep_or_never(stall_limit) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client read no reply within the timeout",
-            ));
-        }
+        biased;
+        r = stream.flush() => r?,
+        () = &mut stopped => return Err(stopped_error()),
+        () = sleep_or_never(stall_limit) => return Err(stalled_error()),
     }
     Ok(())
+}
+
+fn stopped_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "stopped (CLIENT KILL or shutdown) while the client was not reading",
+    )
+}
+
+fn stalled_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the client read no reply within the timeout",
+    )
 }
 
 /// A byte stream a connection is served on: a plain socket, or TLS over one.

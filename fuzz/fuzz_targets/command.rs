@@ -10,8 +10,11 @@
 //! - afterwards every database's key count equals the number of keys KEYS-style listing
 //!   finds, and DBSIZE agrees.
 //!
-//! `DEBUG SLEEP` is skipped: it blocks by design (as in Redis), which is not a bug to find.
-//! The node's snapshot directory is a private temporary directory (SAVE and BGSAVE write there).
+//! Skipped: `DEBUG SLEEP`, which blocks by design (as in Redis), and `BGSAVE`, whose saver
+//! thread outlives the input: with a fresh node per input those threads pile up, and the ones
+//! still saving when libFuzzer exits hold memory LeakSanitizer then reports as leaked (the
+//! first `command` campaign ended that way). SAVE runs, writing to a private temporary
+//! directory.
 
 #![no_main]
 
@@ -56,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
         let Some(args) = split_args(line) else {
             continue;
         };
-        if args.is_empty() || is_debug_sleep(&args) {
+        if args.is_empty() || is_skipped(&args) {
             continue;
         }
         let request = Request::new(args.into_iter().map(Bytes::from));
@@ -84,11 +87,13 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn is_debug_sleep(args: &[Vec<u8>]) -> bool {
-    // Also inside MULTI: EXEC would run it.
-    args.len() >= 2
+/// `DEBUG SLEEP` and `BGSAVE` (see the module docs); also inside MULTI, where EXEC would run
+/// them.
+fn is_skipped(args: &[Vec<u8>]) -> bool {
+    let debug_sleep = args.len() >= 2
         && args[0].eq_ignore_ascii_case(b"debug")
-        && args[1].eq_ignore_ascii_case(b"sleep")
+        && args[1].eq_ignore_ascii_case(b"sleep");
+    debug_sleep || args[0].eq_ignore_ascii_case(b"bgsave")
 }
 
 fn check_encodes(reply: &Reply, json: &mut JsonCodec) {

@@ -107,7 +107,7 @@ pub(super) fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
         .client
         .protocol
         .store(protocol, Ordering::Relaxed);
-    let s = |t: &'static str| Reply::Bulk(Bytes::from_static(t.as_bytes()));
+    let s = Reply::text;
     Ok(Reply::Map(vec![
         (s("server"), s("redis")),
         (s("version"), s(REDIS_VERSION)),

@@ -129,7 +129,7 @@ fn to_reply(value: &Value) -> Reply {
 /// COMMAND INFO for a minikv-only command, from its table row.
 fn own_info(c: &CommandSpec) -> Reply {
     Reply::Array(vec![
-        bulk(c.name),
+        Reply::text(c.name),
         Reply::Int(i64::from(c.arity)),
         Reply::Set(c.flags.iter().map(|f| Reply::Simple((*f).into())).collect()),
         Reply::Int(i64::from(c.first_key)),
@@ -149,9 +149,9 @@ fn own_docs(c: &CommandSpec) -> Reply {
             "Get the value of a key and its remaining time to live in seconds (minikv)",
             "string",
             vec![Reply::Map(vec![
-                (bulk("name"), bulk("key")),
-                (bulk("type"), bulk("key")),
-                (bulk("key_spec_index"), Reply::Int(0)),
+                (Reply::text("name"), Reply::text("key")),
+                (Reply::text("type"), Reply::text("key")),
+                (Reply::text("key_spec_index"), Reply::Int(0)),
             ])],
         ),
         "stats" => (
@@ -162,19 +162,15 @@ fn own_docs(c: &CommandSpec) -> Reply {
         _ => (c.name, "server", vec![]),
     };
     let mut fields = vec![
-        (bulk("summary"), bulk(summary)),
-        (bulk("since"), bulk("0.1.0")),
-        (bulk("group"), bulk(group)),
-        (bulk("complexity"), bulk("O(1)")),
+        (Reply::text("summary"), Reply::text(summary)),
+        (Reply::text("since"), Reply::text("0.1.0")),
+        (Reply::text("group"), Reply::text(group)),
+        (Reply::text("complexity"), Reply::text("O(1)")),
     ];
     if !arguments.is_empty() {
-        fields.push((bulk("arguments"), Reply::Array(arguments)));
+        fields.push((Reply::text("arguments"), Reply::Array(arguments)));
     }
     Reply::Map(fields)
-}
-
-fn bulk(s: &'static str) -> Reply {
-    Reply::Bulk(Bytes::from_static(s.as_bytes()))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::store::pattern;
 pub(super) fn stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
     let s = ctx.node.stats.snapshot();
     let (keys, with_ttl) = key_counts(ctx);
-    let field = |name: &'static str, n: u64| (bulk(name), Reply::Int(n as i64));
+    let field = |name: &'static str, n: u64| (Reply::text(name), Reply::Int(n as i64));
     Ok(Reply::Map(vec![
         field("total_requests", s.total_requests),
         field("get", s.get),
@@ -268,7 +268,7 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
                 .iter()
                 .any(|p| pattern::matches(&p.to_ascii_lowercase(), name.as_bytes()))
             {
-                out.push((bulk(name), Reply::Bulk(Bytes::from(value))));
+                out.push((Reply::text(name), Reply::Bulk(Bytes::from(value))));
             }
         }
         Ok(Reply::Map(out))
@@ -298,7 +298,9 @@ pub(super) fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
     if is(sub, "COUNT") {
         Ok(Reply::Int(table().len() as i64))
     } else if is(sub, "LIST") {
-        Ok(Reply::Array(table().iter().map(|c| bulk(c.name)).collect()))
+        Ok(Reply::Array(
+            table().iter().map(|c| Reply::text(c.name)).collect(),
+        ))
     } else if is(sub, "INFO") {
         let infos = if args.len() == 2 {
             table().iter().map(docs::info).collect()
@@ -318,7 +320,7 @@ pub(super) fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
         Ok(Reply::Map(
             specs
                 .into_iter()
-                .map(|c| (bulk(c.name), docs::docs(c)))
+                .map(|c| (Reply::text(c.name), docs::docs(c)))
                 .collect(),
         ))
     } else {
@@ -549,10 +551,6 @@ fn config_set(ctx: &Ctx<'_>, name: &Bytes, value: &Bytes) -> Result<(), CommandE
         ));
     }
     Ok(())
-}
-
-fn bulk(s: &'static str) -> Reply {
-    Reply::Bulk(Bytes::from_static(s.as_bytes()))
 }
 
 /// Resident set size of this process from `/proc/self/statm` (0 where unavailable).

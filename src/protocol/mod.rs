@@ -87,6 +87,11 @@ impl Reply {
         Reply::Simple(Cow::Borrowed("OK"))
     }
 
+    /// A bulk reply of static text, with no copy.
+    pub fn text(s: &'static str) -> Reply {
+        Reply::Bulk(Bytes::from_static(s.as_bytes()))
+    }
+
     /// A bulk reply copied from a byte slice.
     pub fn bulk(data: impl AsRef<[u8]>) -> Reply {
         Reply::Bulk(Bytes::copy_from_slice(data.as_ref()))

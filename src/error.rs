@@ -1,5 +1,6 @@
 //! The crate's error type: one variant per boundary, joined here.
 
+use crate::aof::AofError;
 use crate::client::ClientError;
 use crate::persist::PersistError;
 use crate::protocol::ProtocolError;
@@ -13,6 +14,9 @@ pub enum Error {
     /// Saving or loading a snapshot failed.
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// Replaying or opening the append-only log failed.
+    #[error(transparent)]
+    Aof(#[from] AofError),
     /// A client request failed.
     #[error(transparent)]
     Client(#[from] ClientError),

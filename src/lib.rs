@@ -23,6 +23,7 @@ pub mod aof;
 pub mod client;
 pub mod cmd;
 pub mod config;
+pub mod effect;
 pub mod error;
 pub mod node;
 pub mod persist;

@@ -42,6 +42,9 @@ pub struct Node {
     pub monitor: broadcast::Sender<Bytes>,
     /// The append-only log, when `appendonly` is on (set once the log was replayed).
     pub aof: std::sync::OnceLock<Arc<crate::aof::Aof>>,
+    /// Where write commands send their effects (the append-only log when it is on; see
+    /// [`crate::effect`]). Set once before the node serves.
+    pub effect_sink: std::sync::OnceLock<Arc<dyn crate::effect::EffectSink>>,
     /// Connections in MONITOR mode. Checked on every command instead of the channel's own
     /// receiver count, which takes a lock.
     pub monitors: AtomicUsize,
@@ -64,6 +67,7 @@ impl Node {
             monitor: broadcast::channel(4096).0,
             monitors: AtomicUsize::new(0),
             aof: std::sync::OnceLock::new(),
+            effect_sink: std::sync::OnceLock::new(),
             next_client_id: AtomicU64::new(1),
             config,
         }
@@ -72,6 +76,17 @@ impl Node {
     /// A fresh, never reused connection id (CLIENT ID).
     pub fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The effect sink, if one is attached.
+    pub fn sink(&self) -> Option<&Arc<dyn crate::effect::EffectSink>> {
+        self.effect_sink.get()
+    }
+
+    /// Attaches the sink write commands send their effects to; false if one already was
+    /// (the first stays).
+    pub fn attach_sink(&self, sink: Arc<dyn crate::effect::EffectSink>) -> bool {
+        self.effect_sink.set(sink).is_ok()
     }
 
     /// The port the node listens on.
@@ -263,7 +278,7 @@ impl SlowLog {
         }
         let entry = SlowEntry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            unix_secs: crate::persist::unix_ms() / 1000,
+            unix_secs: crate::store::clock::unix_ms() / 1000,
             micros,
             args: kept,
             addr: client.addr.clone(),

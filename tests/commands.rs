@@ -69,7 +69,7 @@ async fn qerr(con: &mut MultiplexedConnection, args: &[&str]) -> String {
 }
 
 fn unix_secs() -> i64 {
-    minikv::persist::unix_ms() / 1000
+    minikv::store::clock::unix_ms() / 1000
 }
 
 /// One `CLIENT LIST`/`CLIENT INFO` line as a field map.

@@ -206,7 +206,7 @@ async fn sweep_task_purges_exactly_on_its_interval() {
     for i in 0..100 {
         let key = format!("ttl:{i}");
         let entry = Entry {
-            value: Bytes::from_static(b"v"),
+            value: minikv::store::Value::String(Bytes::from_static(b"v")),
             deadline: Some(start + Duration::from_millis(100)),
         };
         db.shard(key.as_bytes())
@@ -215,7 +215,7 @@ async fn sweep_task_purges_exactly_on_its_interval() {
     for i in 0..5 {
         let key = format!("keep:{i}");
         let entry = Entry {
-            value: Bytes::from_static(b"v"),
+            value: minikv::store::Value::String(Bytes::from_static(b"v")),
             deadline: None,
         };
         db.shard(key.as_bytes())
@@ -245,7 +245,7 @@ async fn lazy_expiry_hides_a_key_exactly_at_its_deadline() {
     let db = store.db(0).expect("db 0");
     let start = tokio::time::Instant::now();
     let entry = Entry {
-        value: Bytes::from_static(b"v"),
+        value: minikv::store::Value::String(Bytes::from_static(b"v")),
         deadline: Some(start + Duration::from_millis(100)),
     };
     db.shard(b"k").insert(b"k", entry, start);

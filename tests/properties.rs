@@ -27,7 +27,7 @@ use minikv::node::{ClientHandle, Node};
 use minikv::protocol::json::{JsonCodec, JsonLimits};
 use minikv::protocol::resp::{encode_reply, RespCodec, RespLimits};
 use minikv::protocol::{Incoming, Reply, Request};
-use minikv::store::{clock, pattern, Entry, Store};
+use minikv::store::{clock, pattern, Entry, Store, Value as StoreValue};
 use minikv::NodeConfig;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -830,10 +830,17 @@ fn same_entry(got: Option<Entry>, want: Option<(Vec<u8>, Option<u64>)>, base: In
     match (got, want) {
         (None, None) => true,
         (Some(got), Some((value, deadline))) => {
-            got.value[..] == value[..]
+            got.value == StoreValue::String(Bytes::from(value))
                 && micros(got.deadline) == micros(deadline.map(|d| at(base, d)))
         }
         _ => false,
+    }
+}
+
+/// The bytes of a string value (the model holds strings only).
+fn string(value: StoreValue) -> Bytes {
+    match value {
+        StoreValue::String(s) => s,
     }
 }
 
@@ -861,7 +868,7 @@ proptest! {
                 StoreOp::Insert { key, value, ttl_ms } => {
                     let deadline = model.deadline(ttl_ms);
                     let entry = Entry {
-                        value: Bytes::from(value.clone()),
+                        value: StoreValue::String(Bytes::from(value.clone())),
                         deadline: deadline.map(|d| at(base, d)),
                     };
                     let old = db.shard(key).insert(key, entry, now);
@@ -873,7 +880,7 @@ proptest! {
                     prop_assert!(same_entry(got, model.live(key), base), "get {:?}", key);
                 }
                 StoreOp::Value(key) => {
-                    let got = db.shard(key).value(key, now).map(|v| v.to_vec());
+                    let got = db.shard(key).value(key, now).map(|v| string(v).to_vec());
                     prop_assert_eq!(got, model.live(key).map(|(v, _)| v), "value {:?}", key);
                 }
                 StoreOp::Contains(key) => {
@@ -936,7 +943,7 @@ proptest! {
                     let mut got: Vec<_> = db
                         .export(now)
                         .into_iter()
-                        .map(|(k, e)| (k.to_vec(), e.value.to_vec(), e.deadline.map(clock::to_micros)))
+                        .map(|(k, e)| (k.to_vec(), string(e.value).to_vec(), e.deadline.map(clock::to_micros)))
                         .collect();
                     got.sort();
                     model.purge();

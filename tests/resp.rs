@@ -59,7 +59,7 @@ fn error_text(e: &redis::RedisError) -> String {
 }
 
 fn unix_ms() -> i64 {
-    minikv::persist::unix_ms()
+    minikv::store::clock::unix_ms()
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {

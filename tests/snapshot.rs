@@ -51,7 +51,12 @@ fn read_snapshot(path: &Path) -> Value {
         )
     });
     assert_eq!(value["format"], "minikv-snapshot", "{}", path.display());
-    assert_eq!(value["version"], 1);
+    assert_eq!(value["version"], 2);
+    for db in value["databases"].as_array().expect("databases array") {
+        for e in db["entries"].as_array().expect("entries array") {
+            assert_eq!(e["type"], "string", "every entry names its type: {e}");
+        }
+    }
     value
 }
 
@@ -108,7 +113,7 @@ async fn restart_restores_data_and_ttls_and_drops_keys_that_expired_while_down()
     let expires_at = long["expires_at_ms"]
         .as_i64()
         .expect("absolute deadline saved");
-    let left = expires_at - minikv::persist::unix_ms();
+    let left = expires_at - minikv::store::clock::unix_ms();
     assert!(
         (90_000..=100_000).contains(&left),
         "deadline {left} ms away"

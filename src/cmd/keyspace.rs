@@ -20,17 +20,19 @@ use tokio::time::Instant;
 
 use super::args::{int, is, text};
 use super::{CommandError, Ctx};
+use crate::effect::Effect;
 use crate::protocol::Reply;
-use crate::store::clock;
+use crate::store::{clock, Kind, Value};
 
 pub(super) fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let db = ctx.db();
-    let removed = args[1..]
-        .iter()
-        .filter(|k| db.shard(k).remove(k, ctx.now).is_some())
-        .count();
-    ctx.node.store.mark_dirty(removed as u64);
-    Ok(Reply::Int(removed as i64))
+    // Every key's shard is held for the whole command: the deletion is atomic, as in Redis.
+    let mut removed = 0;
+    for key in &args[1..] {
+        if ctx.write(key)?.remove(key).is_some() {
+            removed += 1;
+        }
+    }
+    Ok(Reply::Int(removed))
 }
 
 pub(super) fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -43,8 +45,8 @@ pub(super) fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
 }
 
 pub(super) fn key_type(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let exists = ctx.db().shard(&args[1]).contains(&args[1], ctx.now);
-    Ok(Reply::Simple(if exists { "string" } else { "none" }.into()))
+    let kind = ctx.db().shard(&args[1]).kind(&args[1], ctx.now);
+    Ok(Reply::Simple(kind.map_or("none", Kind::name).into()))
 }
 
 pub(super) fn expire(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -118,8 +120,8 @@ fn expire_generic(
     }
     .ok_or(CommandError::InvalidExpire(name))?;
 
-    let mut shard = ctx.db().shard(&args[1]);
-    let Some(current) = shard.deadline(&args[1], ctx.now) else {
+    let mut shard = ctx.write(&args[1])?;
+    let Some(current) = shard.deadline(&args[1]) else {
         return Ok(Reply::Int(0));
     };
     let refused = (nx && current.is_some())
@@ -129,13 +131,8 @@ fn expire_generic(
     if refused {
         return Ok(Reply::Int(0));
     }
-    if deadline <= ctx.now {
-        shard.remove(&args[1], ctx.now);
-    } else {
-        shard.set_deadline(&args[1], Some(deadline), ctx.now);
-    }
-    drop(shard);
-    ctx.node.store.mark_dirty(1);
+    // A deadline at or before now deletes the key (Writer::set_deadline), as in Redis.
+    shard.set_deadline(&args[1], Some(deadline));
     Ok(Reply::Int(1))
 }
 
@@ -176,14 +173,10 @@ fn ttl_generic(
 }
 
 pub(super) fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let mut shard = ctx.db().shard(&args[1]);
-    let had_ttl = shard
-        .get(&args[1], ctx.now)
-        .is_some_and(|e| e.deadline.is_some());
+    let mut shard = ctx.write(&args[1])?;
+    let had_ttl = shard.deadline(&args[1]).flatten().is_some();
     if had_ttl {
-        shard.set_deadline(&args[1], None, ctx.now);
-        drop(shard);
-        ctx.node.store.mark_dirty(1);
+        shard.set_deadline(&args[1], None);
     }
     Ok(Reply::Int(i64::from(had_ttl)))
 }
@@ -199,15 +192,17 @@ pub(super) fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Comman
 
 pub(super) fn flushdb(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     flush_mode(args)?;
+    // FLUSHDB runs alone (its table entry takes the gate exclusively): no key lock needed.
     let removed = ctx.db().clear();
-    ctx.node.store.mark_dirty(removed as u64 + 1);
+    let db = ctx.session.db;
+    ctx.record(Effect::FlushDb { db }, removed as u64 + 1);
     Ok(Reply::ok())
 }
 
 pub(super) fn flushall(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     flush_mode(args)?;
     let removed: usize = ctx.node.store.dbs().iter().map(|db| db.clear()).sum();
-    ctx.node.store.mark_dirty(removed as u64 + 1);
+    ctx.record(Effect::FlushAll, removed as u64 + 1);
     Ok(Reply::ok())
 }
 
@@ -251,25 +246,18 @@ pub(super) fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
 
 fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<Reply, CommandError> {
     let (src, dst) = (&args[1], &args[2]);
-    let db = ctx.db();
-    let (si, di) = (db.shard_index(src), db.shard_index(dst));
-    // Both shards locked (in index order) so the move is one atomic step.
-    let mut guards = db.lock_indices(vec![si, di]);
-    let pos = |i: usize| usize::from(guards.len() == 2 && guards[1].0 == i);
-    let (sp, dp) = (pos(si), pos(di));
-    let Some(entry) = guards[sp].1.get(src, ctx.now) else {
+    // Both shards are held for the whole command: the rename is one atomic step.
+    let Some(entry) = ctx.write(src)?.get(src) else {
         return Err(CommandError::Other("ERR no such key".into()));
     };
     if src == dst {
         return Ok(if nx { Reply::Int(0) } else { Reply::ok() });
     }
-    if nx && guards[dp].1.contains(dst, ctx.now) {
+    if nx && ctx.write(dst)?.contains(dst) {
         return Ok(Reply::Int(0));
     }
-    guards[sp].1.remove(src, ctx.now);
-    guards[dp].1.insert(dst, entry, ctx.now);
-    drop(guards);
-    ctx.node.store.mark_dirty(1);
+    ctx.write(src)?.remove(src);
+    ctx.write(dst)?.insert(dst, entry);
     Ok(if nx { Reply::Int(1) } else { Reply::ok() })
 }
 
@@ -290,26 +278,22 @@ pub(super) fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
         }
         i += 1;
     }
-    let target = ctx
-        .node
-        .store
-        .db(target_db)
-        .ok_or(CommandError::DbIndexOutOfRange)?;
+    if ctx.node.store.db(target_db).is_none() {
+        return Err(CommandError::DbIndexOutOfRange);
+    }
     if src == dst && target_db == ctx.session.db {
         return Err(CommandError::Other(
             "ERR source and destination objects are the same".into(),
         ));
     }
-    let Some(entry) = ctx.db().shard(src).get(src, ctx.now) else {
+    let Some(entry) = ctx.write(src)?.get(src) else {
         return Ok(Reply::Int(0));
     };
-    let mut shard = target.shard(dst);
-    if !replace && shard.contains(dst, ctx.now) {
+    let mut shard = ctx.write_in(target_db, dst)?;
+    if !replace && shard.contains(dst) {
         return Ok(Reply::Int(0));
     }
-    shard.insert(dst, entry, ctx.now);
-    drop(shard);
-    ctx.node.store.mark_dirty(1);
+    shard.insert(dst, entry);
     Ok(Reply::Int(1))
 }
 
@@ -327,7 +311,8 @@ pub(super) fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
         .ok_or(CommandError::Other("ERR invalid cursor".into()))?;
     let mut pattern: &[u8] = b"*";
     let mut count = 10usize;
-    let mut strings_only = true;
+    // None: every type; Some(None): a type no key here has.
+    let mut kind: Option<Option<Kind>> = None;
     let mut i = 2;
     while i < args.len() {
         if i + 1 >= args.len() {
@@ -343,7 +328,7 @@ pub(super) fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
             }
             count = n as usize;
         } else if is(&args[i], "TYPE") {
-            strings_only = is(value, "string");
+            kind = Some(Kind::from_name(value));
         } else {
             return Err(CommandError::Syntax);
         }
@@ -354,11 +339,10 @@ pub(super) fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
     let mut next = cursor;
     let mut keys = Vec::new();
     while next < shards && keys.len() < count {
-        keys.extend(db.shard_keys(next as usize, pattern, ctx.now));
+        if kind != Some(None) {
+            keys.extend(db.shard_keys(next as usize, pattern, kind.flatten(), ctx.now));
+        }
         next += 1;
-    }
-    if !strings_only {
-        keys.clear();
     }
     let next = if next >= shards { 0 } else { next };
     Ok(Reply::Array(vec![
@@ -394,11 +378,7 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             text(sub).to_lowercase()
         )));
     }
-    let value = ctx
-        .db()
-        .shard(&args[2])
-        .get(&args[2], ctx.now)
-        .map(|e| e.value.clone());
+    let value = ctx.db().shard(&args[2]).value(&args[2], ctx.now);
     let known = ["ENCODING", "FREQ", "IDLETIME", "REFCOUNT"];
     if !known.iter().any(|w| is(sub, w)) {
         return Err(CommandError::UnknownSubcommand {
@@ -410,7 +390,7 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         return Ok(Reply::Nil);
     };
     if is(sub, "ENCODING") {
-        Ok(Reply::Bulk(Bytes::from_static(encoding(&value).as_bytes())))
+        Ok(Reply::text(encoding(&value)))
     } else if is(sub, "FREQ") {
         Err(CommandError::Other(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please \
@@ -426,14 +406,19 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     }
 }
 
-/// The encoding Redis would report for a string value.
-pub(super) fn encoding(value: &[u8]) -> &'static str {
-    if value.len() <= 20 && super::args::int(value).is_ok() {
-        "int"
-    } else if value.len() <= 44 {
-        "embstr"
-    } else {
-        "raw"
+/// The encoding Redis would report for a value (OBJECT ENCODING).
+pub(super) fn encoding(value: &Value) -> &'static str {
+    match value {
+        Value::String(s) if s.len() <= 20 && super::args::int(s).is_ok() => "int",
+        Value::String(s) if s.len() <= 44 => "embstr",
+        Value::String(_) => "raw",
+    }
+}
+
+/// The bytes a value's payload takes (MEMORY USAGE, DEBUG OBJECT).
+pub(super) fn payload_len(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len(),
     }
 }
 
@@ -448,7 +433,7 @@ pub(super) fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             .db()
             .shard(key)
             .get(key, ctx.now)
-            .map(|e| ENTRY_OVERHEAD + key.len() + e.value.len());
+            .map(|e| ENTRY_OVERHEAD + key.len() + payload_len(&e.value));
         Ok(size.map_or(Reply::Nil, |n| Reply::Int(n as i64)))
     } else if is(sub, "HELP") {
         Ok(Reply::Array(vec![
@@ -472,37 +457,25 @@ pub(super) fn move_key(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
     let target_index = int(&args[2]).map_err(|_| CommandError::DbIndexOutOfRange)?;
     let target_index =
         usize::try_from(target_index).map_err(|_| CommandError::DbIndexOutOfRange)?;
-    let target = ctx
-        .node
-        .store
-        .db(target_index)
-        .ok_or(CommandError::DbIndexOutOfRange)?;
+    if ctx.node.store.db(target_index).is_none() {
+        return Err(CommandError::DbIndexOutOfRange);
+    }
     if target_index == ctx.session.db {
         return Err(CommandError::Other(
             "ERR source and destination objects are the same".into(),
         ));
     }
     let key = &args[1];
-    // Lock the lower-numbered database's shard first: a MOVE the other way cannot deadlock.
-    let source = ctx.db();
-    let (mut src, mut dst);
-    if ctx.session.db < target_index {
-        src = source.shard(key);
-        dst = target.shard(key);
-    } else {
-        dst = target.shard(key);
-        src = source.shard(key);
-    }
-    let Some(entry) = src.get(key, ctx.now) else {
+    // Both databases' shards of the key are held for the whole command (locked in database
+    // order, see `capture`): the move is one atomic step.
+    let Some(entry) = ctx.write(key)?.get(key) else {
         return Ok(Reply::Int(0));
     };
-    if dst.contains(key, ctx.now) {
+    if ctx.write_in(target_index, key)?.contains(key) {
         return Ok(Reply::Int(0));
     }
-    src.remove(key, ctx.now);
-    dst.insert(key, entry, ctx.now);
-    drop((src, dst));
-    ctx.node.store.mark_dirty(1);
+    ctx.write(key)?.remove(key);
+    ctx.write_in(target_index, key)?.insert(key, entry);
     Ok(Reply::Int(1))
 }
 
@@ -516,6 +489,6 @@ pub(super) fn swapdb(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     if !ctx.node.store.swap_dbs(a, b) {
         return Err(CommandError::DbIndexOutOfRange);
     }
-    ctx.node.store.mark_dirty(1);
+    ctx.record(Effect::SwapDb { a, b }, 1);
     Ok(Reply::ok())
 }

@@ -378,18 +378,15 @@ pub(super) fn debug(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
         Ok(Reply::ok())
     } else if is(sub, "OBJECT") && args.len() == 3 {
         let db = ctx.db();
-        let found = db
-            .shard(&args[2])
-            .get(&args[2], ctx.now)
-            .map(|e| e.value.clone());
+        let found = db.shard(&args[2]).value(&args[2], ctx.now);
         let value = found.ok_or(CommandError::Other("ERR no such key".into()))?;
         Ok(Reply::Simple(
             format!(
                 "Value at:{:p} refcount:1 encoding:{} serializedlength:{} lru:0 \
                  lru_seconds_idle:0",
-                value.as_ptr(),
+                &value,
                 super::keyspace::encoding(&value),
-                value.len()
+                super::keyspace::payload_len(&value)
             )
             .into(),
         ))

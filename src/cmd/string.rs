@@ -15,34 +15,31 @@
 
 use bytes::{Bytes, BytesMut};
 
+use tokio::time::Instant;
+
 use super::args::{int, is};
 use super::keyspace::{deadline_after_ms, deadline_at_unix_ms, ttl_seconds};
 use super::{CommandError, Ctx};
 use crate::protocol::Reply;
-use crate::store::Entry;
+use crate::store::{Entry, Value};
 
 pub(super) fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let value = ctx
-        .db()
-        .shard(&args[1])
-        .get(&args[1], ctx.now)
-        .map(|e| e.value.clone());
+    let value = ctx.db().shard(&args[1]).value(&args[1], ctx.now);
     ctx.node
         .stats
         .record_lookup(value.is_some(), ctx.session.client.id);
-    Ok(value.map_or(Reply::Nil, Reply::Bulk))
+    Ok(match value {
+        Some(v) => Reply::Bulk(v.into_string()?),
+        None => Reply::Nil,
+    })
 }
 
 pub(super) fn get_with_ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let found = ctx
-        .db()
-        .shard(&args[1])
-        .get(&args[1], ctx.now)
-        .map(|e| (e.value.clone(), e.deadline));
+    let entry = ctx.db().shard(&args[1]).get(&args[1], ctx.now);
     ctx.node
         .stats
-        .record_lookup(found.is_some(), ctx.session.client.id);
-    Ok(match found {
+        .record_lookup(entry.is_some(), ctx.session.client.id);
+    Ok(match string(entry)? {
         Some((value, deadline)) => Reply::Array(vec![
             Reply::Bulk(value),
             Reply::Int(ttl_seconds(deadline, ctx.now)),
@@ -108,19 +105,23 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
         Some((kind, value)) => Expiry::At(expire_option(kind, value, ctx.now, "set")?),
     };
     let (key, value) = (&args[1], &args[2]);
-    let mut shard = ctx.db().shard(key);
+    let mut shard = ctx.write(key)?;
     if condition == Condition::Always && !return_old && !matches!(expiry, Expiry::Keep) {
         // The common case needs nothing from the old entry.
         let deadline = match expiry {
             Expiry::At(d) => Some(d),
             _ => None,
         };
-        shard.put(key, value, deadline, ctx.now);
-        drop(shard);
-        ctx.node.store.mark_dirty(1);
+        shard.put(key, value, deadline);
         return Ok(Reply::ok());
     }
-    let old = shard.get(key, ctx.now);
+    let old = shard.get(key);
+    // SET replaces a value of any type, but SET ... GET must return the old string.
+    let old_string = if return_old {
+        string(old.clone())?
+    } else {
+        None
+    };
     let proceed = match condition {
         Condition::Always => true,
         Condition::IfMissing => old.is_none(),
@@ -132,25 +133,21 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
             Expiry::Keep => old.as_ref().and_then(|e| e.deadline),
             Expiry::At(d) => Some(d),
         };
-        shard.put(key, value, deadline, ctx.now);
-        drop(shard);
-        ctx.node.store.mark_dirty(1);
+        shard.put(key, value, deadline);
     }
     Ok(match (return_old, proceed) {
-        (true, _) => old.map_or(Reply::Nil, |e| Reply::Bulk(e.value)),
+        (true, _) => old_string.map_or(Reply::Nil, |(v, _)| Reply::Bulk(v)),
         (false, true) => Reply::ok(),
         (false, false) => Reply::Nil,
     })
 }
 
 pub(super) fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let mut shard = ctx.db().shard(&args[1]);
-    if shard.contains(&args[1], ctx.now) {
+    let mut shard = ctx.write(&args[1])?;
+    if shard.contains(&args[1]) {
         return Ok(Reply::Int(0));
     }
-    shard.put(&args[1], &args[2], None, ctx.now);
-    drop(shard);
-    ctx.node.store.mark_dirty(1);
+    shard.put(&args[1], &args[2], None);
     Ok(Reply::Int(1))
 }
 
@@ -177,42 +174,40 @@ fn set_with_ttl(
         .and_then(|ms| deadline_after_ms(ctx.now, ms))
         .ok_or(CommandError::InvalidExpire(name))?;
     let entry = Entry {
-        value: Bytes::copy_from_slice(&args[3]),
+        value: Value::String(args[3].clone()),
         deadline: Some(deadline),
     };
-    ctx.db().shard(&args[1]).insert(&args[1], entry, ctx.now);
-    ctx.node.store.mark_dirty(1);
+    ctx.write(&args[1])?.insert(&args[1], entry);
     Ok(Reply::ok())
 }
 
 pub(super) fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let old = ctx
-        .db()
-        .shard(&args[1])
-        .insert(&args[1], plain(&args[2]), ctx.now);
-    ctx.node.store.mark_dirty(1);
-    Ok(old.map_or(Reply::Nil, |e| Reply::Bulk(e.value)))
+    let mut shard = ctx.write(&args[1])?;
+    let old = string(shard.get(&args[1]))?;
+    shard.put(&args[1], &args[2], None);
+    Ok(old.map_or(Reply::Nil, |(v, _)| Reply::Bulk(v)))
 }
 
 pub(super) fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let old = ctx.db().shard(&args[1]).remove(&args[1], ctx.now);
+    let mut shard = ctx.write(&args[1])?;
+    let old = string(shard.get(&args[1]))?;
+    if old.is_some() {
+        shard.remove(&args[1]);
+    }
     ctx.node
         .stats
         .record_lookup(old.is_some(), ctx.session.client.id);
-    if old.is_some() {
-        ctx.node.store.mark_dirty(1);
-    }
-    Ok(old.map_or(Reply::Nil, |e| Reply::Bulk(e.value)))
+    Ok(old.map_or(Reply::Nil, |(v, _)| Reply::Bulk(v)))
 }
 
 pub(super) fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let db = ctx.db();
+    // As in Redis, a key holding another type reads as nil here, not as an error.
     let values = args[1..]
         .iter()
-        .map(|k| {
-            db.shard(k)
-                .value(k, ctx.now)
-                .map_or(Reply::Nil, Reply::Bulk)
+        .map(|k| match db.shard(k).value(k, ctx.now) {
+            Some(Value::String(v)) => Reply::Bulk(v),
+            None => Reply::Nil,
         })
         .collect();
     Ok(Reply::Array(values))
@@ -222,48 +217,36 @@ pub(super) fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
     if args.len().is_multiple_of(2) {
         return Err(CommandError::WrongArity("mset".into()));
     }
-    let db = ctx.db();
-    let pairs: Vec<(&Bytes, &Bytes)> = args[1..].chunks(2).map(|p| (&p[0], &p[1])).collect();
-    // Lock every involved shard (in index order, so concurrent MSETs cannot deadlock) so that
-    // no reader sees half of the keys set.
-    let mut guards = db.lock_indices(pairs.iter().map(|(k, _)| db.shard_index(k)).collect());
-    for (key, value) in &pairs {
-        let index = db.shard_index(key);
-        if let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index) {
-            shard.put(key, value, None, ctx.now);
-        }
+    // Every key's shard is held for the whole command (see `capture`): no reader sees half
+    // of the keys set.
+    for pair in args[1..].chunks(2) {
+        ctx.write(&pair[0])?.put(&pair[0], &pair[1], None);
     }
-    drop(guards);
-    ctx.node.store.mark_dirty(pairs.len() as u64);
     Ok(Reply::ok())
 }
 
 pub(super) fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let mut shard = ctx.db().shard(&args[1]);
-    let len = match shard.get(&args[1], ctx.now) {
-        Some(entry) => {
-            let mut joined = BytesMut::with_capacity(entry.value.len() + args[2].len());
-            joined.extend_from_slice(&entry.value);
+    let mut shard = ctx.write(&args[1])?;
+    let len = match string(shard.get(&args[1]))? {
+        Some((value, deadline)) => {
+            let mut joined = BytesMut::with_capacity(value.len() + args[2].len());
+            joined.extend_from_slice(&value);
             joined.extend_from_slice(&args[2]);
-            shard.put(&args[1], &joined, entry.deadline, ctx.now);
+            let joined = joined.freeze();
+            shard.put(&args[1], &joined, deadline);
             joined.len()
         }
         None => {
-            shard.put(&args[1], &args[2], None, ctx.now);
+            shard.put(&args[1], &args[2], None);
             args[2].len()
         }
     };
-    drop(shard);
-    ctx.node.store.mark_dirty(1);
     Ok(Reply::Int(len as i64))
 }
 
 pub(super) fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let len = ctx
-        .db()
-        .shard(&args[1])
-        .get(&args[1], ctx.now)
-        .map_or(0, |e| e.value.len());
+    let entry = ctx.db().shard(&args[1]).get(&args[1], ctx.now);
+    let len = string(entry)?.map_or(0, |(v, _)| v.len());
     Ok(Reply::Int(len as i64))
 }
 
@@ -289,21 +272,16 @@ pub(super) fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
 
 /// INCRBY's core: the stored value must be a 64-bit decimal integer; the TTL is kept.
 fn add(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Result<Reply, CommandError> {
-    let mut shard = ctx.db().shard(key);
-    let (current, deadline) = match shard.get(key, ctx.now) {
-        Some(e) => (int(&e.value)?, e.deadline),
+    let mut shard = ctx.write(key)?;
+    let (current, deadline) = match string(shard.get(key))? {
+        Some((value, deadline)) => (int(&value)?, deadline),
         None => (0, None),
     };
     let next = current.checked_add(by).ok_or(CommandError::Other(
         "ERR increment or decrement would overflow".into(),
     ))?;
-    let entry = Entry {
-        value: Bytes::from(itoa::Buffer::new().format(next).to_owned()),
-        deadline,
-    };
-    shard.insert(key, entry, ctx.now);
-    drop(shard);
-    ctx.node.store.mark_dirty(1);
+    let value = Bytes::from(itoa::Buffer::new().format(next).to_owned());
+    shard.put(key, &value, deadline);
     Ok(Reply::Int(next))
 }
 
@@ -332,11 +310,14 @@ fn expire_option(
     deadline.ok_or(CommandError::InvalidExpire(command))
 }
 
-/// An entry without TTL holding a copy of `value` (never a slice of the request buffer).
-fn plain(value: &[u8]) -> Entry {
-    Entry {
-        value: Bytes::copy_from_slice(value),
-        deadline: None,
+/// The string and deadline of `entry`, if there is one.
+///
+/// # Errors
+/// WRONGTYPE when the key holds another type.
+fn string(entry: Option<Entry>) -> Result<Option<(Bytes, Option<Instant>)>, CommandError> {
+    match entry {
+        Some(e) => Ok(Some((e.value.into_string()?, e.deadline))),
+        None => Ok(None),
     }
 }
 
@@ -369,25 +350,16 @@ pub(super) fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
         i += 1;
     }
     let key = &args[1];
-    let mut shard = ctx.db().shard(key);
-    let Some(value) = shard.get(key, ctx.now).map(|e| e.value.clone()) else {
+    let mut shard = ctx.write(key)?;
+    let Some((value, _)) = string(shard.get(key))? else {
         ctx.node.stats.record_lookup(false, ctx.session.client.id);
         return Ok(Reply::Nil);
     };
+    if let Some(deadline) = change {
+        // A past deadline removes the key (Writer::set_deadline).
+        shard.set_deadline(key, deadline);
+    }
     ctx.node.stats.record_lookup(true, ctx.session.client.id);
-    match change {
-        None => {}
-        Some(Some(d)) if d <= ctx.now => {
-            shard.remove(key, ctx.now);
-        }
-        Some(deadline) => {
-            shard.set_deadline(key, deadline, ctx.now);
-        }
-    }
-    drop(shard);
-    if change.is_some() {
-        ctx.node.store.mark_dirty(1);
-    }
     Ok(Reply::Bulk(value))
 }
 
@@ -395,41 +367,23 @@ pub(super) fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     if args.len().is_multiple_of(2) {
         return Err(CommandError::WrongArity("msetnx".into()));
     }
-    let db = ctx.db();
-    let pairs: Vec<(&Bytes, &Bytes)> = args[1..].chunks(2).map(|p| (&p[0], &p[1])).collect();
-    // All shards locked together: the existence check and the writes are one atomic step.
-    let mut guards = db.lock_indices(pairs.iter().map(|(k, _)| db.shard_index(k)).collect());
-    let mut shard_of = |key: &Bytes| {
-        let index = db.shard_index(key);
-        guards
-            .iter_mut()
-            .position(|(i, _)| *i == index)
-            .expect("every key's shard was locked above")
-    };
-    let positions: Vec<usize> = pairs.iter().map(|(k, _)| shard_of(k)).collect();
-    let any_exists = pairs
-        .iter()
-        .zip(&positions)
-        .any(|((k, _), &p)| guards[p].1.contains(k, ctx.now));
-    if any_exists {
-        return Ok(Reply::Int(0));
+    // Every key's shard is held for the whole command: the existence checks and the writes
+    // are one atomic step.
+    for pair in args[1..].chunks(2) {
+        if ctx.write(&pair[0])?.contains(&pair[0]) {
+            return Ok(Reply::Int(0));
+        }
     }
-    for ((key, value), &p) in pairs.iter().zip(&positions) {
-        guards[p].1.put(key, value, None, ctx.now);
+    for pair in args[1..].chunks(2) {
+        ctx.write(&pair[0])?.put(&pair[0], &pair[1], None);
     }
-    drop(guards);
-    ctx.node.store.mark_dirty(pairs.len() as u64);
     Ok(Reply::Int(1))
 }
 
 pub(super) fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let (start, end) = (int(&args[2])?, int(&args[3])?);
-    let value = ctx
-        .db()
-        .shard(&args[1])
-        .get(&args[1], ctx.now)
-        .map(|e| e.value.clone())
-        .unwrap_or_default();
+    let entry = ctx.db().shard(&args[1]).get(&args[1], ctx.now);
+    let value = string(entry)?.map(|(v, _)| v).unwrap_or_default();
     let len = value.len() as i64;
     if (start < 0 && end < 0 && start > end) || len == 0 {
         return Ok(Reply::Bulk(Bytes::new()));
@@ -462,55 +416,36 @@ pub(super) fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
             "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into(),
         ));
     }
-    let mut shard = ctx.db().shard(&args[1]);
-    let existing = shard.get(&args[1], ctx.now);
-    let Some(entry) = existing else {
+    let mut shard = ctx.write(&args[1])?;
+    let Some((old, deadline)) = string(shard.get(&args[1]))? else {
         if patch.is_empty() {
             return Ok(Reply::Int(0));
         }
         let mut value = vec![0u8; offset];
         value.extend_from_slice(patch);
         let len = value.len();
-        shard.insert(
-            &args[1],
-            Entry {
-                value: Bytes::from(value),
-                deadline: None,
-            },
-            ctx.now,
-        );
-        drop(shard);
-        ctx.node.store.mark_dirty(1);
+        shard.put(&args[1], &Bytes::from(value), None);
         return Ok(Reply::Int(len as i64));
     };
     if patch.is_empty() {
-        return Ok(Reply::Int(entry.value.len() as i64));
+        return Ok(Reply::Int(old.len() as i64));
     }
-    let mut value = entry.value.to_vec();
+    let mut value = old.to_vec();
     if value.len() < offset + patch.len() {
         value.resize(offset + patch.len(), 0);
     }
     value[offset..offset + patch.len()].copy_from_slice(patch);
     let len = value.len();
-    shard.insert(
-        &args[1],
-        Entry {
-            value: Bytes::from(value),
-            deadline: entry.deadline,
-        },
-        ctx.now,
-    );
-    drop(shard);
-    ctx.node.store.mark_dirty(1);
+    shard.put(&args[1], &Bytes::from(value), deadline);
     Ok(Reply::Int(len as i64))
 }
 
 pub(super) fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let by = super::args::float(&args[2])?;
     let key = &args[1];
-    let mut shard = ctx.db().shard(key);
-    let (current, deadline) = match shard.get(key, ctx.now) {
-        Some(e) => (super::args::float(&e.value)?, e.deadline),
+    let mut shard = ctx.write(key)?;
+    let (current, deadline) = match string(shard.get(key))? {
+        Some((value, deadline)) => (super::args::float(&value)?, deadline),
         None => (0.0, None),
     };
     let next = current + by;
@@ -521,15 +456,6 @@ pub(super) fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Co
     }
     // Shortest text that reads back as the same number, without exponent, as Redis prints.
     let text = Bytes::from(format!("{next}"));
-    shard.insert(
-        key,
-        Entry {
-            value: text.clone(),
-            deadline,
-        },
-        ctx.now,
-    );
-    drop(shard);
-    ctx.node.store.mark_dirty(1);
+    shard.put(key, &text, deadline);
     Ok(Reply::Bulk(text))
 }

@@ -47,10 +47,9 @@ pub(super) fn exec(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandE
         .iter()
         .map(|(spec, request)| run(ctx.node, ctx.session, spec, &request.args, true))
         .collect();
-    // The transaction's log records go in as one record: replay applies all or none.
-    if let (Some(aof), Some(batch)) = (ctx.node.aof.get(), ctx.session.aof_batch.take()) {
-        ctx.session.aof_mark = aof.append(batch);
-    }
+    // The transaction's effects stay in the session's capture until EXEC itself returns:
+    // `cmd::run` then publishes them as one batch (one log record: replay applies all or
+    // none).
     Ok(Reply::Array(replies))
 }
 

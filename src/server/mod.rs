@@ -73,7 +73,8 @@ impl Server {
             .map_err(|e| Error::Startup(format!("log replay panicked: {e}")))??;
             let aof = Arc::new(aof);
             node.persister.attach_aof(aof.clone());
-            // Set once here, before any connection exists.
+            // Set once here, before any connection exists: the log is the node's effect sink.
+            node.attach_sink(aof.clone());
             let _ = node.aof.set(aof);
         }
         let addr = format!("{}:{}", node.config.host, node.config.port);

@@ -6,14 +6,23 @@
 //! start are not followed: a deadline is a point on the monotonic clock.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
 static BASE: OnceLock<(Instant, i64)> = OnceLock::new();
 
 fn base() -> (Instant, i64) {
-    *BASE.get_or_init(|| (Instant::now(), crate::persist::unix_ms()))
+    *BASE.get_or_init(|| (Instant::now(), unix_ms()))
+}
+
+/// Milliseconds since the Unix epoch, read from the wall clock now (0 if it is set before
+/// 1970).
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Fixes the base pair now if it is not yet fixed. The store calls it on creation so every

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod expiry;
 pub mod pattern;
 pub mod shard;
+pub mod value;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,7 +16,8 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use tokio::time::Instant;
 
-pub use shard::{dump_entries, Entry, Prepared, Shard};
+pub use shard::{dump_entries, Dumped, Entry, Prepared, Shard};
+pub use value::{Kind, Value, WrongType};
 
 /// Shared handle to every database of a node.
 #[derive(Debug)]
@@ -199,26 +201,33 @@ impl Db {
             shard.purge_expired(now);
             out.extend(
                 shard
-                    .iter()
-                    .filter(|(k, _, _)| pattern::matches(pattern, k))
-                    .map(|(k, _, _)| Bytes::copy_from_slice(k)),
+                    .keys()
+                    .filter(|(k, _)| pattern::matches(pattern, k))
+                    .map(|(k, _)| Bytes::copy_from_slice(k)),
             );
         }
         out
     }
 
-    /// The live keys of shard `index` matching `pattern` (SCAN walks the shards in order,
-    /// each read whole under its lock, so a key present for the whole scan is always seen).
-    pub fn shard_keys(&self, index: usize, pattern: &[u8], now: Instant) -> Vec<Bytes> {
+    /// The live keys of shard `index` matching `pattern`, and of `kind` when given (SCAN
+    /// walks the shards in order, each read whole under its lock, so a key present for the
+    /// whole scan is always seen).
+    pub fn shard_keys(
+        &self,
+        index: usize,
+        pattern: &[u8],
+        kind: Option<Kind>,
+        now: Instant,
+    ) -> Vec<Bytes> {
         let Some(shard) = self.shards.get(index) else {
             return Vec::new();
         };
         let mut shard = shard.lock().expect("shard lock poisoned");
         shard.purge_expired(now);
         shard
-            .iter()
-            .filter(|(k, _, _)| pattern::matches(pattern, k))
-            .map(|(k, _, _)| Bytes::copy_from_slice(k))
+            .keys()
+            .filter(|(k, t)| kind.is_none_or(|want| want == *t) && pattern::matches(pattern, k))
+            .map(|(k, _)| Bytes::copy_from_slice(k))
             .collect()
     }
 
@@ -231,9 +240,9 @@ impl Db {
             let n = shard.len();
             (n > 0).then(|| {
                 shard
-                    .iter()
+                    .keys()
                     .nth(fastrand::usize(..n))
-                    .map(|(k, _, _)| Bytes::copy_from_slice(k))
+                    .map(|(k, _)| Bytes::copy_from_slice(k))
             })?
         })
     }
@@ -246,12 +255,8 @@ impl Db {
             let mut shard = shard.lock().expect("shard lock poisoned");
             shard.purge_expired(now);
             out.reserve(shard.len());
-            out.extend(shard.iter().map(|(k, v, deadline)| {
-                let entry = Entry {
-                    value: Bytes::copy_from_slice(v),
-                    deadline,
-                };
-                (Bytes::copy_from_slice(k), entry)
+            out.extend(shard.iter().map(|(k, value, deadline)| {
+                (Bytes::copy_from_slice(k), Entry { value, deadline })
             }));
         }
         out
@@ -276,12 +281,13 @@ impl Db {
     pub fn prepare(
         &self,
         key: &[u8],
-        value: &[u8],
+        kind: Kind,
+        data: &[u8],
         deadline: Option<Instant>,
     ) -> (usize, Prepared) {
         (
             self.shard_index(key),
-            Shard::prepare(&self.hasher, key, value, deadline),
+            Shard::prepare(&self.hasher, key, kind, data, deadline),
         )
     }
 
@@ -336,7 +342,7 @@ mod tests {
             let key = format!("key:{i}");
             let deadline = (i % 2 == 0).then(|| now + Duration::from_secs(10));
             let entry = Entry {
-                value: Bytes::from_static(b"v"),
+                value: Value::String(Bytes::from_static(b"v")),
                 deadline,
             };
             db.shard(key.as_bytes()).insert(key.as_bytes(), entry, now);

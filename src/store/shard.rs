@@ -3,8 +3,12 @@
 //!
 //! Memory layout (the reason for this module's shape): each entry is a single heap allocation
 //! holding `[header][deadline?][key][value]`, where the header is a LEB128 varint of
-//! `key_len << 1 | has_deadline` and the deadline (8 bytes, microseconds on the store clock) is
-//! present only for keys with a TTL. The table stores just that boxed slice (16 bytes a slot),
+//! `key_len << 2 | out_of_line << 1 | has_deadline` and the deadline (8 bytes, microseconds on
+//! the store clock) is present only for keys with a TTL. The two low bits are the entry's type
+//! tag: `out_of_line = 0` means the value bytes that follow are a string ([`Kind::String`]);
+//! `out_of_line = 1` is reserved for values kept outside the entry (lists, hashes, sets and
+//! sorted sets, with the data-types issue) and never written yet. Strings pay nothing for the
+//! tag: keys up to 31 bytes still have a one-byte header. The table stores just that boxed slice (16 bytes a slot),
 //! so a key like `key:000000001` with a 10-byte value costs one 32-byte allocation plus its
 //! slot, against ~270 bytes with a `HashMap<Bytes, Entry>`. Every operation hashes the key
 //! once and probes the table once.
@@ -19,12 +23,13 @@ use hashbrown::hash_table::{self, HashTable};
 use tokio::time::Instant;
 
 use super::clock;
+use super::value::{Kind, Value};
 
 /// A value with its optional expiry deadline, owned (a copy out of the shard).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The stored bytes.
-    pub value: Bytes,
+    /// The stored value.
+    pub value: Value,
     /// When the key stops existing; `None` for keys without a TTL.
     pub deadline: Option<Instant>,
 }
@@ -59,11 +64,12 @@ pub struct Prepared {
 struct Item(Box<[u8]>);
 
 impl Item {
+    /// An entry holding the string `value`.
     fn new(key: &[u8], value: &[u8], deadline: Option<u64>) -> Item {
         let mut header = [0u8; 10];
         let header_len = put_varint(
             &mut header,
-            (key.len() as u64) << 1 | u64::from(deadline.is_some()),
+            (key.len() as u64) << 2 | u64::from(deadline.is_some()),
         );
         let mut data = Vec::with_capacity(
             header_len + 8 * usize::from(deadline.is_some()) + key.len() + value.len(),
@@ -88,7 +94,12 @@ impl Item {
         } else {
             None
         };
-        (offset, (word >> 1) as usize, deadline)
+        (offset, (word >> 2) as usize, deadline)
+    }
+
+    /// The entry's type tag (see the module docs: only strings are stored so far).
+    fn kind(&self) -> Kind {
+        Kind::String
     }
 
     fn key(&self) -> &[u8] {
@@ -105,9 +116,16 @@ impl Item {
         self.layout().2
     }
 
+    /// The value, copied out.
+    fn to_value(&self) -> Value {
+        match self.kind() {
+            Kind::String => Value::String(Bytes::copy_from_slice(self.value())),
+        }
+    }
+
     fn entry(&self) -> Entry {
         Entry {
-            value: Bytes::copy_from_slice(self.value()),
+            value: self.to_value(),
             deadline: self.deadline().map(clock::from_micros),
         }
     }
@@ -132,9 +150,13 @@ impl Shard {
     }
 
     /// The live value of `key`, copied.
-    pub fn value(&mut self, key: &[u8], now: Instant) -> Option<Bytes> {
-        self.live(key, now)
-            .map(|i| Bytes::copy_from_slice(i.value()))
+    pub fn value(&mut self, key: &[u8], now: Instant) -> Option<Value> {
+        self.live(key, now).map(Item::to_value)
+    }
+
+    /// The kind of the live value of `key`, read from the entry's tag without copying it.
+    pub fn kind(&mut self, key: &[u8], now: Instant) -> Option<Kind> {
+        self.live(key, now).map(Item::kind)
     }
 
     /// Whether `key` is live.
@@ -151,12 +173,26 @@ impl Shard {
     /// Inserts or replaces `key`, returning the previous live entry (a copy).
     pub fn insert(&mut self, key: &[u8], entry: Entry, now: Instant) -> Option<Entry> {
         let old = self.get(key, now);
-        self.put(key, &entry.value, entry.deadline, now);
+        self.put_value(key, &entry.value, entry.deadline, now);
         old
     }
 
-    /// Sets `key` to `value` with `deadline`; returns whether a live key was replaced. The
-    /// fast path for writes that do not need the old value: one hash, one probe.
+    /// Sets `key` to `value` (of any kind) with `deadline`; returns whether a live key was
+    /// replaced.
+    pub fn put_value(
+        &mut self,
+        key: &[u8],
+        value: &Value,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> bool {
+        match value {
+            Value::String(s) => self.put(key, s, deadline, now),
+        }
+    }
+
+    /// Sets `key` to the string `value` with `deadline`; returns whether a live key was
+    /// replaced. The fast path for writes that do not need the old value: one hash, one probe.
     pub fn put(
         &mut self,
         key: &[u8],
@@ -192,18 +228,23 @@ impl Shard {
         existed
     }
 
-    /// Builds an entry for [`Shard::load`] without touching the shard.
+    /// Builds an entry for [`Shard::load`] without touching the shard, from a value in its
+    /// dumped form (see [`Dumped`]: for a string, its bytes).
     pub fn prepare(
         hasher: &ahash::RandomState,
         key: &[u8],
-        value: &[u8],
+        kind: Kind,
+        data: &[u8],
         deadline: Option<Instant>,
     ) -> Prepared {
         let deadline = deadline.map(clock::to_micros);
+        let item = match kind {
+            Kind::String => Item::new(key, data, deadline),
+        };
         Prepared {
             hash: hasher.hash_one(key),
             deadline,
-            item: Item::new(key, value, deadline),
+            item,
         }
     }
 
@@ -255,10 +296,10 @@ impl Shard {
 
     /// Sets or clears the deadline of a live key. Returns false when the key does not exist.
     pub fn set_deadline(&mut self, key: &[u8], deadline: Option<Instant>, now: Instant) -> bool {
-        let Some(value) = self.live(key, now).map(|i| i.value().to_vec()) else {
+        let Some(value) = self.live(key, now).map(Item::to_value) else {
             return false;
         };
-        self.put(key, &value, deadline, now);
+        self.put_value(key, &value, deadline, now);
         true
     }
 
@@ -304,11 +345,17 @@ impl Shard {
         self.with_deadline
     }
 
-    /// Iterates over all entries as `(key, value, deadline)` (same caveat as [`Shard::len`]).
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], Option<Instant>)> {
+    /// Iterates over all keys with the kind of their value (same caveat as [`Shard::len`]).
+    pub fn keys(&self) -> impl Iterator<Item = (&[u8], Kind)> {
+        self.table.iter().map(|i| (i.key(), i.kind()))
+    }
+
+    /// Iterates over all entries as `(key, value, deadline)`, values copied (same caveat as
+    /// [`Shard::len`]).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Value, Option<Instant>)> {
         self.table
             .iter()
-            .map(|i| (i.key(), i.value(), i.deadline().map(clock::from_micros)))
+            .map(|i| (i.key(), i.to_value(), i.deadline().map(clock::from_micros)))
     }
 
     /// Appends every entry, as stored, to `out` (one memcpy per entry, no allocation but the
@@ -460,8 +507,21 @@ fn index_remove(
     }
 }
 
-/// Iterates over the `(key, value, deadline)` entries that [`Shard::dump_into`] wrote.
-pub fn dump_entries(dump: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], Option<Instant>)> {
+/// One entry read back from a dump (see [`dump_entries`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dumped<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The value's type.
+    pub kind: Kind,
+    /// The value's bytes: the string itself for [`Kind::String`].
+    pub data: &'a [u8],
+    /// The deadline, if the key has a TTL.
+    pub deadline: Option<Instant>,
+}
+
+/// Iterates over the entries that [`Shard::dump_into`] wrote.
+pub fn dump_entries(dump: &[u8]) -> impl Iterator<Item = Dumped<'_>> {
     let mut rest = dump;
     std::iter::from_fn(move || {
         let (len, tail) = rest.split_first_chunk::<4>()?;
@@ -478,10 +538,15 @@ pub fn dump_entries(dump: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], Option<I
         } else {
             None
         };
-        let key_len = (word >> 1) as usize;
+        let key_len = (word >> 2) as usize;
         let key = raw.get(offset..offset + key_len)?;
-        let value = raw.get(offset + key_len..)?;
-        Some((key, value, deadline))
+        let data = raw.get(offset + key_len..)?;
+        Some(Dumped {
+            key,
+            kind: Kind::String,
+            data,
+            deadline,
+        })
     })
 }
 
@@ -521,7 +586,7 @@ mod tests {
 
     fn entry(v: &'static [u8], deadline: Option<Instant>) -> Entry {
         Entry {
-            value: Bytes::from_static(v),
+            value: Value::String(Bytes::from_static(v)),
             deadline,
         }
     }
@@ -542,10 +607,15 @@ mod tests {
         );
         s.insert(b"", entry(b"\x00\xff", None), now);
         let got = s.get(&long_key, now).expect("present");
-        assert_eq!(got.value, Bytes::new());
+        assert_eq!(got.value, Value::String(Bytes::new()));
         let left = got.deadline.expect("deadline") - now;
         assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4));
-        assert_eq!(s.value(b"", now), Some(Bytes::from_static(b"\x00\xff")));
+        assert_eq!(
+            s.value(b"", now),
+            Some(Value::String(Bytes::from_static(b"\x00\xff")))
+        );
+        assert_eq!(s.kind(b"", now), Some(Kind::String));
+        assert_eq!(s.kind(b"missing", now), None);
         assert_eq!(s.deadline(b"", now), Some(None));
     }
 
@@ -589,7 +659,7 @@ mod tests {
         let mut dump = Vec::new();
         s.dump_into(&mut dump);
         let mut got: Vec<_> = dump_entries(&dump)
-            .map(|(k, v, d)| (k.to_vec(), v.to_vec(), d.is_some()))
+            .map(|e| (e.key.to_vec(), e.data.to_vec(), e.deadline.is_some()))
             .collect();
         got.sort();
         assert_eq!(

@@ -1,0 +1,259 @@
+//! Effect capture: how a write command changes the store and tells the effect stream, in one
+//! pass.
+//!
+//! Before a write command's handler runs, [`lock_keys`] locks the shards of every key the
+//! command names (from the table's key positions; MOVE and COPY also name a key in another
+//! database), in `(db, shard)` order so that two commands can never wait on each other. The
+//! handler then reads and changes its keys only through [`Writer`]s
+//! ([`super::Ctx::write`]), which apply each change and record its [`Effect`] at the same
+//! time: there is no second pass reading back what the handler wrote. After the handler,
+//! `cmd::run` hands the command's effects to the node's sink and only then releases the
+//! locks, so the sink receives the effects of one key in the order the writes happened.
+//! Holding all of a command's keys at once also makes every multi-key write (MSET, DEL k1 k2,
+//! RENAME, MOVE) atomic for other clients, as in Redis.
+//!
+//! This module must not format replies or know codecs.
+
+use std::sync::MutexGuard;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::args;
+use super::table::CommandSpec;
+use crate::effect::{unix_deadline, Effect};
+use crate::node::Node;
+use crate::store::{Entry, Kind, Shard, Value};
+
+/// The effects of the running command (or of the transaction EXEC is running), kept in the
+/// session so the buffer's allocation is reused from command to command.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// Effects recorded and not yet handed to the sink.
+    pub(super) effects: Vec<Effect>,
+    /// Whether anyone listens: without a sink, changes are only counted.
+    pub(super) recording: bool,
+    /// Keys changed by the running command (the snapshot's change counter).
+    pub(super) changes: u64,
+}
+
+impl Capture {
+    /// Records `effect` if a sink listens, and counts it as a change either way.
+    pub(super) fn record(&mut self, effect: impl FnOnce() -> Effect) {
+        self.changes += 1;
+        if self.recording {
+            self.effects.push(effect());
+        }
+    }
+}
+
+/// The shards a write command holds while it runs.
+pub(super) enum Locks<'a> {
+    /// None held: a read command, or a write command without keys (FLUSHDB, SWAPDB, which run
+    /// alone behind the store's gate).
+    None,
+    /// One shard: the common single-key case, without an allocation.
+    One((usize, usize), MutexGuard<'a, Shard>),
+    /// Several, sorted by `(db, shard)`.
+    Many(Vec<((usize, usize), MutexGuard<'a, Shard>)>),
+}
+
+/// Locks the shards of every key `args` names for the write command `spec`, in `(db, shard)`
+/// order.
+pub(super) fn lock_keys<'a>(
+    node: &'a Node,
+    db: usize,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Locks<'a> {
+    let store = &node.store;
+    // The single-key fast path (SET, INCR, EXPIRE...): no list, no sort.
+    if spec.first_key == 1 && spec.last_key == 1 && !matches!(spec.name, "move" | "copy") {
+        let (Some(key), Some(d)) = (args.get(1), store.db(db)) else {
+            return Locks::None;
+        };
+        let index = d.shard_index(key);
+        return Locks::One((db, index), d.lock(index));
+    }
+    let mut slots: Vec<(usize, usize)> = keys(spec, args, db)
+        .into_iter()
+        .filter_map(|(d, key)| Some((d, store.db(d)?.shard_index(key))))
+        .collect();
+    if slots.is_empty() {
+        return Locks::None;
+    }
+    slots.sort_unstable();
+    slots.dedup();
+    Locks::Many(
+        slots
+            .into_iter()
+            .filter_map(|(d, index)| Some(((d, index), store.db(d)?.lock(index))))
+            .collect(),
+    )
+}
+
+impl<'a> Locks<'a> {
+    /// The held shard `(db, index)`, locking it now if the command did not declare it (a
+    /// key outside the table's key positions: should not happen, see `keys`).
+    pub(super) fn shard(
+        &mut self,
+        node: &'a Node,
+        slot: (usize, usize),
+    ) -> Option<&mut MutexGuard<'a, Shard>> {
+        let held = match self {
+            Locks::None => None,
+            Locks::One(s, _) => (*s == slot).then_some(0),
+            Locks::Many(all) => all.iter().position(|(s, _)| *s == slot),
+        };
+        if held.is_none() {
+            tracing::debug!(?slot, "a write command locked a shard it did not declare");
+            let guard = node.store.db(slot.0)?.lock(slot.1);
+            let previous = std::mem::replace(self, Locks::None);
+            let mut all = match previous {
+                Locks::None => Vec::new(),
+                Locks::One(s, g) => vec![(s, g)],
+                Locks::Many(all) => all,
+            };
+            all.push((slot, guard));
+            *self = Locks::Many(all);
+        }
+        match self {
+            Locks::None => None,
+            Locks::One(_, guard) => Some(guard),
+            Locks::Many(all) => all.iter_mut().find(|(s, _)| *s == slot).map(|(_, g)| g),
+        }
+    }
+}
+
+/// One key's shard, locked for the running write command: reads as the shard does, and every
+/// change is applied and recorded as an effect together.
+pub struct Writer<'c> {
+    pub(super) shard: &'c mut Shard,
+    pub(super) capture: &'c mut Capture,
+    pub(super) db: usize,
+    pub(super) now: Instant,
+}
+
+impl Writer<'_> {
+    /// A copy of the live entry of `key`.
+    pub fn get(&mut self, key: &[u8]) -> Option<Entry> {
+        self.shard.get(key, self.now)
+    }
+
+    /// Whether `key` is live.
+    pub fn contains(&mut self, key: &[u8]) -> bool {
+        self.shard.contains(key, self.now)
+    }
+
+    /// `None` for a missing key, else its deadline (`Some(None)` without TTL).
+    pub fn deadline(&mut self, key: &[u8]) -> Option<Option<Instant>> {
+        self.shard.deadline(key, self.now)
+    }
+
+    /// The kind of the value of `key`, if it is live.
+    pub fn kind(&mut self, key: &[u8]) -> Option<Kind> {
+        self.shard.kind(key, self.now)
+    }
+
+    /// Sets `key` to the string `value` with `deadline`.
+    pub fn put(&mut self, key: &Bytes, value: &Bytes, deadline: Option<Instant>) {
+        self.shard.put(key, value, deadline, self.now);
+        let db = self.db;
+        self.capture.record(|| Effect::Put {
+            db,
+            key: key.clone(),
+            value: Value::String(value.clone()),
+            expires_at_ms: unix_deadline(deadline),
+        });
+    }
+
+    /// Sets `key` to `entry`; returns the previous live entry.
+    pub fn insert(&mut self, key: &Bytes, entry: Entry) -> Option<Entry> {
+        let old = self.shard.get(key, self.now);
+        self.shard
+            .put_value(key, &entry.value, entry.deadline, self.now);
+        let db = self.db;
+        self.capture.record(|| Effect::Put {
+            db,
+            key: key.clone(),
+            value: entry.value,
+            expires_at_ms: unix_deadline(entry.deadline),
+        });
+        old
+    }
+
+    /// Removes `key`; returns its entry if it was live.
+    pub fn remove(&mut self, key: &Bytes) -> Option<Entry> {
+        let old = self.shard.remove(key, self.now)?;
+        let db = self.db;
+        self.capture.record(|| Effect::Del {
+            db,
+            key: key.clone(),
+        });
+        Some(old)
+    }
+
+    /// Sets or clears the deadline of a live key; false when the key does not exist. A
+    /// deadline at or before now removes the key, as Redis's EXPIRE with a past time does.
+    pub fn set_deadline(&mut self, key: &Bytes, deadline: Option<Instant>) -> bool {
+        if deadline.is_some_and(|d| d <= self.now) {
+            return self.remove(key).is_some();
+        }
+        if !self.shard.set_deadline(key, deadline, self.now) {
+            return false;
+        }
+        let db = self.db;
+        self.capture.record(|| Effect::Expire {
+            db,
+            key: key.clone(),
+            expires_at_ms: unix_deadline(deadline),
+        });
+        true
+    }
+}
+
+/// The `(db, key)` pairs a write command names, from its key positions; MOVE and COPY also
+/// name their destination database (parsed as their handlers parse it).
+pub(super) fn keys<'a>(
+    spec: &CommandSpec,
+    args: &'a [Bytes],
+    db: usize,
+) -> Vec<(usize, &'a Bytes)> {
+    let argc = args.len() as i32;
+    let last = if spec.last_key < 0 {
+        argc + spec.last_key
+    } else {
+        spec.last_key
+    };
+    let mut keys = Vec::new();
+    if spec.first_key > 0 && spec.step > 0 {
+        let mut i = spec.first_key;
+        while i <= last && i < argc {
+            keys.push((db, &args[i as usize]));
+            i += spec.step;
+        }
+    }
+    let other_db = |arg: Option<&Bytes>| {
+        arg.and_then(|a| args::int(a).ok())
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    match spec.name {
+        "move" => {
+            if let (Some(target), Some(key)) = (other_db(args.get(2)), args.get(1)) {
+                keys.push((target, key));
+            }
+        }
+        "copy" => {
+            let target = args
+                .iter()
+                .skip(3)
+                .position(|a| a.eq_ignore_ascii_case(b"DB"))
+                .and_then(|i| other_db(args.get(i + 4)));
+            if let (Some(target), Some(dst)) = (target, args.get(2)) {
+                keys.push((target, dst));
+            }
+        }
+        _ => {}
+    }
+    keys
+}

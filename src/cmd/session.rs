@@ -1,0 +1,162 @@
+//! Per-connection state: the selected database, the RESP version, CLIENT REPLY, MONITOR,
+//! authentication, the transaction being queued and the keys under WATCH.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::capture::Capture;
+use super::table::CommandSpec;
+use super::{connection, execute, CommandError};
+use crate::node::{ClientHandle, Node};
+use crate::protocol::{Reply, Request};
+
+/// Per-connection state that commands read and change.
+#[derive(Debug)]
+pub struct Session {
+    /// The connection's entry in the node's client registry.
+    pub client: Arc<ClientHandle>,
+    /// The selected database.
+    pub db: usize,
+    /// RESP version for replies (2 or 3).
+    pub protocol: u8,
+    /// Set by QUIT: close after sending the reply.
+    pub closing: bool,
+    /// Commands queued since MULTI, or `None` outside a transaction.
+    pub multi: Option<Multi>,
+    /// Keys under WATCH, with what they held when watched.
+    pub watched: Vec<Watched>,
+    /// CLIENT REPLY mode.
+    pub reply_mode: ReplyMode,
+    /// Set by CLIENT REPLY OFF/SKIP: do not send the reply of the command that set it.
+    pub suppress_current: bool,
+    /// Set by MONITOR: the connection now streams every command the node runs.
+    pub monitor: bool,
+    /// The last command run, checked before the table lookup.
+    pub last_spec: Option<&'static CommandSpec>,
+    /// The time the previous command of this batch finished; cleared between batches.
+    pub clock: Option<Instant>,
+    /// AUTH succeeded on this connection (RESET clears it). Only matters when the node has a
+    /// password: see [`Session::auth_required`].
+    pub authenticated: bool,
+    /// The running command's effects (see [`super::capture`]).
+    pub capture: Capture,
+    /// The effect sink's position just past this connection's last write: under
+    /// `appendfsync always` its replies wait until the log is fsynced that far.
+    pub aof_mark: u64,
+}
+
+/// A transaction being queued.
+#[derive(Debug, Default)]
+pub struct Multi {
+    /// Validated commands waiting for EXEC.
+    pub queued: Vec<(&'static CommandSpec, Request)>,
+    /// A queued command was rejected: EXEC answers EXECABORT.
+    pub failed: bool,
+}
+
+/// A watched key and its shard version when WATCH ran; EXEC compares versions.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The database.
+    pub db: usize,
+    /// The key.
+    pub key: Bytes,
+    /// The key's version in its shard when watched.
+    pub version: u64,
+}
+
+/// CLIENT REPLY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    On,
+    /// Replies are dropped.
+    Off,
+    /// The next command's reply is dropped.
+    Skip,
+}
+
+impl Session {
+    /// A session for a registered connection.
+    pub fn new(client: Arc<ClientHandle>) -> Self {
+        Session {
+            client,
+            db: 0,
+            protocol: 2,
+            closing: false,
+            multi: None,
+            watched: Vec::new(),
+            reply_mode: ReplyMode::On,
+            suppress_current: false,
+            monitor: false,
+            last_spec: None,
+            clock: None,
+            authenticated: false,
+            capture: Capture::default(),
+            aof_mark: 0,
+        }
+    }
+
+    /// True while the node has a password and this connection has not authenticated: only
+    /// AUTH, HELLO, QUIT and RESET may run, and the codec accepts only small requests.
+    pub fn auth_required(&self, node: &Node) -> bool {
+        !self.authenticated && node.config.requirepass.is_some()
+    }
+
+    /// Runs `request` and returns its reply, or `None` when CLIENT REPLY says not to send it.
+    /// A request carrying a password (JSON's `"password"` field) authenticates first, as AUTH
+    /// would, and fails with AUTH's error if that fails.
+    pub fn execute(&mut self, node: &Node, request: &Request) -> Option<Reply> {
+        if let Some(password) = &request.password {
+            if let Err(e) = connection::authenticate(node, self, None, password) {
+                return Some(Reply::Error(e.to_string().into()));
+            }
+        }
+        let skip_this = self.reply_mode == ReplyMode::Skip;
+        let reply = match request.db {
+            None => execute(node, self, request),
+            Some(db) => match usize::try_from(db)
+                .ok()
+                .filter(|d| node.store.db(*d).is_some())
+            {
+                None => Reply::Error(CommandError::DbIndexOutOfRange.to_string().into()),
+                Some(db) => {
+                    let selected = std::mem::replace(&mut self.db, db);
+                    let reply = execute(node, self, request);
+                    // A SELECT inside the request wins; otherwise restore the selection.
+                    if self.db == db {
+                        self.db = selected;
+                    }
+                    reply
+                }
+            },
+        };
+        if std::mem::take(&mut self.suppress_current) {
+            return None;
+        }
+        // The command after CLIENT REPLY SKIP is not answered, unless it is CLIENT REPLY ON,
+        // which (as in Redis) clears the skip before replying.
+        if skip_this && self.reply_mode == ReplyMode::Skip {
+            self.reply_mode = ReplyMode::On;
+            return None;
+        }
+        (self.reply_mode == ReplyMode::On).then_some(reply)
+    }
+
+    /// Releases every WATCH of this session (EXEC, DISCARD, UNWATCH, RESET, disconnect).
+    pub fn unwatch_all(&mut self, store: &crate::store::Store) {
+        for w in self.watched.drain(..) {
+            if let Some(db) = store.db(w.db) {
+                db.shard(&w.key).unwatch(&w.key);
+            }
+        }
+    }
+
+    pub(super) fn flag_transaction(&mut self) {
+        if let Some(multi) = &mut self.multi {
+            multi.failed = true;
+        }
+    }
+}

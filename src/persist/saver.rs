@@ -1,0 +1,152 @@
+//! Running saves: the node's saver thread (Linux SCHED_IDLE, raised to normal priority when a
+//! save waits too long) and the periodic save task.
+
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{PersistError, Persister};
+use crate::store::Store;
+
+impl Persister {
+    /// Saves on the node's background saver thread (periodic saves, BGSAVE): `force` saves
+    /// even when nothing changed. The thread runs at the lowest CPU priority (SCHED_IDLE, see
+    /// `lower_priority`), so on a busy machine serialising a snapshot takes CPU time the
+    /// request path does not need, rather than competing with it; it still progresses under
+    /// full load, only slower.
+    /// The returned receiver gets the outcome; dropping it is fine.
+    pub fn background(
+        self: &Arc<Self>,
+        store: Arc<Store>,
+        force: bool,
+    ) -> tokio::sync::oneshot::Receiver<Result<Option<usize>, PersistError>> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let job = SaveJob {
+            persister: self.clone(),
+            store,
+            force,
+            done,
+        };
+        let queue = self
+            .saver
+            .get_or_init(|| Mutex::new(start_saver(self.server_id)));
+        if let Err(mpsc::SendError(job)) =
+            queue.lock().expect("saver queue lock poisoned").send(job)
+        {
+            // The thread could not be started or died: save on a blocking-pool thread instead.
+            std::thread::spawn(move || job.run());
+        }
+        outcome
+    }
+}
+
+/// Runs until `shutdown`, saving every `interval` when something changed. Failures are
+/// logged and retried on the next tick; the previous file stays intact.
+pub async fn run(
+    persister: Arc<Persister>,
+    store: Arc<Store>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        // Shutdown wins over a due tick: the caller writes the final snapshot itself.
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let mut outcome = persister.background(store.clone(), false);
+        // A save still queued or running after this long is starved of idle CPU: boost it
+        // to normal priority, so that snapshot-only durability stays about one interval.
+        let patience = interval.max(Duration::from_secs(1));
+        let result = match tokio::time::timeout(patience, &mut outcome).await {
+            Ok(result) => result,
+            Err(_) => {
+                persister.urgent.store(true, Ordering::Relaxed);
+                outcome.await
+            }
+        };
+        match result {
+            Ok(Ok(Some(keys))) => tracing::debug!(keys, "snapshot saved"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!("snapshot failed, will retry: {e}"),
+            Err(_) => tracing::error!("snapshot thread stopped before answering"),
+        }
+    }
+}
+
+/// One save for the saver thread.
+pub(super) struct SaveJob {
+    persister: Arc<Persister>,
+    store: Arc<Store>,
+    force: bool,
+    done: tokio::sync::oneshot::Sender<Result<Option<usize>, PersistError>>,
+}
+
+impl SaveJob {
+    fn run(self) {
+        set_priority(self.persister.urgent.load(Ordering::Relaxed));
+        let result = if self.force {
+            self.persister.save(&self.store).map(Some)
+        } else {
+            self.persister.save_if_dirty(&self.store)
+        };
+        if let Err(e) = &result {
+            tracing::error!("snapshot failed: {e}");
+        }
+        self.persister.urgent.store(false, Ordering::Relaxed);
+        // The requester may have stopped waiting (BGSAVE does not wait).
+        let _ = self.done.send(result);
+    }
+}
+
+/// Puts the calling thread in Linux's SCHED_IDLE class (`urgent` false): it runs when a core
+/// would otherwise idle and yields at once to any request-serving thread that wakes up, yet
+/// still gets a small share under full load. `urgent` puts it back to normal priority: a
+/// save that waited too long for idle CPU competes like any thread. Elsewhere: nice values.
+pub(super) fn set_priority(urgent: bool) {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    thread_local! {
+        static CURRENT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    }
+    if CURRENT.get() == Some(urgent) {
+        return;
+    }
+    let (policy, priority) = if urgent {
+        let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        let zero = ThreadPriorityValue::try_from(0u8).map(ThreadPriority::Crossplatform);
+        (normal, zero.unwrap_or(ThreadPriority::Min))
+    } else {
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        (idle, ThreadPriority::Min)
+    };
+    match set_thread_priority_and_policy(thread_native_id(), priority, policy) {
+        Ok(()) => CURRENT.set(Some(urgent)),
+        Err(e) => tracing::warn!("could not change the snapshot thread's priority: {e:?}"),
+    }
+}
+
+/// Starts the saver thread at the lowest priority; it ends when the queue's sender is dropped.
+fn start_saver(server_id: u64) -> mpsc::Sender<SaveJob> {
+    let (queue, jobs) = mpsc::channel::<SaveJob>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("minikv-save-{server_id}"))
+        .spawn(move || {
+            for job in jobs {
+                job.run();
+            }
+        });
+    if let Err(e) = spawned {
+        // `background` falls back to a plain thread per save when the queue is closed.
+        tracing::warn!("could not start the snapshot thread: {e}");
+    }
+    queue
+}

@@ -4,14 +4,18 @@
 //!
 //! Data flow of one request:
 //! `accept -> server::sniff -> server::conn (codec loop) -> protocol::{resp|json} -> Request
-//! -> cmd::execute (table lookup, handler) -> store shard -> Reply -> codec encode -> socket`.
+//! -> cmd::execute (table lookup, handler) -> store shard -> Reply -> codec encode -> socket`,
+//! and for a write, `cmd::capture -> effect::Effect -> the node's effect sink (aof, ...)`.
 //!
 //! Modules:
 //! - [`server`]: accept loop, connection tasks, graceful shutdown.
 //! - [`protocol`]: `Request`/`Reply` and the RESP and JSON codecs (bytes only, no store).
-//! - [`cmd`]: the command table and every command's handler.
-//! - [`store`]: sharded keyspace, TTL index, expiry sweep, KEYS patterns.
+//! - [`cmd`]: the command table, sessions, effect capture and every command's handler.
+//! - [`store`]: sharded keyspace, typed values, TTL index, expiry sweep, KEYS patterns.
+//! - [`effect`]: the effect stream every write produces, and the sink interface.
+//! - [`aof`]: the append-only log, an effect sink, and its replay.
 //! - [`persist`]: JSON snapshots, atomic writes, restore on start.
+//! - [`error`]: the crate's error type.
 //! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
 //! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.

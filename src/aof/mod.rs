@@ -46,8 +46,8 @@ pub enum AofError {
     },
     /// The log exists but cannot be replayed (damaged before its last record, or not a log).
     #[error(
-        "append-only log {path} is corrupt: {reason}; refusing to start (move it away to \
-         start from the snapshot alone)"
+        "append-only log {path} is corrupt: {reason}; refusing to start rather than drop the \
+         writes after it (move the file away to start from the snapshot alone)"
     )]
     Corrupt {
         /// The file.

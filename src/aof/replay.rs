@@ -39,11 +39,7 @@ impl Aof {
         })?;
         let corrupt = |at: usize, what: &str| AofError::Corrupt {
             path: path.to_path_buf(),
-            reason: format!(
-                "bad record at offset {} ({what}); refusing to start rather than drop the \
-                 writes after it",
-                HEADER_LEN as usize + at
-            ),
+            reason: format!("bad record at offset {} ({what})", HEADER_LEN as usize + at),
         };
         let mut pos = 0;
         let mut applied = 0;

@@ -13,6 +13,7 @@
 //! - [`store`]: sharded keyspace, TTL index, expiry sweep, KEYS patterns.
 //! - [`persist`]: JSON snapshots, atomic writes, restore on start.
 //! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
+//! - [`report`]: a plain snapshot of every figure INFO and STATS show, gathered from the node.
 //! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
 
@@ -28,6 +29,7 @@ pub mod node;
 pub mod persist;
 pub mod protocol;
 pub mod repl;
+pub mod report;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -11,10 +11,12 @@
 //! - [`protocol`]: `Request`/`Reply` and the RESP and JSON codecs (bytes only, no store).
 //! - [`cmd`]: the command table and every command's handler.
 //! - [`store`]: sharded keyspace, TTL index, expiry sweep, KEYS patterns.
-//! - [`persist`]: JSON snapshots, atomic writes, restore on start.
+//! - [`persist`]: JSON snapshots, atomic writes, restore on start; [`aof`]: the append-only log.
 //! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
 //! - [`report`]: a plain snapshot of every figure INFO and STATS show, gathered from the node.
-//! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL.
+//! - [`launch`]: serving a set of nodes in one process until Ctrl+C or SIGTERM.
+//! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL,
+//!   [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
 
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@ pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod launch;
 pub mod node;
 pub mod persist;
 pub mod protocol;

@@ -16,12 +16,15 @@
 //! `tests/properties.proptest-regressions`, which proptest replays first on every later run:
 //! commit that file with the fix.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
+use common::raw::resp_from;
 use minikv::cmd::Session;
 use minikv::node::{ClientHandle, Node};
 use minikv::protocol::json::{JsonCodec, JsonLimits};
@@ -252,15 +255,6 @@ fn resp_decode_chunked(input: &[u8], sizes: &[usize]) -> Result<Vec<Vec<Vec<u8>>
     Ok(out)
 }
 
-fn multibulk(args: &[Vec<u8>], dst: &mut Vec<u8>) {
-    dst.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for arg in args {
-        dst.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        dst.extend_from_slice(arg);
-        dst.extend_from_slice(b"\r\n");
-    }
-}
-
 /// One inline line: every argument double-quoted, every byte written as `\xHH`, except
 /// letters and digits, which go as themselves.
 fn inline(args: &[Vec<u8>], dst: &mut Vec<u8>) {
@@ -293,7 +287,7 @@ proptest! {
     ) {
         let mut input = Vec::new();
         for args in &requests {
-            multibulk(args, &mut input);
+            input.extend(resp_from(args));
         }
         prop_assert_eq!(resp_decode_chunked(&input, &[input.len()]), Ok(requests.clone()));
         prop_assert_eq!(resp_decode_chunked(&input, &sizes), Ok(requests));
@@ -321,7 +315,7 @@ proptest! {
             if *as_inline {
                 inline(args, &mut input);
             } else {
-                multibulk(args, &mut input);
+                input.extend(resp_from(args));
             }
         }
         let want: Vec<_> = requests.into_iter().map(|(_, args)| args).collect();

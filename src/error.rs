@@ -2,8 +2,10 @@
 
 use crate::aof::AofError;
 use crate::client::ClientError;
+use crate::launch::LaunchError;
 use crate::persist::PersistError;
 use crate::protocol::ProtocolError;
+use crate::repl::terminal::TerminalError;
 
 /// Any error the library returns.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,12 @@ pub enum Error {
     /// A client request failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Serving a set of nodes could not start or stop cleanly.
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    /// The REPL could not read its input.
+    #[error(transparent)]
+    Terminal(#[from] TerminalError),
     /// The listening address could not be bound (in use, or not a local address).
     #[error("cannot listen on {addr}: {cause}")]
     Bind {

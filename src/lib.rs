@@ -17,7 +17,10 @@
 //! - [`persist`]: JSON snapshots, atomic writes, restore on start.
 //! - [`error`]: the crate's error type.
 //! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
-//! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL.
+//! - [`report`]: a plain snapshot of every figure INFO and STATS show, gathered from the node.
+//! - [`launch`]: serving a set of nodes in one process until Ctrl+C or SIGTERM.
+//! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL,
+//!   [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
 
 #![forbid(unsafe_code)]
@@ -29,10 +32,12 @@ pub mod cmd;
 pub mod config;
 pub mod effect;
 pub mod error;
+pub mod launch;
 pub mod node;
 pub mod persist;
 pub mod protocol;
 pub mod repl;
+pub mod report;
 pub mod server;
 pub mod stats;
 pub mod store;

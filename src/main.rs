@@ -1,16 +1,16 @@
 //! The `minikv` command: `server`, `client` (the REPL) and `cluster`. Parses arguments, sets up
-//! logging, and calls the library.
+//! logging, and calls the library: [`minikv::launch`] serves nodes, [`minikv::repl::terminal`]
+//! runs the client.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use minikv::repl::{Outcome, Repl};
-use minikv::{ClientConfig, NodeConfig, Server};
+use minikv::repl::{terminal, Outcome};
+use minikv::{launch, ClientConfig, NodeConfig};
 
 #[derive(Parser)]
 #[command(
@@ -182,7 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;
             let config = node_config(&node, id, port, data_dir)?;
-            runtime(node.threads)?.block_on(serve(vec![config]))?;
+            launch::run(vec![config], node.threads)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster {
@@ -202,7 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     node_config(&node, u64::from(i), port, data_dir.clone())
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            runtime(node.threads)?.block_on(serve(configs))?;
+            launch::run(configs, node.threads)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client {
@@ -288,25 +288,6 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
 }
 
-/// The runtime serving the nodes: `threads` workers, default one per core. One thread gets a
-/// single-threaded runtime (no work-stealing, no cross-thread wake-ups), like Redis's event
-/// loop: the cheapest per request when other processes need the other cores.
-fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = match threads {
-        Some(1) | Some(0) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    builder
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
-}
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -317,136 +298,14 @@ fn init_logging() {
         .init();
 }
 
-/// Starts every node, serves until Ctrl+C or SIGTERM, then stops them all gracefully.
-async fn serve(configs: Vec<NodeConfig>) -> anyhow::Result<()> {
-    // Handlers first: a SIGTERM arriving as soon as a port accepts must stop the node
-    // gracefully, not kill it with the default action before the handler exists.
-    let signals = Signals::install()?;
-    let mut servers = Vec::new();
-    for config in configs {
-        let id = config.id;
-        let file = config.snapshot_path();
-        let server = Server::bind(config)
-            .await
-            .with_context(|| format!("starting node {id}"))?;
-        tracing::info!(
-            "node {id} listening on {}, data file {}, {} keys restored",
-            server.local_addr()?,
-            file.display(),
-            server.restored()
-        );
-        servers.push(server);
-    }
-    let nodes: Vec<_> = servers.iter().map(Server::node).collect();
-    let tasks: Vec<_> = servers.into_iter().map(|s| tokio::spawn(s.run())).collect();
-    signals.wait().await;
-    tracing::info!("shutting down");
-    for node in &nodes {
-        node.shutdown.cancel();
-    }
-    let mut failed = None;
-    for task in tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(anyhow::Error::from(e)),
-            Err(e) => failed = Some(anyhow::Error::from(e)),
-        }
-    }
-    failed.map_or(Ok(()), Err)
-}
-
-/// The stop signals (Ctrl+C and SIGTERM), listened for from installation on.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-        })
-    }
-
-    /// Waits for either signal.
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
-}
-
+/// Runs the one command given on the command line, or else the REPL over standard input.
 fn client(config: ClientConfig, command: Vec<String>) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let repl = Repl::new(config, Arc::new(Mutex::new(std::io::stdout())));
-    if !command.is_empty() {
-        let line = command
-            .iter()
-            .map(|a| quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let outcome = rt.block_on(repl.execute(&line));
-        return Ok(if outcome == Outcome::Failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
+    if command.is_empty() {
+        terminal::run(config)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    if std::io::stdin().is_terminal() {
-        println!("{}", repl.banner());
-        let mut editor = rustyline::DefaultEditor::new().context("starting line editing")?;
-        let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".minikv_history"));
-        if let Some(path) = &history {
-            // No history yet is normal on first use.
-            let _ = editor.load_history(path);
-        }
-        loop {
-            match editor.readline("kv> ") {
-                Ok(line) => {
-                    if !line.trim().is_empty() {
-                        let _ = editor.add_history_entry(line.as_str());
-                    }
-                    if rt.block_on(repl.execute(&line)) == Outcome::Exit {
-                        break;
-                    }
-                }
-                Err(rustyline::error::ReadlineError::Interrupted) => continue,
-                Err(rustyline::error::ReadlineError::Eof) => {
-                    println!("Goodbye!");
-                    break;
-                }
-                Err(e) => return Err(e).context("reading the terminal"),
-            }
-        }
-        if let Some(path) = &history {
-            if let Err(e) = editor.save_history(path) {
-                eprintln!("minikv: could not save history to {}: {e}", path.display());
-            }
-        }
-    } else {
-        for line in std::io::stdin().lines() {
-            let line = line.context("reading standard input")?;
-            if rt.block_on(repl.execute(&line)) == Outcome::Exit {
-                break;
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Quotes one command-line word so the REPL's parser reads it back as one argument.
-fn quote(word: &str) -> String {
-    if !word.is_empty()
-        && !word.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '\\')
-    {
-        return word.to_string();
-    }
-    let escaped = word.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("\"{escaped}\"")
+    Ok(match terminal::run_command(config, &command)? {
+        Outcome::Failed => ExitCode::FAILURE,
+        Outcome::Ok | Outcome::Exit => ExitCode::SUCCESS,
+    })
 }

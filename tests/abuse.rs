@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{blocking, free_port, within, BinProcess, WAIT};
+use common::process::{free_port, BinProcess};
+use common::{blocking, within, WAIT};
 use minikv::client::{Backoff, RetryPolicy};
 use minikv::protocol::Reply;
 use minikv::{ClientConfig, ClusterClient};

@@ -4,7 +4,6 @@
 //! `timeout`. Error texts are Redis 7's, byte for byte.
 
 mod common;
-mod tools;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,12 +13,10 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
-use common::{
-    connect, expect_bytes, free_port, free_ports, read_to_eof, send, spawn_node, within,
-    BinProcess, JsonConn, TestNode, WAIT,
-};
+use common::process::{free_port, BinProcess, ClusterProcess, Run};
+use common::raw::{connect, expect_bytes, read_to_eof, read_until, resp, send, JsonConn};
+use common::{process, spawn_node, within, TestNode, WAIT};
 use minikv::client::ClientError;
 use minikv::ClusterClient;
 
@@ -47,32 +44,6 @@ const DENIED: &str = "-DENIED Redis is running in protected mode because protect
 /// A node on loopback with [`PASSWORD`] required.
 async fn locked_node() -> TestNode {
     spawn_node(|c| c.requirepass = Some(PASSWORD.into())).await
-}
-
-/// Reads until what arrived contains `needle` (each read bounded by [`WAIT`]).
-async fn read_until(s: &mut TcpStream, needle: &str) -> String {
-    let mut out = Vec::new();
-    loop {
-        let text = String::from_utf8_lossy(&out).into_owned();
-        if text.contains(needle) {
-            return text;
-        }
-        let mut buf = [0u8; 4096];
-        let n = within(needle, s.read(&mut buf)).await.expect("read");
-        assert!(n > 0, "closed before {needle:?} arrived; got {text:?}");
-        out.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// A RESP multibulk request.
-fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,39 +528,20 @@ async fn cluster_client_authenticates_every_new_connection() {
 
 /// Runs `minikv client args...` with `input` on stdin and `MINIKV_PASSWORD` set as given
 /// (removed when `None`, so the caller's environment cannot leak in).
-fn repl(args: &[&str], password_env: Option<&str>, input: &str) -> tools::Run {
-    let mut command = Command::new(common::binary());
+fn repl(args: &[&str], password_env: Option<&str>, input: &str) -> Run {
+    let mut command = Command::new(process::binary());
     command.arg("client").args(args);
     match password_env {
         Some(p) => command.env("MINIKV_PASSWORD", p),
         None => command.env_remove("MINIKV_PASSWORD"),
     };
-    tools::run(&mut command, Some(input.as_bytes().to_vec()), WAIT)
+    process::run(&mut command, Some(input.as_bytes().to_vec()), WAIT)
 }
 
 #[test]
 fn repl_works_against_a_password_protected_cluster_with_password_or_env() {
-    let base = free_ports(3);
-    let dir = tempfile::tempdir().expect("data directory");
-    let ports: Vec<u16> = (0..3).map(|i| base + i).collect();
-    let base_arg = base.to_string();
-    let _cluster = BinProcess::start(
-        &[
-            "cluster",
-            "--base-port",
-            &base_arg,
-            "--requirepass",
-            PASSWORD,
-            "--data-dir",
-            dir.path().to_str().expect("UTF-8 path"),
-        ],
-        &ports,
-    );
-    let servers = ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let cluster = ClusterProcess::start(&["--requirepass", PASSWORD]);
+    let servers = cluster.servers();
     let session = "set user:1 Alice\nget user:1\nstats 1\n";
 
     let with_flag = repl(
@@ -651,12 +603,12 @@ fn repl_works_against_a_password_protected_cluster_with_password_or_env() {
 
 #[test]
 fn redis_cli_authenticates_with_a() {
-    tools::require("redis-cli (apt redis-tools)", "redis-cli", &["--version"]);
+    process::require("redis-cli (apt redis-tools)", "redis-cli", &["--version"]);
     let dir = tempfile::tempdir().expect("data directory");
     let port = free_port();
     let _node = BinProcess::server(1, port, dir.path(), &["--requirepass", PASSWORD]);
     let cli = |args: &[&str]| {
-        let run = tools::run(
+        let run = process::run(
             Command::new("redis-cli")
                 .args(["-p", &port.to_string()])
                 .args(args),
@@ -682,7 +634,7 @@ fn redis_cli_authenticates_with_a() {
         ]),
         format!("requirepass\n{PASSWORD}\n")
     );
-    let wrong = tools::run(
+    let wrong = process::run(
         Command::new("redis-cli").args(["-p", &port.to_string(), "-a", "nope", "PING"]),
         None,
         WAIT,
@@ -842,7 +794,7 @@ impl TestNet {
             &["-n", s, "link", "set", "lo", "up"],
         ];
         for step in steps {
-            let run = tools::run(Command::new("ip").args(step), None, WAIT);
+            let run = process::run(Command::new("ip").args(step), None, WAIT);
             assert!(
                 run.status.success(),
                 "setting up the test network (`ip {}`) failed; this test needs root and \
@@ -863,7 +815,7 @@ impl TestNet {
         let data = dir.join(format!("data-{}", extra.join("_")));
         std::fs::create_dir_all(&data).expect("data dir");
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.server, common::binary()])
+            .args(["netns", "exec", &self.server, process::binary()])
             .args(["server", "1", &port, "--host", "0.0.0.0", "--data-dir"])
             .arg(&data)
             .args(extra)
@@ -910,7 +862,7 @@ while True:
     out += d
 sys.stdout.buffer.write(out)
 "#;
-        let run = tools::run(
+        let run = process::run(
             Command::new("ip")
                 .args(["netns", "exec", ns, "python3", "-c", CLIENT, host])
                 .arg(port.to_string()),

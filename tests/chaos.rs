@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{blocking, free_port, run_client, within, BinProcess};
+use common::process::{free_port, run_client, BinProcess};
+use common::{blocking, within};
 use minikv::client::{Backoff, ClientError, RetryPolicy};
 use minikv::{node_for, ClientConfig, ClusterClient};
 

@@ -8,18 +8,17 @@
 //! `tests/clients/node_modules`).
 
 mod common;
-mod tools;
 
 use std::process::Command;
 use std::time::Duration;
 
-use tools::{clients_dir, require, run, Node};
+use common::process::{clients_dir, require, run, NodeProcess};
 
 /// Bound for one script: it runs a few hundred commands per protocol variant.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
 
 fn run_script(interpreter: &str, script: &str) {
-    let node = Node::start();
+    let node = NodeProcess::start();
     let path = clients_dir().join(script);
     let result = run(
         Command::new(interpreter)

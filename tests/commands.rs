@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{
-    connect, read_to_eof, send, spawn_node, spawn_node_in, wait_until, within, Deadline, JsonConn,
-    TestNode, WAIT,
-};
+use common::raw::{connect, read_to_eof, resp_from, send, JsonConn};
+use common::redis_rs::aio::{q, qerr};
+use common::redis_rs::{info_field, multiplexed, parse_info};
+use common::snapshot::{read_snapshot_if_written, snapshot_entries};
+use common::{spawn_node, spawn_node_in, wait_until, within, Deadline, TestNode, WAIT};
 use redis::aio::MultiplexedConnection;
-use redis::{FromRedisValue, Value};
+use redis::Value;
 use redis_protocol::resp3::types::OwnedFrame;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
@@ -27,46 +28,6 @@ use tokio::net::TcpStream;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A tokio multiplexed redis-rs connection of its own (one TCP connection, one session).
-async fn client(node: &TestNode) -> MultiplexedConnection {
-    let client = redis::Client::open(node.redis_url()).expect("valid redis URL");
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(WAIT))
-        .set_response_timeout(Some(WAIT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .expect("redis-rs connects to the node")
-}
-
-fn cmd(args: &[&str]) -> redis::Cmd {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c
-}
-
-/// Runs a command that must succeed and converts its reply.
-async fn q<T: FromRedisValue>(con: &mut MultiplexedConnection, args: &[&str]) -> T {
-    cmd(args)
-        .query_async(con)
-        .await
-        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
-}
-
-/// Runs a command that must fail and returns the error line as the server sent it.
-async fn qerr(con: &mut MultiplexedConnection, args: &[&str]) -> String {
-    match cmd(args).query_async::<Value>(con).await {
-        Ok(v) => panic!("{args:?} should fail, got {v:?}"),
-        Err(e) => match (e.code(), e.detail()) {
-            (Some(code), Some(detail)) => format!("{code} {detail}"),
-            (Some(code), None) => code.to_string(),
-            _ => panic!("{args:?}: not a server error reply: {e}"),
-        },
-    }
-}
 
 fn unix_secs() -> i64 {
     minikv::store::clock::unix_ms() / 1000
@@ -98,37 +59,6 @@ async fn addr_of(con: &mut MultiplexedConnection) -> String {
     client_fields(&info)["addr"].clone()
 }
 
-/// INFO text split into `section -> field -> value`, sections in order.
-fn parse_info(text: &str) -> Vec<(String, HashMap<String, String>)> {
-    let mut sections: Vec<(String, HashMap<String, String>)> = Vec::new();
-    for line in text.split("\r\n") {
-        if let Some(title) = line.strip_prefix("# ") {
-            sections.push((title.to_string(), HashMap::new()));
-        } else if let Some((k, v)) = line.split_once(':') {
-            let (_, fields) = sections.last_mut().expect("a field before any section");
-            fields.insert(k.to_string(), v.to_string());
-        } else {
-            assert!(line.is_empty(), "unexpected INFO line {line:?}");
-        }
-    }
-    sections
-}
-
-fn info_field(
-    sections: &[(String, HashMap<String, String>)],
-    section: &str,
-    field: &str,
-) -> String {
-    let (_, fields) = sections
-        .iter()
-        .find(|(s, _)| s == section)
-        .unwrap_or_else(|| panic!("INFO has no {section} section"));
-    fields
-        .get(field)
-        .unwrap_or_else(|| panic!("INFO {section} has no {field}"))
-        .clone()
-}
-
 /// A raw RESP connection with a read buffer, for exact bytes, MONITOR lines and RESP3 frames.
 struct Raw {
     stream: TcpStream,
@@ -150,13 +80,7 @@ impl Raw {
 
     /// Sends the commands as RESP arrays in one write.
     async fn send(&mut self, commands: &[&[&str]]) {
-        let mut out = Vec::new();
-        for args in commands {
-            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-            for a in *args {
-                out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-            }
-        }
+        let out: Vec<u8> = commands.iter().flat_map(|args| resp_from(args)).collect();
         send(&mut self.stream, &out).await;
     }
 
@@ -236,8 +160,8 @@ async fn exec_is_atomic_with_respect_to_other_clients() {
     const ROUNDS: i64 = 400;
     const PAD: usize = 10;
     let node = spawn_node(|_| {}).await;
-    let mut writer = client(&node).await;
-    let mut reader = client(&node).await;
+    let mut writer = multiplexed(&node.redis_url()).await;
+    let mut reader = multiplexed(&node.redis_url()).await;
     let done = Arc::new(AtomicBool::new(false));
     let reads = tokio::spawn({
         let done = done.clone();
@@ -311,8 +235,8 @@ fn ran(v: &Value) -> bool {
 #[tokio::test]
 async fn watch_aborts_exec_when_another_client_touches_the_key() {
     let node = spawn_node(|_| {}).await;
-    let mut me = client(&node).await;
-    let mut other = client(&node).await;
+    let mut me = multiplexed(&node.redis_url()).await;
+    let mut other = multiplexed(&node.redis_url()).await;
 
     // Another client writes the key: aborted, and its write stands.
     let () = q(&mut me, &["SET", "k", "v1"]).await;
@@ -372,9 +296,9 @@ async fn watch_aborts_exec_when_another_client_touches_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_aborts_exec_when_the_key_expires_or_is_flushed() {
     let node = spawn_node(|_| {}).await;
-    let mut w1 = client(&node).await;
-    let mut w2 = client(&node).await;
-    let mut other = client(&node).await;
+    let mut w1 = multiplexed(&node.redis_url()).await;
+    let mut w2 = multiplexed(&node.redis_url()).await;
+    let mut other = multiplexed(&node.redis_url()).await;
 
     // e2 expires no later than e1. Nobody reads e2 before EXEC; e1 is polled by another
     // client (which may delete it lazily). Both transactions abort.
@@ -419,7 +343,7 @@ async fn watch_aborts_exec_when_the_key_expires_or_is_flushed() {
 #[tokio::test]
 async fn execabort_and_watch_inside_multi() {
     let node = spawn_node(|_| {}).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
 
     // A queued unknown command discards the whole transaction at EXEC.
     let () = q(&mut con, &["MULTI"]).await;
@@ -458,10 +382,10 @@ async fn execabort_and_watch_inside_multi() {
 #[tokio::test]
 async fn client_list_shows_every_connection() {
     let node = spawn_node(|_| {}).await;
-    let mut alpha = client(&node).await;
-    let mut beta = client(&node).await;
+    let mut alpha = multiplexed(&node.redis_url()).await;
+    let mut beta = multiplexed(&node.redis_url()).await;
     let mut resp3 = Raw::open(&node).await;
-    let mut lister = client(&node).await;
+    let mut lister = multiplexed(&node.redis_url()).await;
 
     let alpha_id: u64 = q(&mut alpha, &["CLIENT", "ID"]).await;
     let () = q(&mut alpha, &["CLIENT", "SETNAME", "alpha"]).await;
@@ -529,7 +453,7 @@ async fn client_list_shows_every_connection() {
 #[tokio::test]
 async fn client_kill_closes_the_other_connection() {
     let node = spawn_node(|_| {}).await;
-    let mut killer = client(&node).await;
+    let mut killer = multiplexed(&node.redis_url()).await;
     let killer_id: i64 = q(&mut killer, &["CLIENT", "ID"]).await;
 
     // New form, by id: the victim's next read is end of stream.
@@ -663,7 +587,7 @@ async fn client_reply_off_skip_on_suppress_exactly_like_redis() {
 async fn reset_restores_the_connection_defaults() {
     let node = spawn_node(|_| {}).await;
     let mut s = Raw::open(&node).await;
-    let mut other = client(&node).await;
+    let mut other = multiplexed(&node.redis_url()).await;
 
     s.send(&[&["SELECT", "3"], &["SET", "r", "in-db3"]]).await;
     s.expect("+OK\r\n+OK\r\n").await;
@@ -757,7 +681,7 @@ async fn monitor_streams_the_commands_of_other_connections() {
     }
 
     // A second client's commands show its own address; the monitor's own are not echoed.
-    let mut w2 = client(&node).await;
+    let mut w2 = multiplexed(&node.redis_url()).await;
     let addr2 = addr_of(&mut w2).await;
     let () = q(&mut w2, &["SET", "from-w2", "1"]).await;
     loop {
@@ -787,7 +711,7 @@ async fn monitor_streams_the_commands_of_other_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_sleep_and_debug_object() {
     let node = spawn_node(|_| {}).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
 
     let started = Instant::now();
     let ok: String = q(&mut con, &["DEBUG", "SLEEP", "0.1"]).await;
@@ -854,7 +778,7 @@ fn slow_entries(reply: Value) -> Vec<SlowEntry> {
 #[tokio::test]
 async fn slowlog_records_commands_over_the_threshold() {
     let node = spawn_node(|_| {}).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let addr = addr_of(&mut con).await;
 
     let max: HashMap<String, String> = q(&mut con, &["CONFIG", "GET", "slowlog-max-len"]).await;
@@ -947,7 +871,7 @@ async fn slowlog_records_commands_over_the_threshold() {
 #[tokio::test]
 async fn sixteen_databases_by_default_and_a_configured_count() {
     let node = spawn_node(|_| {}).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let () = q(&mut con, &["SELECT", "15"]).await;
     let () = q(&mut con, &["SET", "in15", "x"]).await;
     assert_eq!(
@@ -960,7 +884,7 @@ async fn sixteen_databases_by_default_and_a_configured_count() {
     assert_eq!(databases["databases"], "16");
 
     let node = spawn_node(|c| c.databases = 4).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let databases: HashMap<String, String> = q(&mut con, &["CONFIG", "GET", "databases"]).await;
     assert_eq!(databases["databases"], "4");
     assert_eq!(
@@ -1000,7 +924,7 @@ async fn sixteen_databases_by_default_and_a_configured_count() {
     let dir = node.stop().await;
     let node = spawn_node_in(dir, |c| c.databases = 4).await;
     assert_eq!(node.restored, 4);
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let values: Vec<Option<String>> = q(&mut con, &["MGET", "a", "b", "c", "d"]).await;
     assert_eq!(
         values,
@@ -1047,7 +971,7 @@ async fn full_scan(con: &mut MultiplexedConnection, extra: &[&str]) -> (Vec<Stri
 async fn scan_returns_every_key_present_for_the_whole_scan() {
     const KEYS: usize = 5000;
     let node = spawn_node(|_| {}).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let originals: Vec<String> = (0..KEYS).map(|i| format!("orig:{i}")).collect();
     for chunk in originals.chunks(500) {
         let mut mset = redis::cmd("MSET");
@@ -1062,7 +986,7 @@ async fn scan_returns_every_key_present_for_the_whole_scan() {
     let churned = Arc::new(AtomicU64::new(0));
     let churn = tokio::spawn({
         let (stop, churned) = (stop.clone(), churned.clone());
-        let mut con = client(&node).await;
+        let mut con = multiplexed(&node.redis_url()).await;
         async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Acquire) {
@@ -1281,9 +1205,9 @@ async fn hello_auth_and_setname() {
 #[tokio::test]
 async fn info_has_the_redis_sections_and_fields() {
     let node = spawn_node(|_| {}).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let () = q(&mut con, &["SET", "k", "v"]).await;
-    let second = client(&node).await;
+    let second = multiplexed(&node.redis_url()).await;
 
     let d = Deadline::new("INFO to count both connections");
     let sections = loop {
@@ -1358,35 +1282,10 @@ async fn info_has_the_redis_sections_and_fields() {
     }
 }
 
-/// The snapshot file parsed, or `None` if it does not exist (yet).
-fn read_snapshot(path: &std::path::Path) -> Option<serde_json::Value> {
-    let data = std::fs::read(path).ok()?;
-    Some(
-        serde_json::from_slice(&data)
-            .unwrap_or_else(|e| panic!("snapshot {} is not valid JSON: {e}", path.display())),
-    )
-}
-
-/// `(db, key, value)` of every entry in a snapshot.
-fn snapshot_entries(snapshot: &serde_json::Value) -> HashSet<(u64, String, String)> {
-    let mut out = HashSet::new();
-    for db in snapshot["databases"].as_array().expect("databases array") {
-        let index = db["db"].as_u64().expect("db index");
-        for e in db["entries"].as_array().expect("entries array") {
-            out.insert((
-                index,
-                e["key"].as_str().expect("text key").to_string(),
-                e["value"].as_str().expect("text value").to_string(),
-            ));
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn save_bgsave_and_lastsave() {
     let node = spawn_node(|_| {}).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let path = node.snapshot_path();
     let () = q(&mut con, &["SET", "a", "1"]).await;
     let () = q(&mut con, &["SELECT", "1"]).await;
@@ -1395,10 +1294,10 @@ async fn save_bgsave_and_lastsave() {
     let before = unix_secs();
     let ok: String = q(&mut con, &["SAVE"]).await;
     assert_eq!(ok, "OK");
-    let snapshot = read_snapshot(&path).expect("SAVE wrote the snapshot");
+    let snapshot = read_snapshot_if_written(&path).expect("SAVE wrote the snapshot");
     assert_eq!(snapshot["format"], "minikv-snapshot");
     assert_eq!(
-        snapshot_entries(&snapshot),
+        HashSet::from_iter(snapshot_entries(&snapshot)),
         HashSet::from([
             (0, "a".to_string(), "1".to_string()),
             (1, "b".to_string(), "2".to_string())
@@ -1418,7 +1317,7 @@ async fn save_bgsave_and_lastsave() {
     wait_until("BGSAVE to write the snapshot", WAIT, || {
         let path = path.clone();
         async move {
-            read_snapshot(&path)
+            read_snapshot_if_written(&path)
                 .is_some_and(|s| snapshot_entries(&s).contains(&(1, "c".into(), "3".into())))
         }
     })
@@ -1443,7 +1342,7 @@ async fn save_bgsave_and_lastsave() {
 #[tokio::test]
 async fn time_and_wait() {
     let node = spawn_node(|_| {}).await;
-    let mut con = client(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let (secs, micros): (String, String) = q(&mut con, &["TIME"]).await;
     let secs: i64 = secs.parse().expect("seconds");
     let micros: i64 = micros.parse().expect("microseconds");

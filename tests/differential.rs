@@ -5,75 +5,14 @@
 //!
 //! `redis-server` is installed by `scripts/test.sh`; this test fails (never skips) without it.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
-/// A server process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
-fn wait_until_accepting(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "server on port {port} never accepted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn start_redis(dir: &std::path::Path) -> (Proc, u16) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args([
-            "--appendonly",
-            "no",
-            "--enable-debug-command",
-            "yes",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed: run ./scripts/test.sh");
-    wait_until_accepting(port);
-    (Proc(child), port)
-}
-
-fn start_minikv(dir: &std::path::Path) -> (Proc, u16) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_minikv"))
-        .args(["server", "1", &port.to_string(), "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start minikv");
-    wait_until_accepting(port);
-    (Proc(child), port)
-}
+use common::process::{free_port, BinProcess, RedisServer};
+use common::raw::{frame_len, resp_from};
 
 /// One connection that sends a command and reads exactly one reply, returned as its raw
 /// bytes (the comparison is byte for byte).
@@ -95,13 +34,7 @@ impl Conn {
     }
 
     fn call(&mut self, args: &[Vec<u8>]) -> String {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
-        self.stream.write_all(&out).expect("send");
+        self.stream.write_all(&resp_from(args)).expect("send");
         loop {
             if let Some(used) = frame_len(&self.buf, 0) {
                 let frame: Vec<u8> = self.buf.drain(..used).collect();
@@ -115,36 +48,6 @@ impl Conn {
             );
             self.buf.extend_from_slice(&chunk[..n]);
         }
-    }
-}
-
-/// The length of the complete RESP2/RESP3 frame at `pos`, or `None` if it has not all
-/// arrived.
-fn frame_len(buf: &[u8], pos: usize) -> Option<usize> {
-    let end = pos + buf.get(pos..)?.windows(2).position(|w| w == b"\r\n")?;
-    let line = std::str::from_utf8(&buf[pos + 1..end]).expect("ASCII header");
-    let after = end + 2;
-    let count = |n: &str| n.parse::<i64>().expect("numeric header");
-    match buf[pos] {
-        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(after - pos),
-        b'$' | b'=' | b'!' => {
-            let n = count(line);
-            if n < 0 {
-                return Some(after - pos);
-            }
-            let total = after + n as usize + 2;
-            (buf.len() >= total).then_some(total - pos)
-        }
-        b'*' | b'~' | b'>' | b'%' => {
-            let n = count(line);
-            let items = if buf[pos] == b'%' { n * 2 } else { n.max(0) };
-            let mut at = after;
-            for _ in 0..items {
-                at += frame_len(buf, at)?;
-            }
-            Some(at - pos)
-        }
-        other => panic!("unexpected reply type byte {other:?}"),
     }
 }
 
@@ -445,11 +348,12 @@ fn replies_match_redis_under_resp2_and_resp3() {
     let minikv_dir = dir.path().join("minikv");
     std::fs::create_dir_all(&redis_dir).expect("mkdir");
     std::fs::create_dir_all(&minikv_dir).expect("mkdir");
-    let (_redis, redis_port) = start_redis(&redis_dir);
-    let (_minikv, minikv_port) = start_minikv(&minikv_dir);
+    let redis_server = RedisServer::start(&redis_dir);
+    let minikv_port = free_port();
+    let _minikv = BinProcess::server(1, minikv_port, &minikv_dir, &[]);
     for resp3 in [false, true] {
         for script in [STRINGS, KEYS, TRANSACTIONS, CONNECTION] {
-            compare(redis_port, minikv_port, resp3, script);
+            compare(redis_server.port, minikv_port, resp3, script);
         }
     }
 }

@@ -12,28 +12,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::redis_rs::{fetch_info, info_field, multiplexed};
 use common::{spawn_node_in, wait_until, WAIT};
 use redis::AsyncCommands;
 
-async fn info_field(con: &mut redis::aio::MultiplexedConnection, field: &str) -> String {
-    let info: String = redis::cmd("INFO")
-        .arg("persistence")
-        .query_async(con)
-        .await
-        .expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-async fn connect(node: &common::TestNode) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(node.redis_url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect")
+/// The value of `field` in `INFO persistence`.
+async fn persistence(con: &mut redis::aio::MultiplexedConnection, field: &str) -> String {
+    info_field(&fetch_info(con, "persistence").await, "Persistence", field)
 }
 
 /// Makes every snapshot write fail: a directory where the temporary file must be created.
@@ -47,7 +32,7 @@ fn block_snapshots(dir: &std::path::Path) -> std::path::PathBuf {
 async fn a_failing_snapshot_is_reported_retried_and_keeps_the_old_file() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let node = spawn_node_in(dir.clone(), |c| c.save_interval = Duration::from_millis(50)).await;
-    let mut con = connect(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let () = con.set("a", "1").await.expect("SET a");
     let path = node.snapshot_path();
     wait_until("the first snapshot", WAIT, || {
@@ -62,7 +47,7 @@ async fn a_failing_snapshot_is_reported_retried_and_keeps_the_old_file() {
         .expect("SET b (writes keep working)");
     wait_until("INFO to report the failed save", WAIT, || {
         let mut con = con.clone();
-        async move { info_field(&mut con, "rdb_last_bgsave_status").await == "err" }
+        async move { persistence(&mut con, "rdb_last_bgsave_status").await == "err" }
     })
     .await;
     let old = std::fs::read_to_string(&path).expect("old snapshot still there");
@@ -75,7 +60,7 @@ async fn a_failing_snapshot_is_reported_retried_and_keeps_the_old_file() {
     wait_until("the retried save", WAIT, || {
         let (mut con, path) = (con.clone(), path.clone());
         async move {
-            info_field(&mut con, "rdb_last_bgsave_status").await == "ok"
+            persistence(&mut con, "rdb_last_bgsave_status").await == "ok"
                 && std::fs::read_to_string(&path).is_ok_and(|s| s.contains("\"b\""))
         }
     })
@@ -90,7 +75,7 @@ async fn stop_writes_on_bgsave_error_refuses_writes_until_a_save_succeeds() {
         c.stop_writes_on_bgsave_error = true;
     })
     .await;
-    let mut con = connect(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let () = con.set("a", "1").await.expect("SET a");
     let blocker = block_snapshots(dir.path());
     let () = con
@@ -99,7 +84,7 @@ async fn stop_writes_on_bgsave_error_refuses_writes_until_a_save_succeeds() {
         .expect("SET b before the failure shows");
     wait_until("INFO to report the failed save", WAIT, || {
         let mut con = con.clone();
-        async move { info_field(&mut con, "rdb_last_bgsave_status").await == "err" }
+        async move { persistence(&mut con, "rdb_last_bgsave_status").await == "err" }
     })
     .await;
     let refused: redis::RedisResult<()> = con.set("c", "3").await;
@@ -176,7 +161,7 @@ async fn a_full_disk_refuses_writes_keeps_acknowledged_ones_and_recovers() {
         c.appendfsync = minikv::aof::FsyncPolicy::EverySec;
     })
     .await;
-    let mut con = connect(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let value = "x".repeat(1000);
     let mut acknowledged = Vec::new();
     let mut refusal = None;
@@ -197,7 +182,7 @@ async fn a_full_disk_refuses_writes_keeps_acknowledged_ones_and_recovers() {
             .contains("Errors writing to the AOF file"),
         "{refusal}"
     );
-    let status = info_field(&mut con, "aof_last_write_status").await;
+    let status = persistence(&mut con, "aof_last_write_status").await;
     assert_eq!(status, "err");
     let first: Option<String> = con.get("k:0").await.expect("reads keep working");
     assert_eq!(first.as_deref(), Some(value.as_str()));
@@ -217,7 +202,7 @@ async fn a_full_disk_refuses_writes_keeps_acknowledged_ones_and_recovers() {
 
     // Every acknowledged write is in the log.
     let node = spawn_node_in(dir, |c| c.appendonly = true).await;
-    let mut con = connect(&node).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     for i in acknowledged.iter().filter(|i| **i != usize::MAX) {
         let got: Option<String> = con.get(format!("k:{i}")).await.expect("GET");
         assert_eq!(got.as_deref(), Some(value.as_str()), "k:{i} lost");

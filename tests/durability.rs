@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, BinProcess};
+use common::process::{free_port, BinProcess};
+use common::raw::resp;
+use common::redis_rs::sync_connection;
 
 /// One acknowledged write: the key's number and when its reply arrived.
 struct Ack {
@@ -53,12 +55,8 @@ fn write_until_killed(port: u16, stop: Arc<AtomicBool>, count: Arc<AtomicUsize>)
             break;
         }
         let (key, value) = (format!("k:{n}"), format!("v:{n}"));
-        let request = format!(
-            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
-            key.len(),
-            value.len()
-        );
-        if writer.write_all(request.as_bytes()).is_err() {
+        let request = resp(&[b"SET", key.as_bytes(), value.as_bytes()]);
+        if writer.write_all(&request).is_err() {
             break;
         }
         line.clear();
@@ -112,10 +110,7 @@ fn kill_while_writing(
 
 /// For k:0..k:upto, whether each key has its value after restart (via one MGET).
 fn present_keys(port: u16, upto: u64) -> Vec<bool> {
-    let mut client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let mut client = sync_connection(&format!("redis://127.0.0.1:{port}/"));
     let keys: Vec<String> = (0..=upto).map(|n| format!("k:{n}")).collect();
     let values: Vec<Option<String>> = redis::cmd("MGET")
         .arg(&keys)
@@ -211,10 +206,7 @@ fn write_then_kill(dir: &Path, port: u16, n: u64) {
         dir,
         &["--appendonly", "yes", "--appendfsync", "always"],
     );
-    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let mut con = sync_connection(&format!("redis://127.0.0.1:{port}/"));
     for i in 0..n {
         let () = redis::cmd("SET")
             .arg(format!("k:{i}"))
@@ -304,10 +296,7 @@ fn a_snapshot_compacts_the_log_and_both_restore_together() {
         "3600",
     ];
     let node = BinProcess::server(1, port, dir.path(), &extra);
-    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let mut con = sync_connection(&format!("redis://127.0.0.1:{port}/"));
     for i in 0..200 {
         let () = redis::cmd("SET")
             .arg(format!("k:{i}"))
@@ -338,10 +327,7 @@ fn a_snapshot_compacts_the_log_and_both_restore_together() {
         .expect("SET");
     drop(node);
     let _node = BinProcess::server(1, port, dir.path(), &extra);
-    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/1"))
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let mut con = sync_connection(&format!("redis://127.0.0.1:{port}/1"));
     let (first, last, after): (String, String, String) = redis::cmd("MGET")
         .arg("k:0")
         .arg("k:199")
@@ -353,10 +339,7 @@ fn a_snapshot_compacts_the_log_and_both_restore_together() {
         ("v:0", "v:199", "snap")
     );
     // The SWAPDB before the snapshot is not applied a second time.
-    let mut db0 = redis::Client::open(format!("redis://127.0.0.1:{port}/0"))
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let mut db0 = sync_connection(&format!("redis://127.0.0.1:{port}/0"));
     let size: i64 = redis::cmd("DBSIZE").query(&mut db0).expect("DBSIZE");
     assert_eq!(size, 0, "database 0 is empty after the swap");
 }
@@ -371,10 +354,7 @@ fn config_and_info_report_the_log() {
         dir.path(),
         &["--appendonly", "yes", "--appendfsync", "always"],
     );
-    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let mut con = sync_connection(&format!("redis://127.0.0.1:{port}/"));
     let config: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("append*")

@@ -3,12 +3,15 @@
 //! effects on an empty store gives the same keys, types, values and deadlines in every
 //! database. A write that forgot to record an effect, or recorded the wrong one, fails here.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::session;
 use minikv::cmd::Session;
 use minikv::effect::{Effect, Recorder};
-use minikv::node::{ClientHandle, Node};
+use minikv::node::Node;
 use minikv::protocol::Request;
 use minikv::store::{clock, Store, Value};
 use minikv::NodeConfig;
@@ -124,15 +127,6 @@ fn node_with_recorder() -> (Node, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     assert!(node.attach_sink(recorder.clone()));
     (node, recorder)
-}
-
-fn session(node: &Node) -> Session {
-    Session::new(Arc::new(ClientHandle::new(
-        node.next_client_id(),
-        "127.0.0.1:40000".into(),
-        "127.0.0.1:7001".into(),
-        node.shutdown.child_token(),
-    )))
 }
 
 proptest! {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{connect, expect_bytes, send, spawn_node, wait_until, Deadline, JsonConn, WAIT};
+use common::raw::{connect, expect_bytes, frame_len, send, JsonConn};
+use common::{spawn_node, wait_until, Deadline, WAIT};
 use minikv::node::Node;
 use minikv::store::{Entry, Store};
 use serde_json::json;
@@ -34,41 +35,19 @@ fn node_entries(node: &Node) -> usize {
 
 /// Sends `request` as an inline command and returns its whole raw reply.
 async fn resp_line(stream: &mut tokio::net::TcpStream, request: &str) -> String {
-    send(stream, format!("{request}\r\n").as_bytes()).await;
-    let mut out = Vec::new();
-    read_reply(stream, &mut out).await;
-    String::from_utf8(out).expect("UTF-8 reply")
-}
-
-/// Appends one complete RESP2 reply (simple, error, integer, bulk or array) to `out`.
-async fn read_reply(stream: &mut tokio::net::TcpStream, out: &mut Vec<u8>) {
     use tokio::io::AsyncReadExt;
-    let start = out.len();
-    let mut byte = [0u8; 1];
-    while !out[start..].ends_with(b"\r\n") {
+    send(stream, format!("{request}\r\n").as_bytes()).await;
+    // One byte at a time: nothing after the reply is taken from the stream.
+    let mut out = Vec::new();
+    while frame_len(&out, 0) != Some(out.len()) {
+        let mut byte = [0u8; 1];
         let n = common::within("a RESP reply", stream.read(&mut byte))
             .await
             .expect("read reply");
         assert!(n > 0, "connection closed inside a reply");
         out.push(byte[0]);
     }
-    let header = String::from_utf8_lossy(&out[start..out.len() - 2]).into_owned();
-    let count = |h: &str| h[1..].parse::<i64>().expect("length in header");
-    match header.as_bytes().first() {
-        Some(b'$') if count(&header) >= 0 => {
-            let mut data = vec![0u8; count(&header) as usize + 2];
-            common::within("bulk data", stream.read_exact(&mut data))
-                .await
-                .expect("read bulk");
-            out.extend_from_slice(&data);
-        }
-        Some(b'*') => {
-            for _ in 0..count(&header).max(0) {
-                Box::pin(read_reply(stream, out)).await;
-            }
-        }
-        _ => {}
-    }
+    String::from_utf8(out).expect("UTF-8 reply")
 }
 
 #[tokio::test]

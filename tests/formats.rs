@@ -7,29 +7,14 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{spawn_node_in, WAIT};
+use common::redis_rs::aio::run;
+use common::redis_rs::multiplexed;
+use common::spawn_node_in;
 use minikv::aof::FsyncPolicy;
-use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 /// A far-future Unix time in ms (2100-01-01) the fixtures use for TTLs that never run out.
 const YEAR_2100_MS: i64 = 4_102_444_800_000;
-
-async fn connection(url: &str) -> MultiplexedConnection {
-    let client = redis::Client::open(url).expect("url");
-    tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
-        .await
-        .expect("connect in time")
-        .expect("connect")
-}
-
-async fn query(con: &mut MultiplexedConnection, args: &[&[u8]]) -> Value {
-    let mut cmd = redis::cmd(std::str::from_utf8(args[0]).expect("ascii name"));
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query_async(con).await.expect("query")
-}
 
 fn bulk(v: &Value) -> Option<Vec<u8>> {
     match v {
@@ -60,7 +45,7 @@ async fn a_version_1_snapshot_loads_with_its_ttls_and_is_saved_back_as_version_2
     let dir = data_dir_with(&[("v1_snapshot.json", "kv_store_server1.json")]);
     let node = spawn_node_in(dir, |c| c.id = 1).await;
     assert_eq!(node.restored, 9);
-    let mut con = connection(&node.redis_url()).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let get = |key: &'static [u8]| [&b"GET"[..], key];
     for (key, want) in [
         (&b"plain"[..], &b"Alice"[..]),
@@ -70,39 +55,39 @@ async fn a_version_1_snapshot_loads_with_its_ttls_and_is_saved_back_as_version_2
         (b"empty", b""),
         (b"ttl:far", b"v"),
     ] {
-        let got = bulk(&query(&mut con, &get(key)).await);
+        let got = bulk(&run::<Value>(&mut con, &get(key)).await);
         assert_eq!(
             got.as_deref(),
             Some(want),
             "{}",
             String::from_utf8_lossy(key)
         );
-        let kind = query(&mut con, &[b"TYPE", key]).await;
+        let kind = run::<Value>(&mut con, &[b"TYPE", key]).await;
         assert_eq!(kind, Value::SimpleString("string".into()));
     }
     assert_eq!(
-        int(&query(&mut con, &[b"PEXPIRETIME", b"ttl:far"]).await),
+        int(&run::<Value>(&mut con, &[b"PEXPIRETIME", b"ttl:far"]).await),
         YEAR_2100_MS
     );
     assert_eq!(
-        int(&query(&mut con, &[b"PEXPIRETIME", b"ttl:pfar"]).await),
+        int(&run::<Value>(&mut con, &[b"PEXPIRETIME", b"ttl:pfar"]).await),
         YEAR_2100_MS + 123
     );
-    assert_eq!(int(&query(&mut con, &[b"PTTL", b"plain"]).await), -1);
-    let _: Value = query(&mut con, &[b"SELECT", b"3"]).await;
+    assert_eq!(int(&run::<Value>(&mut con, &[b"PTTL", b"plain"]).await), -1);
+    let _: Value = run::<Value>(&mut con, &[b"SELECT", b"3"]).await;
     assert_eq!(
-        bulk(&query(&mut con, &get(b"db3key")).await).as_deref(),
+        bulk(&run::<Value>(&mut con, &get(b"db3key")).await).as_deref(),
         Some(&b"three"[..])
     );
     assert_eq!(
-        int(&query(&mut con, &[b"PEXPIRETIME", b"db3ttl"]).await),
+        int(&run::<Value>(&mut con, &[b"PEXPIRETIME", b"db3ttl"]).await),
         YEAR_2100_MS
     );
-    assert_eq!(int(&query(&mut con, &[b"DBSIZE"]).await), 2);
+    assert_eq!(int(&run::<Value>(&mut con, &[b"DBSIZE"]).await), 2);
 
     // Saved again, the file is version 2 and loads into the same keys.
     let path = node.snapshot_path();
-    let _: Value = query(&mut con, &[b"SAVE"]).await;
+    let _: Value = run::<Value>(&mut con, &[b"SAVE"]).await;
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
     assert_eq!(saved["version"], 2);
@@ -120,7 +105,7 @@ async fn a_version_1_log_replays_and_keeps_working_as_version_2() {
         c.appendfsync = FsyncPolicy::Always;
     })
     .await;
-    let mut con = connection(&node.redis_url()).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     // The fixture's commands: SET a 1; SET b 2 EXAT 2100; INCR a; APPEND b x; DEL nothing;
     // SET c 3; DEL c; SELECT 2 SET d dee; SWAPDB 2 5; SELECT 7 SET e e; FLUSHDB (7);
     // EXPIRE a 1000000000; SET p q; PERSIST p; MSET m1 x m2 y; MULTI SET t1 1 SET t2 2 EXEC.
@@ -135,29 +120,29 @@ async fn a_version_1_log_replays_and_keeps_working_as_version_2() {
         (b"t1", Some(b"1")),
         (b"t2", Some(b"2")),
     ] {
-        let got = bulk(&query(&mut con, &get(key)).await);
+        let got = bulk(&run::<Value>(&mut con, &get(key)).await);
         assert_eq!(got.as_deref(), want, "{}", String::from_utf8_lossy(key));
     }
     assert_eq!(
-        int(&query(&mut con, &[b"PEXPIRETIME", b"b"]).await),
+        int(&run::<Value>(&mut con, &[b"PEXPIRETIME", b"b"]).await),
         YEAR_2100_MS
     );
-    assert!(int(&query(&mut con, &[b"TTL", b"a"]).await) > 900_000_000);
-    assert_eq!(int(&query(&mut con, &[b"TTL", b"p"]).await), -1);
-    let _: Value = query(&mut con, &[b"SELECT", b"5"]).await;
+    assert!(int(&run::<Value>(&mut con, &[b"TTL", b"a"]).await) > 900_000_000);
+    assert_eq!(int(&run::<Value>(&mut con, &[b"TTL", b"p"]).await), -1);
+    let _: Value = run::<Value>(&mut con, &[b"SELECT", b"5"]).await;
     assert_eq!(
-        bulk(&query(&mut con, &get(b"d")).await).as_deref(),
+        bulk(&run::<Value>(&mut con, &get(b"d")).await).as_deref(),
         Some(&b"dee"[..])
     );
-    let _: Value = query(&mut con, &[b"SELECT", b"7"]).await;
-    assert_eq!(int(&query(&mut con, &[b"DBSIZE"]).await), 0);
+    let _: Value = run::<Value>(&mut con, &[b"SELECT", b"7"]).await;
+    assert_eq!(int(&run::<Value>(&mut con, &[b"DBSIZE"]).await), 0);
 
     // New writes append version 2 records (PEXPIREAT, PERSIST) after the converted ones
     // (`always`: on disk before the reply); the whole log replays into the same state.
-    let _: Value = query(&mut con, &[b"SELECT", b"0"]).await;
-    let _: Value = query(&mut con, &[b"EXPIRE", b"p", b"100000"]).await;
-    let _: Value = query(&mut con, &[b"PERSIST", b"a"]).await;
-    let _: Value = query(&mut con, &[b"SET", b"new", b"v"]).await;
+    let _: Value = run::<Value>(&mut con, &[b"SELECT", b"0"]).await;
+    let _: Value = run::<Value>(&mut con, &[b"EXPIRE", b"p", b"100000"]).await;
+    let _: Value = run::<Value>(&mut con, &[b"PERSIST", b"a"]).await;
+    let _: Value = run::<Value>(&mut con, &[b"SET", b"new", b"v"]).await;
     let log = std::fs::read(node.node.config.aof_path()).expect("log");
     assert_eq!(&log[..13], minikv::aof::MAGIC);
     let copy = node.dir.path().join("copy.aof");

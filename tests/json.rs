@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{connect, read_to_eof, send, spawn_node, JsonConn, TestNode};
+use common::raw::{connect, read_to_eof, send, JsonConn};
+use common::{spawn_node, TestNode};
 use serde_json::{json, Value};
 
 /// A node with a recognisable id, so `server_id` is checked for real.
@@ -208,7 +209,7 @@ async fn values_that_are_not_utf8_come_back_as_base64() {
         b"*3\r\n$3\r\nSET\r\n$3\r\nbin\r\n$3\r\n\xff\x00\x01\r\n",
     )
     .await;
-    common::expect_bytes(&mut r, b"+OK\r\n").await;
+    common::raw::expect_bytes(&mut r, b"+OK\r\n").await;
     // ...and read it through JSON: nothing lost, no lossy replacement characters.
     let mut c = JsonConn::connect(node.addr).await;
     let reply = c.request(json!({"command": "GET", "key": "bin"})).await;
@@ -226,7 +227,7 @@ async fn values_that_are_not_utf8_come_back_as_base64() {
     // A value stored through JSON is the same bytes through RESP.
     send(&mut r, "GET ключ\r\n".as_bytes()).await;
     let value = "значение ✓";
-    common::expect_bytes(
+    common::raw::expect_bytes(
         &mut r,
         format!("${}\r\n{value}\r\n", value.len()).as_bytes(),
     )
@@ -434,7 +435,7 @@ async fn invalid_json_gets_an_error_object_then_the_connection_closes() {
     );
     let mut r = connect(node.addr).await;
     send(&mut r, b"PING\r\n").await;
-    common::expect_bytes(&mut r, b"+PONG\r\n").await;
+    common::raw::expect_bytes(&mut r, b"+PONG\r\n").await;
 }
 
 #[tokio::test]
@@ -451,7 +452,7 @@ async fn the_first_non_space_byte_picks_the_protocol() {
     send(&mut r, b"\r\n  ").await;
     tokio::task::yield_now().await;
     send(&mut r, b"PING\r\n").await;
-    common::expect_bytes(&mut r, b"+PONG\r\n").await;
+    common::raw::expect_bytes(&mut r, b"+PONG\r\n").await;
     // A connection that closes before deciding is simply dropped.
     let mut s = connect(node.addr).await;
     send(&mut s, b"   ").await;

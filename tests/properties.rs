@@ -16,14 +16,16 @@
 //! `tests/properties.proptest-regressions`, which proptest replays first on every later run:
 //! commit that file with the fix.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use minikv::cmd::Session;
-use minikv::node::{ClientHandle, Node};
+use common::raw::resp_from;
+use common::session;
+use minikv::node::Node;
 use minikv::protocol::json::{JsonCodec, JsonLimits};
 use minikv::protocol::resp::{encode_reply, RespCodec, RespLimits};
 use minikv::protocol::{Incoming, Reply, Request};
@@ -252,15 +254,6 @@ fn resp_decode_chunked(input: &[u8], sizes: &[usize]) -> Result<Vec<Vec<Vec<u8>>
     Ok(out)
 }
 
-fn multibulk(args: &[Vec<u8>], dst: &mut Vec<u8>) {
-    dst.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for arg in args {
-        dst.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        dst.extend_from_slice(arg);
-        dst.extend_from_slice(b"\r\n");
-    }
-}
-
 /// One inline line: every argument double-quoted, every byte written as `\xHH`, except
 /// letters and digits, which go as themselves.
 fn inline(args: &[Vec<u8>], dst: &mut Vec<u8>) {
@@ -293,7 +286,7 @@ proptest! {
     ) {
         let mut input = Vec::new();
         for args in &requests {
-            multibulk(args, &mut input);
+            input.extend(resp_from(args));
         }
         prop_assert_eq!(resp_decode_chunked(&input, &[input.len()]), Ok(requests.clone()));
         prop_assert_eq!(resp_decode_chunked(&input, &sizes), Ok(requests));
@@ -321,7 +314,7 @@ proptest! {
             if *as_inline {
                 inline(args, &mut input);
             } else {
-                multibulk(args, &mut input);
+                input.extend(resp_from(args));
             }
         }
         let want: Vec<_> = requests.into_iter().map(|(_, args)| args).collect();
@@ -1022,17 +1015,6 @@ fn command_op() -> impl Strategy<Value = CommandOp> {
         1 => key().prop_map(CommandOp::Persist),
         2 => key().prop_map(CommandOp::Ttl),
     ]
-}
-
-/// A session for a connection registered with `node`, as `server::conn` builds one.
-fn session(node: &Node) -> Session {
-    let client = Arc::new(ClientHandle::new(
-        node.next_client_id(),
-        "127.0.0.1:40000".into(),
-        "127.0.0.1:7001".into(),
-        node.shutdown.child_token(),
-    ));
-    Session::new(client)
 }
 
 /// Redis's integer rule (`string2ll`): the value must be the canonical decimal text of an i64.

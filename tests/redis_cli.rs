@@ -8,15 +8,14 @@
 //! until their output shows what is expected, within a bound, then killed.
 
 mod common;
-mod tools;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{require, run, run_until, NodeProcess, Run};
 use common::WAIT;
-use tools::{kill, require, run, Node, Run};
 
 /// Bound for one ordinary redis-cli run.
 const CLI_LIMIT: Duration = Duration::from_secs(30);
@@ -26,11 +25,11 @@ fn require_cli() {
 }
 
 /// Runs `redis-cli -p PORT args...`, asserts it exited 0 and returns its output.
-fn cli(node: &Node, args: &[&str]) -> String {
+fn cli(node: &NodeProcess, args: &[&str]) -> String {
     cli_run(node, args, None).assert_success().stdout.clone()
 }
 
-fn cli_run(node: &Node, args: &[&str], input: Option<Vec<u8>>) -> Run {
+fn cli_run(node: &NodeProcess, args: &[&str], input: Option<Vec<u8>>) -> Run {
     run(
         Command::new("redis-cli")
             .args(["-p", &node.port_arg()])
@@ -40,57 +39,10 @@ fn cli_run(node: &Node, args: &[&str], input: Option<Vec<u8>>) -> Run {
     )
 }
 
-/// Starts `program args...`, collects its standard output until `done` holds for everything
-/// read so far (or `limit` passes, which fails the test), then kills it. For programs that
-/// run until stopped, like `--stat`.
-fn read_until(
-    program: &str,
-    args: &[&str],
-    limit: Duration,
-    done: impl Fn(&str) -> bool,
-) -> String {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}; run ./scripts/test.sh"));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader = std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut chunk) {
-            if n == 0 || tx.send(chunk[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + limit;
-    let mut seen = Vec::new();
-    let outcome = loop {
-        let text = String::from_utf8_lossy(&seen).into_owned();
-        if done(&text) {
-            break Ok(text);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => seen.extend_from_slice(&chunk),
-            Err(_) => break Err(text),
-        }
-    };
-    kill(child.id());
-    let _ = child.wait();
-    reader.join().expect("output reader thread");
-    outcome.unwrap_or_else(|text| {
-        panic!("{program} {args:?}: expected output not seen within {limit:?}; got:\n{text}")
-    })
-}
-
 #[test]
 fn one_shot_commands() {
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     assert_eq!(cli(&node, &["PING"]), "PONG\n");
     assert_eq!(cli(&node, &["SET", "greeting", "hello world"]), "OK\n");
     assert_eq!(cli(&node, &["GET", "greeting"]), "hello world\n");
@@ -140,7 +92,7 @@ fn one_shot_commands() {
 #[test]
 fn resp3_with_dash_3() {
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     let hello = cli(&node, &["-3", "--no-raw", "HELLO", "3"]);
     for line in [
         "1# \"server\" => \"redis\"",
@@ -175,7 +127,7 @@ fn resp3_with_dash_3() {
 #[test]
 fn scan_with_pattern_returns_every_key() {
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     let mut args = vec!["MSET".to_string()];
     for i in 0..300 {
         args.extend([format!("k:{i}"), i.to_string()]);
@@ -199,7 +151,7 @@ fn scan_with_pattern_returns_every_key() {
 #[test]
 fn bigkeys_and_memkeys_find_the_biggest_key() {
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     for i in 0..50 {
         assert_eq!(cli(&node, &["SET", &format!("small:{i}"), "v"]), "OK\n");
     }
@@ -249,7 +201,7 @@ fn bigkeys_and_memkeys_find_the_biggest_key() {
 fn pipe_a_million_sets() {
     const N: usize = 1_000_000;
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     // Raw RESP, as `--pipe` expects it: *3 $3 SET $len key $len value.
     let mut input = Vec::with_capacity(N * 48);
     for i in 0..N {
@@ -286,12 +238,12 @@ fn pipe_a_million_sets() {
 fn stat_prints_its_header_and_live_values() {
     require_cli();
     require("stdbuf (coreutils)", "stdbuf", &["--version"]);
-    let node = Node::start();
+    let node = NodeProcess::start();
     assert_eq!(cli(&node, &["MSET", "a", "1", "b", "2", "c", "3"]), "OK\n");
     // Through a pipe redis-cli's stdout is block-buffered: stdbuf makes it line-buffered so
     // each sample shows up as it is printed.
     let port = node.port_arg();
-    let out = read_until(
+    let out = run_until(
         "stdbuf",
         &["-oL", "redis-cli", "-p", &port, "--stat", "-i", "0.2"],
         WAIT,
@@ -333,7 +285,7 @@ fn stat_prints_its_header_and_live_values() {
 #[test]
 fn latency_reports_samples() {
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     // Not on a terminal, --latency samples for one interval, prints `min max avg count`
     // and exits by itself.
     let out = cli(&node, &["--latency", "-i", "0.5"]);
@@ -353,7 +305,7 @@ fn latency_reports_samples() {
     );
     // The interactive format, read until it has printed a few samples.
     let port = node.port_arg();
-    let out = read_until(
+    let out = run_until(
         "redis-cli",
         &["-p", &port, "--no-raw", "--latency"],
         WAIT,
@@ -445,7 +397,7 @@ impl Drop for Tmux {
 }
 
 /// A MONITOR connection: sees every command the node runs from now on.
-fn monitor(node: &Node) -> TcpStream {
+fn monitor(node: &NodeProcess) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", node.port)).expect("connect for MONITOR");
     stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     stream.write_all(b"MONITOR\r\n").expect("send MONITOR");
@@ -479,7 +431,7 @@ fn monitor_until(stream: &mut TcpStream, needle: &str) -> String {
 #[test]
 fn interactive_session_through_tmux() {
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     let mut feed = monitor(&node);
     let tmux = Tmux::start(160, &format!("redis-cli -p {}", node.port));
     let prompt = format!("127.0.0.1:{}>", node.port);
@@ -519,7 +471,7 @@ fn interactive_session_through_tmux() {
 #[test]
 fn interactive_hints_come_from_command_docs() {
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     let tmux = Tmux::start(200, &format!("redis-cli -p {}", node.port));
     let prompt = format!("127.0.0.1:{}>", node.port);
     tmux.wait_for("the redis-cli prompt", |s| s.contains(&prompt));
@@ -545,7 +497,7 @@ fn redis_benchmark_runs_without_errors() {
         &["--version"],
     );
     require_cli();
-    let node = Node::start();
+    let node = NodeProcess::start();
     let out = run(
         Command::new("redis-benchmark").args([
             "-p",

@@ -4,7 +4,6 @@
 //! a ConnectionManager that carries on after the node is killed and restarted.
 
 mod common;
-mod tools;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,36 +11,12 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Commands, Value};
 
-use common::{BinProcess, WAIT};
-use tools::Node;
+use common::process::{BinProcess, NodeProcess};
+use common::redis_rs::{multiplexed, sync_connection};
+use common::WAIT;
 
-fn url(node: &Node) -> String {
-    format!("redis://127.0.0.1:{}/", node.port)
-}
-
-fn resp3_url(node: &Node) -> String {
+fn resp3_url(node: &NodeProcess) -> String {
     format!("redis://127.0.0.1:{}/?protocol=resp3", node.port)
-}
-
-fn sync_connection(url: &str) -> redis::Connection {
-    let client = redis::Client::open(url).expect("valid URL");
-    let con = client
-        .get_connection_with_timeout(WAIT)
-        .expect("connect to the node");
-    con.set_read_timeout(Some(WAIT)).expect("read timeout");
-    con.set_write_timeout(Some(WAIT)).expect("write timeout");
-    con
-}
-
-async fn multiplexed(url: &str) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(url).expect("valid URL");
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(WAIT))
-        .set_response_timeout(Some(WAIT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .expect("connect to the node")
 }
 
 /// The field `name` of a HELLO map.
@@ -57,8 +32,8 @@ fn field<'a>(map: &'a [(Value, Value)], name: &str) -> &'a Value {
 
 #[test]
 fn sync_connection_reads_back_what_it_wrote() {
-    let node = Node::start();
-    let mut con = sync_connection(&url(&node));
+    let node = NodeProcess::start();
+    let mut con = sync_connection(&node.redis_url());
     let () = con.set("k", "v1").unwrap();
     let v: Option<String> = con.get("k").unwrap();
     assert_eq!(v.as_deref(), Some("v1"));
@@ -110,9 +85,9 @@ fn sync_connection_reads_back_what_it_wrote() {
 
 #[test]
 fn sync_pipelines_and_transactions() {
-    let node = Node::start();
-    let mut con = sync_connection(&url(&node));
-    let mut other = sync_connection(&url(&node));
+    let node = NodeProcess::start();
+    let mut con = sync_connection(&node.redis_url());
+    let mut other = sync_connection(&node.redis_url());
 
     let (ok, got, n1, n2, missing): (String, String, i64, i64, Option<String>) = redis::pipe()
         .set("p", "x")
@@ -187,7 +162,7 @@ fn sync_pipelines_and_transactions() {
     let after: String = con.get("after").unwrap();
     assert_eq!(after, "ok");
     // EXECABORT when a command is rejected while queueing.
-    let mut raw = sync_connection(&url(&node));
+    let mut raw = sync_connection(&node.redis_url());
     let () = redis::cmd("MULTI").query(&mut raw).unwrap();
     let err = redis::cmd("GET")
         .query::<Value>(&mut raw)
@@ -202,7 +177,7 @@ fn sync_pipelines_and_transactions() {
 
 #[test]
 fn resp3_through_the_url() {
-    let node = Node::start();
+    let node = NodeProcess::start();
     let mut con = sync_connection(&resp3_url(&node));
     let hello: Value = redis::cmd("HELLO").query(&mut con).unwrap();
     let Value::Map(map) = &hello else {
@@ -253,7 +228,7 @@ fn resp3_through_the_url() {
     );
 
     // The same under RESP2: flat arrays and `$-1`.
-    let mut con2 = sync_connection(&url(&node));
+    let mut con2 = sync_connection(&node.redis_url());
     let config: Value = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxclients")
@@ -272,8 +247,8 @@ fn resp3_through_the_url() {
 
 #[tokio::test]
 async fn tokio_multiplexed_connection_resp2_and_resp3() {
-    let node = Node::start();
-    for (label, url) in [("resp2", url(&node)), ("resp3", resp3_url(&node))] {
+    let node = NodeProcess::start();
+    for (label, url) in [("resp2", node.redis_url()), ("resp3", resp3_url(&node))] {
         let mut con = multiplexed(&url).await;
         let p = format!("{label}:");
         let () = con.set(format!("{p}k"), "v").await.unwrap();
@@ -327,8 +302,8 @@ async fn tokio_multiplexed_connection_resp2_and_resp3() {
 
 #[tokio::test]
 async fn connection_manager_survives_a_node_restart() {
-    let mut node = Node::start();
-    let client = redis::Client::open(url(&node)).expect("valid URL");
+    let mut node = NodeProcess::start();
+    let client = redis::Client::open(node.redis_url()).expect("valid URL");
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)))

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{blocking, free_port, free_ports, run_client, BinProcess};
+use common::blocking;
+use common::process::{free_port, run_client, ClusterProcess};
 use minikv::node_for;
 
 /// 61 `=`: the separator around each `Server N (Port P)` block.
@@ -15,46 +16,6 @@ fn narrow() -> String {
 /// 70 `=`: the separator of the `servers` block.
 fn wide() -> String {
     "=".repeat(70)
-}
-
-/// A 3-node cluster started with `minikv cluster` in one process, on fresh ports.
-struct Cluster {
-    _process: BinProcess,
-    _dir: tempfile::TempDir,
-    ports: [u16; 3],
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let base = free_ports(3);
-        let ports = [base, base + 1, base + 2];
-        let base_text = base.to_string();
-        let dir_text = dir.path().to_str().expect("UTF-8 temp path").to_string();
-        let process = BinProcess::start(
-            &[
-                "cluster",
-                "--base-port",
-                &base_text,
-                "--data-dir",
-                &dir_text,
-            ],
-            &ports,
-        );
-        Cluster {
-            _process: process,
-            _dir: dir,
-            ports,
-        }
-    }
-
-    fn servers(&self) -> String {
-        self.ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
 }
 
 /// The first `prefix{i}` key that MD5 routes to server index `index` of 3.
@@ -106,7 +67,7 @@ fn header(server: usize, port: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piped_session_prints_the_specs_blocks() {
     blocking(|| {
-        let cluster = Cluster::start();
+        let cluster = ClusterProcess::start(&[]);
         let servers = cluster.servers();
         // user:alice as in the spec, then one key on each of the other two servers.
         let a = server_of("user:alice");
@@ -231,7 +192,7 @@ async fn piped_session_prints_the_specs_blocks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shot_commands_set_the_exit_status() {
     blocking(|| {
-        let cluster = Cluster::start();
+        let cluster = ClusterProcess::start(&[]);
         let servers = cluster.servers();
 
         let missing = run_client(&["--servers", &servers, "get", "no:such:key"], "");
@@ -329,7 +290,7 @@ async fn servers_block_reports_the_real_retry_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_server_prints_the_retry_lines() {
     blocking(|| {
-        let cluster = Cluster::start();
+        let cluster = ClusterProcess::start(&[]);
         // Server 2 is a port nothing listens on.
         let dead = free_port();
         let servers = format!(

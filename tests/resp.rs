@@ -7,56 +7,16 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{blocking, connect, expect_bytes, read_to_eof, send, spawn_node, within, WAIT};
-use redis::{Connection, FromRedisValue, Value};
+use common::raw::{connect, expect_bytes, read_to_eof, send};
+use common::redis_rs::sync::{q, qerr};
+use common::redis_rs::{error_text, sync_connection};
+use common::{blocking, spawn_node, within};
+use redis::{Connection, Value};
 use redis_protocol::resp3::types::OwnedFrame;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn sync_connection(url: &str) -> Connection {
-    let client = redis::Client::open(url).expect("valid redis URL");
-    let con = client
-        .get_connection_with_timeout(WAIT)
-        .expect("redis-rs connects to the node");
-    con.set_read_timeout(Some(WAIT)).expect("set read timeout");
-    con.set_write_timeout(Some(WAIT))
-        .expect("set write timeout");
-    con
-}
-
-fn cmd(args: &[&str]) -> redis::Cmd {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c
-}
-
-/// Runs a command that must succeed and converts its reply.
-fn q<T: FromRedisValue>(con: &mut Connection, args: &[&str]) -> T {
-    cmd(args)
-        .query(con)
-        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
-}
-
-/// Runs a command that must fail and returns the full error text as Redis sends it.
-fn qerr(con: &mut Connection, args: &[&str]) -> String {
-    match cmd(args).query::<Value>(con) {
-        Ok(v) => panic!("{args:?} should fail, got {v:?}"),
-        Err(e) => error_text(&e),
-    }
-}
-
-/// The error line the server sent (`ERR syntax error`), rebuilt from redis-rs's code + detail.
-fn error_text(e: &redis::RedisError) -> String {
-    match (e.code(), e.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        (Some(code), None) => code.to_string(),
-        _ => panic!("not a server error reply: {e}"),
-    }
-}
 
 fn unix_ms() -> i64 {
     minikv::store::clock::unix_ms()

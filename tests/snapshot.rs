@@ -5,79 +5,21 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{
-    blocking, free_port, spawn_node, spawn_node_in, test_config, wait_until, BinProcess, Rng, WAIT,
-};
+use common::process::{free_port, BinProcess, ClusterProcess};
+use common::redis_rs::aio::run;
+use common::redis_rs::{multiplexed, sync_connection};
+use common::snapshot::{read_snapshot, snapshot_entries};
+use common::{blocking, spawn_node, spawn_node_in, test_config, wait_until, Rng, WAIT};
 use minikv::Server;
-use redis::aio::MultiplexedConnection;
-use serde_json::Value;
-
-async fn connection(url: &str) -> MultiplexedConnection {
-    let client = redis::Client::open(url).expect("valid URL");
-    common::within("connect", client.get_multiplexed_async_connection())
-        .await
-        .expect("connect with redis-rs")
-}
-
-async fn run<T: redis::FromRedisValue>(con: &mut MultiplexedConnection, args: &[&[u8]]) -> T {
-    let mut cmd = redis::cmd(std::str::from_utf8(args[0]).expect("ASCII command name"));
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query_async(con).await.unwrap_or_else(|e| {
-        panic!(
-            "{:?} failed: {e}",
-            args.iter()
-                .map(|a| String::from_utf8_lossy(a))
-                .collect::<Vec<_>>()
-        )
-    })
-}
-
-/// Reads and parses a snapshot file, checking its envelope.
-fn read_snapshot(path: &Path) -> Value {
-    let data = std::fs::read(path)
-        .unwrap_or_else(|e| panic!("snapshot {} unreadable: {e}", path.display()));
-    let value: Value = serde_json::from_slice(&data).unwrap_or_else(|e| {
-        panic!(
-            "snapshot {} is not valid JSON ({e}); {} bytes",
-            path.display(),
-            data.len()
-        )
-    });
-    assert_eq!(value["format"], "minikv-snapshot", "{}", path.display());
-    assert_eq!(value["version"], 2);
-    for db in value["databases"].as_array().expect("databases array") {
-        for e in db["entries"].as_array().expect("entries array") {
-            assert_eq!(e["type"], "string", "every entry names its type: {e}");
-        }
-    }
-    value
-}
-
-/// Every `(db, key, value)` with a text key and value in a parsed snapshot.
-fn snapshot_entries(snapshot: &Value) -> Vec<(u64, String, String)> {
-    let mut out = Vec::new();
-    for db in snapshot["databases"].as_array().expect("databases array") {
-        let index = db["db"].as_u64().expect("db index");
-        for e in db["entries"].as_array().expect("entries array") {
-            if let (Some(k), Some(v)) = (e["key"].as_str(), e["value"].as_str()) {
-                out.push((index, k.to_string(), v.to_string()));
-            }
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_restores_data_and_ttls_and_drops_keys_that_expired_while_down() {
     let node = spawn_node(|c| c.id = 2).await;
-    let mut con = connection(&node.redis_url()).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let () = run(&mut con, &[b"SET", b"plain", b"Alice"]).await;
     let () = run(&mut con, &[b"SET", b"bin\xff\x00key", b"\x00\x01\xfe\xff"]).await;
     let () = run(&mut con, &[b"SET", b"long", b"v", b"EX", b"100"]).await;
@@ -130,7 +72,7 @@ async fn restart_restores_data_and_ttls_and_drops_keys_that_expired_while_down()
         node.restored, 4,
         "plain, binary, long and in-db-3; not short"
     );
-    let mut con = connection(&node.redis_url()).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let plain: String = run(&mut con, &[b"GET", b"plain"]).await;
     assert_eq!(plain, "Alice");
     let bin: Vec<u8> = run(&mut con, &[b"GET", b"bin\xff\x00key"]).await;
@@ -155,7 +97,7 @@ async fn restart_restores_data_and_ttls_and_drops_keys_that_expired_while_down()
 async fn graceful_stop_writes_a_final_snapshot() {
     // The periodic save is an hour away: only the shutdown can write the file.
     let node = spawn_node(|c| c.save_interval = Duration::from_secs(3600)).await;
-    let mut con = connection(&node.redis_url()).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let () = run(&mut con, &[b"SET", b"last", b"words"]).await;
     let path = node.snapshot_path();
     assert!(!path.exists(), "nothing saved before the stop");
@@ -177,7 +119,7 @@ async fn graceful_stop_writes_a_final_snapshot() {
 async fn periodic_snapshots_are_written_only_after_changes() {
     let node = spawn_node(|c| c.save_interval = Duration::from_millis(50)).await;
     let path = node.snapshot_path();
-    let mut con = connection(&node.redis_url()).await;
+    let mut con = multiplexed(&node.redis_url()).await;
     let () = run(&mut con, &[b"SET", b"one", b"1"]).await;
     // The file appears (rename) a moment before the save is counted: wait for both.
     wait_until("the first periodic snapshot", WAIT, || async {
@@ -282,9 +224,7 @@ async fn sigterm_stops_the_binary_gracefully_and_the_restart_restores() {
         let port = free_port();
         let mut process = BinProcess::server(3, port, &data_dir, &["--save-interval", "3600"]);
         let url = format!("redis://127.0.0.1:{port}/");
-        let mut con = redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(WAIT))
-            .expect("connect to the binary");
+        let mut con = sync_connection(&url);
         let () = redis::cmd("SET")
             .arg("persist:1")
             .arg("value1")
@@ -320,9 +260,7 @@ async fn sigterm_stops_the_binary_gracefully_and_the_restart_restores() {
             "the start line names the address, data file and keys restored: {start_line}"
         );
         let url = format!("redis://127.0.0.1:{port}/");
-        let mut con = redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(WAIT))
-            .expect("connect to the restarted binary");
+        let mut con = sync_connection(&url);
         let v: String = redis::cmd("GET")
             .arg("persist:2")
             .query(&mut con)
@@ -348,9 +286,7 @@ async fn sigkill_at_random_moments_always_leaves_a_valid_snapshot() {
             let url = format!("redis://127.0.0.1:{port}/");
             if let Some(keys) = expected_keys {
                 // The restart restored exactly what the file held.
-                let mut con = redis::Client::open(url.as_str())
-                    .and_then(|c| c.get_connection_with_timeout(WAIT))
-                    .expect("connect to the restarted node");
+                let mut con = sync_connection(&url);
                 let dbsize: usize = redis::cmd("DBSIZE").query(&mut con).expect("DBSIZE");
                 assert_eq!(dbsize, keys, "round {round}: restored key count");
             }
@@ -410,9 +346,7 @@ async fn sigkill_at_random_moments_always_leaves_a_valid_snapshot() {
         let port = free_port();
         let _process = BinProcess::server(1, port, &data_dir, &[]);
         let url = format!("redis://127.0.0.1:{port}/");
-        let mut con = redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(WAIT))
-            .expect("connect to the final restart");
+        let mut con = sync_connection(&url);
         let dbsize: usize = redis::cmd("DBSIZE").query(&mut con).expect("DBSIZE");
         assert_eq!(Some(dbsize), expected_keys);
         // Spot-check values against the file.
@@ -431,36 +365,22 @@ async fn sigterm_stops_a_whole_cluster_with_one_snapshot_per_node() {
     // A data directory that does not exist yet: `minikv cluster` creates it.
     let data_dir = root.path().join("data");
     blocking(move || {
-        let base = common::free_ports(3);
-        let base_text = base.to_string();
-        let dir_text = data_dir.to_str().expect("UTF-8 temp path").to_string();
-        let mut process = BinProcess::start(
-            &[
-                "cluster",
-                "--base-port",
-                &base_text,
-                "--data-dir",
-                &dir_text,
-            ],
-            &[base, base + 1, base + 2],
-        );
-        for i in 0..3u16 {
-            let url = format!("redis://127.0.0.1:{}/", base + i);
-            let mut con = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection_with_timeout(WAIT))
-                .expect("connect to a cluster node");
+        let mut cluster = ClusterProcess::start_in(&data_dir, &[]);
+        for (i, port) in cluster.ports.into_iter().enumerate() {
+            let url = format!("redis://127.0.0.1:{port}/");
+            let mut con = sync_connection(&url);
             let () = redis::cmd("SET")
                 .arg(format!("on-node-{}", i + 1))
                 .arg("v")
                 .query(&mut con)
                 .expect("SET");
         }
-        process.terminate();
-        let status = process.wait_exit();
+        cluster.process.terminate();
+        let status = cluster.process.wait_exit();
         assert!(
             status.success(),
             "graceful exit: {status}\n{}",
-            process.stderr()
+            cluster.process.stderr()
         );
         for id in 1..=3 {
             let path = data_dir.join(format!("kv_store_server{id}.json"));

@@ -9,7 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{blocking, connect, run_client, send, spawn_node, within};
+use common::process::run_client;
+use common::raw::{connect, send};
+use common::{blocking, spawn_node, within};
 use minikv::tls::{ClientTls, TlsConfig};
 use minikv::{ClientConfig, ClusterClient};
 use rcgen::{
@@ -205,7 +207,7 @@ fn server_with_a_bad_certificate_path_refuses_to_start_naming_the_file() {
     let missing = pki.dir.path().join("no-such-cert.pem");
     let missing_arg = missing.to_str().expect("UTF-8").to_string();
     let key = pki.key.to_str().expect("UTF-8").to_string();
-    let output = Command::new(common::binary())
+    let output = Command::new(common::process::binary())
         .args(["server", "1", "0", "--data-dir"])
         .arg(data.path())
         .args(["--tls-cert", &missing_arg, "--tls-key", &key])
@@ -217,7 +219,7 @@ fn server_with_a_bad_certificate_path_refuses_to_start_naming_the_file() {
     // A key file that is not a key is named too.
     let not_a_key = pki.dir.path().join("not-a-key.pem");
     std::fs::write(&not_a_key, "hello").expect("write");
-    let output = Command::new(common::binary())
+    let output = Command::new(common::process::binary())
         .args(["server", "1", "0", "--data-dir"])
         .arg(data.path())
         .arg("--tls-cert")

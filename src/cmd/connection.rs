@@ -24,10 +24,7 @@ use super::args::{int, is, text};
 use super::{CommandError, Ctx, ReplyMode, Session};
 use crate::node::{ClientHandle, Node};
 use crate::protocol::Reply;
-
-/// The Redis version clients are told they are talking to (HELLO, INFO). minikv implements
-/// Redis 7 semantics; clients use this to pick features.
-pub const REDIS_VERSION: &str = "7.2.4";
+use crate::report::REDIS_VERSION;
 
 pub(super) fn ping(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     match args {

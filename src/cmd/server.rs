@@ -15,14 +15,14 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 
 use super::args::{int, is, text};
-use super::connection::REDIS_VERSION;
 use super::{docs, table, CommandError, CommandSpec, Ctx};
 use crate::protocol::Reply;
+use crate::report::Report;
 use crate::store::pattern;
 
 pub(super) fn stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
-    let s = ctx.node.stats.snapshot();
-    let (keys, with_ttl) = key_counts(ctx);
+    let report = Report::gather(ctx.node, ctx.now);
+    let (s, keyspace) = (&report.stats, &report.keyspace);
     let field = |name: &'static str, n: u64| (Reply::text(name), Reply::Int(n as i64));
     Ok(Reply::Map(vec![
         field("total_requests", s.total_requests),
@@ -30,18 +30,9 @@ pub(super) fn stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Command
         field("set", s.set),
         field("delete", s.delete),
         field("expire", s.expire),
-        field("total_keys", keys as u64),
-        field("keys_with_ttl", with_ttl as u64),
+        field("total_keys", keyspace.total_keys()),
+        field("keys_with_ttl", keyspace.total_expires()),
     ]))
-}
-
-fn key_counts(ctx: &Ctx<'_>) -> (usize, usize) {
-    ctx.node
-        .store
-        .dbs()
-        .iter()
-        .map(|db| db.counts(ctx.now))
-        .fold((0, 0), |(a, b), (k, t)| (a + k, b + t))
 }
 
 pub(super) fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -63,126 +54,135 @@ pub(super) fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
         || wanted
             .iter()
             .any(|w| w == "all" || w == "default" || w == "everything");
+    let report = Report::gather(ctx.node, ctx.now);
     let mut out = String::new();
     for section in DEFAULT {
         if all || wanted.iter().any(|w| w == section) {
             if !out.is_empty() {
                 out.push_str("\r\n");
             }
-            info_section(ctx, section, &mut out);
+            info_section(&report, section, &mut out);
         }
     }
     Ok(Reply::Verbatim(Bytes::from(out)))
 }
 
-fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
-    let node = ctx.node;
-    let s = node.stats.snapshot();
+/// Writes one INFO section of `report` in Redis's `# Title` + `name:value` lines.
+fn info_section(report: &Report, section: &str, out: &mut String) {
     let (title, fields): (&str, Vec<(String, String)>) = match section {
-        "server" => (
-            "Server",
-            vec![
-                f("redis_version", REDIS_VERSION),
-                f("redis_mode", "standalone"),
-                f("minikv_version", env!("CARGO_PKG_VERSION")),
-                f("minikv_server_id", node.config.id),
-                f("os", std::env::consts::OS),
-                f("arch_bits", 64),
-                f("process_id", std::process::id()),
-                f("tcp_port", node.port()),
-                f("uptime_in_seconds", node.started.elapsed().as_secs()),
-                f("uptime_in_days", node.started.elapsed().as_secs() / 86400),
-            ],
-        ),
-        "clients" => (
-            "Clients",
-            vec![
-                f("connected_clients", s.connected_clients),
-                f("maxclients", node.config.max_clients),
-                f("blocked_clients", 0),
-            ],
-        ),
+        "server" => {
+            let s = &report.server;
+            let uptime = s.uptime.as_secs();
+            (
+                "Server",
+                vec![
+                    f("redis_version", s.redis_version),
+                    f("redis_mode", s.mode),
+                    f("minikv_version", s.version),
+                    f("minikv_server_id", s.server_id),
+                    f("os", s.os),
+                    f("arch_bits", s.arch_bits),
+                    f("process_id", s.process_id),
+                    f("tcp_port", s.tcp_port),
+                    f("uptime_in_seconds", uptime),
+                    f("uptime_in_days", uptime / 86400),
+                ],
+            )
+        }
+        "clients" => {
+            let c = &report.clients;
+            (
+                "Clients",
+                vec![
+                    f("connected_clients", c.connected),
+                    f("maxclients", c.max),
+                    f("blocked_clients", c.blocked),
+                ],
+            )
+        }
         "memory" => {
-            let rss = rss_bytes();
+            let m = &report.memory;
             (
                 "Memory",
                 vec![
-                    f("used_memory", rss),
-                    f("used_memory_human", human_bytes(rss)),
-                    f("used_memory_rss", rss),
-                    f("used_memory_rss_human", human_bytes(rss)),
-                    f("maxmemory", 0),
-                    f("maxmemory_policy", "noeviction"),
+                    f("used_memory", m.rss_bytes),
+                    f("used_memory_human", human_bytes(m.rss_bytes)),
+                    f("used_memory_rss", m.rss_bytes),
+                    f("used_memory_rss_human", human_bytes(m.rss_bytes)),
+                    f("maxmemory", m.max_bytes),
+                    f("maxmemory_policy", m.eviction_policy),
                 ],
             )
         }
         "persistence" => {
-            let p = node.persister.status();
+            let p = &report.persistence;
+            let aof_failing = p.aof.as_ref().is_some_and(|a| a.last_error.is_some());
             (
                 "Persistence",
                 vec![
-                    f("loading", 0),
-                    f(
-                        "rdb_changes_since_last_save",
-                        node.persister.changes_since_save(&node.store),
-                    ),
-                    f("rdb_bgsave_in_progress", u8::from(p.in_progress)),
+                    f("loading", u8::from(p.loading)),
+                    f("rdb_changes_since_last_save", p.changes_since_save),
+                    f("rdb_bgsave_in_progress", u8::from(p.save_in_progress)),
                     f("rdb_last_save_time", p.last_save_unix),
-                    f(
-                        "rdb_last_bgsave_status",
-                        if p.last_save_ok { "ok" } else { "err" },
-                    ),
-                    f("rdb_last_bgsave_time_sec", p.last_duration_ms / 1000),
+                    f("rdb_last_bgsave_status", ok_or_err(p.last_save_ok)),
+                    f("rdb_last_bgsave_time_sec", p.last_save_duration.as_secs()),
                     f("rdb_saves", p.saves),
-                    f("minikv_snapshot_file", node.persister.path().display()),
-                    f("aof_enabled", u8::from(node.aof.get().is_some())),
-                    f(
-                        "aof_last_write_status",
-                        match node.aof.get().map(|a| a.last_error()) {
-                            Some(Some(_)) => "err",
-                            _ => "ok",
-                        },
-                    ),
+                    f("minikv_snapshot_file", p.snapshot_file.display()),
+                    f("aof_enabled", u8::from(p.aof.is_some())),
+                    f("aof_last_write_status", ok_or_err(!aof_failing)),
                 ],
             )
         }
-        "stats" => (
-            "Stats",
-            vec![
-                f("total_connections_received", s.connections_received),
-                f("total_commands_processed", s.total_requests),
-                f("rejected_connections", s.rejected_connections),
-                f("keyspace_hits", s.keyspace_hits),
-                f("keyspace_misses", s.keyspace_misses),
-                f("minikv_get_commands", s.get),
-                f("minikv_set_commands", s.set),
-                f("minikv_delete_commands", s.delete),
-                f("minikv_expire_commands", s.expire),
-            ],
-        ),
-        "replication" => (
-            "Replication",
-            vec![f("role", "master"), f("connected_slaves", 0)],
-        ),
+        "stats" => {
+            let s = &report.stats;
+            (
+                "Stats",
+                vec![
+                    f("total_connections_received", s.connections_received),
+                    f("total_commands_processed", s.total_requests),
+                    f("rejected_connections", s.rejected_connections),
+                    f("keyspace_hits", s.keyspace_hits),
+                    f("keyspace_misses", s.keyspace_misses),
+                    f("minikv_get_commands", s.get),
+                    f("minikv_set_commands", s.set),
+                    f("minikv_delete_commands", s.delete),
+                    f("minikv_expire_commands", s.expire),
+                ],
+            )
+        }
+        "replication" => {
+            let r = &report.replication;
+            (
+                "Replication",
+                vec![
+                    f("role", r.role),
+                    f("connected_slaves", r.connected_replicas),
+                ],
+            )
+        }
         "cpu" => {
-            let (user, sys) = cpu_seconds();
+            let c = &report.cpu;
             (
                 "CPU",
                 vec![
-                    f("used_cpu_sys", format!("{sys:.6}")),
-                    f("used_cpu_user", format!("{user:.6}")),
+                    f("used_cpu_sys", format!("{:.6}", c.sys_secs)),
+                    f("used_cpu_user", format!("{:.6}", c.user_secs)),
                 ],
             )
         }
         _ => {
-            let mut fields = Vec::new();
-            for (i, db) in node.store.dbs().iter().enumerate() {
-                let (keys, expires) = db.counts(ctx.now);
-                if keys > 0 {
-                    let v = format!("keys={keys},expires={expires},avg_ttl=0");
-                    fields.push(f(&format!("db{i}"), v));
-                }
-            }
+            let fields = report
+                .keyspace
+                .dbs
+                .iter()
+                .filter(|db| db.keys > 0)
+                .map(|db| {
+                    // minikv does not estimate the average TTL; Redis's field is kept for
+                    // parsers that expect it.
+                    let v = format!("keys={},expires={},avg_ttl=0", db.keys, db.expires);
+                    f(&format!("db{}", db.index), v)
+                })
+                .collect();
             ("Keyspace", fields)
         }
     };
@@ -195,6 +195,14 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
 
 fn f(name: &str, value: impl std::fmt::Display) -> (String, String) {
     (name.to_string(), value.to_string())
+}
+
+fn ok_or_err(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "err"
+    }
 }
 
 pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -548,29 +556,6 @@ fn config_set(ctx: &Ctx<'_>, name: &Bytes, value: &Bytes) -> Result<(), CommandE
         ));
     }
     Ok(())
-}
-
-/// Resident set size of this process from `/proc/self/statm` (0 where unavailable).
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
-/// User and system CPU seconds of this process from `/proc/self/stat`.
-fn cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 fn human_bytes(n: u64) -> String {

@@ -3,7 +3,9 @@
 //! [`Repl::execute`] turns a line into cluster-client calls and writes the result blocks
 //! (`✓ SUCCESS (Server 2)` plus two-space indented details) to the REPL's sink, so the whole
 //! REPL is testable without a terminal. Retry notices from the client go to the same sink, in
-//! order. Terminal handling (prompt, history) lives in `main.rs`.
+//! order. Standard input and output, the prompt and history live in [`terminal`].
+
+pub mod terminal;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,157 @@
+//! Serving a set of nodes in this process until a stop signal: what `minikv server` (one node)
+//! and `minikv cluster` (N nodes) run once their arguments are parsed.
+//!
+//! It owns the process-level lifecycle only: the tokio runtime, the stop signals (Ctrl+C,
+//! SIGTERM), binding every node, cancelling them all on a signal and collecting their
+//! outcomes. How one node serves and shuts down is [`crate::server`]'s business; nothing here
+//! touches a connection, the store or the snapshot files.
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::server::Server;
+
+/// Why the nodes could not be started or stopped cleanly (besides a node's own error).
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The tokio runtime could not be built (usually: no threads or file descriptors left).
+    #[error("starting the tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A stop-signal handler could not be installed.
+    #[error("installing the {signal} handler")]
+    Signal {
+        /// The signal's name: `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// What the OS said.
+        #[source]
+        cause: std::io::Error,
+    },
+    /// A node could not start: its snapshot or log is unreadable, its TLS files are unusable,
+    /// or its port cannot be bound.
+    #[error("starting node {id}")]
+    Start {
+        /// The node's id.
+        id: u64,
+        /// Why (chained, as its own message already names the file or address).
+        #[source]
+        cause: Box<Error>,
+    },
+    /// A node's task panicked or was cancelled before it could report.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Serves `configs` on a new runtime with `threads` workers (see [`runtime`]) until Ctrl+C or
+/// SIGTERM, then stops every node gracefully. Blocks the calling thread.
+///
+/// # Errors
+/// As [`serve`], plus [`LaunchError::Runtime`].
+pub fn run(configs: Vec<NodeConfig>, threads: Option<usize>) -> Result<()> {
+    runtime(threads)?.block_on(serve(configs))
+}
+
+/// Starts every node, serves until Ctrl+C or SIGTERM, then stops them all gracefully.
+///
+/// The nodes start in order; if one cannot start, those before it are dropped without
+/// serving and its error is returned.
+///
+/// # Errors
+/// [`LaunchError::Signal`] or [`LaunchError::Start`] before anything is served; after the
+/// signal, the error of a node that did not stop cleanly (the last one, if several failed).
+pub async fn serve(configs: Vec<NodeConfig>) -> Result<()> {
+    // Handlers first: a SIGTERM arriving as soon as a port accepts must stop the node
+    // gracefully, not kill it with the default action before the handler exists.
+    let signals = Signals::install()?;
+    let mut servers = Vec::new();
+    for config in configs {
+        let id = config.id;
+        let file = config.snapshot_path();
+        let server = Server::bind(config)
+            .await
+            .map_err(|cause| LaunchError::Start {
+                id,
+                cause: Box::new(cause),
+            })?;
+        // The binary's log target, as when this lived in main.rs: filters keep working.
+        tracing::info!(
+            target: "minikv",
+            "node {id} listening on {}, data file {}, {} keys restored",
+            server.local_addr()?,
+            file.display(),
+            server.restored()
+        );
+        servers.push(server);
+    }
+    let nodes: Vec<_> = servers.iter().map(Server::node).collect();
+    let tasks: Vec<_> = servers.into_iter().map(|s| tokio::spawn(s.run())).collect();
+    signals.wait().await;
+    tracing::info!(target: "minikv", "shutting down");
+    for node in &nodes {
+        node.shutdown.cancel();
+    }
+    let mut failed = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(e) => failed = Some(Error::from(LaunchError::from(e))),
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// The runtime serving the nodes: `threads` workers, default one per core. One thread gets a
+/// single-threaded runtime (no work-stealing, no cross-thread wake-ups), like Redis's event
+/// loop: the cheapest per request when other processes need the other cores.
+///
+/// # Errors
+/// [`LaunchError::Runtime`] when the runtime cannot be built.
+pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, LaunchError> {
+    let mut builder = match threads {
+        Some(1) | Some(0) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build().map_err(LaunchError::Runtime)
+}
+
+/// The stop signals (Ctrl+C and SIGTERM), listened for from installation on.
+#[derive(Debug)]
+pub struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; from now on either signal is caught instead of killing the
+    /// process. Needs a tokio runtime.
+    ///
+    /// # Errors
+    /// [`LaunchError::Signal`] when a handler cannot be installed.
+    pub fn install() -> Result<Signals, LaunchError> {
+        let install = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|cause| LaunchError::Signal {
+                signal: name,
+                cause,
+            })
+        };
+        Ok(Signals {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    /// Waits for either signal.
+    pub async fn wait(mut self) {
+        // Either one stops the nodes; which came first does not matter.
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}

@@ -420,7 +420,7 @@ fn apply(store: &Store, payload: &[u8], now: Instant) -> Result<(), String> {
     let mut db = 0usize;
     while !buf.is_empty() {
         let request = match tokio_util::codec::Decoder::decode(&mut codec, &mut buf) {
-            Ok(Some(Incoming::Request(r))) => r,
+            Ok(Some(Incoming::Request(r, _))) => r,
             Ok(_) => return Err("a command cut short inside a record".into()),
             Err(e) => return Err(e.to_string()),
         };

@@ -79,7 +79,7 @@ fn decode(limits: RespLimits, input: &[u8], sizes: &[usize]) -> Outcome {
         for _ in 0..=input.len() {
             let before = buf.len();
             match codec.decode(&mut buf) {
-                Ok(Some(Incoming::Request(r))) => {
+                Ok(Some(Incoming::Request(r, _))) => {
                     assert!(buf.len() < before, "a decoded request consumed no input");
                     assert!(!r.args.is_empty(), "empty requests are skipped");
                     requests.push(r.args.iter().map(|a| a.to_vec()).collect());

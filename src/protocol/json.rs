@@ -3,20 +3,21 @@
 //! Requests may follow each other with or without whitespace or newlines between them, so the
 //! decoder finds where an object ends with an incremental depth scanner (strings and escapes
 //! aware, bounded size and nesting) and only then parses the complete object with serde_json.
-//! Each request is mapped to the shared [`Request`] type; the decoder remembers which spec
-//! command it was, so the encoder can shape the reply the way the spec shows it
-//! (`{"status": "success", "message": "Key set successfully", ...}`).
+//! Each request is mapped to the shared [`Request`] type plus a [`ReplyShape`] naming the spec
+//! command it was; the connection hands that shape back with the request's own reply, so the
+//! encoder can lay the reply out the way the spec shows it
+//! (`{"status": "success", "message": "Key set successfully", ...}`). The codec keeps no
+//! record of requests in flight: a request that gets no reply (`CLIENT REPLY OFF`/`SKIP`)
+//! drops its shape, and a reply that answers no request (a MONITOR line) is generic.
 //!
 //! This module must not know about the store: it maps wire objects to requests and replies.
-
-use std::collections::VecDeque;
 
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
-use super::{Incoming, ProtocolError, Reply, Request};
+use super::{Incoming, ProtocolError, Reply, ReplyShape, Request};
 
 /// Limits for untrusted JSON input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,20 +46,31 @@ pub struct JsonCodec {
     /// `UNAUTHENTICATED_MAX_OBJECT_LEN`, as Redis holds RESP requests before AUTH.
     pub(super) unauthenticated: bool,
     scan: Scan,
-    /// One entry per decoded request whose reply has not been encoded yet, in order.
-    pending: VecDeque<Shape>,
 }
 
-/// How to render the reply of one request.
-#[derive(Debug, Clone, PartialEq)]
-enum Shape {
-    Set { key: Bytes, ttl: Option<i64> },
-    Get { key: Bytes },
-    Delete { key: Bytes },
-    Expire { key: Bytes, ttl: i64 },
+/// How to render the reply of one request: which of the spec's commands it was, with the
+/// fields its reply echoes. Wrapped in the opaque [`ReplyShape`] outside this module.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) enum Shape {
+    Set {
+        key: Bytes,
+        ttl: Option<i64>,
+    },
+    Get {
+        key: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
+    Expire {
+        key: Bytes,
+        ttl: i64,
+    },
     Stats,
     Keys,
     Ping,
+    /// Any other reply: `"result"` holds it as JSON (errors: `"message"`).
+    #[default]
     Generic,
 }
 
@@ -79,7 +91,6 @@ impl JsonCodec {
             limits,
             unauthenticated: false,
             scan: Scan::default(),
-            pending: VecDeque::new(),
         }
     }
 
@@ -155,22 +166,24 @@ impl JsonCodec {
         Ok(None)
     }
 
-    fn finish(&mut self, request: Result<(Request, Shape), String>) -> Incoming {
-        match request {
-            Ok((request, shape)) => {
-                self.pending.push_back(shape);
-                Incoming::Request(request)
-            }
-            Err(message) => {
-                self.pending.push_back(Shape::Generic);
-                Incoming::Invalid(message)
-            }
-        }
+    /// Appends `reply` as one JSON object and `\n`, laid out for `shape`.
+    pub(super) fn encode_shaped(
+        &self,
+        reply: &Reply,
+        shape: &Shape,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        let value = self.render(shape, reply);
+        let mut writer = dst.writer();
+        serde_json::to_writer(&mut writer, &value)
+            .map_err(|e| ProtocolError::Json(format!("encoding reply: {e}")))?;
+        writer.into_inner().put_u8(b'\n');
+        Ok(())
     }
 
-    fn render(&self, shape: Shape, reply: &Reply) -> Value {
+    fn render(&self, shape: &Shape, reply: &Reply) -> Value {
         let mut out = Map::new();
-        let key = match &shape {
+        let key = match shape {
             Shape::Set { key, .. }
             | Shape::Get { key }
             | Shape::Delete { key }
@@ -182,7 +195,7 @@ impl JsonCodec {
             out.insert("message".into(), json!(e.strip_prefix("ERR ").unwrap_or(e)));
         } else {
             let not_found = matches!(
-                (&shape, reply),
+                (shape, reply),
                 (Shape::Get { .. }, Reply::Nil)
                     | (Shape::Delete { .. } | Shape::Expire { .. }, Reply::Int(0))
             );
@@ -192,7 +205,7 @@ impl JsonCodec {
                 out.insert("value".into(), Value::Null);
             } else {
                 out.insert("status".into(), json!("success"));
-                self.render_success(&shape, reply, &mut out);
+                self.render_success(shape, reply, &mut out);
             }
         }
         if let Some(key) = key {
@@ -256,7 +269,10 @@ impl Decoder for JsonCodec {
         let Value::Object(fields) = value else {
             return Err(ProtocolError::Json("request is not an object".into()));
         };
-        Ok(Some(self.finish(map_request(&fields))))
+        Ok(Some(match map_request(&fields) {
+            Ok((request, shape)) => Incoming::Request(request, ReplyShape(shape)),
+            Err(message) => Incoming::Invalid(message),
+        }))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
@@ -267,30 +283,6 @@ impl Decoder for JsonCodec {
                 "connection closed inside a request".into(),
             )),
         }
-    }
-}
-
-impl Encoder<Reply> for JsonCodec {
-    type Error = ProtocolError;
-
-    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        self.encode(&reply, dst)
-    }
-}
-
-impl Encoder<&Reply> for JsonCodec {
-    type Error = ProtocolError;
-
-    fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        // A reply with no pending request (a protocol error about to close the connection)
-        // is rendered generically.
-        let shape = self.pending.pop_front().unwrap_or(Shape::Generic);
-        let value = self.render(shape, reply);
-        let mut writer = dst.writer();
-        serde_json::to_writer(&mut writer, &value)
-            .map_err(|e| ProtocolError::Json(format!("encoding reply: {e}")))?;
-        writer.into_inner().put_u8(b'\n');
-        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::{Incoming, ProtocolError, Reply, Request};
+use super::{Incoming, ProtocolError, Reply, ReplyShape, Request};
 
 /// Size limits applied while decoding, with Redis's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl Decoder for RespCodec {
             match request {
                 None => return Ok(None),
                 Some(r) if r.args.is_empty() => continue,
-                Some(r) => return Ok(Some(Incoming::Request(r))),
+                Some(r) => return Ok(Some(Incoming::Request(r, ReplyShape::generic()))),
             }
         }
     }

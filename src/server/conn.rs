@@ -28,9 +28,8 @@ use crate::aof::FsyncPolicy;
 use crate::cmd::Session;
 use crate::config::NodeConfig;
 use crate::node::{ClientHandle, Node};
-use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, RespCodec};
+use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, ReplyShape, RespCodec};
 use crate::server::sniff::{self, Protocol};
-use crate::stats::StatKind;
 use crate::tls::TlsAcceptor;
 
 /// Flush replies early once this many bytes are pending, so a client pipelining thousands of
@@ -186,19 +185,20 @@ async fn serve<S: Transport, C: Codec>(
             } else {
                 codec.decode(&mut rbuf)
             };
-            let reply = match decoded {
-                Ok(Some(Incoming::Request(request))) => {
+            let (reply, shape) = match decoded {
+                Ok(Some(Incoming::Request(request, shape))) => {
                     let reply = session.execute(node, &request);
                     codec.set_resp_version(session.protocol);
                     // AUTH lifts the pre-auth size limits for the next request; RESET
                     // restores them.
                     codec.set_authenticated(!session.auth_required(node));
-                    reply
+                    (reply, shape)
                 }
                 Ok(Some(Incoming::Invalid(message))) => {
-                    // A request that could not be mapped to a command still counts as handled.
-                    node.stats.record(StatKind::Other, session.client.id);
-                    Some(Reply::Error(message.into()))
+                    // A request that could not be mapped to a command is still a request:
+                    // counted, and answered unless CLIENT REPLY says otherwise.
+                    let reply = session.reject(node, Reply::Error(message.into()));
+                    (reply, ReplyShape::generic())
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -210,8 +210,10 @@ async fn serve<S: Transport, C: Codec>(
                     return Err(e);
                 }
             };
+            // This request's one encode step: its reply in its own shape, or nothing when
+            // CLIENT REPLY OFF/SKIP suppressed the reply (the shape is dropped with it).
             if let Some(reply) = &reply {
-                codec.encode(reply, &mut wbuf)?;
+                codec.encode(reply, &shape, &mut wbuf)?;
             }
             if session.closing {
                 break;
@@ -270,7 +272,9 @@ async fn serve<S: Transport, C: Codec>(
                 }
             }
             line = next_monitor_line(&mut monitor) => {
-                codec.encode(&Reply::Simple(String::from_utf8_lossy(&line).into_owned().into()), &mut wbuf)?;
+                // A MONITOR line answers no request of this connection: generic shape.
+                let line = Reply::Simple(String::from_utf8_lossy(&line).into_owned().into());
+                codec.encode(&line, &ReplyShape::generic(), &mut wbuf)?;
             }
             _ = &mut stopped => return Ok(()),
             () = &mut idle, if idle_armed => {

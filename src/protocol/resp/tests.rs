@@ -9,7 +9,10 @@ fn decode_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, String> {
     let mut out = Vec::new();
     loop {
         match codec.decode(&mut buf) {
-            Ok(Some(Incoming::Request(r))) => out.push(r.args.iter().map(|a| a.to_vec()).collect()),
+            Ok(Some(Incoming::Request(r, shape))) => {
+                assert_eq!(shape, ReplyShape::generic(), "RESP has one reply layout");
+                out.push(r.args.iter().map(|a| a.to_vec()).collect())
+            }
             Ok(Some(Incoming::Invalid(e))) => return Err(e),
             Ok(None) => return Ok(out),
             Err(e) => return Err(e.to_string()),
@@ -37,7 +40,7 @@ fn decodes_a_request_split_at_every_byte() {
     for (i, b) in input.iter().enumerate() {
         buf.put_u8(*b);
         match codec.decode(&mut buf).expect("valid input") {
-            Some(Incoming::Request(r)) => {
+            Some(Incoming::Request(r, _)) => {
                 assert_eq!(i, input.len() - 1, "complete only at the last byte");
                 got = Some(r);
             }

@@ -421,6 +421,7 @@ fn apply(store: &Store, payload: &[u8], now: Instant) -> Result<(), String> {
     while !buf.is_empty() {
         let request = match tokio_util::codec::Decoder::decode(&mut codec, &mut buf) {
             Ok(Some(Incoming::Request(r, _))) => r,
+            Ok(Some(Incoming::CrossProtocol)) => return Err("a POST or Host: command".into()),
             Ok(_) => return Err("a command cut short inside a record".into()),
             Err(e) => return Err(e.to_string()),
         };

@@ -242,6 +242,7 @@ fn resp_decode_chunked(input: &[u8], sizes: &[usize]) -> Result<Vec<Vec<Vec<u8>>
                     out.push(r.args.iter().map(|a| a.to_vec()).collect());
                 }
                 Some(Incoming::Invalid(e)) => return Err(format!("Invalid({e})")),
+                Some(Incoming::CrossProtocol) => return Err("CrossProtocol".into()),
                 None => break,
             }
         }
@@ -722,6 +723,7 @@ proptest! {
                 got.push(match item {
                     Incoming::Request(request, _) => Ok(request),
                     Incoming::Invalid(message) => Err(message),
+                    Incoming::CrossProtocol => Err("JSON never yields CrossProtocol".into()),
                 });
             }
         }

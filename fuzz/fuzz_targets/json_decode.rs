@@ -111,6 +111,7 @@ fn answer(codec: &mut JsonCodec, item: &Incoming, seed: u8) {
     let (reply, shape) = match item {
         Incoming::Invalid(message) => (Reply::Error(message.clone().into()), &generic),
         Incoming::Request(_, shape) => (reply_for(seed), shape),
+        Incoming::CrossProtocol => panic!("only RESP recognises HTTP"),
     };
     let mut out = BytesMut::new();
     codec

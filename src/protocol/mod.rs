@@ -52,6 +52,11 @@ pub enum Incoming {
     /// A request the codec could frame but not map to a command; answered with this error,
     /// in the generic shape.
     Invalid(String),
+    /// HTTP sent to the port (RESP only): a `POST` or `Host:` command, or an HTTP request
+    /// line. Most likely a web page made a browser send it to attack the node (cross-protocol
+    /// scripting), with commands hidden in the body. Not answered: the connection closes at
+    /// once, and nothing after it is run, as Redis does.
+    CrossProtocol,
 }
 
 /// How the codec that decoded a request wants that request's reply laid out. For the JSON

@@ -9,6 +9,11 @@
 //! before anything is allocated. The client side and the tests use `redis_protocol`, which
 //! keeps this encoder honest against an independent implementation.
 //!
+//! Like Redis (`securityWarningCommand`), the decoder recognises HTTP sent to the port, which
+//! is how a web page attacks a Redis-like server through the browser (cross-protocol
+//! scripting): a `POST` or `Host:` command, or an inline HTTP request line, is decoded as
+//! [`Incoming::CrossProtocol`] instead of a request, and nothing after it is decoded.
+//!
 //! This module must not know about commands or the store.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -180,14 +185,16 @@ impl Decoder for RespCodec {
             if src.is_empty() {
                 return Ok(None);
             }
-            let request = if self.partial.is_some() || src[0] == b'*' {
-                self.decode_multibulk(src)?
-            } else {
+            let inline = self.partial.is_none() && src[0] != b'*';
+            let request = if inline {
                 self.decode_inline(src)?
+            } else {
+                self.decode_multibulk(src)?
             };
             match request {
                 None => return Ok(None),
                 Some(r) if r.args.is_empty() => continue,
+                Some(r) if is_http(&r.args, inline) => return Ok(Some(Incoming::CrossProtocol)),
                 Some(r) => return Ok(Some(Incoming::Request(r, ReplyShape::generic()))),
             }
         }
@@ -362,6 +369,51 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     }
 }
 
+/// True for a request that is really HTTP. As Redis checks: the command is `POST` or `Host:`,
+/// in any case and either framing; no Redis command has those names and every browser request
+/// has one of them (its request line or its Host header). Beyond Redis, an inline line shaped
+/// like an HTTP request line, `METHOD target HTTP/x.y`, is caught at once too: `GET / HTTP/1.1`
+/// would otherwise be answered as a wrong-arity GET, and a page's custom method (`fetch` with
+/// `method: "SET"`) would run as a command. A standard method counts with any target, any
+/// other word only with an origin-form target (`/...`) or `*`, so that an inline
+/// `SET key HTTP/1.1` typed into telnet stays a SET.
+fn is_http(args: &[Bytes], inline: bool) -> bool {
+    let Some(name) = args.first() else {
+        return false;
+    };
+    // `eq_ignore_ascii_case` compares lengths first: GET, SET and the like cost two compares.
+    if name.eq_ignore_ascii_case(b"POST") || name.eq_ignore_ascii_case(b"HOST:") {
+        return true;
+    }
+    let [method, target, version] = args else {
+        return false;
+    };
+    // Multibulk requests come from Redis clients, not browsers: only the names above count.
+    inline
+        && is_http_version(version)
+        && is_token(method)
+        && (HTTP_METHODS.contains(&method.as_ref())
+            || target.starts_with(b"/")
+            || target.as_ref() == b"*")
+}
+
+/// `HTTP/1.1`, `HTTP/1.0`, `HTTP/2`: the version at the end of an HTTP request line.
+fn is_http_version(word: &[u8]) -> bool {
+    match word.strip_prefix(b"HTTP/") {
+        Some([major]) => major.is_ascii_digit(),
+        Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
+        _ => false,
+    }
+}
+
+/// An HTTP method: one or more of RFC 9110's token characters.
+fn is_token(word: &[u8]) -> bool {
+    !word.is_empty()
+        && word
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
 /// Parses a RESP integer strictly, as Redis's `string2ll` does: optional `-`, digits, no
 /// leading zeros, no `+`, no spaces.
 pub fn parse_int(s: &[u8]) -> Option<i64> {
@@ -409,6 +461,10 @@ fn line_at<'a>(
 const UNAUTHENTICATED_MAX_MULTIBULK_LEN: i64 = 10;
 /// Longest bulk string before AUTH, as Redis allows (CVE-2021-32675).
 const UNAUTHENTICATED_MAX_BULK_LEN: i64 = 16 * 1024;
+/// The methods of RFC 9110 and RFC 5789, and HTTP/2's connection preface (`PRI * HTTP/2.0`).
+const HTTP_METHODS: &[&[u8]] = &[
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH", b"PRI",
+];
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)

@@ -8,8 +8,10 @@
 //!
 //! Access rules applied here, as Redis applies them: protected mode refuses non-loopback
 //! clients of a node without a password before reading anything; until a client has
-//! authenticated on a node with a password its codec accepts only small requests; and with
-//! an idle `timeout` a connection that sends nothing for that long is closed.
+//! authenticated on a node with a password its codec accepts only small requests; with an
+//! idle `timeout` a connection that sends nothing for that long is closed; and a connection
+//! that sends HTTP (the codec says [`Incoming::CrossProtocol`]) is closed at that request,
+//! with a warning in the log.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -175,6 +177,8 @@ async fn serve<S: Transport, C: Codec>(
     let idle = tokio::time::sleep(idle_limit.unwrap_or_default());
     tokio::pin!(idle);
     let mut waiting_since = tokio::time::Instant::now();
+    // Set when the client sent HTTP: answer what came before it, then close.
+    let mut attacked = false;
     loop {
         // A new batch: the previous one's clock reading is stale (see `Session::clock`).
         session.clock = None;
@@ -199,6 +203,20 @@ async fn serve<S: Transport, C: Codec>(
                     // counted, and answered unless CLIENT REPLY says otherwise.
                     let reply = session.reject(node, Reply::Error(message.into()));
                     (reply, ReplyShape::generic())
+                }
+                Ok(Some(Incoming::CrossProtocol)) => {
+                    // Redis's securityWarningCommand, word for word, so that operators
+                    // grepping for it find it here too. Once per connection: it closes now.
+                    tracing::warn!(
+                        client = session.client.id,
+                        "Possible SECURITY ATTACK detected. It looks like somebody is sending \
+                         POST or Host: commands to Redis. This is likely due to an attacker \
+                         attempting to use Cross Protocol Scripting to compromise your Redis \
+                         instance. Connection from {} aborted.",
+                        session.client.addr
+                    );
+                    attacked = true;
+                    break;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -238,7 +256,7 @@ async fn serve<S: Transport, C: Codec>(
             write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
             wbuf.clear();
         }
-        if session.closing || eof {
+        if session.closing || eof || attacked {
             return Ok(());
         }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {

@@ -14,6 +14,7 @@ fn decode_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, String> {
                 out.push(r.args.iter().map(|a| a.to_vec()).collect())
             }
             Ok(Some(Incoming::Invalid(e))) => return Err(e),
+            Ok(Some(Incoming::CrossProtocol)) => return Err("cross-protocol".into()),
             Ok(None) => return Ok(out),
             Err(e) => return Err(e.to_string()),
         }
@@ -193,5 +194,63 @@ fn encoded_replies_decode_with_redis_protocol() {
             OwnedFrame::Null,
             OwnedFrame::Error("ERR syntax error".into()),
         ])
+    );
+}
+
+#[test]
+fn http_is_decoded_as_cross_protocol_and_nothing_after_it() {
+    let cases: [&[u8]; 10] = [
+        b"POST / HTTP/1.1\r\nHost: x\r\n\r\nset httpkey b\r\n",
+        b"Host: 127.0.0.1:7001\r\nPING\r\n",
+        b"host: x\r\n",
+        b"*1\r\n$4\r\nPOST\r\n*1\r\n$4\r\nPING\r\n",
+        b"*2\r\n$5\r\nhOsT:\r\n$1\r\nx\r\n",
+        b"GET / HTTP/1.1\r\n",
+        b"OPTIONS * HTTP/1.1\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"SET /index.html HTTP/1.0\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\n",
+    ];
+    for input in cases {
+        let mut codec = RespCodec::new(RespLimits::default());
+        let mut buf = BytesMut::from(input);
+        let got = codec.decode(&mut buf).expect("framed");
+        assert_eq!(got, Some(Incoming::CrossProtocol), "{input:?}");
+    }
+    // What came before is decoded as usual.
+    let mut codec = RespCodec::new(RespLimits::default());
+    let mut buf = BytesMut::from(&b"PING\r\nPOST / HTTP/1.1\r\n"[..]);
+    let ping = codec.decode(&mut buf).expect("framed");
+    assert!(matches!(ping, Some(Incoming::Request(r, _)) if r.args[0] == "PING"));
+    assert_eq!(
+        codec.decode(&mut buf).expect("framed"),
+        Some(Incoming::CrossProtocol)
+    );
+}
+
+#[test]
+fn redis_commands_that_only_resemble_http_are_requests() {
+    let got = decode_all(
+        b"SET post 1\r\nGET post\r\n*2\r\n$3\r\nGET\r\n$5\r\nHost:\r\n\
+          SET key HTTP/1.1\r\nGET / HTTP/1.1 extra\r\nget / http/1.1\r\n\
+          *3\r\n$3\r\nGET\r\n$1\r\n/\r\n$8\r\nHTTP/1.1\r\nSET / HTTP/x\r\n",
+    );
+    let names: Vec<Vec<u8>> = got
+        .expect("all requests")
+        .into_iter()
+        .map(|args| args.concat())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            &b"SETpost1"[..],
+            b"GETpost",
+            b"GETHost:",
+            b"SETkeyHTTP/1.1",
+            b"GET/HTTP/1.1extra",
+            b"get/http/1.1",
+            b"GET/HTTP/1.1",
+            b"SET/HTTP/x",
+        ]
     );
 }

@@ -503,3 +503,427 @@ async fn an_object_over_the_size_limit_is_refused_and_the_connection_closes() {
     let reply = c.request(json!({"command": "GET", "key": "big"})).await;
     assert_eq!(reply["message"], "Key not found");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every reply answers its own request (issue 8): CLIENT REPLY, errors, AUTH, MONITOR, pipelines
+// ---------------------------------------------------------------------------------------------
+
+const PASSWORD: &str = "s3cret";
+
+fn set_reply(key: &str) -> Value {
+    json!({"status": "success", "message": "Key set successfully", "key": key, "server_id": 7})
+}
+
+fn get_reply(key: &str, value: &str) -> Value {
+    json!({"status": "success", "key": key, "value": value, "ttl": -1, "server_id": 7})
+}
+
+fn not_found(key: &str) -> Value {
+    json!({"status": "error", "message": "Key not found", "value": null, "key": key,
+           "server_id": 7})
+}
+
+fn deleted(key: &str) -> Value {
+    json!({"status": "success", "message": "Key deleted successfully", "key": key,
+           "server_id": 7})
+}
+
+fn expired(key: &str, ttl: i64) -> Value {
+    json!({"status": "success", "message": "Expiration set successfully", "key": key,
+           "ttl": ttl, "server_id": 7})
+}
+
+fn result(value: Value) -> Value {
+    json!({"status": "success", "result": value, "server_id": 7})
+}
+
+fn error(message: &str) -> Value {
+    json!({"status": "error", "message": message, "server_id": 7})
+}
+
+fn keyed_error(key: &str, message: &str) -> Value {
+    json!({"status": "error", "message": message, "key": key, "server_id": 7})
+}
+
+fn pong() -> Value {
+    json!({"status": "success", "message": "PONG", "server_id": 7})
+}
+
+/// Sends every request in one write, back to back.
+async fn pipeline(c: &mut JsonConn, requests: &[Value]) {
+    let mut bytes = Vec::new();
+    for request in requests {
+        bytes.extend_from_slice(&serde_json::to_vec(request).expect("serialise request"));
+    }
+    c.send_raw(&bytes).await;
+}
+
+/// Sends `requests` in one write; every one with `Some(reply)` must be answered with exactly
+/// that object, in order, and every one with `None` not at all. A PING afterwards proves that
+/// nothing else was sent.
+async fn expect_replies(c: &mut JsonConn, requests: &[(Value, Option<Value>)]) {
+    let sent: Vec<Value> = requests.iter().map(|(r, _)| r.clone()).collect();
+    pipeline(c, &sent).await;
+    for (i, (request, want)) in requests.iter().enumerate() {
+        if let Some(want) = want {
+            let got = c.reply().await;
+            assert_eq!(&got, want, "reply to request #{i} {request}");
+        }
+    }
+    assert_eq!(c.request(json!({"command": "PING"})).await, pong());
+}
+
+fn client_reply(mode: &str) -> Value {
+    json!({"command": "CLIENT", "args": ["REPLY", mode]})
+}
+
+/// A MONITOR line: generic, its text the command as Redis shows it (`<time> [db addr] "CMD" ...`).
+fn is_monitor_line(line: &Value) -> bool {
+    let fields = line.as_object().map(|o| o.len());
+    let text = line["result"].as_str().unwrap_or_default();
+    fields == Some(3)
+        && line["status"] == "success"
+        && line["server_id"] == 7
+        && text.split_once(' ').is_some_and(|(time, rest)| {
+            time.parse::<f64>().is_ok() && rest.starts_with('[') && rest.contains("] \"")
+        })
+}
+
+#[tokio::test]
+async fn client_reply_skip_leaves_the_following_replies_with_their_own_requests() {
+    // The issue's reproduction, one request per write.
+    let node = node().await;
+    let mut c = JsonConn::connect(node.addr).await;
+    let reply = c
+        .request(json!({"command": "SET", "key": "a", "value": "1"}))
+        .await;
+    assert_eq!(reply, set_reply("a"));
+    c.send_raw(&serde_json::to_vec(&client_reply("SKIP")).expect("json"))
+        .await;
+    c.send_raw(br#"{"command":"SET","key":"b","value":"2"}"#)
+        .await;
+    let reply = c.request(json!({"command": "GET", "key": "a"})).await;
+    assert_eq!(reply, get_reply("a", "1"));
+    let reply = c.request(json!({"command": "STATS"})).await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    assert!(reply.get("key").is_none(), "{reply}");
+    assert_eq!(
+        reply["stats"]["total_keys"], 2,
+        "the skipped SET ran: {reply}"
+    );
+    let reply = c.request(json!({"command": "GET", "key": "b"})).await;
+    assert_eq!(reply, get_reply("b", "2"));
+}
+
+#[tokio::test]
+async fn client_reply_off_skip_and_on_in_one_pipeline_answer_exactly_the_answered_requests() {
+    let node = node().await;
+    let mut c = JsonConn::connect(node.addr).await;
+    let requests = [
+        (
+            json!({"command": "SET", "key": "a", "value": "1"}),
+            Some(set_reply("a")),
+        ),
+        (client_reply("SKIP"), None),
+        (json!({"command": "GET", "key": "a"}), None),
+        (
+            json!({"command": "GET", "key": "a"}),
+            Some(get_reply("a", "1")),
+        ),
+        // SKIP skips a request the JSON layer rejects, and an unknown command, too.
+        (client_reply("SKIP"), None),
+        (json!({"command": "GET"}), None),
+        (json!({"command": "DELETE", "key": "a"}), Some(deleted("a"))),
+        (client_reply("SKIP"), None),
+        (json!({"command": "FOO", "key": "x"}), None),
+        (
+            json!({"command": "EXPIRE", "key": "missing", "ttl": 5}),
+            Some(not_found("missing")),
+        ),
+        // OFF silences everything, errors included, until ON; SKIP under OFF does nothing.
+        (client_reply("OFF"), None),
+        (json!({"command": "SET", "key": "c", "value": "3"}), None),
+        (json!({"command": "GET", "key": "c"}), None),
+        (json!({"command": "GET"}), None),
+        (json!({"command": "NOPE"}), None),
+        (client_reply("SKIP"), None),
+        (client_reply("ON"), Some(result(json!("OK")))),
+        (
+            json!({"command": "GET", "key": "c"}),
+            Some(get_reply("c", "3")),
+        ),
+        (
+            json!({"command": "KEYS"}),
+            Some(json!({"status": "success", "count": 1, "keys": ["c"], "server_id": 7})),
+        ),
+        (json!({"command": "PING"}), Some(pong())),
+        // CLIENT REPLY ON right after SKIP is answered, as in Redis.
+        (client_reply("SKIP"), None),
+        (client_reply("ON"), Some(result(json!("OK")))),
+        (json!({"command": "GET", "key": "a"}), Some(not_found("a"))),
+    ];
+    expect_replies(&mut c, &requests).await;
+}
+
+#[tokio::test]
+async fn error_replies_answer_their_own_requests() {
+    let node = node().await;
+    let mut c = JsonConn::connect(node.addr).await;
+    let not_integer = "value is not an integer or out of range";
+    let requests = [
+        (
+            json!({"command": "SET", "key": "s", "value": "x"}),
+            Some(set_reply("s")),
+        ),
+        (
+            json!({"command": "INCR", "key": "s"}),
+            Some(error(not_integer)),
+        ),
+        (
+            json!({"command": "GET", "key": "s", "db": 99}),
+            Some(keyed_error("s", "DB index is out of range")),
+        ),
+        (
+            json!({"command": "FOO", "key": "a"}),
+            Some(error(
+                "unknown command 'FOO', with args beginning with: 'a' ",
+            )),
+        ),
+        (
+            json!({"command": "GET"}),
+            Some(error("missing field 'key'")),
+        ),
+        (
+            json!({"command": "SET", "key": "t", "value": "v", "ttl": 0}),
+            Some(keyed_error("t", "invalid expire time in 'set' command")),
+        ),
+        (
+            json!({"command": "GET", "key": "s"}),
+            Some(get_reply("s", "x")),
+        ),
+        (
+            json!({"command": "INCRBY", "args": ["n", "x"]}),
+            Some(error(not_integer)),
+        ),
+        (json!({"command": "GET", "key": "t"}), Some(not_found("t"))),
+        (
+            json!({"command": "GET", "args": []}),
+            Some(error("wrong number of arguments for 'get' command")),
+        ),
+        (
+            json!({"command": "EXPIRE", "key": "s", "ttl": 100}),
+            Some(expired("s", 100)),
+        ),
+        (json!({"command": "DELETE", "key": "s"}), Some(deleted("s"))),
+    ];
+    expect_replies(&mut c, &requests).await;
+}
+
+#[tokio::test]
+async fn auth_failures_answer_their_own_requests() {
+    let node = spawn_node(|c| {
+        c.id = 7;
+        c.requirepass = Some(PASSWORD.into());
+    })
+    .await;
+    let mut c = JsonConn::connect(node.addr).await;
+    let noauth = "NOAUTH Authentication required.";
+    let wrongpass = "WRONGPASS invalid username-password pair or user is disabled.";
+    let requests = [
+        (
+            json!({"command": "SET", "key": "k", "value": "v"}),
+            Some(keyed_error("k", noauth)),
+        ),
+        (
+            json!({"command": "GET", "key": "k"}),
+            Some(keyed_error("k", noauth)),
+        ),
+        (
+            json!({"command": "AUTH", "password": "wrong"}),
+            Some(error(wrongpass)),
+        ),
+        (
+            json!({"command": "GET"}),
+            Some(error("missing field 'key'")),
+        ),
+        // Refused before AUTH, so replies stay on.
+        (client_reply("OFF"), Some(error(noauth))),
+        (
+            json!({"command": "SET", "key": "k", "value": "v", "password": "wrong"}),
+            Some(keyed_error("k", wrongpass)),
+        ),
+        (
+            json!({"command": "SET", "key": "k", "value": "v", "password": PASSWORD}),
+            Some(set_reply("k")),
+        ),
+        // A failed password after SKIP is the skipped reply; the connection stays
+        // authenticated.
+        (client_reply("SKIP"), None),
+        (
+            json!({"command": "GET", "key": "k", "password": "wrong"}),
+            None,
+        ),
+        (
+            json!({"command": "AUTH", "password": "wrong"}),
+            Some(error(wrongpass)),
+        ),
+        (
+            json!({"command": "GET", "key": "k"}),
+            Some(get_reply("k", "v")),
+        ),
+        (
+            json!({"command": "EXPIRE", "key": "k", "ttl": 100}),
+            Some(expired("k", 100)),
+        ),
+    ];
+    expect_replies(&mut c, &requests).await;
+}
+
+#[tokio::test]
+async fn monitor_lines_on_a_json_connection_are_generic_and_take_no_reply_from_its_requests() {
+    let node = node().await;
+    let mut m = JsonConn::connect(node.addr).await;
+    let mut other = JsonConn::connect(node.addr).await;
+    assert_eq!(
+        m.request(json!({"command": "MONITOR"})).await,
+        result(json!("OK"))
+    );
+
+    let reply = other
+        .request(json!({"command": "SET", "key": "x", "value": "1"}))
+        .await;
+    assert_eq!(reply, set_reply("x"));
+    let line = m.reply().await;
+    assert!(is_monitor_line(&line), "{line}");
+    assert!(line["result"]
+        .as_str()
+        .is_some_and(|t| t.ends_with(r#""SET" "x" "1""#)));
+
+    // A skipped request on the monitoring connection leaves nothing for a MONITOR line to
+    // take: the next line is still generic.
+    pipeline(
+        &mut m,
+        &[
+            client_reply("SKIP"),
+            json!({"command": "SET", "key": "y", "value": "2"}),
+        ],
+    )
+    .await;
+    loop {
+        let reply = other
+            .request(json!({"command": "EXISTS", "key": "y"}))
+            .await;
+        if reply == result(json!(1)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    other
+        .request(json!({"command": "SET", "key": "z", "value": "3"}))
+        .await;
+    loop {
+        let line = m.reply().await;
+        assert!(is_monitor_line(&line), "{line}");
+        if line["result"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(r#""SET" "z" "3""#))
+        {
+            break;
+        }
+    }
+
+    // The monitoring connection's own requests, interleaved with another client's commands:
+    // each of its replies comes in its own shape, in order, and every other line is a
+    // generic MONITOR line.
+    pipeline(
+        &mut m,
+        &[
+            json!({"command": "GET", "key": "x"}),
+            json!({"command": "SET", "key": "w", "value": "4"}),
+            json!({"command": "GET", "key": "nope"}),
+            json!({"command": "PING"}),
+        ],
+    )
+    .await;
+    for i in 0..20 {
+        other
+            .request(json!({"command": "SET", "key": format!("o{i}"), "value": "5"}))
+            .await;
+    }
+    let want = [
+        get_reply("x", "1"),
+        set_reply("w"),
+        not_found("nope"),
+        pong(),
+    ];
+    let mut replies = Vec::new();
+    let mut monitored = 0;
+    while replies.len() < want.len() || monitored < 20 {
+        let line = m.reply().await;
+        if is_monitor_line(&line) {
+            monitored += 1;
+        } else {
+            replies.push(line);
+        }
+    }
+    assert_eq!(replies, want);
+    assert_eq!(
+        monitored, 20,
+        "one MONITOR line per command of the other client"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_each_get_the_reply_of_their_own_request() {
+    let node = node().await;
+    let mut c = JsonConn::connect(node.addr).await;
+    let mut requests = Vec::new();
+    let mut counter = 0;
+    for i in 0..60 {
+        let key = format!("k{i}");
+        requests.push((
+            json!({"command": "SET", "key": key, "value": format!("v{i}")}),
+            Some(set_reply(&key)),
+        ));
+        match i % 6 {
+            0 => requests.push((
+                json!({"command": "GET", "key": key}),
+                Some(get_reply(&key, &format!("v{i}"))),
+            )),
+            1 => requests.push((
+                json!({"command": "EXPIRE", "key": key, "ttl": 1000 + i}),
+                Some(expired(&key, 1000 + i)),
+            )),
+            2 => {
+                requests.push((
+                    json!({"command": "DELETE", "key": key}),
+                    Some(deleted(&key)),
+                ));
+                requests.push((json!({"command": "GET", "key": key}), Some(not_found(&key))));
+            }
+            3 => {
+                counter += 1;
+                requests.push((
+                    json!({"command": "INCR", "key": "counter"}),
+                    Some(result(json!(counter))),
+                ));
+            }
+            4 => {
+                requests.push((json!({"command": "PING"}), Some(pong())));
+                requests.push((
+                    json!({"command": "GET"}),
+                    Some(error("missing field 'key'")),
+                ));
+            }
+            _ => {
+                requests.push((client_reply("SKIP"), None));
+                requests.push((json!({"command": "DELETE", "key": key}), None));
+                requests.push((
+                    json!({"command": "KEYS", "pattern": key}),
+                    Some(json!({"status": "success", "count": 0, "keys": [], "server_id": 7})),
+                ));
+            }
+        }
+    }
+    expect_replies(&mut c, &requests).await;
+}

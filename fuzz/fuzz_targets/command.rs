@@ -27,9 +27,8 @@ use minikv::cmd::Session;
 use minikv::node::{ClientHandle, Node};
 use minikv::protocol::json::{JsonCodec, JsonLimits};
 use minikv::protocol::resp::{encode_reply, split_args};
-use minikv::protocol::{Reply, Request};
+use minikv::protocol::{Codec, Reply, ReplyShape, Request};
 use minikv::NodeConfig;
-use tokio_util::codec::Encoder;
 
 static DATA_DIR: LazyLock<PathBuf> = LazyLock::new(|| {
     let dir = std::env::temp_dir().join(format!("minikv-fuzz-command-{}", std::process::id()));
@@ -102,7 +101,7 @@ fn check_encodes(reply: &Reply, json: &mut JsonCodec) {
     encode_reply(reply, true, &mut out);
     assert!(!out.is_empty());
     out.clear();
-    json.encode(reply, &mut out)
+    json.encode(reply, &ReplyShape::generic(), &mut out)
         .expect("every reply encodes as JSON");
     let line = out.strip_suffix(b"\n").expect("a JSON reply ends its line");
     serde_json::from_slice::<serde_json::Value>(line).expect("a JSON reply is valid JSON");

@@ -5,8 +5,8 @@
 //! - decoding never panics, every `Some` consumes input, and the loop always stops;
 //! - the stream decodes to the same items and the same final outcome whether it arrives in
 //!   one read or in many;
-//! - every decoded item (request or invalid request) gets a reply that encodes to one line of
-//!   valid JSON carrying the node's `server_id`;
+//! - every decoded item (request or invalid request) gets a reply, in the item's own reply
+//!   shape, that encodes to one line of valid JSON carrying the node's `server_id`;
 //! - with tiny limits (so the size and depth paths are reached) decoding still never panics.
 
 #![no_main]
@@ -14,8 +14,8 @@
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use minikv::protocol::json::{JsonCodec, JsonLimits};
-use minikv::protocol::{Incoming, Reply};
-use tokio_util::codec::{Decoder, Encoder};
+use minikv::protocol::{Codec, Incoming, Reply, ReplyShape};
+use tokio_util::codec::Decoder;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, input)) = data.split_first() else {
@@ -104,25 +104,18 @@ fn decode(limits: JsonLimits, input: &[u8], sizes: &[usize], seed: u8) -> Outcom
     Outcome { items, end }
 }
 
-/// Encodes a reply for `item` (one of several shapes, picked by `seed`) and checks that it is
-/// one line of JSON with the node's id.
+/// Encodes a reply for `item` (one of several replies, picked by `seed`, in the item's reply
+/// shape) and checks that it is one line of JSON with the node's id.
 fn answer(codec: &mut JsonCodec, item: &Incoming, seed: u8) {
-    let reply = match item {
-        Incoming::Invalid(message) => Reply::Error(message.clone().into()),
-        Incoming::Request(_) => match seed % 8 {
-            0 => Reply::ok(),
-            1 => Reply::Nil,
-            2 => Reply::Int(i64::from(seed) - 100),
-            3 => Reply::Array(vec![Reply::bulk(b"v\xff"), Reply::Int(-1)]),
-            4 => Reply::error("ERR wrong type"),
-            5 => Reply::Bulk(Bytes::from_static(b"\x00\x80\"}")),
-            6 => Reply::Map(vec![(Reply::bulk("k"), Reply::Double(1.5))]),
-            _ => Reply::Array(vec![Reply::bulk("a"), Reply::Nil, Reply::Bool(true)]),
-        },
+    let generic = ReplyShape::generic();
+    let (reply, shape) = match item {
+        Incoming::Invalid(message) => (Reply::Error(message.clone().into()), &generic),
+        Incoming::Request(_, shape) => (reply_for(seed), shape),
+        Incoming::CrossProtocol => panic!("only RESP recognises HTTP"),
     };
     let mut out = BytesMut::new();
     codec
-        .encode(&reply, &mut out)
+        .encode(&reply, shape, &mut out)
         .expect("replies always encode");
     assert_eq!(out.last(), Some(&b'\n'), "a reply is one line");
     assert_eq!(
@@ -133,6 +126,20 @@ fn answer(codec: &mut JsonCodec, item: &Incoming, seed: u8) {
     let value: serde_json::Value =
         serde_json::from_slice(&out[..out.len() - 1]).expect("a reply is valid JSON");
     assert_eq!(value["server_id"], 7, "every reply carries server_id");
+}
+
+/// One of the replies commands give, picked by `seed`.
+fn reply_for(seed: u8) -> Reply {
+    match seed % 8 {
+        0 => Reply::ok(),
+        1 => Reply::Nil,
+        2 => Reply::Int(i64::from(seed) - 100),
+        3 => Reply::Array(vec![Reply::bulk(b"v\xff"), Reply::Int(-1)]),
+        4 => Reply::error("ERR wrong type"),
+        5 => Reply::Bulk(Bytes::from_static(b"\x00\x80\"}")),
+        6 => Reply::Map(vec![(Reply::bulk("k"), Reply::Double(1.5))]),
+        _ => Reply::Array(vec![Reply::bulk("a"), Reply::Nil, Reply::Bool(true)]),
+    }
 }
 
 /// Read sizes derived from `seed`: from one byte at a time up to whole kilobytes.

@@ -7,6 +7,7 @@
 //!   same undecoded tail) whether it arrives in one read or in many (default limits, which
 //!   fuzz-sized inputs never reach, so read boundaries cannot matter);
 //! - every decoded request, re-encoded as a multibulk, decodes back to exactly its args;
+//! - HTTP (`Incoming::CrossProtocol`) ends the stream at the same request either way;
 //! - with tiny limits (so the limit paths are reached) decoding still never panics.
 
 #![no_main]
@@ -55,6 +56,8 @@ struct Outcome {
 enum End {
     /// Everything was consumed.
     Drained,
+    /// HTTP came after these requests; the connection would close here.
+    CrossProtocol,
     /// The decoder waits for more: these bytes are still buffered, and this is what
     /// `decode_eof` then said.
     Waiting(Vec<u8>, String),
@@ -79,12 +82,18 @@ fn decode(limits: RespLimits, input: &[u8], sizes: &[usize]) -> Outcome {
         for _ in 0..=input.len() {
             let before = buf.len();
             match codec.decode(&mut buf) {
-                Ok(Some(Incoming::Request(r))) => {
+                Ok(Some(Incoming::Request(r, _))) => {
                     assert!(buf.len() < before, "a decoded request consumed no input");
                     assert!(!r.args.is_empty(), "empty requests are skipped");
                     requests.push(r.args.iter().map(|a| a.to_vec()).collect());
                 }
                 Ok(Some(Incoming::Invalid(e))) => panic!("RESP never yields Invalid: {e}"),
+                Ok(Some(Incoming::CrossProtocol)) => {
+                    return Outcome {
+                        requests,
+                        end: End::CrossProtocol,
+                    }
+                }
                 Ok(None) => {
                     waiting = true;
                     break;

@@ -89,7 +89,8 @@ pub(super) fn decode(payload: &[u8]) -> Result<Vec<Effect>, String> {
     let mut effects = Vec::new();
     while !buf.is_empty() {
         let request = match tokio_util::codec::Decoder::decode(&mut codec, &mut buf) {
-            Ok(Some(Incoming::Request(r))) => r,
+            Ok(Some(Incoming::Request(r, _))) => r,
+            Ok(Some(Incoming::CrossProtocol)) => return Err("a POST or Host: command".into()),
             Ok(_) => return Err("a command cut short inside a record".into()),
             Err(e) => return Err(e.to_string()),
         };

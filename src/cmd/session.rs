@@ -11,6 +11,7 @@ use super::table::CommandSpec;
 use super::{connection, execute, CommandError};
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Reply, Request};
+use crate::stats::StatKind;
 
 /// Per-connection state that commands read and change.
 #[derive(Debug)]
@@ -109,15 +110,15 @@ impl Session {
     /// A request carrying a password (JSON's `"password"` field) authenticates first, as AUTH
     /// would, and fails with AUTH's error if that fails.
     pub fn execute(&mut self, node: &Node, request: &Request) -> Option<Reply> {
-        if let Some(password) = &request.password {
-            if let Err(e) = connection::authenticate(node, self, None, password) {
-                return Some(Reply::Error(e.to_string().into()));
-            }
-        }
         let skip_this = self.reply_mode == ReplyMode::Skip;
-        let reply = match request.db {
-            None => execute(node, self, request),
-            Some(db) => match usize::try_from(db)
+        let authenticated = match &request.password {
+            Some(password) => connection::authenticate(node, self, None, password),
+            None => Ok(()),
+        };
+        let reply = match (authenticated, request.db) {
+            (Err(e), _) => Reply::Error(e.to_string().into()),
+            (Ok(()), None) => execute(node, self, request),
+            (Ok(()), Some(db)) => match usize::try_from(db)
                 .ok()
                 .filter(|d| node.store.db(*d).is_some())
             {
@@ -133,6 +134,21 @@ impl Session {
                 }
             },
         };
+        self.sendable(skip_this, reply)
+    }
+
+    /// Answers a request that never became a command (the JSON protocol rejects an object
+    /// with a missing field before any command sees it): counted as a rejected request and,
+    /// like every reply, subject to CLIENT REPLY, so `SKIP` skips it and `OFF` silences it.
+    pub fn reject(&mut self, node: &Node, error: Reply) -> Option<Reply> {
+        node.stats.record(StatKind::Other, self.client.id);
+        let skip_this = self.reply_mode == ReplyMode::Skip;
+        self.sendable(skip_this, error)
+    }
+
+    /// Applies CLIENT REPLY to the reply of the request just handled; `skip_this` is whether
+    /// SKIP was in force when that request arrived.
+    fn sendable(&mut self, skip_this: bool, reply: Reply) -> Option<Reply> {
         if std::mem::take(&mut self.suppress_current) {
             return None;
         }

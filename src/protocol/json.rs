@@ -3,20 +3,21 @@
 //! Requests may follow each other with or without whitespace or newlines between them, so the
 //! decoder finds where an object ends with an incremental depth scanner (strings and escapes
 //! aware, bounded size and nesting) and only then parses the complete object with serde_json.
-//! Each request is mapped to the shared [`Request`] type; the decoder remembers which spec
-//! command it was, so the encoder can shape the reply the way the spec shows it
-//! (`{"status": "success", "message": "Key set successfully", ...}`).
+//! Each request is mapped to the shared [`Request`] type plus a [`ReplyShape`] naming the spec
+//! command it was; the connection hands that shape back with the request's own reply, so the
+//! encoder can lay the reply out the way the spec shows it
+//! (`{"status": "success", "message": "Key set successfully", ...}`). The codec keeps no
+//! record of requests in flight: a request that gets no reply (`CLIENT REPLY OFF`/`SKIP`)
+//! drops its shape, and a reply that answers no request (a MONITOR line) is generic.
 //!
 //! This module must not know about the store: it maps wire objects to requests and replies.
-
-use std::collections::VecDeque;
 
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
-use super::{Incoming, ProtocolError, Reply, Request};
+use super::{Incoming, ProtocolError, Reply, ReplyShape, Request};
 
 /// Limits for untrusted JSON input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,20 +46,31 @@ pub struct JsonCodec {
     /// `UNAUTHENTICATED_MAX_OBJECT_LEN`, as Redis holds RESP requests before AUTH.
     pub(super) unauthenticated: bool,
     scan: Scan,
-    /// One entry per decoded request whose reply has not been encoded yet, in order.
-    pending: VecDeque<Shape>,
 }
 
-/// How to render the reply of one request.
-#[derive(Debug, Clone, PartialEq)]
-enum Shape {
-    Set { key: Bytes, ttl: Option<i64> },
-    Get { key: Bytes },
-    Delete { key: Bytes },
-    Expire { key: Bytes, ttl: i64 },
+/// How to render the reply of one request: which of the spec's commands it was, with the
+/// fields its reply echoes. Wrapped in the opaque [`ReplyShape`] outside this module.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) enum Shape {
+    Set {
+        key: Bytes,
+        ttl: Option<i64>,
+    },
+    Get {
+        key: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
+    Expire {
+        key: Bytes,
+        ttl: i64,
+    },
     Stats,
     Keys,
     Ping,
+    /// Any other reply: `"result"` holds it as JSON (errors: `"message"`).
+    #[default]
     Generic,
 }
 
@@ -79,7 +91,6 @@ impl JsonCodec {
             limits,
             unauthenticated: false,
             scan: Scan::default(),
-            pending: VecDeque::new(),
         }
     }
 
@@ -155,22 +166,24 @@ impl JsonCodec {
         Ok(None)
     }
 
-    fn finish(&mut self, request: Result<(Request, Shape), String>) -> Incoming {
-        match request {
-            Ok((request, shape)) => {
-                self.pending.push_back(shape);
-                Incoming::Request(request)
-            }
-            Err(message) => {
-                self.pending.push_back(Shape::Generic);
-                Incoming::Invalid(message)
-            }
-        }
+    /// Appends `reply` as one JSON object and `\n`, laid out for `shape`.
+    pub(super) fn encode_shaped(
+        &self,
+        reply: &Reply,
+        shape: &Shape,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        let value = self.render(shape, reply);
+        let mut writer = dst.writer();
+        serde_json::to_writer(&mut writer, &value)
+            .map_err(|e| ProtocolError::Json(format!("encoding reply: {e}")))?;
+        writer.into_inner().put_u8(b'\n');
+        Ok(())
     }
 
-    fn render(&self, shape: Shape, reply: &Reply) -> Value {
+    fn render(&self, shape: &Shape, reply: &Reply) -> Value {
         let mut out = Map::new();
-        let key = match &shape {
+        let key = match shape {
             Shape::Set { key, .. }
             | Shape::Get { key }
             | Shape::Delete { key }
@@ -182,7 +195,7 @@ impl JsonCodec {
             out.insert("message".into(), json!(e.strip_prefix("ERR ").unwrap_or(e)));
         } else {
             let not_found = matches!(
-                (&shape, reply),
+                (shape, reply),
                 (Shape::Get { .. }, Reply::Nil)
                     | (Shape::Delete { .. } | Shape::Expire { .. }, Reply::Int(0))
             );
@@ -192,7 +205,7 @@ impl JsonCodec {
                 out.insert("value".into(), Value::Null);
             } else {
                 out.insert("status".into(), json!("success"));
-                self.render_success(&shape, reply, &mut out);
+                self.render_success(shape, reply, &mut out);
             }
         }
         if let Some(key) = key {
@@ -256,7 +269,10 @@ impl Decoder for JsonCodec {
         let Value::Object(fields) = value else {
             return Err(ProtocolError::Json("request is not an object".into()));
         };
-        Ok(Some(self.finish(map_request(&fields))))
+        Ok(Some(match map_request(&fields) {
+            Ok((request, shape)) => Incoming::Request(request, ReplyShape(shape)),
+            Err(message) => Incoming::Invalid(message),
+        }))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
@@ -267,30 +283,6 @@ impl Decoder for JsonCodec {
                 "connection closed inside a request".into(),
             )),
         }
-    }
-}
-
-impl Encoder<Reply> for JsonCodec {
-    type Error = ProtocolError;
-
-    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        self.encode(&reply, dst)
-    }
-}
-
-impl Encoder<&Reply> for JsonCodec {
-    type Error = ProtocolError;
-
-    fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        // A reply with no pending request (a protocol error about to close the connection)
-        // is rendered generically.
-        let shape = self.pending.pop_front().unwrap_or(Shape::Generic);
-        let value = self.render(shape, reply);
-        let mut writer = dst.writer();
-        serde_json::to_writer(&mut writer, &value)
-            .map_err(|e| ProtocolError::Json(format!("encoding reply: {e}")))?;
-        writer.into_inner().put_u8(b'\n');
-        Ok(())
     }
 }
 
@@ -517,173 +509,4 @@ fn to_json(reply: &Reply) -> Value {
 const UNAUTHENTICATED_MAX_OBJECT_LEN: usize = 10 * 16 * 1024;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn requests(codec: &mut JsonCodec, input: &[u8]) -> Vec<Incoming> {
-        let mut buf = BytesMut::from(input);
-        let mut out = Vec::new();
-        while let Some(item) = codec.decode(&mut buf).expect("valid") {
-            out.push(item);
-        }
-        out
-    }
-
-    #[test]
-    fn decodes_back_to_back_objects_with_and_without_newlines() {
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        let input = br#"{"command":"set","key":"a","value":"}{\"x"}{"command":"GET","key":"a"}
-            {"command":"ping"}"#;
-        let got = requests(&mut codec, input);
-        assert_eq!(got.len(), 3);
-        assert_eq!(
-            got[0],
-            Incoming::Request(Request::new([&b"SET"[..], b"a", b"}{\"x"]))
-        );
-        assert_eq!(
-            got[1],
-            Incoming::Request(Request::new([&b"GETWITHTTL"[..], b"a"]))
-        );
-    }
-
-    #[test]
-    fn decodes_an_object_split_across_reads() {
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        let mut buf = BytesMut::from(&br#"{"command": "DEL", "ke"#[..]);
-        assert!(codec.decode(&mut buf).expect("partial").is_none());
-        buf.extend_from_slice(br#"y": "k"}"#);
-        let got = codec.decode(&mut buf).expect("complete");
-        assert_eq!(
-            got,
-            Some(Incoming::Request(Request::new([&b"DEL"[..], b"k"])))
-        );
-    }
-
-    #[test]
-    fn db_field_and_generic_args_map_to_the_request() {
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        let got = requests(
-            &mut codec,
-            br#"{"command":"incrby","args":["k","5"],"db":3}{"command":"GET","key":"k","db":"x"}"#,
-        );
-        let mut want = Request::new([&b"INCRBY"[..], b"k", b"5"]);
-        want.db = Some(3);
-        assert_eq!(got[0], Incoming::Request(want));
-        assert_eq!(
-            got[1],
-            Incoming::Invalid("field 'db' must be an integer".into())
-        );
-    }
-
-    #[test]
-    fn missing_fields_are_answered_not_fatal() {
-        let mut codec = JsonCodec::new(3, JsonLimits::default());
-        let got = requests(&mut codec, br#"{"command":"GET"}{"value":1}"#);
-        assert_eq!(
-            got,
-            vec![
-                Incoming::Invalid("missing field 'key'".into()),
-                Incoming::Invalid("missing field 'command'".into())
-            ]
-        );
-        let mut out = BytesMut::new();
-        codec
-            .encode(Reply::error("missing field 'key'"), &mut out)
-            .expect("encodes");
-        let v: Value = serde_json::from_slice(&out).expect("json");
-        assert_eq!(v["status"], "error");
-        assert_eq!(v["server_id"], 3);
-    }
-
-    #[test]
-    fn auth_and_password_fields_map_to_credentials() {
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        let got = requests(
-            &mut codec,
-            br#"{"command":"AUTH","password":"s3cret"}{"command":"auth","username":"default","password":"p"}{"command":"GET","key":"k","password":"p"}{"command":"AUTH"}"#,
-        );
-        assert_eq!(
-            got[0],
-            Incoming::Request(Request::new([&b"AUTH"[..], b"s3cret"]))
-        );
-        assert_eq!(
-            got[1],
-            Incoming::Request(Request::new([&b"AUTH"[..], b"default", b"p"]))
-        );
-        let mut want = Request::new([&b"GETWITHTTL"[..], b"k"]);
-        want.password = Some(Bytes::from_static(b"p"));
-        assert_eq!(got[2], Incoming::Request(want));
-        assert_eq!(got[3], Incoming::Invalid("missing field 'password'".into()));
-    }
-
-    #[test]
-    fn unauthenticated_objects_are_held_to_a_small_size() {
-        let big = format!(
-            r#"{{"command":"SET","key":"k","value":"{}"}}"#,
-            "v".repeat(200_000)
-        );
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        codec.unauthenticated = true;
-        let err = codec
-            .decode(&mut BytesMut::from(big.as_bytes()))
-            .expect_err("too big before AUTH");
-        assert_eq!(
-            err.to_string(),
-            "invalid JSON: unauthenticated request object larger than 163840 bytes"
-        );
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        assert!(codec
-            .decode(&mut BytesMut::from(big.as_bytes()))
-            .expect("fine once authenticated")
-            .is_some());
-    }
-
-    #[test]
-    fn invalid_json_and_deep_nesting_are_protocol_errors() {
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        let mut buf = BytesMut::from(&b"[1]"[..]);
-        assert!(codec.decode(&mut buf).is_err());
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
-        let mut buf = BytesMut::from(deep.as_bytes());
-        assert!(codec.decode(&mut buf).is_err());
-        let mut codec = JsonCodec::new(1, JsonLimits::default());
-        let mut buf = BytesMut::from(&b"{\"command\": nope}"[..]);
-        assert!(codec.decode(&mut buf).is_err());
-    }
-
-    #[test]
-    fn renders_spec_shaped_replies() {
-        let mut codec = JsonCodec::new(2, JsonLimits::default());
-        requests(
-            &mut codec,
-            br#"{"command":"GET","key":"k"}{"command":"GET","key":"b"}{"command":"SET","key":"k","value":"v"}"#,
-        );
-        let mut out = BytesMut::new();
-        codec
-            .encode(
-                Reply::Array(vec![Reply::bulk("Alice"), Reply::Int(-1)]),
-                &mut out,
-            )
-            .expect("encodes");
-        codec
-            .encode(
-                Reply::Array(vec![Reply::bulk(b"\xff\x00"), Reply::Int(5)]),
-                &mut out,
-            )
-            .expect("encodes");
-        codec.encode(Reply::ok(), &mut out).expect("encodes");
-        let lines: Vec<Value> = out
-            .as_ref()
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).expect("json line"))
-            .collect();
-        assert_eq!(
-            lines[0],
-            json!({"status":"success","key":"k","value":"Alice","ttl":-1,"server_id":2})
-        );
-        assert_eq!(lines[1]["value_base64"], "/wA=");
-        assert_eq!(lines[2]["message"], "Key set successfully");
-    }
-}
+mod tests;

@@ -1,15 +1,15 @@
 //! Protocol-neutral request and reply types, and the two wire codecs that map to them.
 //!
-//! Every codec decodes bytes into [`Incoming`] values (one [`Request`] each) and encodes
-//! [`Reply`] values back into bytes. This module knows bytes and wire types only; it never
-//! touches the store.
+//! Every codec decodes bytes into [`Incoming`] values (one [`Request`] each, with the
+//! [`ReplyShape`] its reply is to be encoded in) and encodes [`Reply`] values back into bytes.
+//! This module knows bytes and wire types only; it never touches the store.
 
 pub mod json;
 pub mod resp;
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 pub use json::JsonCodec;
 pub use resp::RespCodec;
@@ -46,10 +46,39 @@ impl Request {
 /// connection (the JSON protocol answers a missing field with an error object and goes on).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    /// A well-formed request.
-    Request(Request),
-    /// A request the codec could frame but not map to a command; answered with this error.
+    /// A well-formed request, and the shape its reply is to be encoded in (hand both back to
+    /// [`Codec::encode`] with that request's reply).
+    Request(Request, ReplyShape),
+    /// A request the codec could frame but not map to a command; answered with this error,
+    /// in the generic shape.
     Invalid(String),
+    /// HTTP sent to the port (RESP only): a `POST` or `Host:` command, or an HTTP request
+    /// line. Most likely a web page made a browser send it to attack the node (cross-protocol
+    /// scripting), with commands hidden in the body. Not answered: the connection closes at
+    /// once, and nothing after it is run, as Redis does.
+    CrossProtocol,
+}
+
+/// How the codec that decoded a request wants that request's reply laid out. For the JSON
+/// protocol it names the spec command the request was (a SET is answered
+/// `"message": "Key set successfully"` and echoes its key); for RESP it is always
+/// [`ReplyShape::generic`], which costs nothing to make or drop.
+///
+/// Opaque outside `protocol`: the connection keeps it beside its request and gives it back to
+/// [`Codec::encode`] with that request's reply, and nothing else looks inside. Because the
+/// shape travels with its request instead of waiting in a queue in the codec, a request that
+/// gets no reply (CLIENT REPLY OFF or SKIP) simply drops its shape, and a reply that answers no
+/// request (a MONITOR line) is encoded generic: replies cannot fall out of step with requests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplyShape(json::Shape);
+
+impl ReplyShape {
+    /// The layout of a reply that is rendered as itself: every RESP reply, the JSON
+    /// protocol's `"result"` replies, and replies that answer no request of their own
+    /// (MONITOR lines, protocol errors, [`Incoming::Invalid`]).
+    pub const fn generic() -> ReplyShape {
+        ReplyShape(json::Shape::Generic)
+    }
 }
 
 /// A reply, shaped like Redis's RESP3 types so that both RESP versions and JSON can render it.
@@ -129,11 +158,20 @@ pub enum ProtocolError {
 
 /// A connection's codec: decodes requests, encodes replies, and knows how to answer a protocol
 /// error before the connection closes.
-pub trait Codec:
-    tokio_util::codec::Decoder<Item = Incoming, Error = ProtocolError>
-    + for<'a> tokio_util::codec::Encoder<&'a Reply, Error = ProtocolError>
-    + Send
-{
+pub trait Codec: tokio_util::codec::Decoder<Item = Incoming, Error = ProtocolError> + Send {
+    /// Appends `reply` to `dst`, laid out as `shape` says: the shape this codec decoded with
+    /// the request `reply` answers, or [`ReplyShape::generic`] for a reply that answers no
+    /// request of its own. Every decoded request gets at most one call, with its own shape.
+    ///
+    /// # Errors
+    /// The reply could not be rendered (JSON serialisation; no reply a command makes fails).
+    fn encode(
+        &mut self,
+        reply: &Reply,
+        shape: &ReplyShape,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError>;
+
     /// Switches the RESP version replies are encoded in (no-op for JSON).
     fn set_resp_version(&mut self, _version: u8) {}
 
@@ -143,10 +181,21 @@ pub trait Codec:
     fn set_authenticated(&mut self, authenticated: bool);
 
     /// Encodes the last words for a stream that broke the protocol.
-    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut);
+    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut BytesMut);
 }
 
 impl Codec for RespCodec {
+    fn encode(
+        &mut self,
+        reply: &Reply,
+        _shape: &ReplyShape,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        // RESP has one layout: every request it decodes carries the generic shape.
+        resp::encode_reply(reply, self.version >= 3, dst);
+        Ok(())
+    }
+
     fn set_resp_version(&mut self, version: u8) {
         self.version = version;
     }
@@ -155,20 +204,29 @@ impl Codec for RespCodec {
         self.unauthenticated = !authenticated;
     }
 
-    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut) {
+    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut BytesMut) {
         resp::encode_reply(&Reply::Error(format!("ERR {error}").into()), false, dst);
     }
 }
 
 impl Codec for JsonCodec {
+    fn encode(
+        &mut self,
+        reply: &Reply,
+        shape: &ReplyShape,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        self.encode_shaped(reply, &shape.0, dst)
+    }
+
     fn set_authenticated(&mut self, authenticated: bool) {
         self.unauthenticated = !authenticated;
     }
 
-    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut bytes::BytesMut) {
-        use tokio_util::codec::Encoder as _;
+    fn encode_protocol_error(&mut self, error: &ProtocolError, dst: &mut BytesMut) {
         // Rendering an error object cannot fail; if it somehow did, the connection closes
         // without last words, which is all a protocol error promises anyway.
-        let _ = self.encode(&Reply::Error(error.to_string().into()), dst);
+        let reply = Reply::Error(error.to_string().into());
+        let _ = self.encode_shaped(&reply, &json::Shape::Generic, dst);
     }
 }

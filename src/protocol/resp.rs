@@ -9,12 +9,17 @@
 //! before anything is allocated. The client side and the tests use `redis_protocol`, which
 //! keeps this encoder honest against an independent implementation.
 //!
+//! Like Redis (`securityWarningCommand`), the decoder recognises HTTP sent to the port, which
+//! is how a web page attacks a Redis-like server through the browser (cross-protocol
+//! scripting): a `POST` or `Host:` command, or an inline HTTP request line, is decoded as
+//! [`Incoming::CrossProtocol`] instead of a request, and nothing after it is decoded.
+//!
 //! This module must not know about commands or the store.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::{Incoming, ProtocolError, Reply, Request};
+use super::{Incoming, ProtocolError, Reply, ReplyShape, Request};
 
 /// Size limits applied while decoding, with Redis's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,15 +185,17 @@ impl Decoder for RespCodec {
             if src.is_empty() {
                 return Ok(None);
             }
-            let request = if self.partial.is_some() || src[0] == b'*' {
-                self.decode_multibulk(src)?
-            } else {
+            let inline = self.partial.is_none() && src[0] != b'*';
+            let request = if inline {
                 self.decode_inline(src)?
+            } else {
+                self.decode_multibulk(src)?
             };
             match request {
                 None => return Ok(None),
                 Some(r) if r.args.is_empty() => continue,
-                Some(r) => return Ok(Some(Incoming::Request(r))),
+                Some(r) if is_http(&r.args, inline) => return Ok(Some(Incoming::CrossProtocol)),
+                Some(r) => return Ok(Some(Incoming::Request(r, ReplyShape::generic()))),
             }
         }
     }
@@ -362,6 +369,51 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     }
 }
 
+/// True for a request that is really HTTP. As Redis checks: the command is `POST` or `Host:`,
+/// in any case and either framing; no Redis command has those names and every browser request
+/// has one of them (its request line or its Host header). Beyond Redis, an inline line shaped
+/// like an HTTP request line, `METHOD target HTTP/x.y`, is caught at once too: `GET / HTTP/1.1`
+/// would otherwise be answered as a wrong-arity GET, and a page's custom method (`fetch` with
+/// `method: "SET"`) would run as a command. A standard method counts with any target, any
+/// other word only with an origin-form target (`/...`) or `*`, so that an inline
+/// `SET key HTTP/1.1` typed into telnet stays a SET.
+fn is_http(args: &[Bytes], inline: bool) -> bool {
+    let Some(name) = args.first() else {
+        return false;
+    };
+    // `eq_ignore_ascii_case` compares lengths first: GET, SET and the like cost two compares.
+    if name.eq_ignore_ascii_case(b"POST") || name.eq_ignore_ascii_case(b"HOST:") {
+        return true;
+    }
+    let [method, target, version] = args else {
+        return false;
+    };
+    // Multibulk requests come from Redis clients, not browsers: only the names above count.
+    inline
+        && is_http_version(version)
+        && is_token(method)
+        && (HTTP_METHODS.contains(&method.as_ref())
+            || target.starts_with(b"/")
+            || target.as_ref() == b"*")
+}
+
+/// `HTTP/1.1`, `HTTP/1.0`, `HTTP/2`: the version at the end of an HTTP request line.
+fn is_http_version(word: &[u8]) -> bool {
+    match word.strip_prefix(b"HTTP/") {
+        Some([major]) => major.is_ascii_digit(),
+        Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
+        _ => false,
+    }
+}
+
+/// An HTTP method: one or more of RFC 9110's token characters.
+fn is_token(word: &[u8]) -> bool {
+    !word.is_empty()
+        && word
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
 /// Parses a RESP integer strictly, as Redis's `string2ll` does: optional `-`, digits, no
 /// leading zeros, no `+`, no spaces.
 pub fn parse_int(s: &[u8]) -> Option<i64> {
@@ -409,6 +461,10 @@ fn line_at<'a>(
 const UNAUTHENTICATED_MAX_MULTIBULK_LEN: i64 = 10;
 /// Longest bulk string before AUTH, as Redis allows (CVE-2021-32675).
 const UNAUTHENTICATED_MAX_BULK_LEN: i64 = 16 * 1024;
+/// The methods of RFC 9110 and RFC 5789, and HTTP/2's connection preface (`PRI * HTTP/2.0`).
+const HTTP_METHODS: &[&[u8]] = &[
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH", b"PRI",
+];
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
@@ -446,198 +502,4 @@ fn bulk(dst: &mut BytesMut, data: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, String> {
-        let mut codec = RespCodec::new(RespLimits::default());
-        let mut buf = BytesMut::from(input);
-        let mut out = Vec::new();
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(Incoming::Request(r))) => {
-                    out.push(r.args.iter().map(|a| a.to_vec()).collect())
-                }
-                Ok(Some(Incoming::Invalid(e))) => return Err(e),
-                Ok(None) => return Ok(out),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
-    #[test]
-    fn decodes_multibulk_and_inline_in_one_buffer() {
-        let got = decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*0\r\nSET a 'b c'\n");
-        let want: Vec<Vec<Vec<u8>>> = vec![
-            vec![b"GET".to_vec(), b"k".to_vec()],
-            vec![b"PING".to_vec()],
-            vec![b"SET".to_vec(), b"a".to_vec(), b"b c".to_vec()],
-        ];
-        assert_eq!(got, Ok(want));
-    }
-
-    #[test]
-    fn decodes_a_request_split_at_every_byte() {
-        let input = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n";
-        let mut codec = RespCodec::new(RespLimits::default());
-        let mut buf = BytesMut::new();
-        let mut got = None;
-        for (i, b) in input.iter().enumerate() {
-            buf.put_u8(*b);
-            match codec.decode(&mut buf).expect("valid input") {
-                Some(Incoming::Request(r)) => {
-                    assert_eq!(i, input.len() - 1, "complete only at the last byte");
-                    got = Some(r);
-                }
-                Some(other) => panic!("unexpected {other:?}"),
-                None => {}
-            }
-        }
-        let got = got.expect("a request");
-        assert_eq!(got.args[2].as_ref(), b"va\r\nl");
-        assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn protocol_errors_use_redis_wording() {
-        let cases: [(&[u8], &str); 6] = [
-            (b"*abc\r\n", "Protocol error: invalid multibulk length"),
-            (b"*1\r\n:1\r\n", "Protocol error: expected '$', got ':'"),
-            (b"*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
-            (b"*1\r\n$x\r\n", "Protocol error: invalid bulk length"),
-            (
-                b"SET \"a\r\n",
-                "Protocol error: unbalanced quotes in request",
-            ),
-            (
-                b"*99999999999\r\n",
-                "Protocol error: invalid multibulk length",
-            ),
-        ];
-        for (input, want) in cases {
-            assert_eq!(decode_all(input), Err(want.to_string()), "input {input:?}");
-        }
-        let long = vec![b'a'; 70 * 1024];
-        assert_eq!(
-            decode_all(&long),
-            Err("Protocol error: too big inline request".to_string())
-        );
-    }
-
-    #[test]
-    fn unauthenticated_requests_are_held_to_redis_pre_auth_limits() {
-        let decode = |input: &[u8]| {
-            let mut codec = RespCodec::new(RespLimits::default());
-            codec.unauthenticated = true;
-            codec
-                .decode(&mut BytesMut::from(input))
-                .map(|r| r.is_some())
-                .map_err(|e| e.to_string())
-        };
-        assert_eq!(
-            decode(b"*11\r\n"),
-            Err("Protocol error: unauthenticated multibulk length".into())
-        );
-        assert_eq!(decode(b"*10\r\n$4\r\nAUTH\r\n"), Ok(false));
-        assert_eq!(
-            decode(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"),
-            Err("Protocol error: unauthenticated bulk length".into())
-        );
-        let mut full = b"*2\r\n$4\r\nECHO\r\n$16384\r\n".to_vec();
-        full.extend_from_slice(&[b'a'; 16384]);
-        full.extend_from_slice(b"\r\n");
-        assert_eq!(decode(&full), Ok(true));
-        // Limits of an authenticated connection are the usual ones.
-        let mut codec = RespCodec::new(RespLimits::default());
-        let mut buf = BytesMut::from(&b"*11\r\n$100000\r\n"[..]);
-        assert!(codec.decode(&mut buf).expect("within limits").is_none());
-    }
-
-    #[test]
-    fn huge_bulk_claim_allocates_nothing_up_front() {
-        let mut codec = RespCodec::new(RespLimits::default());
-        let mut buf = BytesMut::from(&b"*1\r\n$536870912\r\nab"[..]);
-        assert!(codec.decode(&mut buf).expect("within limits").is_none());
-        assert!(buf.capacity() <= 2 << 20, "capacity {}", buf.capacity());
-    }
-
-    #[test]
-    fn split_args_follows_sdssplitargs() {
-        let parsed = split_args(br#"set "a\x41\n" 'it\'s' plain"#).expect("balanced");
-        assert_eq!(
-            parsed,
-            vec![
-                b"set".to_vec(),
-                b"aA\n".to_vec(),
-                b"it's".to_vec(),
-                b"plain".to_vec()
-            ]
-        );
-        assert_eq!(
-            split_args(b"\"a\"b"),
-            None,
-            "closing quote must end the argument"
-        );
-        assert_eq!(split_args(b"'abc"), None);
-        assert_eq!(split_args(b"   "), Some(vec![]));
-    }
-
-    #[test]
-    fn parse_int_is_strict() {
-        assert_eq!(parse_int(b"123"), Some(123));
-        assert_eq!(parse_int(b"-5"), Some(-5));
-        for bad in [
-            &b""[..],
-            b"+1",
-            b"01",
-            b"-0",
-            b"1 ",
-            b"99999999999999999999",
-        ] {
-            assert_eq!(parse_int(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn encodes_resp2_and_resp3() {
-        let reply = Reply::Map(vec![(Reply::bulk("a"), Reply::Nil)]);
-        let mut out = BytesMut::new();
-        encode_reply(&reply, false, &mut out);
-        assert_eq!(&out[..], b"*2\r\n$1\r\na\r\n$-1\r\n");
-        out.clear();
-        encode_reply(&reply, true, &mut out);
-        assert_eq!(&out[..], b"%1\r\n$1\r\na\r\n_\r\n");
-        out.clear();
-        encode_reply(&Reply::Double(1.5), true, &mut out);
-        encode_reply(&Reply::Bool(true), true, &mut out);
-        encode_reply(&Reply::Verbatim(Bytes::from_static(b"x")), true, &mut out);
-        assert_eq!(&out[..], b",1.5\r\n#t\r\n=5\r\ntxt:x\r\n");
-    }
-
-    #[test]
-    fn encoded_replies_decode_with_redis_protocol() {
-        use redis_protocol::resp2::decode::decode;
-        use redis_protocol::resp2::types::OwnedFrame;
-        let reply = Reply::Array(vec![
-            Reply::ok(),
-            Reply::Int(-3),
-            Reply::bulk(b"bin\r\n\x00"),
-            Reply::Nil,
-            Reply::error("ERR syntax error"),
-        ]);
-        let mut out = BytesMut::new();
-        encode_reply(&reply, false, &mut out);
-        let (frame, used) = decode(&out).expect("valid").expect("complete");
-        assert_eq!(used, out.len());
-        assert_eq!(
-            frame,
-            OwnedFrame::Array(vec![
-                OwnedFrame::SimpleString(b"OK".to_vec()),
-                OwnedFrame::Integer(-3),
-                OwnedFrame::BulkString(b"bin\r\n\x00".to_vec()),
-                OwnedFrame::Null,
-                OwnedFrame::Error("ERR syntax error".into()),
-            ])
-        );
-    }
-}
+mod tests;

@@ -8,8 +8,10 @@
 //!
 //! Access rules applied here, as Redis applies them: protected mode refuses non-loopback
 //! clients of a node without a password before reading anything; until a client has
-//! authenticated on a node with a password its codec accepts only small requests; and with
-//! an idle `timeout` a connection that sends nothing for that long is closed.
+//! authenticated on a node with a password its codec accepts only small requests; with an
+//! idle `timeout` a connection that sends nothing for that long is closed; and a connection
+//! that sends HTTP (the codec says [`Incoming::CrossProtocol`]) is closed at that request,
+//! with a warning in the log.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,9 +30,8 @@ use crate::aof::FsyncPolicy;
 use crate::cmd::Session;
 use crate::config::NodeConfig;
 use crate::node::{ClientHandle, Node};
-use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, RespCodec};
+use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, ReplyShape, RespCodec};
 use crate::server::sniff::{self, Protocol};
-use crate::stats::StatKind;
 use crate::tls::TlsAcceptor;
 
 /// Flush replies early once this many bytes are pending, so a client pipelining thousands of
@@ -176,6 +177,8 @@ async fn serve<S: Transport, C: Codec>(
     let idle = tokio::time::sleep(idle_limit.unwrap_or_default());
     tokio::pin!(idle);
     let mut waiting_since = tokio::time::Instant::now();
+    // Set when the client sent HTTP: answer what came before it, then close.
+    let mut attacked = false;
     loop {
         // A new batch: the previous one's clock reading is stale (see `Session::clock`).
         session.clock = None;
@@ -186,19 +189,34 @@ async fn serve<S: Transport, C: Codec>(
             } else {
                 codec.decode(&mut rbuf)
             };
-            let reply = match decoded {
-                Ok(Some(Incoming::Request(request))) => {
+            let (reply, shape) = match decoded {
+                Ok(Some(Incoming::Request(request, shape))) => {
                     let reply = session.execute(node, &request);
                     codec.set_resp_version(session.protocol);
                     // AUTH lifts the pre-auth size limits for the next request; RESET
                     // restores them.
                     codec.set_authenticated(!session.auth_required(node));
-                    reply
+                    (reply, shape)
                 }
                 Ok(Some(Incoming::Invalid(message))) => {
-                    // A request that could not be mapped to a command still counts as handled.
-                    node.stats.record(StatKind::Other, session.client.id);
-                    Some(Reply::Error(message.into()))
+                    // A request that could not be mapped to a command is still a request:
+                    // counted, and answered unless CLIENT REPLY says otherwise.
+                    let reply = session.reject(node, Reply::Error(message.into()));
+                    (reply, ReplyShape::generic())
+                }
+                Ok(Some(Incoming::CrossProtocol)) => {
+                    // Redis's securityWarningCommand, word for word, so that operators
+                    // grepping for it find it here too. Once per connection: it closes now.
+                    tracing::warn!(
+                        client = session.client.id,
+                        "Possible SECURITY ATTACK detected. It looks like somebody is sending \
+                         POST or Host: commands to Redis. This is likely due to an attacker \
+                         attempting to use Cross Protocol Scripting to compromise your Redis \
+                         instance. Connection from {} aborted.",
+                        session.client.addr
+                    );
+                    attacked = true;
+                    break;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -210,8 +228,10 @@ async fn serve<S: Transport, C: Codec>(
                     return Err(e);
                 }
             };
+            // This request's one encode step: its reply in its own shape, or nothing when
+            // CLIENT REPLY OFF/SKIP suppressed the reply (the shape is dropped with it).
             if let Some(reply) = &reply {
-                codec.encode(reply, &mut wbuf)?;
+                codec.encode(reply, &shape, &mut wbuf)?;
             }
             if session.closing {
                 break;
@@ -236,7 +256,7 @@ async fn serve<S: Transport, C: Codec>(
             write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
             wbuf.clear();
         }
-        if session.closing || eof {
+        if session.closing || eof || attacked {
             return Ok(());
         }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -270,7 +290,9 @@ async fn serve<S: Transport, C: Codec>(
                 }
             }
             line = next_monitor_line(&mut monitor) => {
-                codec.encode(&Reply::Simple(String::from_utf8_lossy(&line).into_owned().into()), &mut wbuf)?;
+                // A MONITOR line answers no request of this connection: generic shape.
+                let line = Reply::Simple(String::from_utf8_lossy(&line).into_owned().into());
+                codec.encode(&line, &ReplyShape::generic(), &mut wbuf)?;
             }
             _ = &mut stopped => return Ok(()),
             () = &mut idle, if idle_armed => {

@@ -1,0 +1,256 @@
+//! Unit tests of the RESP codec on byte slices: framing, Redis's error wording, limits,
+//! inline splitting and reply encoding.
+
+use super::*;
+
+fn decode_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, String> {
+    let mut codec = RespCodec::new(RespLimits::default());
+    let mut buf = BytesMut::from(input);
+    let mut out = Vec::new();
+    loop {
+        match codec.decode(&mut buf) {
+            Ok(Some(Incoming::Request(r, shape))) => {
+                assert_eq!(shape, ReplyShape::generic(), "RESP has one reply layout");
+                out.push(r.args.iter().map(|a| a.to_vec()).collect())
+            }
+            Ok(Some(Incoming::Invalid(e))) => return Err(e),
+            Ok(Some(Incoming::CrossProtocol)) => return Err("cross-protocol".into()),
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[test]
+fn decodes_multibulk_and_inline_in_one_buffer() {
+    let got = decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*0\r\nSET a 'b c'\n");
+    let want: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"GET".to_vec(), b"k".to_vec()],
+        vec![b"PING".to_vec()],
+        vec![b"SET".to_vec(), b"a".to_vec(), b"b c".to_vec()],
+    ];
+    assert_eq!(got, Ok(want));
+}
+
+#[test]
+fn decodes_a_request_split_at_every_byte() {
+    let input = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n";
+    let mut codec = RespCodec::new(RespLimits::default());
+    let mut buf = BytesMut::new();
+    let mut got = None;
+    for (i, b) in input.iter().enumerate() {
+        buf.put_u8(*b);
+        match codec.decode(&mut buf).expect("valid input") {
+            Some(Incoming::Request(r, _)) => {
+                assert_eq!(i, input.len() - 1, "complete only at the last byte");
+                got = Some(r);
+            }
+            Some(other) => panic!("unexpected {other:?}"),
+            None => {}
+        }
+    }
+    let got = got.expect("a request");
+    assert_eq!(got.args[2].as_ref(), b"va\r\nl");
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn protocol_errors_use_redis_wording() {
+    let cases: [(&[u8], &str); 6] = [
+        (b"*abc\r\n", "Protocol error: invalid multibulk length"),
+        (b"*1\r\n:1\r\n", "Protocol error: expected '$', got ':'"),
+        (b"*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
+        (b"*1\r\n$x\r\n", "Protocol error: invalid bulk length"),
+        (
+            b"SET \"a\r\n",
+            "Protocol error: unbalanced quotes in request",
+        ),
+        (
+            b"*99999999999\r\n",
+            "Protocol error: invalid multibulk length",
+        ),
+    ];
+    for (input, want) in cases {
+        assert_eq!(decode_all(input), Err(want.to_string()), "input {input:?}");
+    }
+    let long = vec![b'a'; 70 * 1024];
+    assert_eq!(
+        decode_all(&long),
+        Err("Protocol error: too big inline request".to_string())
+    );
+}
+
+#[test]
+fn unauthenticated_requests_are_held_to_redis_pre_auth_limits() {
+    let decode = |input: &[u8]| {
+        let mut codec = RespCodec::new(RespLimits::default());
+        codec.unauthenticated = true;
+        codec
+            .decode(&mut BytesMut::from(input))
+            .map(|r| r.is_some())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        decode(b"*11\r\n"),
+        Err("Protocol error: unauthenticated multibulk length".into())
+    );
+    assert_eq!(decode(b"*10\r\n$4\r\nAUTH\r\n"), Ok(false));
+    assert_eq!(
+        decode(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"),
+        Err("Protocol error: unauthenticated bulk length".into())
+    );
+    let mut full = b"*2\r\n$4\r\nECHO\r\n$16384\r\n".to_vec();
+    full.extend_from_slice(&[b'a'; 16384]);
+    full.extend_from_slice(b"\r\n");
+    assert_eq!(decode(&full), Ok(true));
+    // Limits of an authenticated connection are the usual ones.
+    let mut codec = RespCodec::new(RespLimits::default());
+    let mut buf = BytesMut::from(&b"*11\r\n$100000\r\n"[..]);
+    assert!(codec.decode(&mut buf).expect("within limits").is_none());
+}
+
+#[test]
+fn huge_bulk_claim_allocates_nothing_up_front() {
+    let mut codec = RespCodec::new(RespLimits::default());
+    let mut buf = BytesMut::from(&b"*1\r\n$536870912\r\nab"[..]);
+    assert!(codec.decode(&mut buf).expect("within limits").is_none());
+    assert!(buf.capacity() <= 2 << 20, "capacity {}", buf.capacity());
+}
+
+#[test]
+fn split_args_follows_sdssplitargs() {
+    let parsed = split_args(br#"set "a\x41\n" 'it\'s' plain"#).expect("balanced");
+    assert_eq!(
+        parsed,
+        vec![
+            b"set".to_vec(),
+            b"aA\n".to_vec(),
+            b"it's".to_vec(),
+            b"plain".to_vec()
+        ]
+    );
+    assert_eq!(
+        split_args(b"\"a\"b"),
+        None,
+        "closing quote must end the argument"
+    );
+    assert_eq!(split_args(b"'abc"), None);
+    assert_eq!(split_args(b"   "), Some(vec![]));
+}
+
+#[test]
+fn parse_int_is_strict() {
+    assert_eq!(parse_int(b"123"), Some(123));
+    assert_eq!(parse_int(b"-5"), Some(-5));
+    for bad in [
+        &b""[..],
+        b"+1",
+        b"01",
+        b"-0",
+        b"1 ",
+        b"99999999999999999999",
+    ] {
+        assert_eq!(parse_int(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn encodes_resp2_and_resp3() {
+    let reply = Reply::Map(vec![(Reply::bulk("a"), Reply::Nil)]);
+    let mut out = BytesMut::new();
+    encode_reply(&reply, false, &mut out);
+    assert_eq!(&out[..], b"*2\r\n$1\r\na\r\n$-1\r\n");
+    out.clear();
+    encode_reply(&reply, true, &mut out);
+    assert_eq!(&out[..], b"%1\r\n$1\r\na\r\n_\r\n");
+    out.clear();
+    encode_reply(&Reply::Double(1.5), true, &mut out);
+    encode_reply(&Reply::Bool(true), true, &mut out);
+    encode_reply(&Reply::Verbatim(Bytes::from_static(b"x")), true, &mut out);
+    assert_eq!(&out[..], b",1.5\r\n#t\r\n=5\r\ntxt:x\r\n");
+}
+
+#[test]
+fn encoded_replies_decode_with_redis_protocol() {
+    use redis_protocol::resp2::decode::decode;
+    use redis_protocol::resp2::types::OwnedFrame;
+    let reply = Reply::Array(vec![
+        Reply::ok(),
+        Reply::Int(-3),
+        Reply::bulk(b"bin\r\n\x00"),
+        Reply::Nil,
+        Reply::error("ERR syntax error"),
+    ]);
+    let mut out = BytesMut::new();
+    encode_reply(&reply, false, &mut out);
+    let (frame, used) = decode(&out).expect("valid").expect("complete");
+    assert_eq!(used, out.len());
+    assert_eq!(
+        frame,
+        OwnedFrame::Array(vec![
+            OwnedFrame::SimpleString(b"OK".to_vec()),
+            OwnedFrame::Integer(-3),
+            OwnedFrame::BulkString(b"bin\r\n\x00".to_vec()),
+            OwnedFrame::Null,
+            OwnedFrame::Error("ERR syntax error".into()),
+        ])
+    );
+}
+
+#[test]
+fn http_is_decoded_as_cross_protocol_and_nothing_after_it() {
+    let cases: [&[u8]; 10] = [
+        b"POST / HTTP/1.1\r\nHost: x\r\n\r\nset httpkey b\r\n",
+        b"Host: 127.0.0.1:7001\r\nPING\r\n",
+        b"host: x\r\n",
+        b"*1\r\n$4\r\nPOST\r\n*1\r\n$4\r\nPING\r\n",
+        b"*2\r\n$5\r\nhOsT:\r\n$1\r\nx\r\n",
+        b"GET / HTTP/1.1\r\n",
+        b"OPTIONS * HTTP/1.1\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"SET /index.html HTTP/1.0\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\n",
+    ];
+    for input in cases {
+        let mut codec = RespCodec::new(RespLimits::default());
+        let mut buf = BytesMut::from(input);
+        let got = codec.decode(&mut buf).expect("framed");
+        assert_eq!(got, Some(Incoming::CrossProtocol), "{input:?}");
+    }
+    // What came before is decoded as usual.
+    let mut codec = RespCodec::new(RespLimits::default());
+    let mut buf = BytesMut::from(&b"PING\r\nPOST / HTTP/1.1\r\n"[..]);
+    let ping = codec.decode(&mut buf).expect("framed");
+    assert!(matches!(ping, Some(Incoming::Request(r, _)) if r.args[0] == "PING"));
+    assert_eq!(
+        codec.decode(&mut buf).expect("framed"),
+        Some(Incoming::CrossProtocol)
+    );
+}
+
+#[test]
+fn redis_commands_that_only_resemble_http_are_requests() {
+    let got = decode_all(
+        b"SET post 1\r\nGET post\r\n*2\r\n$3\r\nGET\r\n$5\r\nHost:\r\n\
+          SET key HTTP/1.1\r\nGET / HTTP/1.1 extra\r\nget / http/1.1\r\n\
+          *3\r\n$3\r\nGET\r\n$1\r\n/\r\n$8\r\nHTTP/1.1\r\nSET / HTTP/x\r\n",
+    );
+    let names: Vec<Vec<u8>> = got
+        .expect("all requests")
+        .into_iter()
+        .map(|args| args.concat())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            &b"SETpost1"[..],
+            b"GETpost",
+            b"GETHost:",
+            b"SETkeyHTTP/1.1",
+            b"GET/HTTP/1.1extra",
+            b"get/http/1.1",
+            b"GET/HTTP/1.1",
+            b"SET/HTTP/x",
+        ]
+    );
+}

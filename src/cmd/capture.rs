@@ -52,8 +52,17 @@ pub(super) enum Locks<'a> {
     /// None held: a read command, or a write command without keys (FLUSHDB, SWAPDB, which run
     /// alone behind the store's gate).
     None,
-    /// One shard: the common single-key case, without an allocation.
-    One((usize, usize), MutexGuard<'a, Shard>),
+    /// One shard: the common single-key case, without an allocation. Also keeps where the
+    /// key's bytes are, so that the handler asking for that very key (`&args[1]`) finds its
+    /// shard without hashing the key a second time.
+    One {
+        /// `(db, shard index)`.
+        slot: (usize, usize),
+        /// Address and length of the key the slot was computed from (compared, never read).
+        key: (*const u8, usize),
+        /// The lock.
+        guard: MutexGuard<'a, Shard>,
+    },
     /// Several, sorted by `(db, shard)`.
     Many(Vec<((usize, usize), MutexGuard<'a, Shard>)>),
 }
@@ -73,7 +82,11 @@ pub(super) fn lock_keys<'a>(
             return Locks::None;
         };
         let index = d.shard_index(key);
-        return Locks::One((db, index), d.lock(index));
+        return Locks::One {
+            slot: (db, index),
+            key: (key.as_ptr(), key.len()),
+            guard: d.lock(index),
+        };
     }
     let mut slots: Vec<(usize, usize)> = keys(spec, args, db)
         .into_iter()
@@ -93,35 +106,58 @@ pub(super) fn lock_keys<'a>(
 }
 
 impl<'a> Locks<'a> {
-    /// The held shard `(db, index)`, locking it now if the command did not declare it (a
-    /// key outside the table's key positions: should not happen, see `keys`).
+    /// The held shard of `key` in `db`, locking it now if the command did not declare it (a
+    /// key outside the table's key positions: should not happen, see `keys`). `None` when
+    /// `db` does not exist.
     pub(super) fn shard(
         &mut self,
         node: &'a Node,
-        slot: (usize, usize),
-    ) -> Option<&mut MutexGuard<'a, Shard>> {
+        db: usize,
+        key: &[u8],
+    ) -> Option<(usize, &mut MutexGuard<'a, Shard>)> {
+        // The single-key fast path: the same key bytes as at locking time, same shard.
+        if let Locks::One {
+            slot, key: held, ..
+        } = self
+        {
+            if slot.0 == db && *held == (key.as_ptr(), key.len()) {
+                let Locks::One { guard, .. } = self else {
+                    return None;
+                };
+                return Some((db, guard));
+            }
+        }
+        let slot = (db, node.store.db(db)?.shard_index(key));
         let held = match self {
-            Locks::None => None,
-            Locks::One(s, _) => (*s == slot).then_some(0),
-            Locks::Many(all) => all.iter().position(|(s, _)| *s == slot),
+            Locks::None => false,
+            Locks::One { slot: s, .. } => *s == slot,
+            Locks::Many(all) => all.iter().any(|(s, _)| *s == slot),
         };
-        if held.is_none() {
-            tracing::debug!(?slot, "a write command locked a shard it did not declare");
-            let guard = node.store.db(slot.0)?.lock(slot.1);
-            let previous = std::mem::replace(self, Locks::None);
-            let mut all = match previous {
-                Locks::None => Vec::new(),
-                Locks::One(s, g) => vec![(s, g)],
-                Locks::Many(all) => all,
-            };
-            all.push((slot, guard));
-            *self = Locks::Many(all);
+        if !held {
+            self.lock_undeclared(node, slot)?;
         }
         match self {
             Locks::None => None,
-            Locks::One(_, guard) => Some(guard),
-            Locks::Many(all) => all.iter_mut().find(|(s, _)| *s == slot).map(|(_, g)| g),
+            Locks::One { guard, .. } => Some((db, guard)),
+            Locks::Many(all) => all
+                .iter_mut()
+                .find(|(s, _)| *s == slot)
+                .map(|(_, g)| (db, g)),
         }
+    }
+
+    #[cold]
+    fn lock_undeclared(&mut self, node: &'a Node, slot: (usize, usize)) -> Option<()> {
+        tracing::debug!(?slot, "a write command locked a shard it did not declare");
+        let guard = node.store.db(slot.0)?.lock(slot.1);
+        let mut all = match std::mem::replace(self, Locks::None) {
+            Locks::None => Vec::new(),
+            Locks::One { slot, guard, .. } => vec![(slot, guard)],
+            Locks::Many(all) => all,
+        };
+        all.push((slot, guard));
+        *self = Locks::Many(all);
+        Some(())
     }
 }
 

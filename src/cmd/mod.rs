@@ -132,15 +132,9 @@ impl<'a> Ctx<'a> {
     /// # Errors
     /// [`CommandError::DbIndexOutOfRange`] when `db` does not exist.
     pub fn write_in(&mut self, db: usize, key: &[u8]) -> Result<Writer<'_>, CommandError> {
-        let index = self
-            .node
-            .store
-            .db(db)
-            .ok_or(CommandError::DbIndexOutOfRange)?
-            .shard_index(key);
-        let shard = self
+        let (db, shard) = self
             .locks
-            .shard(self.node, (db, index))
+            .shard(self.node, db, key)
             .ok_or(CommandError::DbIndexOutOfRange)?;
         Ok(Writer {
             shard,
@@ -323,6 +317,7 @@ fn disk_error(node: &Node, spec: &CommandSpec) -> Option<String> {
 /// for the snapshot. Called while the command still holds its keys' locks. Inside EXEC the
 /// effects wait for the end of the transaction, which EXEC publishes as one batch (nothing
 /// else runs meanwhile: EXEC holds the gate exclusively).
+#[inline]
 fn publish(node: &Node, session: &mut Session, in_exec: bool) {
     let capture = &mut session.capture;
     if capture.changes > 0 {

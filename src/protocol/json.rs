@@ -270,7 +270,7 @@ impl Decoder for JsonCodec {
             return Err(ProtocolError::Json("request is not an object".into()));
         };
         Ok(Some(match map_request(&fields) {
-            Ok((request, shape)) => Incoming::Request(request, ReplyShape(shape)),
+            Ok((request, shape)) => Incoming::Request(request, ReplyShape::json(shape)),
             Err(message) => Incoming::Invalid(message),
         }))
     }

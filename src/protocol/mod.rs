@@ -69,15 +69,26 @@ pub enum Incoming {
 /// shape travels with its request instead of waiting in a queue in the codec, a request that
 /// gets no reply (CLIENT REPLY OFF or SKIP) simply drops its shape, and a reply that answers no
 /// request (a MONITOR line) is encoded generic: replies cannot fall out of step with requests.
+///
+/// Boxed, and absent for the generic layout: RESP requests (the hot path) carry one pointer
+/// that is never allocated, so a decoded request stays small.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ReplyShape(json::Shape);
+pub struct ReplyShape(Option<Box<json::Shape>>);
 
 impl ReplyShape {
     /// The layout of a reply that is rendered as itself: every RESP reply, the JSON
     /// protocol's `"result"` replies, and replies that answer no request of their own
     /// (MONITOR lines, protocol errors, [`Incoming::Invalid`]).
     pub const fn generic() -> ReplyShape {
-        ReplyShape(json::Shape::Generic)
+        ReplyShape(None)
+    }
+
+    /// The JSON shape of one request (the generic one is not allocated).
+    fn json(shape: json::Shape) -> ReplyShape {
+        match shape {
+            json::Shape::Generic => ReplyShape(None),
+            other => ReplyShape(Some(Box::new(other))),
+        }
     }
 }
 
@@ -216,7 +227,11 @@ impl Codec for JsonCodec {
         shape: &ReplyShape,
         dst: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
-        self.encode_shaped(reply, &shape.0, dst)
+        self.encode_shaped(
+            reply,
+            shape.0.as_deref().unwrap_or(&json::Shape::Generic),
+            dst,
+        )
     }
 
     fn set_authenticated(&mut self, authenticated: bool) {

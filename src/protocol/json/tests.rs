@@ -16,7 +16,7 @@ fn requests(codec: &mut JsonCodec, input: &[u8]) -> Vec<Incoming> {
 fn shaped(args: &[&[u8]], shape: Shape) -> Incoming {
     Incoming::Request(
         Request::new(args.iter().copied().map(Bytes::copy_from_slice)),
-        ReplyShape(shape),
+        ReplyShape::json(shape),
     )
 }
 
@@ -135,7 +135,7 @@ fn auth_and_password_fields_map_to_credentials() {
     let key = Bytes::from_static(b"k");
     assert_eq!(
         got[2],
-        Incoming::Request(want, ReplyShape(Shape::Get { key }))
+        Incoming::Request(want, ReplyShape::json(Shape::Get { key }))
     );
     assert_eq!(got[3], Incoming::Invalid("missing field 'password'".into()));
 }

@@ -39,6 +39,7 @@ pub struct Capture {
 
 impl Capture {
     /// Records `effect` if a sink listens, and counts it as a change either way.
+    #[inline]
     pub(super) fn record(&mut self, effect: impl FnOnce() -> Effect) {
         self.changes += 1;
         if self.recording {
@@ -69,6 +70,7 @@ pub(super) enum Locks<'a> {
 
 /// Locks the shards of every key `args` names for the write command `spec`, in `(db, shard)`
 /// order.
+#[inline]
 pub(super) fn lock_keys<'a>(
     node: &'a Node,
     db: usize,
@@ -109,6 +111,7 @@ impl<'a> Locks<'a> {
     /// The held shard of `key` in `db`, locking it now if the command did not declare it (a
     /// key outside the table's key positions: should not happen, see `keys`). `None` when
     /// `db` does not exist.
+    #[inline]
     pub(super) fn shard(
         &mut self,
         node: &'a Node,
@@ -172,26 +175,31 @@ pub struct Writer<'c> {
 
 impl Writer<'_> {
     /// A copy of the live entry of `key`.
+    #[inline]
     pub fn get(&mut self, key: &[u8]) -> Option<Entry> {
         self.shard.get(key, self.now)
     }
 
     /// Whether `key` is live.
+    #[inline]
     pub fn contains(&mut self, key: &[u8]) -> bool {
         self.shard.contains(key, self.now)
     }
 
     /// `None` for a missing key, else its deadline (`Some(None)` without TTL).
+    #[inline]
     pub fn deadline(&mut self, key: &[u8]) -> Option<Option<Instant>> {
         self.shard.deadline(key, self.now)
     }
 
     /// The kind of the value of `key`, if it is live.
+    #[inline]
     pub fn kind(&mut self, key: &[u8]) -> Option<Kind> {
         self.shard.kind(key, self.now)
     }
 
     /// Sets `key` to the string `value` with `deadline`.
+    #[inline]
     pub fn put(&mut self, key: &Bytes, value: &Bytes, deadline: Option<Instant>) {
         self.shard.put(key, value, deadline, self.now);
         let db = self.db;
@@ -204,6 +212,7 @@ impl Writer<'_> {
     }
 
     /// Sets `key` to `entry`; returns the previous live entry.
+    #[inline]
     pub fn insert(&mut self, key: &Bytes, entry: Entry) -> Option<Entry> {
         let old = self.shard.get(key, self.now);
         self.shard
@@ -219,6 +228,7 @@ impl Writer<'_> {
     }
 
     /// Removes `key`; returns its entry if it was live.
+    #[inline]
     pub fn remove(&mut self, key: &Bytes) -> Option<Entry> {
         let old = self.shard.remove(key, self.now)?;
         let db = self.db;
@@ -231,6 +241,7 @@ impl Writer<'_> {
 
     /// Sets or clears the deadline of a live key; false when the key does not exist. A
     /// deadline at or before now removes the key, as Redis's EXPIRE with a past time does.
+    #[inline]
     pub fn set_deadline(&mut self, key: &Bytes, deadline: Option<Instant>) -> bool {
         if deadline.is_some_and(|d| d <= self.now) {
             return self.remove(key).is_some();

@@ -123,6 +123,7 @@ impl<'a> Ctx<'a> {
     ///
     /// # Errors
     /// None in practice (the selected database exists); see [`Ctx::write_in`].
+    #[inline]
     pub fn write(&mut self, key: &[u8]) -> Result<Writer<'_>, CommandError> {
         self.write_in(self.session.db, key)
     }
@@ -131,6 +132,7 @@ impl<'a> Ctx<'a> {
     ///
     /// # Errors
     /// [`CommandError::DbIndexOutOfRange`] when `db` does not exist.
+    #[inline]
     pub fn write_in(&mut self, db: usize, key: &[u8]) -> Result<Writer<'_>, CommandError> {
         let (db, shard) = self
             .locks

@@ -256,11 +256,18 @@ impl Default for SlowLog {
 
 impl SlowLog {
     /// Records the command if it ran longer than the threshold.
+    #[inline]
     pub fn record(&self, micros: u64, args: &[Bytes], client: &ClientHandle) {
+        // Checked inline on every command; only a slow one pays for the call below.
         let threshold = self.slower_than_us.load(Ordering::Relaxed);
         if threshold < 0 || micros < threshold as u64 {
             return;
         }
+        self.keep(micros, args, client);
+    }
+
+    #[cold]
+    fn keep(&self, micros: u64, args: &[Bytes], client: &ClientHandle) {
         let mut kept: Vec<Bytes> = args
             .iter()
             .take(32)

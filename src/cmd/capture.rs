@@ -78,8 +78,9 @@ pub(super) fn lock_keys<'a>(
     args: &[Bytes],
 ) -> Locks<'a> {
     let store = &node.store;
-    // The single-key fast path (SET, INCR, EXPIRE...): no list, no sort.
-    if spec.first_key == 1 && spec.last_key == 1 && !matches!(spec.name, "move" | "copy") {
+    // The single-key fast path (SET, INCR, EXPIRE...): no list, no sort. MOVE names a second
+    // key (in another database) outside its key positions.
+    if spec.first_key == 1 && spec.last_key == 1 && spec.name != "move" {
         let (Some(key), Some(d)) = (args.get(1), store.db(db)) else {
             return Locks::None;
         };

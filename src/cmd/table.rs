@@ -36,6 +36,8 @@ pub struct CommandSpec {
     pub id: usize,
     /// Whether `flags` has `write` (checked on every command, so kept as a field).
     pub write: bool,
+    /// Whether it has subcommands (see [`is_container`]; checked on every command).
+    pub container: bool,
     pub(super) handler: Handler,
 }
 
@@ -93,6 +95,7 @@ const fn cmd(
         queued_in_multi: true,
         id: 0,
         write: false,
+        container: false,
         handler,
     }
 }
@@ -246,6 +249,10 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
     for (i, c) in table.iter_mut().enumerate() {
         c.id = i;
         c.write = c.flags.contains(&"write");
+        c.container = matches!(
+            c.name,
+            "client" | "config" | "command" | "object" | "memory" | "slowlog" | "debug"
+        );
     }
     table
 });
@@ -255,8 +262,5 @@ static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec, ahash::Rand
 
 /// Commands with subcommands (their CLIENT LIST name is `container|sub`).
 pub fn is_container(spec: &CommandSpec) -> bool {
-    matches!(
-        spec.name,
-        "client" | "config" | "command" | "object" | "memory" | "slowlog" | "debug"
-    )
+    spec.container
 }

@@ -59,6 +59,9 @@ pub struct RespCodec {
     /// Progress through a multibulk request that has not fully arrived yet, so that a large
     /// request arriving in many reads is scanned once, not once per read.
     partial: Option<Partial>,
+    /// The span list of the last request, kept (empty) for the next one: one allocation less
+    /// per request. Dropped instead when a huge request grew it past `SPARE_SPANS_MAX`.
+    spare_spans: Vec<(usize, usize)>,
 }
 
 #[derive(Debug)]
@@ -76,6 +79,7 @@ impl RespCodec {
             limits,
             unauthenticated: false,
             partial: None,
+            spare_spans: Vec::new(),
         }
     }
 
@@ -100,12 +104,14 @@ impl RespCodec {
                     return Ok(Some(Request::default()));
                 }
                 let count = count as usize;
+                let mut spans = std::mem::take(&mut self.spare_spans);
+                // Reserve for what the header claims only up to a small bound: the claim is
+                // untrusted until the bytes arrive.
+                spans.reserve(count.min(64));
                 Partial {
                     expected: count,
                     pos: next,
-                    // Reserve for what the header claims only up to a small bound: the claim
-                    // is untrusted until the bytes arrive.
-                    spans: Vec::with_capacity(count.min(64)),
+                    spans,
                 }
             }
         };
@@ -147,6 +153,10 @@ impl RespCodec {
             .iter()
             .map(|&(s, e)| frame.slice(s..e))
             .collect();
+        if state.spans.capacity() <= SPARE_SPANS_MAX {
+            state.spans.clear();
+            self.spare_spans = state.spans;
+        }
         Ok(Some(Request {
             args,
             db: None,
@@ -457,6 +467,9 @@ fn line_at<'a>(
     }
 }
 
+/// Largest span list a codec keeps for reuse (16 KiB); a bigger one is freed after its
+/// request.
+const SPARE_SPANS_MAX: usize = 1024;
 /// Most elements in one request before AUTH, as Redis allows (CVE-2021-32675).
 const UNAUTHENTICATED_MAX_MULTIBULK_LEN: i64 = 10;
 /// Longest bulk string before AUTH, as Redis allows (CVE-2021-32675).

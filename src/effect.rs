@@ -174,29 +174,28 @@ pub fn unix_deadline(deadline: Option<Instant>) -> Option<i64> {
 /// A sink that keeps every effect in memory, in order: what tests replay and compare.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    effects: Mutex<Vec<Effect>>,
-    batches: Mutex<u64>,
+    /// The effects so far, and how many batches brought them.
+    log: Mutex<(Vec<Effect>, u64)>,
 }
 
 impl Recorder {
     /// Takes every effect recorded so far, leaving the recorder empty.
     pub fn take(&self) -> Vec<Effect> {
-        std::mem::take(&mut *self.effects.lock().expect("recorder lock poisoned"))
+        std::mem::take(&mut self.log.lock().expect("recorder lock poisoned").0)
     }
 
     /// How many batches (commands or transactions) were appended so far.
     pub fn batches(&self) -> u64 {
-        *self.batches.lock().expect("recorder lock poisoned")
+        self.log.lock().expect("recorder lock poisoned").1
     }
 }
 
 impl EffectSink for Recorder {
     fn append(&self, effects: &[Effect]) -> u64 {
-        let mut all = self.effects.lock().expect("recorder lock poisoned");
-        all.extend_from_slice(effects);
-        let mut batches = self.batches.lock().expect("recorder lock poisoned");
-        *batches += 1;
-        all.len() as u64
+        let mut log = self.log.lock().expect("recorder lock poisoned");
+        log.0.extend_from_slice(effects);
+        log.1 += 1;
+        log.0.len() as u64
     }
 }
 

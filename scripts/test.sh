@@ -17,6 +17,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# shellcheck, for the benchmark scripts (below).
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""
@@ -62,3 +64,6 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
 cargo test --doc
+
+# The benchmark scripts docs/performance.md runs (tests/bench_scripts.rs runs them too).
+shellcheck scripts/bench/compare.sh scripts/bench/memory.sh

@@ -17,6 +17,9 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The checks at the end: the benchmark scripts with shellcheck, the systemd unit with systemd-analyze.
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""
@@ -62,3 +65,21 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
 cargo test --doc
+
+# The benchmark scripts docs/performance.md runs (tests/bench_scripts.rs runs them too).
+shellcheck scripts/bench/compare.sh scripts/bench/memory.sh
+
+# contrib/minikv.service, as docs/operations.md installs it. `systemd-analyze verify` fails
+# when ExecStart's program does not exist, so it checks a copy whose ExecStart names the binary
+# just built; and it only warns about unknown keys or bad values, so any message fails here.
+unit_dir=$(mktemp -d)
+trap 'rm -rf "$unit_dir"' EXIT
+built="$(cd "${CARGO_TARGET_DIR:-target}/debug" && pwd)/minikv"
+sed "s|^ExecStart=/usr/local/bin/minikv |ExecStart=$built |" contrib/minikv.service \
+  >"$unit_dir/minikv.service"
+grep -q "^ExecStart=$built " "$unit_dir/minikv.service"
+if ! verify_out=$(systemd-analyze verify "$unit_dir/minikv.service" 2>&1) || [ -n "$verify_out" ]; then
+  echo "systemd-analyze verify contrib/minikv.service:" >&2
+  echo "$verify_out" >&2
+  exit 1
+fi

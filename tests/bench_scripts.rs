@@ -1,0 +1,116 @@
+//! The benchmark scripts that `docs/performance.md` runs, `scripts/bench/compare.sh` and
+//! `scripts/bench/memory.sh`, still run: each once against a real node at tiny sizes, checking
+//! the lines the doc quotes. Needs redis-server and redis-benchmark (`./scripts/test.sh`
+//! installs them).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::process::{require, run, NodeProcess};
+
+/// Bound for one script run: compare.sh makes 8 benchmark runs here, against a debug build.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(180);
+
+#[test]
+fn compare_script_measures_both_servers_at_both_pipeline_depths() {
+    require("redis-server", "redis-server", &["--version"]);
+    require("redis-benchmark", "redis-benchmark", &["--version"]);
+    let node = NodeProcess::start();
+    let out = run(
+        script("compare.sh")
+            .arg(node.port_arg())
+            .env("ROUNDS", "1")
+            .env("N_P1", "10000")
+            .env("N_P16", "100000")
+            .env_remove("TARGET_PID")
+            .env_remove("TESTS"),
+        None,
+        SCRIPT_LIMIT,
+    );
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    // The script found the node's process by its port: CPU figures are the node's.
+    let pid = format!("(pid {})", node.process.pid());
+    assert!(
+        lines[0].starts_with("target ") && lines[0].contains(&pid),
+        "header names the node's pid {pid}: {}",
+        out.report()
+    );
+    for test in ["SET P=1: ", "GET P=1: ", "SET P=16: ", "GET P=16: "] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(test))
+            .unwrap_or_else(|| panic!("no `{test}` line: {}", out.report()));
+        let target = number_after(line, "target ");
+        let redis = number_after(line, "redis ");
+        assert!(target > 0.0 && redis > 0.0, "both servers answered: {line}");
+        assert!(line.contains("[p50 ms "), "latencies shown: {line}");
+    }
+    let last = lines.last().expect("some output");
+    assert!(
+        last.starts_with("compare: worst throughput ratio ") && !last.contains("n/a"),
+        "the last line is the summary, with throughput and CPU ratios: {}",
+        out.report()
+    );
+}
+
+#[test]
+fn memory_script_loads_the_keys_and_reports_bytes_per_key() {
+    require("redis-cli (apt redis-tools)", "redis-cli", &["--version"]);
+    let node = NodeProcess::start();
+    let out = run(
+        script("memory.sh").args([
+            node.port_arg(),
+            node.process.pid().to_string(),
+            "20000".into(),
+        ]),
+        None,
+        SCRIPT_LIMIT,
+    );
+    out.assert_success();
+    let text = &out.stdout;
+    for expected in [
+        "(rc=0, ",
+        "check: GET key:000020000 -> 'vxxxxxxxxx'",
+        "keys requested: 20000 (value 10 bytes), DBSIZE before/after: 0/20000",
+        "RSS before: ",
+        "RSS total per key:  ",
+    ] {
+        assert!(
+            text.contains(expected),
+            "`{expected}` missing: {}",
+            out.report()
+        );
+    }
+    let growth = text
+        .lines()
+        .find(|l| l.starts_with("RSS growth per key: "))
+        .unwrap_or_else(|| panic!("no growth line: {}", out.report()));
+    number_after(growth, "RSS growth per key: ");
+}
+
+/// A command running `scripts/bench/<name>`.
+fn script(name: &str) -> Command {
+    Command::new(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("scripts/bench")
+            .join(name),
+    )
+}
+
+/// The number right after `label` in `line` (panics if there is none).
+fn number_after(line: &str, label: &str) -> f64 {
+    let rest = &line[line
+        .find(label)
+        .unwrap_or_else(|| panic!("`{label}` in {line}"))
+        + label.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|e| panic!("a number after `{label}` in {line}: {e}"))
+}

@@ -399,6 +399,19 @@ mod tests {
     }
 
     #[test]
+    fn a_log_compacted_past_the_snapshot_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kv.aof");
+        write_new(&path, 500, &framed(&[set("k")])).expect("write");
+        let err = Aof::replay(&path, &store(), 100).expect_err("gap");
+        assert!(
+            err.to_string().contains("writes in between are missing"),
+            "{err}"
+        );
+        assert_eq!(Aof::replay(&path, &store(), 500).expect("no gap"), 1);
+    }
+
+    #[test]
     fn a_version_1_log_replays_and_is_rewritten_as_version_2_on_open() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("kv.aof");

@@ -32,6 +32,19 @@ impl Aof {
             }
         };
         let (_version, base) = read_header(&mut file, path)?;
+        // The log was compacted past what the snapshot covers (an older snapshot restored
+        // beside a newer log, or the snapshot deleted): the writes in between are in neither
+        // file. Refuse rather than start without them.
+        if base > covered {
+            return Err(AofError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it starts at offset {base}, but the snapshot covers the log only up to \
+                     offset {covered}, so the writes in between are missing (restore the \
+                     snapshot and the log that were saved together)"
+                ),
+            });
+        }
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(|cause| AofError::Io {
             path: path.to_path_buf(),

@@ -1,8 +1,11 @@
 //! The `minikv` command: `server`, `client` (the REPL) and `cluster`. Parses arguments, sets up
 //! logging, and calls the library: [`minikv::launch`] serves nodes, [`minikv::repl::terminal`]
 //! runs the client.
+//!
+//! Nothing here may panic on a closed standard error: `minikv cluster 2>&1 | tee log` loses
+//! its `tee` to the same Ctrl+C that asks the nodes to save (see [`LossyStderr`]).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -164,7 +167,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("minikv: {e:#}");
+            // Not eprintln!, which panics when standard error is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "minikv: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -288,14 +292,35 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
 }
 
+/// Logs to standard error, never failing: see [`LossyStderr`].
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Standard error for the logger, dropping what cannot be written. With `minikv cluster 2>&1
+/// | tee log`, Ctrl+C stops `tee` too, so the shutdown lines meet a closed pipe; an error
+/// from the writer would make tracing-subscriber report it with `eprintln!`, which panics,
+/// and the panic would come between the signal and the nodes' final snapshots. A lost log
+/// line is the lesser harm.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Ignored on purpose: see the type's doc.
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Runs the one command given on the command line, or else the REPL over standard input.

@@ -9,22 +9,21 @@
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::NodeConfig;
-use crate::error::{Error, Result};
+use crate::error::{describe_io, Error, Result};
 use crate::server::Server;
 
 /// Why the nodes could not be started or stopped cleanly (besides a node's own error).
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// The tokio runtime could not be built (usually: no threads or file descriptors left).
-    #[error("starting the tokio runtime")]
-    Runtime(#[source] std::io::Error),
+    #[error("cannot start the threads serving the nodes: {}", describe_io(.0))]
+    Runtime(std::io::Error),
     /// A stop-signal handler could not be installed.
-    #[error("installing the {signal} handler")]
+    #[error("cannot install the {signal} handler: {}", describe_io(cause))]
     Signal {
         /// The signal's name: `SIGINT` or `SIGTERM`.
         signal: &'static str,
-        /// What the OS said.
-        #[source]
+        /// What the OS said (in the message, not chained, so it prints once).
         cause: std::io::Error,
     },
     /// A node could not start: its snapshot or log is unreadable, its TLS files are unusable,

@@ -6,7 +6,7 @@
 //! its `tee` to the same Ctrl+C that asks the nodes to save (see [`LossyStderr`]).
 
 use std::io::{IsTerminal, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -183,8 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             init_logging();
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+            create_data_dir(&data_dir)?;
             let config = node_config(&node, id, port, data_dir)?;
             launch::run(vec![config], node.threads)?;
             Ok(ExitCode::SUCCESS)
@@ -196,8 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             init_logging();
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+            create_data_dir(&data_dir)?;
             let configs = (1..=nodes)
                 .map(|i| {
                     let port = base_port
@@ -282,6 +280,20 @@ fn node_config(
             _ => None,
         },
         ..NodeConfig::default()
+    })
+}
+
+/// Creates the data directory (and its parents) unless it exists.
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AlreadyExists => "a file with that name exists".to_string(),
+            std::io::ErrorKind::NotADirectory => {
+                "a part of that path is a file, not a directory".to_string()
+            }
+            _ => minikv::error::describe_io(&e),
+        };
+        anyhow::anyhow!("cannot create data directory '{}': {why}", dir.display())
     })
 }
 

@@ -1,12 +1,14 @@
-//! The `minikv` command as a newcomer meets it in the first hour, through the real binary: a
-//! stop signal saves every acknowledged write even when standard error is a pipe nobody reads
-//! any more (`minikv server 1 7001 2>&1 | tee log`, whose `tee` the same Ctrl+C stops).
+//! The `minikv` command as a newcomer meets it in the first hour, through the real binary:
+//! start-up errors said in words, and a stop signal saving every acknowledged write even when
+//! standard error is a pipe nobody reads any more (`minikv server 1 7001 2>&1 | tee log`,
+//! whose `tee` the same Ctrl+C stops).
 
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 
-use common::process::{free_port, read_pipe_until, BinProcess};
+use common::process::{binary, free_port, read_pipe_until, run, BinProcess};
 use common::redis_rs::sync::q;
 use common::redis_rs::sync_connection;
 use common::snapshot::{read_snapshot, read_snapshot_if_written, snapshot_entries};
@@ -20,6 +22,29 @@ fn sigint_saves_the_last_write_when_stderr_is_a_closed_pipe() {
 #[test]
 fn sigterm_saves_the_last_write_when_stderr_is_a_closed_pipe() {
     node_with_closed_stderr_saves_on(Stop::Terminate);
+}
+
+#[test]
+fn a_data_directory_that_is_a_file_is_refused_in_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("afile");
+    std::fs::write(&file, "not a directory").expect("write");
+    let file_text = file.to_str().expect("UTF-8");
+    let run = minikv(&[
+        "server",
+        "1",
+        &free_port().to_string(),
+        "--data-dir",
+        file_text,
+    ]);
+    assert_ne!(run.status.code(), Some(0), "{}", run.report());
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot create data directory '{file_text}': a file with that name exists"
+        )),
+        "{}",
+        run.report()
+    );
 }
 
 /// How a test asks a process to stop.
@@ -82,4 +107,9 @@ fn node_with_closed_stderr_saves_on(stop: Stop) {
 /// Node `id`'s snapshot file in `dir`.
 fn snapshot_path(dir: &Path, id: u64) -> std::path::PathBuf {
     dir.join(format!("kv_store_server{id}.json"))
+}
+
+/// Runs `minikv args...` to completion (within [`WAIT`]).
+fn minikv(args: &[&str]) -> common::process::Run {
+    run(Command::new(binary()).args(args), None, WAIT)
 }

@@ -2,10 +2,11 @@
 //! logging, and calls the library: [`minikv::launch`] serves nodes, [`minikv::repl::terminal`]
 //! runs the client.
 //!
-//! Nothing here may panic on a closed standard error: `minikv cluster 2>&1 | tee log` loses
-//! its `tee` to the same Ctrl+C that asks the nodes to save (see [`LossyStderr`]).
+//! Nothing here may panic on a closed standard output or error: `minikv cluster 2>&1 | tee
+//! log` loses its `tee` to the same Ctrl+C that asks the nodes to save (see [`LossyStderr`]).
 
 use std::io::{IsTerminal, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -185,7 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging();
             create_data_dir(&data_dir)?;
             let config = node_config(&node, id, port, data_dir)?;
-            launch::run(vec![config], node.threads)?;
+            launch::run(vec![config], node.threads, |_| {})?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster {
@@ -204,7 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     node_config(&node, u64::from(i), port, data_dir.clone())
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            launch::run(configs, node.threads)?;
+            launch::run(configs, node.threads, print_ready)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client {
@@ -304,6 +305,48 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
 }
 
+/// Tells the person who typed `minikv cluster` that every node listens and how to reach them:
+/// one line on standard output (not the log, which they may have filtered), e.g.
+/// `ready: try 'minikv client' or 'redis-cli -p 7001'; Ctrl+C stops and saves`.
+fn print_ready(addrs: &[SocketAddr]) {
+    let mut out = std::io::stdout().lock();
+    // A closed standard output costs the hint, not the nodes.
+    let _ = writeln!(out, "{}", ready_line(addrs));
+    let _ = out.flush();
+}
+
+/// The line [`print_ready`] prints: the client and redis-cli commands that reach these nodes
+/// (`minikv client` alone when they are its default servers).
+fn ready_line(addrs: &[SocketAddr]) -> String {
+    // What a client on this machine dials: a wildcard address listens on loopback too.
+    let reachable: Vec<SocketAddr> = addrs
+        .iter()
+        .map(|a| match a.ip() {
+            ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), a.port()),
+            _ => *a,
+        })
+        .collect();
+    let on_loopback = |a: &SocketAddr| a.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let default_ports: Vec<u16> = ClientConfig::default()
+        .servers
+        .iter()
+        .filter_map(|s| s.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        .collect();
+    let ports: Vec<u16> = reachable.iter().map(SocketAddr::port).collect();
+    let client = if ports == default_ports && reachable.iter().all(on_loopback) {
+        "minikv client".to_string()
+    } else {
+        let list: Vec<String> = reachable.iter().map(SocketAddr::to_string).collect();
+        format!("minikv client --servers {}", list.join(","))
+    };
+    let redis_cli = match reachable.first() {
+        Some(first) if on_loopback(first) => format!("redis-cli -p {}", first.port()),
+        Some(first) => format!("redis-cli -h {} -p {}", first.ip(), first.port()),
+        None => "redis-cli".to_string(),
+    };
+    format!("ready: try '{client}' or '{redis_cli}'; Ctrl+C stops and saves")
+}
+
 /// Logs to standard error, never failing: see [`LossyStderr`].
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -345,4 +388,42 @@ fn client(config: ClientConfig, command: Vec<String>) -> anyhow::Result<ExitCode
         Outcome::Failed => ExitCode::FAILURE,
         Outcome::Ok | Outcome::Exit => ExitCode::SUCCESS,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_line_for_the_default_cluster_names_the_plain_commands() {
+        let addrs: Vec<SocketAddr> = (7001..=7003)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert_eq!(
+            ready_line(&addrs),
+            "ready: try 'minikv client' or 'redis-cli -p 7001'; Ctrl+C stops and saves"
+        );
+        let wildcard: Vec<SocketAddr> = (7001..=7003)
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)))
+            .collect();
+        assert_eq!(ready_line(&wildcard), ready_line(&addrs));
+    }
+
+    #[test]
+    fn ready_line_names_other_ports_and_hosts() {
+        let addrs: Vec<SocketAddr> = (9001..=9002)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert_eq!(
+            ready_line(&addrs),
+            "ready: try 'minikv client --servers 127.0.0.1:9001,127.0.0.1:9002' or \
+             'redis-cli -p 9001'; Ctrl+C stops and saves"
+        );
+        let lan = [SocketAddr::from(([10, 0, 0, 5], 7001))];
+        assert_eq!(
+            ready_line(&lan),
+            "ready: try 'minikv client --servers 10.0.0.5:7001' or 'redis-cli -h 10.0.0.5 -p \
+             7001'; Ctrl+C stops and saves"
+        );
+    }
 }

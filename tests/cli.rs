@@ -1,14 +1,15 @@
 //! The `minikv` command as a newcomer meets it in the first hour, through the real binary:
-//! start-up errors said in words, and a stop signal saving every acknowledged write even when
-//! standard error is a pipe nobody reads any more (`minikv server 1 7001 2>&1 | tee log`,
-//! whose `tee` the same Ctrl+C stops).
+//! start-up errors said in words, the cluster's ready line, and a stop signal saving every
+//! acknowledged write even when standard output and error are pipes nobody reads any more
+//! (`minikv cluster 2>&1 | tee log`, whose `tee` the same Ctrl+C stops).
 
 mod common;
 
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
-use common::process::{binary, free_port, read_pipe_until, run, BinProcess};
+use common::process::{binary, free_port, read_pipe_until, run, BinProcess, ClusterProcess};
 use common::redis_rs::sync::q;
 use common::redis_rs::sync_connection;
 use common::snapshot::{read_snapshot, read_snapshot_if_written, snapshot_entries};
@@ -22,6 +23,92 @@ fn sigint_saves_the_last_write_when_stderr_is_a_closed_pipe() {
 #[test]
 fn sigterm_saves_the_last_write_when_stderr_is_a_closed_pipe() {
     node_with_closed_stderr_saves_on(Stop::Terminate);
+}
+
+#[test]
+fn ctrl_c_on_a_cluster_piped_into_tee_saves_every_node() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data_dir = root.path().join("data");
+    // `2>&1 | tee`: standard output and error share one pipe.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let writer_too = writer.try_clone().expect("clone the pipe's write end");
+    let mut cluster =
+        ClusterProcess::start_in_with(&data_dir, &["--save-interval", "3600"], false, |c| {
+            c.stdout(writer_too).stderr(writer);
+        });
+    read_pipe_until("the cluster's start-up output", reader, WAIT, |out| {
+        out.contains("ready: ")
+    });
+    // `tee` is gone: every line from here on meets a pipe without a reader.
+    for (i, port) in cluster.ports.into_iter().enumerate() {
+        let mut con = sync_connection(&format!("redis://127.0.0.1:{port}/"));
+        let () = q(&mut con, &["SET", &format!("on-node-{}", i + 1), "v"]);
+    }
+    for id in 1..=3 {
+        let path = snapshot_path(&data_dir, id);
+        assert!(
+            read_snapshot_if_written(&path).is_none(),
+            "no periodic save yet"
+        );
+    }
+    cluster.process.interrupt();
+    let status = cluster.process.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "Ctrl+C with the pipe closed: {status}"
+    );
+    for id in 1..=3 {
+        assert_eq!(
+            snapshot_entries(&read_snapshot(&snapshot_path(&data_dir, id))),
+            [(0, format!("on-node-{id}"), "v".to_string())],
+            "node {id}"
+        );
+    }
+}
+
+#[test]
+fn cluster_prints_a_ready_line_once_every_node_listens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let cluster = ClusterProcess::start_in_with(dir.path(), &[], false, |c| {
+        c.stdout(writer);
+    });
+    let out = read_pipe_until("the ready line", reader, WAIT, |out| out.contains('\n'));
+    // Not waited for: every node must already listen when the line appears.
+    for port in cluster.ports {
+        TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("ready printed, but port {port} refuses: {e}"));
+    }
+    assert_eq!(
+        out,
+        format!(
+            "ready: try 'minikv client --servers {}' or 'redis-cli -p {}'; Ctrl+C stops and \
+             saves\n",
+            cluster.servers(),
+            cluster.ports[0]
+        )
+    );
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Closed before the cluster starts: the ready line meets a pipe without a reader.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut cluster = ClusterProcess::start_in_with(dir.path(), &[], true, |c| {
+        c.stdout(writer);
+    });
+    // The ready line was written (or failed to be) before the signal is handled.
+    cluster.process.terminate();
+    let status = cluster.process.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr:\n{}",
+        cluster.process.stderr()
+    );
 }
 
 #[test]

@@ -1,15 +1,18 @@
-//! The `minikv` command as a newcomer meets it in the first hour, through the real binary:
-//! start-up errors said in words, the cluster's ready line, and a stop signal saving every
-//! acknowledged write even when standard output and error are pipes nobody reads any more
-//! (`minikv cluster 2>&1 | tee log`, whose `tee` the same Ctrl+C stops).
+//! The `minikv` command as a newcomer meets it in the first hour, through the real binary: bad
+//! flags and start-up failures refused with a message in words, the cluster's ready line, the
+//! node password taken from the environment, and a stop signal saving every acknowledged write
+//! even when standard output and error are pipes nobody reads any more (`minikv cluster 2>&1 |
+//! tee log`, whose `tee` the same Ctrl+C stops).
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
 use common::process::{binary, free_port, read_pipe_until, run, BinProcess, ClusterProcess};
+use common::raw::resp;
 use common::redis_rs::sync::q;
 use common::redis_rs::sync_connection;
 use common::snapshot::{read_snapshot, read_snapshot_if_written, snapshot_entries};
@@ -112,6 +115,79 @@ fn a_closed_stdout_does_not_stop_the_cluster() {
 }
 
 #[test]
+fn cluster_with_no_nodes_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = minikv(&[
+        "cluster",
+        "--nodes",
+        "0",
+        "--base-port",
+        &free_port().to_string(),
+        "--data-dir",
+        dir.path().to_str().expect("UTF-8"),
+    ]);
+    assert_ne!(run.status.code(), Some(0), "{}", run.report());
+    assert!(
+        run.stderr
+            .contains("invalid value '0' for '--nodes <NODES>'")
+            && run.stderr.contains("from 1 to 1024"),
+        "{}",
+        run.report()
+    );
+}
+
+#[test]
+fn bad_flags_exit_non_zero_with_a_message_naming_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir_text = dir.path().to_str().expect("UTF-8");
+    let port = free_port().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["server", "0", &port, "--data-dir", dir_text],
+            "invalid value '0' for '<ID>': expected a whole number, 1 or more",
+        ),
+        (
+            &[
+                "server",
+                "1",
+                &port,
+                "--data-dir",
+                dir_text,
+                "--save-interval",
+                "-1",
+            ],
+            "invalid value '-1' for '--save-interval <SAVE_INTERVAL>'",
+        ),
+        (
+            &[
+                "server",
+                "1",
+                &port,
+                "--data-dir",
+                dir_text,
+                "--threads",
+                "0",
+            ],
+            "invalid value '0' for '--threads <THREADS>'",
+        ),
+        (
+            &["client", "--servers", "localhost:7001,nonsense", "get", "k"],
+            "'nonsense' is not host:port",
+        ),
+    ];
+    for (args, message) in cases {
+        let run = minikv(args);
+        assert_ne!(run.status.code(), Some(0), "{args:?}: {}", run.report());
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.report());
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("list").count(),
+        0,
+        "nothing was started"
+    );
+}
+
+#[test]
 fn a_data_directory_that_is_a_file_is_refused_in_words() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("afile");
@@ -132,6 +208,38 @@ fn a_data_directory_that_is_a_file_is_refused_in_words() {
         "{}",
         run.report()
     );
+}
+
+#[test]
+fn requirepass_from_the_environment_refuses_commands_before_auth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (port_text, dir_text) = (port.to_string(), dir.path().to_str().expect("UTF-8"));
+    let node = BinProcess::start_with(
+        &["server", "1", &port_text, "--data-dir", dir_text],
+        &[port],
+        |c| {
+            c.env("MINIKV_REQUIREPASS", "s3cret");
+        },
+    );
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", node.pid())).expect("cmdline");
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains("s3cret"),
+        "the password is not on the command line"
+    );
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut ask = |args: &[&[u8]]| {
+        (&stream).write_all(&resp(args)).expect("send");
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("reply");
+        line
+    };
+    assert_eq!(ask(&[b"GET", b"k"]), "-NOAUTH Authentication required.\r\n");
+    assert!(ask(&[b"AUTH", b"wrong"]).starts_with("-WRONGPASS"));
+    assert_eq!(ask(&[b"AUTH", b"s3cret"]), "+OK\r\n");
+    assert_eq!(ask(&[b"GET", b"k"]), "$-1\r\n");
 }
 
 /// How a test asks a process to stop.

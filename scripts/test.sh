@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (the README's second command; .ci/run calls it).
 # Installs what the tests need and the machine lacks, then runs the checks:
-# rustfmt, clippy with warnings denied, and every test.
+# rustfmt, clippy and rustdoc with warnings denied, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +63,7 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 cargo test --all-targets
 cargo test --doc
 

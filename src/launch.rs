@@ -6,25 +6,26 @@
 //! outcomes. How one node serves and shuts down is [`crate::server`]'s business; nothing here
 //! touches a connection, the store or the snapshot files.
 
+use std::net::SocketAddr;
+
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::NodeConfig;
-use crate::error::{Error, Result};
+use crate::error::{describe_io, Error, Result};
 use crate::server::Server;
 
 /// Why the nodes could not be started or stopped cleanly (besides a node's own error).
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// The tokio runtime could not be built (usually: no threads or file descriptors left).
-    #[error("starting the tokio runtime")]
-    Runtime(#[source] std::io::Error),
+    #[error("cannot start the threads serving the nodes: {}", describe_io(.0))]
+    Runtime(std::io::Error),
     /// A stop-signal handler could not be installed.
-    #[error("installing the {signal} handler")]
+    #[error("cannot install the {signal} handler: {}", describe_io(cause))]
     Signal {
         /// The signal's name: `SIGINT` or `SIGTERM`.
         signal: &'static str,
-        /// What the OS said.
-        #[source]
+        /// What the OS said (in the message, not chained, so it prints once).
         cause: std::io::Error,
     },
     /// A node could not start: its snapshot or log is unreadable, its TLS files are unusable,
@@ -43,23 +44,30 @@ pub enum LaunchError {
 }
 
 /// Serves `configs` on a new runtime with `threads` workers (see [`runtime`]) until Ctrl+C or
-/// SIGTERM, then stops every node gracefully. Blocks the calling thread.
+/// SIGTERM, then stops every node gracefully. Blocks the calling thread. `ready` is called
+/// as in [`serve`].
 ///
 /// # Errors
 /// As [`serve`], plus [`LaunchError::Runtime`].
-pub fn run(configs: Vec<NodeConfig>, threads: Option<usize>) -> Result<()> {
-    runtime(threads)?.block_on(serve(configs))
+pub fn run(
+    configs: Vec<NodeConfig>,
+    threads: Option<usize>,
+    ready: impl FnOnce(&[SocketAddr]),
+) -> Result<()> {
+    runtime(threads)?.block_on(serve(configs, ready))
 }
 
 /// Starts every node, serves until Ctrl+C or SIGTERM, then stops them all gracefully.
 ///
 /// The nodes start in order; if one cannot start, those before it are dropped without
-/// serving and its error is returned.
+/// serving and its error is returned. Once every node listens, `ready` gets their addresses
+/// (in `configs` order) and then the stop signal is awaited: it runs on the runtime, so it
+/// must not block, and a stop signal arriving meanwhile waits for it.
 ///
 /// # Errors
 /// [`LaunchError::Signal`] or [`LaunchError::Start`] before anything is served; after the
 /// signal, the error of a node that did not stop cleanly (the last one, if several failed).
-pub async fn serve(configs: Vec<NodeConfig>) -> Result<()> {
+pub async fn serve(configs: Vec<NodeConfig>, ready: impl FnOnce(&[SocketAddr])) -> Result<()> {
     // Handlers first: a SIGTERM arriving as soon as a port accepts must stop the node
     // gracefully, not kill it with the default action before the handler exists.
     let signals = Signals::install()?;
@@ -73,18 +81,23 @@ pub async fn serve(configs: Vec<NodeConfig>) -> Result<()> {
                 id,
                 cause: Box::new(cause),
             })?;
+        let addr = server.local_addr()?;
         // The binary's log target, as when this lived in main.rs: filters keep working.
         tracing::info!(
             target: "minikv",
-            "node {id} listening on {}, data file {}, {} keys restored",
-            server.local_addr()?,
+            "node {id} listening on {addr}, data file {}, {} keys restored",
             file.display(),
             server.restored()
         );
-        servers.push(server);
+        servers.push((server, addr));
     }
-    let nodes: Vec<_> = servers.iter().map(Server::node).collect();
-    let tasks: Vec<_> = servers.into_iter().map(|s| tokio::spawn(s.run())).collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|(_, addr)| *addr).collect();
+    let nodes: Vec<_> = servers.iter().map(|(s, _)| s.node()).collect();
+    let tasks: Vec<_> = servers
+        .into_iter()
+        .map(|(s, _)| tokio::spawn(s.run()))
+        .collect();
+    ready(&addrs);
     signals.wait().await;
     tracing::info!(target: "minikv", "shutting down");
     for node in &nodes {

@@ -1,9 +1,15 @@
 //! The `minikv` command: `server`, `client` (the REPL) and `cluster`. Parses arguments, sets up
 //! logging, and calls the library: [`minikv::launch`] serves nodes, [`minikv::repl::terminal`]
 //! runs the client.
+//!
+//! Every flag is checked by its value parser, so a bad value is refused by clap, before
+//! anything starts, with one message naming the flag, the value and what was expected.
+//! Nothing here may panic on a closed standard output or error: `minikv cluster 2>&1 | tee
+//! log` loses its `tee` to the same Ctrl+C that asks the nodes to save (see [`LossyStderr`]).
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -27,9 +33,11 @@ struct Cli {
 enum Command {
     /// Run one node: `minikv server 1 7001`.
     Server {
-        /// Node id (1-based; names the snapshot file kv_store_server{ID}.json).
+        /// Node id, 1 or more (names the snapshot file kv_store_server{ID}.json).
+        #[arg(value_parser = whole::<u64>(1, u64::MAX), allow_negative_numbers = true)]
         id: u64,
-        /// TCP port serving both RESP and JSON.
+        /// TCP port serving both RESP and JSON (0: any free port, logged at start).
+        #[arg(value_parser = whole::<u16>(0, 65535), allow_negative_numbers = true)]
         port: u16,
         #[command(flatten)]
         node: NodeArgs,
@@ -42,23 +50,29 @@ enum Command {
         /// Comma-separated host:port list; the first is server 1.
         #[arg(
             long,
-            value_delimiter = ',',
+            value_name = "HOST:PORT,...",
+            value_parser = parse_servers,
             default_value = "localhost:7001,localhost:7002,localhost:7003"
         )]
-        servers: Vec<String>,
+        servers: Servers,
         /// Retries after a failed attempt.
-        #[arg(long, default_value_t = 3)]
+        #[arg(
+            long,
+            default_value = "3",
+            value_parser = whole::<u32>(0, u64::from(u32::MAX)),
+            allow_negative_numbers = true
+        )]
         retries: u32,
         /// Seconds between retries (the base of the exponential backoff).
-        #[arg(long, default_value_t = 0.5)]
-        retry_delay: f64,
+        #[arg(long, default_value = "0.5", value_parser = seconds, allow_negative_numbers = true)]
+        retry_delay: Duration,
         /// fixed: the spec's constant delay; exponential: doubling from --retry-delay up to
         /// 5 s, each pause drawn at random below that (full jitter).
         #[arg(long, value_enum, default_value = "fixed")]
         retry_backoff: RetryBackoff,
         /// Seconds before one attempt times out.
-        #[arg(long, default_value_t = 5.0)]
-        timeout: f64,
+        #[arg(long, default_value = "5", value_parser = seconds, allow_negative_numbers = true)]
+        timeout: Duration,
         /// Password of password-protected nodes (sent with AUTH on every new connection).
         #[arg(long, env = "MINIKV_PASSWORD", hide_env_values = true)]
         password: Option<String>,
@@ -80,11 +94,21 @@ enum Command {
     },
     /// Run N nodes in this process on consecutive ports: the spec's 3-node cluster.
     Cluster {
-        /// Number of nodes.
-        #[arg(long, default_value_t = 3)]
+        /// Number of nodes, 1 to 1024.
+        #[arg(
+            long,
+            default_value = "3",
+            value_parser = whole::<u16>(1, MAX_NODES),
+            allow_negative_numbers = true
+        )]
         nodes: u16,
         /// Port of node 1; node i listens on base-port + i - 1.
-        #[arg(long, default_value_t = 7001)]
+        #[arg(
+            long,
+            default_value = "7001",
+            value_parser = whole::<u16>(1, 65535),
+            allow_negative_numbers = true
+        )]
         base_port: u16,
         #[command(flatten)]
         node: NodeArgs,
@@ -100,28 +124,54 @@ struct NodeArgs {
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Seconds between snapshots (written only when something changed).
-    #[arg(long, default_value_t = 10.0)]
-    save_interval: f64,
+    #[arg(long, default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    save_interval: Duration,
     /// Seconds between sweeps of expired keys.
-    #[arg(long, default_value_t = 5.0)]
-    cleanup_interval: f64,
-    /// Number of databases (SELECT 0..N-1).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value = "5", value_parser = seconds, allow_negative_numbers = true)]
+    cleanup_interval: Duration,
+    /// Number of databases, 1 to 1024 (SELECT 0..N-1).
+    #[arg(
+        long,
+        default_value = "16",
+        value_parser = whole::<usize>(1, MAX_DATABASES),
+        allow_negative_numbers = true
+    )]
     databases: usize,
     /// Maximum simultaneous client connections.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(
+        long,
+        default_value = "10000",
+        value_parser = whole::<usize>(1, u64::from(u32::MAX)),
+        allow_negative_numbers = true
+    )]
     maxclients: usize,
     /// Password clients must send with AUTH before anything else (Redis's requirepass).
-    #[arg(long, value_name = "PASSWORD")]
+    /// Prefer the environment variable: a flag is visible to every user in `ps`.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "MINIKV_REQUIREPASS",
+        hide_env_values = true
+    )]
     requirepass: Option<String>,
     /// yes: without a password, refuse clients that are not on this machine's loopback.
     #[arg(long, default_value = "yes", value_parser = yes_no, action = clap::ArgAction::Set)]
     protected_mode: bool,
     /// Close a client connection idle this many seconds (0: never).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value = "0",
+        value_parser = whole::<u64>(0, MAX_SECONDS),
+        allow_negative_numbers = true
+    )]
     timeout: u64,
-    /// Worker threads serving connections (default: one per CPU core).
-    #[arg(long)]
+    /// Worker threads serving connections, 1 to 1024 (default: one per CPU core).
+    #[arg(
+        long,
+        value_parser = whole::<usize>(1, MAX_THREADS),
+        allow_negative_numbers = true
+    )]
     threads: Option<usize>,
     /// Keep an append-only log of every write (kv_store_server{ID}.aof), replayed on start.
     #[arg(long, default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
@@ -150,21 +200,17 @@ enum RetryBackoff {
     Exponential,
 }
 
-/// Parses Redis-style `yes`/`no` option values.
-fn yes_no(value: &str) -> Result<bool, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        other => Err(format!("expected yes or no, got {other:?}")),
-    }
-}
+/// `--servers`: the cluster's nodes in order, each `host:port`; never empty.
+#[derive(Clone, Debug)]
+struct Servers(Vec<String>);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("minikv: {e:#}");
+            // Not eprintln!, which panics when standard error is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "minikv: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -179,10 +225,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             init_logging();
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-            let config = node_config(&node, id, port, data_dir)?;
-            launch::run(vec![config], node.threads)?;
+            create_data_dir(&data_dir)?;
+            let config = node_config(&node, id, port, data_dir);
+            launch::run(vec![config], node.threads, |_| {})?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster {
@@ -192,17 +237,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             init_logging();
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+            // Node i listens on base_port + i - 1 (i from 1, so no underflow).
             let configs = (1..=nodes)
                 .map(|i| {
-                    let port = base_port
-                        .checked_add(i - 1)
-                        .context("ports past 65535: lower --base-port or --nodes")?;
-                    node_config(&node, u64::from(i), port, data_dir.clone())
+                    let port = base_port.checked_add(i - 1)?;
+                    Some(node_config(&node, u64::from(i), port, data_dir.clone()))
                 })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            launch::run(configs, node.threads)?;
+                .collect::<Option<Vec<_>>>()
+                .with_context(|| {
+                    format!(
+                        "{nodes} nodes from --base-port {base_port} would need ports past \
+                         65535: lower --base-port or --nodes"
+                    )
+                })?;
+            create_data_dir(&data_dir)?;
+            launch::run(configs, node.threads, print_ready)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client {
@@ -230,14 +279,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => None,
             };
             let mut config = ClientConfig {
-                servers,
+                servers: servers.0,
                 password: password.filter(|p| !p.is_empty()),
                 tls,
                 ..ClientConfig::default()
             };
             config.retry.retries = retries;
-            config.retry.delay = seconds(retry_delay, "--retry-delay")?;
-            config.retry.timeout = seconds(timeout, "--timeout")?;
+            config.retry.delay = retry_delay;
+            config.retry.timeout = timeout;
             config.retry.backoff = match retry_backoff {
                 RetryBackoff::Fixed => minikv::client::Backoff::Fixed,
                 RetryBackoff::Exponential => minikv::client::Backoff::exponential(),
@@ -247,21 +296,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn node_config(
-    args: &NodeArgs,
-    id: u64,
-    port: u16,
-    data_dir: PathBuf,
-) -> anyhow::Result<NodeConfig> {
-    Ok(NodeConfig {
+fn node_config(args: &NodeArgs, id: u64, port: u16, data_dir: PathBuf) -> NodeConfig {
+    NodeConfig {
         id,
         host: args.host.clone(),
         port,
         data_dir,
-        save_interval: seconds(args.save_interval, "--save-interval")?,
-        cleanup_interval: seconds(args.cleanup_interval, "--cleanup-interval")?,
-        databases: args.databases.max(1),
-        max_clients: args.maxclients.max(1),
+        save_interval: args.save_interval,
+        cleanup_interval: args.cleanup_interval,
+        databases: args.databases,
+        max_clients: args.maxclients,
         // As in Redis, an empty password means none.
         requirepass: args.requirepass.clone().filter(|p| !p.is_empty()),
         protected_mode: args.protected_mode,
@@ -278,24 +322,94 @@ fn node_config(
             _ => None,
         },
         ..NodeConfig::default()
+    }
+}
+
+/// Creates the data directory (and its parents) unless it exists.
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AlreadyExists => "a file with that name exists".to_string(),
+            std::io::ErrorKind::NotADirectory => {
+                "a part of that path is a file, not a directory".to_string()
+            }
+            _ => minikv::error::describe_io(&e),
+        };
+        anyhow::anyhow!("cannot create data directory '{}': {why}", dir.display())
     })
 }
 
-fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
+/// Tells the person who typed `minikv cluster` that every node listens and how to reach them:
+/// one line on standard output (not the log, which they may have filtered), e.g.
+/// `ready: try 'minikv client' or 'redis-cli -p 7001'; Ctrl+C stops and saves`.
+fn print_ready(addrs: &[SocketAddr]) {
+    let mut out = std::io::stdout().lock();
+    // A closed standard output costs the hint, not the nodes.
+    let _ = writeln!(out, "{}", ready_line(addrs));
+    let _ = out.flush();
 }
 
+/// The line [`print_ready`] prints: the client and redis-cli commands that reach these nodes
+/// (`minikv client` alone when they are its default servers).
+fn ready_line(addrs: &[SocketAddr]) -> String {
+    // What a client on this machine dials: a wildcard address listens on loopback too.
+    let reachable: Vec<SocketAddr> = addrs
+        .iter()
+        .map(|a| match a.ip() {
+            ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), a.port()),
+            _ => *a,
+        })
+        .collect();
+    let on_loopback = |a: &SocketAddr| a.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let default_ports: Vec<u16> = ClientConfig::default()
+        .servers
+        .iter()
+        .filter_map(|s| s.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        .collect();
+    let ports: Vec<u16> = reachable.iter().map(SocketAddr::port).collect();
+    let client = if ports == default_ports && reachable.iter().all(on_loopback) {
+        "minikv client".to_string()
+    } else {
+        let list: Vec<String> = reachable.iter().map(SocketAddr::to_string).collect();
+        format!("minikv client --servers {}", list.join(","))
+    };
+    let redis_cli = match reachable.first() {
+        Some(first) if on_loopback(first) => format!("redis-cli -p {}", first.port()),
+        Some(first) => format!("redis-cli -h {} -p {}", first.ip(), first.port()),
+        None => "redis-cli".to_string(),
+    };
+    format!("ready: try '{client}' or '{redis_cli}'; Ctrl+C stops and saves")
+}
+
+/// Logs to standard error, never failing: see [`LossyStderr`].
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Standard error for the logger, dropping what cannot be written. With `minikv cluster 2>&1
+/// | tee log`, Ctrl+C stops `tee` too, so the shutdown lines meet a closed pipe; an error
+/// from the writer would make tracing-subscriber report it with `eprintln!`, which panics,
+/// and the panic would come between the signal and the nodes' final snapshots. A lost log
+/// line is the lesser harm.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Ignored on purpose: see the type's doc.
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Runs the one command given on the command line, or else the REPL over standard input.
@@ -308,4 +422,296 @@ fn client(config: ClientConfig, command: Vec<String>) -> anyhow::Result<ExitCode
         Outcome::Failed => ExitCode::FAILURE,
         Outcome::Ok | Outcome::Exit => ExitCode::SUCCESS,
     })
+}
+
+// Value parsers: each flag's check and message in one place. The numeric flags also allow
+// negative numbers, so that `-1` reaches these (and their range message) instead of making
+// clap read it as a flag.
+
+/// A parser for a whole number from `min` to `max`.
+fn whole<T>(min: u64, max: u64) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
+where
+    T: TryFrom<u64>,
+{
+    move |text| {
+        text.parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| {
+                if max == u64::MAX {
+                    format!("expected a whole number, {min} or more")
+                } else {
+                    format!("expected a whole number from {min} to {max}")
+                }
+            })
+    }
+}
+
+/// Parses a number of seconds, fractions allowed: more than 0 and at most [`MAX_SECONDS`].
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        // NaN fails both comparisons.
+        .filter(|s| *s > 0.0 && *s <= MAX_SECONDS as f64)
+        .map(Duration::from_secs_f64)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("expected a number of seconds above 0, at most {MAX_SECONDS}"))
+}
+
+/// Parses `--servers`: a comma-separated, non-empty list of `host:port`.
+fn parse_servers(list: &str) -> Result<Servers, String> {
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    if entries.iter().all(|e| e.is_empty()) {
+        return Err("expected a comma-separated list of host:port, e.g. localhost:7001".into());
+    }
+    for (n, entry) in entries.iter().enumerate() {
+        if entry.is_empty() {
+            return Err(format!("entry {} is empty; expected host:port", n + 1));
+        }
+        if !is_host_port(entry) {
+            return Err(format!(
+                "'{entry}' is not host:port (a name or address, a colon, a port from 1 to 65535)"
+            ));
+        }
+    }
+    Ok(Servers(entries.into_iter().map(String::from).collect()))
+}
+
+/// Whether `entry` is `host:port`: a host without spaces (an IPv6 address in brackets) and a
+/// port from 1 to 65535.
+fn is_host_port(entry: &str) -> bool {
+    let Some((host, port)) = entry.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty() && !host.contains([':', '[', ']']) && !host.contains(char::is_whitespace)
+    };
+    host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+/// Parses Redis-style `yes`/`no` option values.
+fn yes_no(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => Err(format!("expected yes or no, got {other:?}")),
+    }
+}
+
+/// Most nodes `minikv cluster` runs: each allocates its databases up front and holds a port.
+const MAX_NODES: u64 = 1024;
+
+/// Most databases a node has: each is 256 shards allocated up front (tens of KB), so a typo
+/// like `--databases 10000000` would exhaust memory instead of starting.
+const MAX_DATABASES: u64 = 1024;
+
+/// Most worker threads: far beyond any core count, below where spawning them fails.
+const MAX_THREADS: u64 = 1024;
+
+/// Longest interval or timeout a flag accepts (about 31 years): past it, deadlines computed
+/// from the monotonic clock could overflow.
+const MAX_SECONDS: u64 = 1_000_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use clap::error::ErrorKind;
+
+    /// Parses `minikv args...`, expecting clap to refuse it; returns the message.
+    fn refused(args: &[&str]) -> String {
+        let argv = std::iter::once("minikv").chain(args.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}: {e}");
+                e.to_string()
+            }
+        }
+    }
+
+    fn parsed(args: &[&str]) -> Cli {
+        let argv = std::iter::once("minikv").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?} refused: {e}"))
+    }
+
+    fn node_args(args: &[&str]) -> NodeArgs {
+        let mut argv = vec!["server", "1", "7001"];
+        argv.extend_from_slice(args);
+        match parsed(&argv).command {
+            Command::Server { node, .. } => node,
+            _ => unreachable!("parsed a server command"),
+        }
+    }
+
+    #[test]
+    fn server_id_zero_is_refused() {
+        let message = refused(&["server", "0", "7001"]);
+        assert!(
+            message.contains("'0'") && message.contains("1 or more"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn server_id_negative_reaches_the_range_message() {
+        let message = refused(&["server", "-1", "7001"]);
+        assert!(
+            message.contains("'-1'") && message.contains("1 or more"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn server_port_out_of_range_is_refused() {
+        let message = refused(&["server", "1", "70000"]);
+        assert!(message.contains("from 0 to 65535"), "{message}");
+    }
+
+    #[test]
+    fn cluster_nodes_zero_is_refused() {
+        let message = refused(&["cluster", "--nodes", "0"]);
+        assert!(
+            message.contains("--nodes") && message.contains("from 1 to 1024"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn cluster_base_port_zero_is_refused() {
+        let message = refused(&["cluster", "--base-port", "0"]);
+        assert!(message.contains("--base-port"), "{message}");
+    }
+
+    #[test]
+    fn databases_zero_and_too_many_are_refused() {
+        for value in ["0", "-3", "1025", "many"] {
+            let message = refused(&["server", "1", "7001", "--databases", value]);
+            assert!(message.contains("from 1 to 1024"), "{value}: {message}");
+        }
+        assert_eq!(node_args(&["--databases", "1024"]).databases, 1024);
+    }
+
+    #[test]
+    fn maxclients_zero_is_refused() {
+        let message = refused(&["cluster", "--maxclients", "0"]);
+        assert!(message.contains("--maxclients"), "{message}");
+        assert_eq!(node_args(&["--maxclients", "1"]).maxclients, 1);
+    }
+
+    #[test]
+    fn threads_zero_is_refused() {
+        let message = refused(&["server", "1", "7001", "--threads", "0"]);
+        assert!(message.contains("from 1 to 1024"), "{message}");
+        assert_eq!(node_args(&["--threads", "1"]).threads, Some(1));
+        assert_eq!(node_args(&[]).threads, None);
+    }
+
+    #[test]
+    fn negative_intervals_reach_the_range_message() {
+        for flag in ["--save-interval", "--cleanup-interval"] {
+            let message = refused(&["server", "1", "7001", flag, "-1"]);
+            assert!(
+                message.contains(flag) && message.contains("seconds above 0"),
+                "{message}"
+            );
+        }
+        for value in ["0", "nan", "inf", "1e30", "soon"] {
+            refused(&["server", "1", "7001", "--save-interval", value]);
+        }
+        assert_eq!(
+            node_args(&["--save-interval", "0.5"]).save_interval,
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn negative_idle_timeout_is_refused() {
+        let message = refused(&["server", "1", "7001", "--timeout", "-1"]);
+        assert!(message.contains("from 0 to"), "{message}");
+        assert_eq!(node_args(&["--timeout", "0"]).timeout, 0);
+    }
+
+    #[test]
+    fn client_numbers_are_checked() {
+        let message = refused(&["client", "--retries", "-1"]);
+        assert!(message.contains("--retries"), "{message}");
+        let message = refused(&["client", "--retry-delay", "-0.5"]);
+        assert!(message.contains("seconds above 0"), "{message}");
+        let message = refused(&["client", "--timeout", "0"]);
+        assert!(message.contains("seconds above 0"), "{message}");
+    }
+
+    #[test]
+    fn servers_must_be_a_list_of_host_port() {
+        for (value, named) in [
+            ("nonsense", "'nonsense'"),
+            ("localhost:7001,nonsense", "'nonsense'"),
+            ("localhost:0", "'localhost:0'"),
+            ("localhost:70000", "'localhost:70000'"),
+            (":7001", "':7001'"),
+            ("a b:7001", "'a b:7001'"),
+            ("localhost:7001,,localhost:7002", "entry 2 is empty"),
+            ("::1:7001", "'::1:7001'"),
+        ] {
+            let message = refused(&["client", "--servers", value]);
+            assert!(message.contains(named), "{value}: {message}");
+        }
+        for value in ["", " ", ","] {
+            let message = refused(&["client", "--servers", value]);
+            assert!(
+                message.contains("list of host:port"),
+                "{value:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn servers_accepts_names_addresses_and_the_default() {
+        let servers = |args: &[&str]| match parsed(args).command {
+            Command::Client { servers, .. } => servers.0,
+            _ => unreachable!("parsed a client command"),
+        };
+        assert_eq!(
+            servers(&["client", "--servers", "db1:7001, 10.0.0.2:7002,[::1]:7003"]),
+            ["db1:7001", "10.0.0.2:7002", "[::1]:7003"]
+        );
+        assert_eq!(servers(&["client"]), ClientConfig::default().servers);
+    }
+
+    #[test]
+    fn ready_line_for_the_default_cluster_names_the_plain_commands() {
+        let addrs: Vec<SocketAddr> = (7001..=7003)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert_eq!(
+            ready_line(&addrs),
+            "ready: try 'minikv client' or 'redis-cli -p 7001'; Ctrl+C stops and saves"
+        );
+        let wildcard: Vec<SocketAddr> = (7001..=7003)
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)))
+            .collect();
+        assert_eq!(ready_line(&wildcard), ready_line(&addrs));
+    }
+
+    #[test]
+    fn ready_line_names_other_ports_and_hosts() {
+        let addrs: Vec<SocketAddr> = (9001..=9002)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert_eq!(
+            ready_line(&addrs),
+            "ready: try 'minikv client --servers 127.0.0.1:9001,127.0.0.1:9002' or \
+             'redis-cli -p 9001'; Ctrl+C stops and saves"
+        );
+        let lan = [SocketAddr::from(([10, 0, 0, 5], 7001))];
+        assert_eq!(
+            ready_line(&lan),
+            "ready: try 'minikv client --servers 10.0.0.5:7001' or 'redis-cli -h 10.0.0.5 -p \
+             7001'; Ctrl+C stops and saves"
+        );
+    }
 }

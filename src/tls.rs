@@ -124,7 +124,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError(format!("{}: cannot read certificates: {e}", path.display())))?;
+        .map_err(|e| {
+            TlsError(format!(
+                "{}: cannot read certificates: {}",
+                path.display(),
+                pem_words(&e)
+            ))
+        })?;
     if certs.is_empty() {
         return Err(TlsError(format!(
             "{}: no PEM certificate in the file",
@@ -137,10 +143,19 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| {
         TlsError(format!(
-            "{}: cannot read a private key: {e}",
-            path.display()
+            "{}: cannot read a private key: {}",
+            path.display(),
+            pem_words(&e)
         ))
     })
+}
+
+/// A PEM file's problem in words: an I/O error without Rust's `(os error N)` suffix.
+fn pem_words(e: &rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => crate::error::describe_io(io),
+        other => other.to_string(),
+    }
 }
 
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {

@@ -1,7 +1,7 @@
 //! Effect capture: how a write command changes the store and tells the effect stream, in one
 //! pass.
 //!
-//! Before a write command's handler runs, [`lock_keys`] locks the shards of every key the
+//! Before a write command's handler runs, `lock_keys` locks the shards of every key the
 //! command names (from the table's key positions; MOVE and COPY also name a key in another
 //! database), in `(db, shard)` order so that two commands can never wait on each other. The
 //! handler then reads and changes its keys only through [`Writer`]s

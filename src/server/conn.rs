@@ -65,7 +65,7 @@ const DENIED: &str = concat!(
 );
 
 /// Serves one accepted socket until the peer closes, QUIT, a protocol error, or shutdown.
-/// With `tls`, the TLS handshake comes first (bounded by [`TLS_HANDSHAKE_TIMEOUT`]) and the
+/// With `tls`, the TLS handshake comes first (bounded by `TLS_HANDSHAKE_TIMEOUT`, 10 s) and the
 /// decrypted stream is served exactly as a plain one.
 pub async fn run(stream: TcpStream, node: Arc<Node>, tls: Option<TlsAcceptor>) {
     let peer_addr = stream.peer_addr().ok();

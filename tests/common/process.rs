@@ -3,7 +3,7 @@
 //! python) run with a time limit. Every child is killed when its handle drops, and every wait
 //! is bounded.
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -74,17 +74,32 @@ impl BinProcess {
     /// Starts `minikv args...` and, if `ports` is not empty, waits until every port accepts
     /// connections (failing early with the process's stderr if it exits instead).
     pub fn start(args: &[&str], ports: &[u16]) -> BinProcess {
+        BinProcess::start_with(args, ports, |_| {})
+    }
+
+    /// [`BinProcess::start`], with `setup` adjusting the command before it runs: to set
+    /// environment variables, or to send standard output or error elsewhere (a pipe; then
+    /// [`BinProcess::stderr`] has nothing to show).
+    pub fn start_with(
+        args: &[&str],
+        ports: &[u16],
+        setup: impl FnOnce(&mut Command),
+    ) -> BinProcess {
         let log_dir = tempfile::tempdir().expect("create a log directory");
         let stderr_path = log_dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("create the stderr log");
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(args)
             .env("RUST_LOG", "info")
+            // A password in the developer's environment must not protect every test node.
+            .env_remove("MINIKV_REQUIREPASS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn the minikv binary");
+            .stderr(stderr);
+        setup(&mut command);
+        // The command (and its copies of any pipe ends handed to the child) closes here.
+        let child = command.spawn().expect("spawn the minikv binary");
         let mut process = BinProcess {
             child,
             stderr_path,
@@ -146,11 +161,21 @@ impl BinProcess {
 
     /// Sends SIGTERM (a graceful stop) through the system `kill` command.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGINT, as Ctrl+C in a terminal does (a graceful stop).
+    pub fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, ...) to this process only.
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
-            .expect("run kill -TERM");
-        assert!(status.success(), "kill -TERM failed: {status}");
+            .unwrap_or_else(|e| panic!("run kill -{name}: {e}"));
+        assert!(status.success(), "kill -{name} failed: {status}");
     }
 
     /// Waits for the process to exit on its own, within [`WAIT`].
@@ -230,6 +255,17 @@ impl ClusterProcess {
     /// [`ClusterProcess::start`] with the data directory `data_dir`, which need not exist yet
     /// and is left in place.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> ClusterProcess {
+        ClusterProcess::start_in_with(data_dir, extra, true, |_| {})
+    }
+
+    /// [`ClusterProcess::start_in`], with `setup` adjusting the command as in
+    /// [`BinProcess::start_with`]; waits for the ports only if `wait` is set.
+    pub fn start_in_with(
+        data_dir: &Path,
+        extra: &[&str],
+        wait: bool,
+        setup: impl FnOnce(&mut Command),
+    ) -> ClusterProcess {
         let base = free_ports(3);
         let ports = [base, base + 1, base + 2];
         let base_text = base.to_string();
@@ -237,7 +273,7 @@ impl ClusterProcess {
         let mut args = vec!["cluster", "--base-port", &base_text];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--data-dir", dir_text]);
-        let process = BinProcess::start(&args, &ports);
+        let process = BinProcess::start_with(&args, if wait { &ports } else { &[] }, setup);
         ClusterProcess {
             process,
             ports,
@@ -415,6 +451,49 @@ pub fn run(command: &mut Command, input: Option<Vec<u8>>, limit: Duration) -> Ru
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Reads `reader` (a child's standard output or error) until `done` holds for everything read
+/// so far, then closes it and returns the text; fails the test, showing the text, if the
+/// stream ends first or `limit` passes. Closing matters: a test can then check what the child
+/// does when its output pipe has no reader.
+pub fn read_pipe_until(
+    what: &str,
+    reader: impl Read + Send + 'static,
+    limit: Duration,
+    done: impl Fn(&str) -> bool + Send + 'static,
+) -> String {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shared = seen.clone();
+    std::thread::spawn(move || {
+        let mut reader = reader;
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let found = loop {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let found = done(&text);
+            *shared.lock().unwrap_or_else(|e| e.into_inner()) = text;
+            if found {
+                break true;
+            }
+            match reader.read(&mut chunk) {
+                Ok(n) if n > 0 => bytes.extend_from_slice(&chunk[..n]),
+                _ => break false,
+            }
+        };
+        // Closed before the caller hears of it, so that it acts on a pipe without a reader.
+        drop(reader);
+        let _ = tx.send(found);
+    });
+    // The reader thread ends by itself once the child dies and the pipe's other end closes.
+    let outcome = rx.recv_timeout(limit);
+    let text = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match outcome {
+        Ok(true) => text,
+        Ok(false) => panic!("{what}: the stream ended before the expected text; got:\n{text}"),
+        Err(_) => panic!("{what}: expected text not seen within {limit:?}; got:\n{text}"),
     }
 }
 

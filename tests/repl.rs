@@ -5,7 +5,7 @@
 mod common;
 
 use common::blocking;
-use common::process::{free_port, run_client, ClusterProcess};
+use common::process::{free_port, run_client, run_client_env, ClusterProcess};
 use minikv::node_for;
 
 /// 61 `=`: the separator around each `Server N (Port P)` block.
@@ -301,7 +301,13 @@ async fn a_down_server_prints_the_retry_lines() {
         let retries = "[RETRY] Server 2 failed, retrying... (1/3)\n\
                        [RETRY] Server 2 failed, retrying... (2/3)\n\
                        [RETRY] Server 2 failed, retrying... (3/3)\n";
-        let failure = err(2, "Server 2 unavailable after 3 retries");
+        let failure = err(
+            2,
+            &format!(
+                "Server 2 unavailable after 3 retries\n  Cause: connection refused by \
+                 127.0.0.1:{dead}"
+            ),
+        );
 
         let input = format!("get {key}\nstats\nexit\n");
         let run = run_client(&["--servers", &servers, "--retry-delay", "0.05"], &input);
@@ -399,6 +405,132 @@ async fn wrong_arguments_print_usage_lines_and_exit_says_goodbye() {
         );
         let run = run_client(&["--servers", &servers], "");
         assert_eq!((run.stdout.as_str(), run.code), ("", Some(0)));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_block_names_the_cause_of_the_last_failure() {
+    blocking(|| {
+        // Refused: a port nothing listens on. One attempt only: the spec's line counts
+        // attempts then, not "0 retries".
+        let dead = free_port();
+        let refused = format!("127.0.0.1:{dead}");
+        let run = run_client(&["--servers", &refused, "--retries", "0", "get", "k"], "");
+        assert_eq!(
+            run.stdout,
+            err(
+                1,
+                &format!(
+                    "Server 1 unavailable after 1 attempt\n  Cause: connection refused by \
+                     {refused}"
+                )
+            ),
+            "stderr:\n{}",
+            run.stderr
+        );
+        assert_eq!(run.code, Some(1));
+
+        // A host name that cannot resolve (`.invalid` never does, RFC 2606).
+        let run = run_client(
+            &[
+                "--servers",
+                "no-such-host.invalid:7001",
+                "--retries",
+                "1",
+                "--retry-delay",
+                "0.05",
+                "get",
+                "k",
+            ],
+            "",
+        );
+        assert_eq!(
+            run.stdout,
+            format!(
+                "[RETRY] Server 1 failed, retrying... (1/1)\n{}",
+                err(
+                    1,
+                    "Server 1 unavailable after 1 retry\n  Cause: host not found: \
+                     no-such-host.invalid"
+                )
+            ),
+            "stderr:\n{}",
+            run.stderr
+        );
+
+        // A node that never answers: a listener that never accepts, so every attempt ends
+        // by the timeout.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = silent.local_addr().expect("address").to_string();
+        let run = run_client(
+            &[
+                "--servers",
+                &addr,
+                "--timeout",
+                "0.2",
+                "--retries",
+                "2",
+                "--retry-delay",
+                "0.05",
+            ],
+            "get k\nexit\n",
+        );
+        assert_eq!(
+            run.stdout,
+            format!(
+                "[RETRY] Server 1 failed, retrying... (1/2)\n\
+                 [RETRY] Server 1 failed, retrying... (2/2)\n{}Goodbye!\n",
+                err(
+                    1,
+                    &format!(
+                        "Server 1 unavailable after 2 retries\n  Cause: timed out after 0.2 s \
+                         waiting for {addr}"
+                    )
+                )
+            ),
+            "stderr:\n{}",
+            run.stderr
+        );
+        drop(silent);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_debug_shows_the_cause_of_every_attempt() {
+    blocking(|| {
+        let dead = free_port();
+        let servers = format!("127.0.0.1:{dead}");
+        let args = [
+            "--servers",
+            &servers,
+            "--retry-delay",
+            "0.05",
+            "get",
+            "user:1",
+        ];
+        let quiet = run_client(&args, "");
+        assert_eq!(quiet.stderr, "", "no log lines unless RUST_LOG asks");
+
+        let run = run_client_env(&args, "", &[("RUST_LOG", "debug")]);
+        let attempts: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("attempt failed"))
+            .collect();
+        assert_eq!(attempts.len(), 4, "one line per attempt:\n{}", run.stderr);
+        for (n, line) in attempts.iter().enumerate() {
+            assert!(
+                line.contains(&format!("attempt failed: connection refused by {servers}"))
+                    && line.contains("server=1")
+                    && line.contains(&format!("attempt={}", n + 1))
+                    && line.contains("of=4"),
+                "{line}"
+            );
+        }
+        // Standard output is unchanged by logging.
+        assert_eq!(run.stdout, quiet.stdout);
     })
     .await;
 }

@@ -1,11 +1,13 @@
 //! The REPL as a user runs it: the real `minikv client` binary with standard input piped (the
 //! non-terminal mode) against a real `minikv cluster`, compared as golden text with the spec's
-//! blocks. Server numbers are computed with `minikv::node_for`, never hard-coded.
+//! blocks, and on a terminal (tmux) for pastes. Server numbers are computed with
+//! `minikv::node_for`, never hard-coded.
 
 mod common;
 
 use common::blocking;
 use common::process::{free_port, run_client, run_client_env, ClusterProcess};
+use common::tmux::Tmux;
 use minikv::node_for;
 
 /// 61 `=`: the separator around each `Server N (Port P)` block.
@@ -531,6 +533,63 @@ async fn rust_log_debug_shows_the_cause_of_every_attempt() {
         }
         // Standard output is unchanged by logging.
         assert_eq!(run.stdout, quiet.stdout);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paste_at_the_prompt_runs_every_line() {
+    blocking(|| {
+        let cluster = ClusterProcess::start(&[]);
+        let home = tempfile::tempdir().expect("a home for the history file");
+        let command = format!(
+            "env HOME={} {} client --servers {}",
+            home.path().display(),
+            common::process::binary(),
+            cluster.servers()
+        );
+        let tmux = Tmux::start(120, &command);
+        tmux.keep_pane_on_exit();
+        // The screen capture drops the prompt's trailing space.
+        tmux.wait_for("the kv> prompt", |s| s.contains("\nkv>"));
+
+        // Bracketed paste: the terminal hands the block over whole, and it runs on Enter.
+        tmux.paste("set paste:a first\nset paste:b second\nget paste:a\n", true);
+        tmux.send(&["Enter"]);
+        tmux.wait_for("the three commands' results", |s| {
+            s.matches("Key set successfully").count() == 2 && s.contains("  Value: first")
+        });
+
+        // A plain paste: each newline is an Enter, and no line typed ahead is lost.
+        tmux.paste("get paste:b\nset paste:c third\nget paste:c\n", false);
+        tmux.wait_for("the plain paste's results", |s| {
+            s.contains("  Value: second") && s.contains("  Value: third")
+        });
+
+        // `exit` inside a paste ends the session: the lines after it do not run.
+        tmux.paste("del paste:a\nexit\nset paste:after exit\n", true);
+        tmux.send(&["Enter"]);
+        tmux.wait_for("goodbye", |s| s.contains("Goodbye!"));
+        let servers = cluster.servers();
+        let after = run_client(&["--servers", &servers, "get", "paste:after"], "");
+        assert_eq!(after.stdout, err(server_of("paste:after"), "Key not found"));
+        let deleted = run_client(&["--servers", &servers, "get", "paste:a"], "");
+        assert_eq!(deleted.stdout, err(server_of("paste:a"), "Key not found"));
+
+        // Each pasted line is its own history entry.
+        let path = home.path().join(".minikv_history");
+        // Written as the REPL exits, just after its goodbye.
+        common::wait_until_blocking("the history file", common::WAIT, || {
+            std::fs::read_to_string(&path).is_ok_and(|h| h.contains("exit"))
+        });
+        let history = std::fs::read_to_string(&path).expect("the history file");
+        for line in ["set paste:a first", "get paste:b", "del paste:a", "exit"] {
+            assert!(
+                history.lines().any(|l| l == line),
+                "{line:?} not in the history:\n{history}"
+            );
+        }
+        assert!(!history.contains("paste:after"), "{history}");
     })
     .await;
 }

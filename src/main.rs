@@ -267,6 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             command,
         } => {
+            init_client_logging();
             let tls = match (tls, tls_ca) {
                 (true, Some(ca)) => Some(
                     minikv::tls::client_config(&minikv::tls::ClientTls {
@@ -410,6 +411,28 @@ impl std::io::Write for LossyStderr {
         let _ = std::io::stderr().flush();
         Ok(())
     }
+}
+
+/// The client logs only when `RUST_LOG` asks (its standard output is the spec's text):
+/// `RUST_LOG=debug` shows the cause of every failed attempt. rustyline's own debug lines (a few
+/// per key pressed) stay off unless `RUST_LOG` names it.
+fn init_client_logging() {
+    let Some(spec) = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+    else {
+        return;
+    };
+    let spec = if spec.contains("rustyline") {
+        spec
+    } else {
+        format!("{spec},rustyline=warn")
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(spec))
+        .with_writer(|| LossyStderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 /// Runs the one command given on the command line, or else the REPL over standard input.

@@ -153,6 +153,8 @@ pub struct DbKeys {
     pub keys: u64,
     /// Live keys with a TTL.
     pub expires: u64,
+    /// Their average remaining TTL in milliseconds, as Redis's `avg_ttl` (0 without TTLs).
+    pub avg_ttl_ms: u64,
 }
 
 impl Report {
@@ -216,11 +218,13 @@ impl Report {
                     .iter()
                     .enumerate()
                     .map(|(index, db)| {
-                        let (keys, expires) = db.counts(now);
+                        let counts = db.key_counts(now);
                         DbKeys {
                             index,
-                            keys: keys as u64,
-                            expires: expires as u64,
+                            keys: counts.keys as u64,
+                            expires: counts.expires as u64,
+                            avg_ttl_ms: u64::try_from(counts.avg_ttl.as_millis())
+                                .unwrap_or(u64::MAX),
                         }
                     })
                     .collect(),
@@ -313,6 +317,9 @@ mod tests {
             .map(|d| (d.index, d.keys, d.expires))
             .collect();
         assert_eq!(dbs, vec![(0, 2, 1), (1, 0, 0), (2, 1, 0), (3, 0, 0)]);
+        // "b" had 100 s at `now`, 98 s two seconds on; "gone" no longer counts.
+        assert_eq!(report.keyspace.dbs[0].avg_ttl_ms, 98_000);
+        assert_eq!(report.keyspace.dbs[2].avg_ttl_ms, 0);
         assert_eq!(report.keyspace.total_keys(), 3);
         assert_eq!(report.keyspace.total_expires(), 1);
     }

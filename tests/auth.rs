@@ -511,13 +511,15 @@ async fn cluster_client_authenticates_every_new_connection() {
     });
     let started = Instant::now();
     match within("GET", wrong.get(b"user:1")).await {
-        Err(ClientError::Server(e)) => {
+        Err(ClientError::Auth { addr, reply }) => {
+            let owner = &nodes[minikv::node_for(b"user:1", nodes.len())];
+            assert_eq!(addr, owner.host_port());
             assert_eq!(
-                e,
+                reply,
                 "WRONGPASS invalid username-password pair or user is disabled."
             )
         }
-        other => panic!("expected WRONGPASS, got {other:?}"),
+        other => panic!("expected an AUTH failure, got {other:?}"),
     }
     assert_eq!(retries.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert!(
@@ -591,10 +593,15 @@ fn repl_works_against_a_password_protected_cluster_with_password_or_env() {
         "",
     );
     assert_eq!(wrong.status.code(), Some(1), "{}", wrong.report());
-    assert!(
-        wrong
-            .stdout
-            .contains("  WRONGPASS invalid username-password pair or user is disabled.\n"),
+    let owner = minikv::node_for(b"user:1", 3);
+    assert_eq!(
+        wrong.stdout,
+        format!(
+            "✗ ERROR (Server {})\n  Authentication failed at 127.0.0.1:{}: WRONGPASS invalid \
+             username-password pair or user is disabled.\n\n",
+            owner + 1,
+            cluster.ports[owner]
+        ),
         "{}",
         wrong.report()
     );

@@ -265,7 +265,10 @@ async fn a_stopped_node_fails_after_three_retries_and_works_again_after_restart(
         }
         other => panic!("expected RetriesExhausted, got {other:?}"),
     }
-    assert_eq!(err.to_string(), "Server 2 unavailable after 3 retries");
+    assert_eq!(
+        err.to_string(),
+        format!("Server 2 unavailable after 3 retries: connection refused by 127.0.0.1:{port}")
+    );
     let seen = events.lock().expect("events lock").clone();
     assert_eq!(
         seen,
@@ -338,7 +341,11 @@ async fn a_node_that_never_answers_times_out_and_is_retried() {
             retries: 2,
             last,
         } => assert!(
-            matches!(*last, ClientError::Timeout { addr: ref a } if *a == addr),
+            matches!(
+                *last,
+                ClientError::Timeout { addr: ref a, after } if *a == addr
+                    && after == Duration::from_millis(100)
+            ),
             "{last:?}"
         ),
         other => panic!("expected RetriesExhausted after timeouts, got {other:?}"),

@@ -1,7 +1,8 @@
 //! Disk faults: a snapshot that cannot be written, and a log on a full filesystem. In each
-//! case the failure is logged and shown in INFO, retried, the existing files stay intact, and
-//! the node keeps serving reads; writes are refused with Redis's MISCONF errors where Redis
-//! refuses them (log failures always, snapshot failures with `stop-writes-on-bgsave-error`).
+//! case the failure is logged (a snapshot failure once per attempt, as a sentence naming the
+//! file) and shown in INFO, retried, the existing files stay intact, and the node keeps
+//! serving reads; writes are refused with Redis's MISCONF errors where Redis refuses them (log
+//! failures always, snapshot failures with `stop-writes-on-bgsave-error`).
 //!
 //! The full-filesystem case mounts a small tmpfs, which needs root (as CI runs); without it the
 //! test fails rather than skips.
@@ -12,8 +13,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_rs::{fetch_info, info_field, multiplexed};
-use common::{spawn_node_in, wait_until, WAIT};
+use common::process::{free_port, BinProcess};
+use common::redis_rs::{fetch_info, info_field, multiplexed, sync_connection};
+use common::{spawn_node_in, wait_until, wait_until_blocking, WAIT};
 use redis::AsyncCommands;
 
 /// The value of `field` in `INFO persistence`.
@@ -65,6 +67,63 @@ async fn a_failing_snapshot_is_reported_retried_and_keeps_the_old_file() {
         }
     })
     .await;
+}
+
+#[test]
+fn a_failing_snapshot_logs_one_sentence_per_attempt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = block_snapshots(dir.path());
+    let port = free_port();
+    // The real binary, for its log: a save attempt every 0.3 s while something is unsaved.
+    let node = BinProcess::server(1, port, dir.path(), &["--save-interval", "0.3"]);
+    let mut con = sync_connection(&format!("redis://127.0.0.1:{port}/"));
+    let () = redis::cmd("SET")
+        .arg("a")
+        .arg("1")
+        .query(&mut con)
+        .expect("SET");
+    let failures = || -> Vec<String> {
+        let stderr = node.stderr();
+        stderr
+            .lines()
+            .filter(|l| l.contains("snapshot failed"))
+            .map(String::from)
+            .collect()
+    };
+    wait_until_blocking("four failed save attempts", WAIT, || failures().len() >= 4);
+    let lines = failures();
+    let want = format!(
+        "snapshot failed, will retry at the next interval: cannot create the temporary \
+         snapshot file {}: ",
+        blocker.display()
+    );
+    for line in &lines {
+        assert!(line.contains(&want), "not the expected sentence: {line}");
+    }
+    // Attempts are an interval apart (0.3 s; a late tick only delays the next one), while a
+    // second line about the same attempt would follow within a millisecond or two.
+    let times: Vec<f64> = lines.iter().map(|l| seconds_of_day(l)).collect();
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 0.15,
+            "two lines for one attempt:\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
+/// The time of day, in seconds, of a log line (tracing's `2026-01-31T12:34:56.789012Z` prefix).
+fn seconds_of_day(line: &str) -> f64 {
+    let stamp = line.split_whitespace().next().unwrap_or_default();
+    let time = stamp
+        .split_once('T')
+        .map(|(_, t)| t.trim_end_matches('Z'))
+        .unwrap_or_default();
+    let parts: Vec<f64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
+    match parts.as_slice() {
+        [h, m, s] => h * 3600.0 + m * 60.0 + s,
+        _ => panic!("no timestamp at the start of {line:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

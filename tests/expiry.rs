@@ -238,3 +238,56 @@ async fn lazy_expiry_hides_a_key_exactly_at_its_deadline() {
     assert_eq!(db.counts(now), (0, 0));
     assert!(db.keys(b"*", now).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_keyspace_reports_the_average_remaining_ttl() {
+    use common::redis_rs::aio::q;
+    use common::redis_rs::{fetch_info, info_field, multiplexed};
+
+    let node = spawn_node(|_| {}).await;
+    let mut con = multiplexed(&node.redis_url()).await;
+    // INFO keyspace's line for database 0.
+    let reader = con.clone();
+    let db0 = || {
+        let mut con = reader.clone();
+        async move { info_field(&fetch_info(&mut con, "keyspace").await, "Keyspace", "db0") }
+    };
+    let avg_ttl = |db0: &str| -> u64 {
+        db0.split(',')
+            .find_map(|f| f.strip_prefix("avg_ttl="))
+            .unwrap_or_else(|| panic!("no avg_ttl in {db0:?}"))
+            .parse()
+            .expect("avg_ttl is a number of milliseconds")
+    };
+
+    let () = q(&mut con, &["SET", "plain", "v"]).await;
+    assert_eq!(
+        db0().await,
+        "keys=1,expires=0,avg_ttl=0",
+        "no TTL, no average"
+    );
+
+    let started = Instant::now();
+    let () = q(&mut con, &["SET", "a", "v", "EX", "100"]).await;
+    let () = q(&mut con, &["SET", "b", "v", "PX", "200000"]).await;
+    let info = db0().await;
+    let elapsed = started.elapsed().as_millis() as u64;
+    assert!(info.starts_with("keys=3,expires=2,avg_ttl="), "{info}");
+    // The mean of 100 s and 200 s, less the time since they were set (the clock's
+    // milliseconds may straddle one more).
+    let avg = avg_ttl(&info);
+    assert!(
+        (150_000 - elapsed - 1..=150_000).contains(&avg),
+        "avg_ttl {avg} after {elapsed} ms: {info}"
+    );
+
+    let _: i64 = q(&mut con, &["PERSIST", "b"]).await;
+    let avg = avg_ttl(&db0().await);
+    let elapsed = started.elapsed().as_millis() as u64;
+    assert!(
+        (100_000 - elapsed - 1..=100_000).contains(&avg),
+        "only a's 100 s is left: {avg}"
+    );
+    let _: i64 = q(&mut con, &["DEL", "a"]).await;
+    assert_eq!(db0().await, "keys=2,expires=0,avg_ttl=0");
+}

@@ -11,10 +11,11 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::process::{require, run, run_until, NodeProcess, Run};
+use common::tmux::Tmux;
 use common::WAIT;
 
 /// Bound for one ordinary redis-cli run.
@@ -312,88 +313,6 @@ fn latency_reports_samples() {
         |text| text.contains("min: ") && text.contains("(5 samples)"),
     );
     assert!(out.contains("max: "), "--latency output:\n{out}");
-}
-
-/// A tmux server of our own (its socket in a temporary directory), killed when dropped.
-struct Tmux {
-    socket: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmux {
-    fn start(width: u16, command: &str) -> Tmux {
-        require("tmux", "tmux", &["-V"]);
-        let dir = tempfile::tempdir().expect("create a directory for the tmux socket");
-        let tmux = Tmux {
-            socket: dir.path().join("tmux.sock").display().to_string(),
-            _dir: dir,
-        };
-        let started = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "main",
-            "-x",
-            &width.to_string(),
-            "-y",
-            "40",
-            command,
-        ]);
-        started.assert_success();
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        run(
-            Command::new("tmux")
-                .args(["-S", &self.socket])
-                .args(args)
-                .env("TERM", "xterm-256color"),
-            None,
-            CLI_LIMIT,
-        )
-    }
-
-    /// Types `keys` (tmux key names, e.g. "Enter").
-    fn send(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "main"];
-        args.extend_from_slice(keys);
-        self.run(&args).assert_success();
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "main"])
-            .assert_success()
-            .stdout
-            .clone()
-    }
-
-    /// Polls the screen until `check` holds, within [`WAIT`].
-    fn wait_for(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // Stops only our own tmux server (our socket) and the redis-cli inside it.
-        let _ = Command::new("tmux")
-            .args(["-S", &self.socket, "kill-server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 /// A MONITOR connection: sees every command the node runs from now on.

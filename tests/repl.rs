@@ -1,11 +1,13 @@
 //! The REPL as a user runs it: the real `minikv client` binary with standard input piped (the
 //! non-terminal mode) against a real `minikv cluster`, compared as golden text with the spec's
-//! blocks. Server numbers are computed with `minikv::node_for`, never hard-coded.
+//! blocks, and on a terminal (tmux) for pastes. Server numbers are computed with
+//! `minikv::node_for`, never hard-coded.
 
 mod common;
 
 use common::blocking;
-use common::process::{free_port, run_client, ClusterProcess};
+use common::process::{free_port, run_client, run_client_env, ClusterProcess};
+use common::tmux::Tmux;
 use minikv::node_for;
 
 /// 61 `=`: the separator around each `Server N (Port P)` block.
@@ -301,7 +303,13 @@ async fn a_down_server_prints_the_retry_lines() {
         let retries = "[RETRY] Server 2 failed, retrying... (1/3)\n\
                        [RETRY] Server 2 failed, retrying... (2/3)\n\
                        [RETRY] Server 2 failed, retrying... (3/3)\n";
-        let failure = err(2, "Server 2 unavailable after 3 retries");
+        let failure = err(
+            2,
+            &format!(
+                "Server 2 unavailable after 3 retries\n  Cause: connection refused by \
+                 127.0.0.1:{dead}"
+            ),
+        );
 
         let input = format!("get {key}\nstats\nexit\n");
         let run = run_client(&["--servers", &servers, "--retry-delay", "0.05"], &input);
@@ -399,6 +407,189 @@ async fn wrong_arguments_print_usage_lines_and_exit_says_goodbye() {
         );
         let run = run_client(&["--servers", &servers], "");
         assert_eq!((run.stdout.as_str(), run.code), ("", Some(0)));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_block_names_the_cause_of_the_last_failure() {
+    blocking(|| {
+        // Refused: a port nothing listens on. One attempt only: the spec's line counts
+        // attempts then, not "0 retries".
+        let dead = free_port();
+        let refused = format!("127.0.0.1:{dead}");
+        let run = run_client(&["--servers", &refused, "--retries", "0", "get", "k"], "");
+        assert_eq!(
+            run.stdout,
+            err(
+                1,
+                &format!(
+                    "Server 1 unavailable after 1 attempt\n  Cause: connection refused by \
+                     {refused}"
+                )
+            ),
+            "stderr:\n{}",
+            run.stderr
+        );
+        assert_eq!(run.code, Some(1));
+
+        // A host name that cannot resolve (`.invalid` never does, RFC 2606).
+        let run = run_client(
+            &[
+                "--servers",
+                "no-such-host.invalid:7001",
+                "--retries",
+                "1",
+                "--retry-delay",
+                "0.05",
+                "get",
+                "k",
+            ],
+            "",
+        );
+        assert_eq!(
+            run.stdout,
+            format!(
+                "[RETRY] Server 1 failed, retrying... (1/1)\n{}",
+                err(
+                    1,
+                    "Server 1 unavailable after 1 retry\n  Cause: host not found: \
+                     no-such-host.invalid"
+                )
+            ),
+            "stderr:\n{}",
+            run.stderr
+        );
+
+        // A node that never answers: a listener that never accepts, so every attempt ends
+        // by the timeout.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = silent.local_addr().expect("address").to_string();
+        let run = run_client(
+            &[
+                "--servers",
+                &addr,
+                "--timeout",
+                "0.2",
+                "--retries",
+                "2",
+                "--retry-delay",
+                "0.05",
+            ],
+            "get k\nexit\n",
+        );
+        assert_eq!(
+            run.stdout,
+            format!(
+                "[RETRY] Server 1 failed, retrying... (1/2)\n\
+                 [RETRY] Server 1 failed, retrying... (2/2)\n{}Goodbye!\n",
+                err(
+                    1,
+                    &format!(
+                        "Server 1 unavailable after 2 retries\n  Cause: timed out after 0.2 s \
+                         waiting for {addr}"
+                    )
+                )
+            ),
+            "stderr:\n{}",
+            run.stderr
+        );
+        drop(silent);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_debug_shows_the_cause_of_every_attempt() {
+    blocking(|| {
+        let dead = free_port();
+        let servers = format!("127.0.0.1:{dead}");
+        let args = [
+            "--servers",
+            &servers,
+            "--retry-delay",
+            "0.05",
+            "get",
+            "user:1",
+        ];
+        let quiet = run_client(&args, "");
+        assert_eq!(quiet.stderr, "", "no log lines unless RUST_LOG asks");
+
+        let run = run_client_env(&args, "", &[("RUST_LOG", "debug")]);
+        let attempts: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("attempt failed"))
+            .collect();
+        assert_eq!(attempts.len(), 4, "one line per attempt:\n{}", run.stderr);
+        for (n, line) in attempts.iter().enumerate() {
+            assert!(
+                line.contains(&format!("attempt failed: connection refused by {servers}"))
+                    && line.contains("server=1")
+                    && line.contains(&format!("attempt={}", n + 1))
+                    && line.contains("of=4"),
+                "{line}"
+            );
+        }
+        // Standard output is unchanged by logging.
+        assert_eq!(run.stdout, quiet.stdout);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paste_at_the_prompt_runs_every_line() {
+    blocking(|| {
+        let cluster = ClusterProcess::start(&[]);
+        let home = tempfile::tempdir().expect("a home for the history file");
+        let command = format!(
+            "env HOME={} {} client --servers {}",
+            home.path().display(),
+            common::process::binary(),
+            cluster.servers()
+        );
+        let tmux = Tmux::start(120, &command);
+        tmux.keep_pane_on_exit();
+        // The screen capture drops the prompt's trailing space.
+        tmux.wait_for("the kv> prompt", |s| s.contains("\nkv>"));
+
+        // Bracketed paste: the terminal hands the block over whole, and it runs on Enter.
+        tmux.paste("set paste:a first\nset paste:b second\nget paste:a\n", true);
+        tmux.send(&["Enter"]);
+        tmux.wait_for("the three commands' results", |s| {
+            s.matches("Key set successfully").count() == 2 && s.contains("  Value: first")
+        });
+
+        // A plain paste: each newline is an Enter, and no line typed ahead is lost.
+        tmux.paste("get paste:b\nset paste:c third\nget paste:c\n", false);
+        tmux.wait_for("the plain paste's results", |s| {
+            s.contains("  Value: second") && s.contains("  Value: third")
+        });
+
+        // `exit` inside a paste ends the session: the lines after it do not run.
+        tmux.paste("del paste:a\nexit\nset paste:after exit\n", true);
+        tmux.send(&["Enter"]);
+        tmux.wait_for("goodbye", |s| s.contains("Goodbye!"));
+        let servers = cluster.servers();
+        let after = run_client(&["--servers", &servers, "get", "paste:after"], "");
+        assert_eq!(after.stdout, err(server_of("paste:after"), "Key not found"));
+        let deleted = run_client(&["--servers", &servers, "get", "paste:a"], "");
+        assert_eq!(deleted.stdout, err(server_of("paste:a"), "Key not found"));
+
+        // Each pasted line is its own history entry.
+        let path = home.path().join(".minikv_history");
+        // Written as the REPL exits, just after its goodbye.
+        common::wait_until_blocking("the history file", common::WAIT, || {
+            std::fs::read_to_string(&path).is_ok_and(|h| h.contains("exit"))
+        });
+        let history = std::fs::read_to_string(&path).expect("the history file");
+        for line in ["set paste:a first", "get paste:b", "del paste:a", "exit"] {
+            assert!(
+                history.lines().any(|l| l == line),
+                "{line:?} not in the history:\n{history}"
+            );
+        }
+        assert!(!history.contains("paste:after"), "{history}");
     })
     .await;
 }

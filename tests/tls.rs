@@ -1,6 +1,7 @@
 //! TLS: a node started with a certificate speaks only TLS on its port; redis-cli `--tls`, the
 //! cluster client and the REPL reach it; a plain client does not; mutual TLS with `--tls-ca`
-//! refuses clients without a certificate; a bad certificate path refuses to start.
+//! refuses clients without a certificate; a certificate the client does not trust is explained
+//! in plain words; a bad certificate path refuses to start.
 
 mod common;
 
@@ -200,6 +201,41 @@ async fn repl_binary_connects_with_tls() {
     assert_eq!(keys(&node), 1);
 }
 
+#[tokio::test]
+async fn repl_explains_a_certificate_it_does_not_trust() {
+    let pki = Pki::new();
+    let node = spawn_node(|c| c.tls = Some(pki.server())).await;
+    let servers = node.host_port();
+    // A CA that did not sign the node's certificate.
+    let other = Pki::with_ca("another CA");
+    let ca = other.ca.to_str().expect("UTF-8 path").to_string();
+    let target = servers.clone();
+    let run = blocking(move || {
+        let args = [
+            "--servers",
+            &target,
+            "--tls",
+            "--tls-ca",
+            &ca,
+            "--retries",
+            "0",
+        ];
+        run_client(&[&args[..], &["get", "k"]].concat(), "")
+    })
+    .await;
+    assert_eq!(
+        run.stdout,
+        format!(
+            "✗ ERROR (Server 1)\n  Server 1 unavailable after 1 attempt\n  Cause: TLS handshake \
+             with {servers} failed: the node's certificate is not signed by a CA this client \
+             trusts\n\n"
+        ),
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert_eq!(run.code, Some(1));
+}
+
 #[test]
 fn server_with_a_bad_certificate_path_refuses_to_start_naming_the_file() {
     let pki = Pki::new();
@@ -249,12 +285,17 @@ struct Pki {
 
 impl Pki {
     fn new() -> Pki {
+        Pki::with_ca("minikv test CA")
+    }
+
+    /// A PKI whose CA is named `ca_name`.
+    fn with_ca(ca_name: &str) -> Pki {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "minikv test CA");
+            .push(DnType::CommonName, ca_name);
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,

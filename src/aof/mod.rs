@@ -37,8 +37,10 @@ pub use record::{MAGIC, MAGIC_V1};
 #[derive(Debug, thiserror::Error)]
 pub enum AofError {
     /// The log could not be read, written, synced or renamed (permissions, full disk).
-    #[error("append-only log {path}: {cause}")]
+    #[error("cannot {action} the append-only log {}: {cause}", path.display())]
     Io {
+        /// What was being done, as words that fit "cannot ... the append-only log": `open`.
+        action: &'static str,
         /// The file involved.
         path: PathBuf,
         /// The underlying error (in the message, not chained, so it prints once).
@@ -46,8 +48,9 @@ pub enum AofError {
     },
     /// The log exists but cannot be replayed (damaged before its last record, or not a log).
     #[error(
-        "append-only log {path} is corrupt: {reason}; refusing to start rather than drop the \
-         writes after it (move the file away to start from the snapshot alone)"
+        "the append-only log {} is corrupt: {reason}. Refusing to start rather than drop the \
+         writes after it; move the file away to start from the snapshot alone",
+        path.display()
     )]
     Corrupt {
         /// The file.
@@ -77,7 +80,8 @@ impl std::str::FromStr for FsyncPolicy {
             "everysec" => Ok(FsyncPolicy::EverySec),
             "no" => Ok(FsyncPolicy::No),
             other => Err(format!(
-                "appendfsync must be always, everysec or no, not {other:?}"
+                "appendfsync must be always, everysec or no, not \"{}\"",
+                other.escape_debug()
             )),
         }
     }
@@ -138,37 +142,42 @@ impl Aof {
     /// # Errors
     /// The file cannot be created, converted or opened for appending.
     pub fn open(path: PathBuf, policy: FsyncPolicy, server_id: u64) -> Result<Aof, AofError> {
-        let io = |cause| AofError::Io {
-            path: path.clone(),
-            cause,
+        let io = |action| {
+            let path = path.clone();
+            move |cause| AofError::Io {
+                action,
+                path,
+                cause,
+            }
         };
         let (file, base, end) = match OpenOptions::new().read(true).append(true).open(&path) {
             Ok(mut file) => {
                 let (version, base) = read_header(&mut file, &path)?;
                 if version == 1 {
                     let mut records = Vec::new();
-                    file.read_to_end(&mut records).map_err(io)?;
-                    write_new(&path, base, &records).map_err(io)?;
+                    file.read_to_end(&mut records)
+                        .map_err(io("read the version 1 records of"))?;
+                    write_new(&path, base, &records).map_err(io("convert to version 2"))?;
                     file = OpenOptions::new()
                         .read(true)
                         .append(true)
                         .open(&path)
-                        .map_err(io)?;
+                        .map_err(io("reopen"))?;
                     tracing::info!("{}: converted to log format version 2", path.display());
                 }
-                let len = file.metadata().map_err(io)?.len();
+                let len = file.metadata().map_err(io("read the size of"))?.len();
                 (file, base, base + len.saturating_sub(HEADER_LEN))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_new(&path, 0, &[]).map_err(io)?;
+                write_new(&path, 0, &[]).map_err(io("create"))?;
                 let file = OpenOptions::new()
                     .read(true)
                     .append(true)
                     .open(&path)
-                    .map_err(io)?;
+                    .map_err(io("open the new"))?;
                 (file, 0, 0)
             }
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(io("open")(e)),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(Pending {
@@ -196,7 +205,7 @@ impl Aof {
         let thread = std::thread::Builder::new()
             .name(format!("minikv-aof-{server_id}"))
             .spawn(move || writer.run())
-            .map_err(io)?;
+            .map_err(io("start the writer thread of"))?;
         Ok(Aof {
             path,
             policy,
@@ -390,8 +399,15 @@ mod tests {
         bad[12] ^= 0xff;
         write_new(&path, 0, &bad).expect("write");
         let err = Aof::replay(&path, &store(), 0).expect_err("corrupt");
-        assert!(err.to_string().contains("offset 21"), "{err}");
-        assert!(err.to_string().contains("kv.aof"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the append-only log {} is corrupt: bad record at offset 21 (checksum \
+                 mismatch). Refusing to start rather than drop the writes after it; move the \
+                 file away to start from the snapshot alone",
+                path.display()
+            )
+        );
         assert_eq!(
             std::fs::metadata(&path).expect("file").len(),
             HEADER_LEN + bad.len() as u64

@@ -137,8 +137,8 @@ pub(super) fn decode(payload: &[u8]) -> Result<Vec<Effect>, String> {
             },
             _ => {
                 return Err(format!(
-                    "unexpected command {:?} with {} arguments",
-                    String::from_utf8_lossy(&name),
+                    "a command the log never writes: {} with {} arguments",
+                    String::from_utf8_lossy(&name).escape_debug(),
                     args.len().saturating_sub(1)
                 ))
             }
@@ -160,9 +160,16 @@ pub(super) fn read_header(file: &mut File, path: &Path) -> Result<(u32, u64), Ao
     let mut header = [0u8; HEADER_LEN as usize];
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_exact(&mut header))
-        .map_err(|e| AofError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("no complete log header ({e})"),
+        .map_err(|cause| match cause.kind() {
+            std::io::ErrorKind::UnexpectedEof => AofError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("it is shorter than a log header ({HEADER_LEN} bytes)"),
+            },
+            _ => AofError::Io {
+                action: "read the header of",
+                path: path.to_path_buf(),
+                cause,
+            },
         })?;
     let version = match &header[..MAGIC.len()] {
         m if m == MAGIC => 2,
@@ -183,7 +190,12 @@ fn parse<T: std::str::FromStr>(arg: &Bytes) -> Result<T, String> {
     std::str::from_utf8(arg)
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("not a number: {:?}", String::from_utf8_lossy(arg)))
+        .ok_or_else(|| {
+            format!(
+                "\"{}\" where a number belongs",
+                String::from_utf8_lossy(arg).escape_debug()
+            )
+        })
 }
 
 /// Appends one RESP multibulk command.

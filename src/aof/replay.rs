@@ -26,6 +26,7 @@ impl Aof {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(cause) => {
                 return Err(AofError::Io {
+                    action: "open",
                     path: path.to_path_buf(),
                     cause,
                 })
@@ -47,6 +48,7 @@ impl Aof {
         }
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(|cause| AofError::Io {
+            action: "read",
             path: path.to_path_buf(),
             cause,
         })?;
@@ -112,6 +114,7 @@ fn truncate(
         f.sync_all()
     });
     file.map_err(|cause| AofError::Io {
+        action: "truncate the torn tail of",
         path: path.to_path_buf(),
         cause,
     })?;

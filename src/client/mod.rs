@@ -17,6 +17,7 @@ pub mod retry;
 pub mod router;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -24,25 +25,56 @@ use crate::protocol::Reply;
 use node::NodePool;
 pub use retry::{Backoff, RetryPolicy};
 
-/// A request through the cluster client failed.
+/// A request through the cluster client failed. Each message is a plain sentence naming the
+/// node's address: what a user reads in the REPL's `✗ ERROR` block.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The node could not be reached or the connection broke (node down, wrong address).
-    #[error("{addr}: {cause}")]
+    /// The node's host name could not be resolved (a typo in the server list, or no DNS), or
+    /// the address is not `host:port`.
+    #[error("{}", resolve_text(addr, cause))]
+    Resolve {
+        /// The node.
+        addr: String,
+        /// The resolver's error.
+        cause: std::io::Error,
+    },
+    /// The node could not be reached or the connection broke (node down, wrong port).
+    #[error("{}", io_text(addr, cause))]
     Io {
         /// The node.
         addr: String,
         /// The cause (in the message, not chained, so it prints once).
         cause: std::io::Error,
     },
-    /// The node did not answer within the policy's timeout.
-    #[error("{addr}: no reply within the timeout")]
+    /// The node did not answer within the policy's timeout (connect, send and receive).
+    #[error("timed out after {} s waiting for {addr}", after.as_secs_f64())]
     Timeout {
         /// The node.
         addr: String,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The TLS handshake failed: the node's certificate is not trusted or does not name the
+    /// host, the node does not speak TLS, or it refused this client's certificate.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// The node.
+        addr: String,
+        /// Why, in plain words.
+        reason: String,
+    },
+    /// The node refused the password sent with AUTH on a new connection. Not retried: a wrong
+    /// password stays wrong.
+    #[error("authentication failed at {addr}: {reply}")]
+    Auth {
+        /// The node.
+        addr: String,
+        /// The node's error reply, e.g. `WRONGPASS invalid username-password pair or user is
+        /// disabled.`
+        reply: String,
     },
     /// The node's reply could not be parsed (not a minikv or Redis node?).
-    #[error("protocol error: {0}")]
+    #[error("{0}")]
     Protocol(String),
     /// The node answered with an error reply; the text is the node's.
     #[error("{0}")]
@@ -50,8 +82,10 @@ pub enum ClientError {
     /// A reply of an unexpected shape for the command.
     #[error("unexpected reply: {0}")]
     UnexpectedReply(String),
-    /// Every attempt failed; the last failure is kept.
-    #[error("Server {server} unavailable after {retries} retries")]
+    /// Every attempt failed; the last failure is kept. The message is the spec's line followed
+    /// by the last failure: `Server 2 unavailable after 3 retries: connection refused by
+    /// localhost:7002` (see [`unavailable`] for the spec's part alone).
+    #[error("{}: {last}", unavailable(*server, *retries))]
     RetriesExhausted {
         /// The 1-based server number.
         server: usize,
@@ -63,6 +97,16 @@ pub enum ClientError {
     /// A server number outside the configured list.
     #[error("no server {0}: servers are numbered from 1")]
     NoSuchServer(usize),
+}
+
+/// The spec's line for a node that stayed unreachable: `Server 2 unavailable after 3 retries`,
+/// `after 1 retry`, and `after 1 attempt` when retries are off.
+pub fn unavailable(server: usize, retries: u32) -> String {
+    match retries {
+        0 => format!("Server {server} unavailable after 1 attempt"),
+        1 => format!("Server {server} unavailable after 1 retry"),
+        n => format!("Server {server} unavailable after {n} retries"),
+    }
 }
 
 /// A retry about to happen, reported to the observer (the REPL prints it).
@@ -195,7 +239,7 @@ impl ClusterClient {
         let mut replies = self.pipeline(index, vec![args]).await?;
         replies
             .pop()
-            .ok_or_else(|| ClientError::Protocol("no reply".into()))
+            .ok_or_else(|| ClientError::Protocol("the node sent no reply".into()))
     }
 
     /// Sends several commands to server `index` in one round trip, with the retry policy.
@@ -211,9 +255,20 @@ impl ClusterClient {
             .nodes
             .get(index)
             .ok_or(ClientError::NoSuchServer(index + 1))?;
-        let mut retries = 0;
+        let mut retries: u32 = 0;
         loop {
-            match node.pipeline(commands.clone(), self.policy.timeout).await {
+            let result = node.pipeline(commands.clone(), self.policy.timeout).await;
+            if let Err(e) = &result {
+                // The REPL's `[RETRY]` lines name no cause (the spec's text); this is where
+                // each attempt's cause shows, with RUST_LOG=debug.
+                tracing::debug!(
+                    server = index + 1,
+                    attempt = retries.saturating_add(1),
+                    of = self.policy.retries.saturating_add(1),
+                    "attempt failed: {e}"
+                );
+            }
+            match result {
                 Ok(replies) => return Ok(replies),
                 Err(e) if retry::is_retryable(&e) && retries < self.policy.retries => {
                     retries += 1;
@@ -285,7 +340,10 @@ impl ClusterClient {
                 [Reply::Bulk(v), Reply::Int(ttl)] => {
                     Ok(Some((v.clone(), (*ttl >= 0).then_some(*ttl))))
                 }
-                _ => Err(ClientError::UnexpectedReply(format!("{parts:?}"))),
+                _ => Err(ClientError::UnexpectedReply(format!(
+                    "an array of {} items that is not [value, ttl]",
+                    parts.len()
+                ))),
             },
             other => Err(unexpected(&other)),
         }
@@ -320,7 +378,9 @@ impl ClusterClient {
         let mut stats = NodeStats::default();
         for pair in items.chunks(2) {
             let [Reply::Bulk(name), Reply::Int(n)] = pair else {
-                return Err(ClientError::UnexpectedReply(format!("{pair:?}")));
+                return Err(ClientError::UnexpectedReply(
+                    "a STATS reply that is not pairs of name and count".into(),
+                ));
             };
             let slot = match name.as_ref() {
                 b"total_requests" => &mut stats.total_requests,
@@ -433,5 +493,142 @@ fn int_reply(reply: Reply) -> Result<i64, ClientError> {
 }
 
 fn unexpected(reply: &Reply) -> ClientError {
-    ClientError::UnexpectedReply(format!("{reply:?}"))
+    ClientError::UnexpectedReply(describe(reply))
+}
+
+/// A reply in words, for [`ClientError::UnexpectedReply`]: `the integer 5`, `nil`.
+fn describe(reply: &Reply) -> String {
+    match reply {
+        Reply::Simple(s) => format!("the status {s}"),
+        Reply::Error(e) => format!("the error {e}"),
+        Reply::Int(n) => format!("the integer {n}"),
+        Reply::Bulk(b) => format!("a string of {} bytes", b.len()),
+        Reply::Nil | Reply::NilArray => "nil".to_string(),
+        Reply::Array(items) => format!("an array of {} items", items.len()),
+        Reply::Map(pairs) => format!("a map of {} pairs", pairs.len()),
+        Reply::Set(items) => format!("a set of {} items", items.len()),
+        Reply::Double(x) => format!("the number {x}"),
+        Reply::Bool(b) => format!("the boolean {b}"),
+        Reply::Verbatim(t) => format!("a text of {} bytes", t.len()),
+    }
+}
+
+/// [`ClientError::Resolve`]'s message.
+fn resolve_text(addr: &str, cause: &std::io::Error) -> String {
+    if cause.kind() == std::io::ErrorKind::InvalidInput {
+        return format!("{addr} is not a host:port address");
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    format!("host not found: {host}")
+}
+
+/// [`ClientError::Io`]'s message: the common causes in plain words, anything else with the
+/// operating system's wording.
+fn io_text(addr: &str, cause: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match cause.kind() {
+        K::ConnectionRefused => format!("connection refused by {addr}"),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            format!("{addr} closed the connection")
+        }
+        K::TimedOut => format!("connecting to {addr} timed out"),
+        K::HostUnreachable | K::NetworkUnreachable => format!("{addr} is unreachable"),
+        _ => format!("cannot reach {addr}: {cause}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn the_spec_line_counts_attempts_when_retries_are_off() {
+        assert_eq!(unavailable(2, 3), "Server 2 unavailable after 3 retries");
+        assert_eq!(unavailable(1, 1), "Server 1 unavailable after 1 retry");
+        assert_eq!(unavailable(3, 0), "Server 3 unavailable after 1 attempt");
+    }
+
+    #[test]
+    fn failures_read_as_plain_words() {
+        let addr = || "localhost:7002".to_string();
+        let io = |kind: ErrorKind| ClientError::Io {
+            addr: addr(),
+            cause: Error::new(kind, "os text"),
+        };
+        let cases = [
+            (
+                io(ErrorKind::ConnectionRefused),
+                "connection refused by localhost:7002",
+            ),
+            (
+                io(ErrorKind::UnexpectedEof),
+                "localhost:7002 closed the connection",
+            ),
+            (
+                io(ErrorKind::ConnectionReset),
+                "localhost:7002 closed the connection",
+            ),
+            (
+                io(ErrorKind::PermissionDenied),
+                "cannot reach localhost:7002: os text",
+            ),
+            (
+                ClientError::Resolve {
+                    addr: "nowhere.invalid:7002".into(),
+                    cause: Error::other("failed to lookup address information"),
+                },
+                "host not found: nowhere.invalid",
+            ),
+            (
+                ClientError::Resolve {
+                    addr: "localhost".into(),
+                    cause: Error::new(ErrorKind::InvalidInput, "invalid socket address"),
+                },
+                "localhost is not a host:port address",
+            ),
+            (
+                ClientError::Timeout {
+                    addr: addr(),
+                    after: Duration::from_secs(5),
+                },
+                "timed out after 5 s waiting for localhost:7002",
+            ),
+            (
+                ClientError::Timeout {
+                    addr: addr(),
+                    after: Duration::from_millis(250),
+                },
+                "timed out after 0.25 s waiting for localhost:7002",
+            ),
+            (
+                ClientError::Auth {
+                    addr: addr(),
+                    reply: "WRONGPASS invalid username-password pair or user is disabled.".into(),
+                },
+                "authentication failed at localhost:7002: WRONGPASS invalid \
+                 username-password pair or user is disabled.",
+            ),
+            (
+                ClientError::RetriesExhausted {
+                    server: 2,
+                    retries: 3,
+                    last: Box::new(io(ErrorKind::ConnectionRefused)),
+                },
+                "Server 2 unavailable after 3 retries: connection refused by localhost:7002",
+            ),
+            (
+                unexpected(&Reply::Int(5)),
+                "unexpected reply: the integer 5",
+            ),
+            (
+                unexpected(&Reply::Array(vec![Reply::Nil, Reply::Nil])),
+                "unexpected reply: an array of 2 items",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text, "{error:?}");
+        }
+    }
 }

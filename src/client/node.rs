@@ -81,7 +81,7 @@ impl NodePool {
         let mut replies = self.pipeline(frames, timeout).await?;
         replies
             .pop()
-            .ok_or_else(|| ClientError::Protocol("no reply".into()))
+            .ok_or_else(|| ClientError::Protocol("the node sent no reply".into()))
     }
 
     /// Sends several commands on one connection in one write and reads their replies in order.
@@ -113,6 +113,7 @@ impl NodePool {
             .await
             .map_err(|_| ClientError::Timeout {
                 addr: self.addr.clone(),
+                after: timeout,
             })?
     }
 
@@ -160,21 +161,47 @@ impl NodePool {
     /// Opens a connection, authenticated when the pool has a password.
     ///
     /// # Errors
-    /// Connection failures; a refused AUTH is [`ClientError::Server`], which is not retried:
-    /// a wrong password stays wrong.
+    /// [`ClientError::Resolve`] when the host name does not resolve, [`ClientError::Io`] when
+    /// the connection fails, [`ClientError::Tls`] when the handshake does; a refused AUTH is
+    /// [`ClientError::Auth`], which is not retried: a wrong password stays wrong.
     async fn connect(&self) -> Result<Conn, ClientError> {
         let io = |cause| ClientError::Io {
             addr: self.addr.clone(),
             cause,
         };
-        let stream = TcpStream::connect(&self.addr).await.map_err(io)?;
+        // Resolved apart from connecting, so that "host not found" can be told from "connection
+        // refused": both are plain io errors of `TcpStream::connect`.
+        let resolve = |cause| ClientError::Resolve {
+            addr: self.addr.clone(),
+            cause,
+        };
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&self.addr)
+            .await
+            .map_err(resolve)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(resolve(std::io::ErrorKind::NotFound.into()));
+        }
+        let stream = TcpStream::connect(&addrs[..]).await.map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
         let stream: Box<dyn Io> = match &self.tls {
             Some(tls) => {
-                let name = crate::tls::server_name(&self.addr)
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let tls_error = |reason| ClientError::Tls {
+                    addr: self.addr.clone(),
+                    reason,
+                };
+                let name = crate::tls::server_name(&self.addr).map_err(|_| {
+                    tls_error("the host is not a valid name for a certificate".into())
+                })?;
                 let connector = TlsConnector::from(tls.clone());
-                Box::new(connector.connect(name, stream).await.map_err(io)?)
+                let stream = connector.connect(name, stream).await.map_err(|e| {
+                    match tls_reason(&e) {
+                        Some(reason) => tls_error(reason),
+                        // Not a TLS error: the connection broke during the handshake.
+                        None => io(e),
+                    }
+                })?;
+                Box::new(stream)
             }
             None => Box::new(stream),
         };
@@ -182,9 +209,19 @@ impl NodePool {
         if let Some(password) = &self.password {
             let auth = vec![Bytes::from_static(b"AUTH"), password.clone()];
             match self.send(&mut conn, &[auth]).await?.pop() {
-                Some(Reply::Error(e)) => return Err(ClientError::Server(e.into_owned())),
+                Some(Reply::Error(e)) => {
+                    return Err(ClientError::Auth {
+                        addr: self.addr.clone(),
+                        reply: e.into_owned(),
+                    })
+                }
                 Some(_) => {}
-                None => return Err(ClientError::Protocol("no reply to AUTH".into())),
+                None => {
+                    return Err(ClientError::Protocol(format!(
+                        "{} sent no reply to AUTH",
+                        self.addr
+                    )))
+                }
             }
         }
         Ok(conn)
@@ -207,14 +244,68 @@ impl NodePool {
     }
 
     fn protocol_error(&self, e: redis_protocol::error::RedisProtocolError) -> ClientError {
+        let addr = self.addr.clone();
         match e.kind() {
-            redis_protocol::error::RedisProtocolErrorKind::IO(_) => ClientError::Io {
-                addr: self.addr.clone(),
-                cause: std::io::Error::other(e.to_string()),
+            redis_protocol::error::RedisProtocolErrorKind::IO(cause) => match tls_reason(cause) {
+                // A TLS alert after the handshake: with TLS 1.3 a node that refuses this
+                // client's certificate says so on the first read.
+                Some(reason) => ClientError::Tls { addr, reason },
+                // Rebuilt with the same kind, which decides the message (see `io_text`).
+                None => ClientError::Io {
+                    addr,
+                    cause: std::io::Error::new(cause.kind(), cause.to_string()),
+                },
             },
-            _ => ClientError::Protocol(format!("{}: {e}", self.addr)),
+            _ => ClientError::Protocol(format!(
+                "{addr} sent something that is not a RESP reply ({}): is it a minikv or Redis \
+                 node?",
+                e.details()
+            )),
         }
     }
+}
+
+/// The TLS failure inside `e`, in plain words; `None` when `e` is not a TLS error.
+fn tls_reason(e: &std::io::Error) -> Option<String> {
+    use tokio_rustls::rustls::{CertificateError, Error};
+    let tls = e.get_ref()?.downcast_ref::<Error>()?;
+    Some(match tls {
+        // A bad signature: signed by another CA of the same name as a trusted one.
+        Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => "the node's certificate is not signed by a CA this client trusts".to_string(),
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "the node's certificate has expired".to_string(),
+        Error::InvalidCertificate(CertificateError::NotValidForName) => {
+            "the node's certificate is not valid for this host name".to_string()
+        }
+        // rustls words this one well: "certificate not valid for name ...".
+        Error::InvalidCertificate(c @ CertificateError::NotValidForNameContext { .. }) => {
+            c.to_string()
+        }
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+            "the node does not speak TLS (it was started without a certificate?)".to_string()
+        }
+        Error::AlertReceived(alert) => format!(
+            "the node refused the connection (TLS alert: {})",
+            words(&format!("{alert:?}"))
+        ),
+        Error::NoCertificatesPresented => "the node presented no certificate".to_string(),
+        other => other.to_string(),
+    })
+}
+
+/// `CertificateRequired` -> `certificate required`: a rustls enum name as words.
+fn words(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_uppercase() && !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
 }
 
 /// Maps a RESP2 frame from a node to the crate's reply type.
@@ -228,5 +319,37 @@ fn to_reply(frame: BytesFrame) -> Reply {
         BytesFrame::BulkString(b) => Reply::Bulk(b),
         BytesFrame::Array(items) => Reply::Array(items.into_iter().map(to_reply).collect()),
         BytesFrame::Null => Reply::Nil,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_rustls::rustls::{AlertDescription, CertificateError, Error as TlsError};
+
+    use super::*;
+
+    fn wrapped(e: TlsError) -> std::io::Error {
+        // As tokio-rustls reports a handshake failure.
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn tls_failures_read_as_plain_words() {
+        let unknown = wrapped(TlsError::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(
+            tls_reason(&unknown).as_deref(),
+            Some("the node's certificate is not signed by a CA this client trusts")
+        );
+        let alert = wrapped(TlsError::AlertReceived(
+            AlertDescription::CertificateRequired,
+        ));
+        assert_eq!(
+            tls_reason(&alert).as_deref(),
+            Some("the node refused the connection (TLS alert: certificate required)")
+        );
+        let plain = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(tls_reason(&plain), None, "not a TLS error");
     }
 }

@@ -100,12 +100,18 @@ impl RetryPolicy {
     }
 }
 
-/// True when a failed attempt may succeed if tried again: the node was unreachable, the
-/// connection broke or timed out. An error *reply* is an answer, not a failure: never retried.
+/// True when a failed attempt may succeed if tried again: the host did not resolve, the node
+/// was unreachable, the connection or its TLS handshake broke, or the attempt timed out (a
+/// node restarting shows all of these). An error *reply* is an answer, not a failure: never
+/// retried, and neither is a refused password ([`ClientError::Auth`]).
 pub fn is_retryable(error: &ClientError) -> bool {
     matches!(
         error,
-        ClientError::Io { .. } | ClientError::Timeout { .. } | ClientError::Protocol(_)
+        ClientError::Resolve { .. }
+            | ClientError::Io { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Tls { .. }
+            | ClientError::Protocol(_)
     )
 }
 
@@ -120,8 +126,15 @@ mod tests {
     fn default_is_the_specs_policy() {
         let p = RetryPolicy::default();
         assert_eq!(p.describe(), "3 retries with 0.5s delay");
-        assert!(is_retryable(&ClientError::Timeout { addr: "x".into() }));
+        assert!(is_retryable(&ClientError::Timeout {
+            addr: "x".into(),
+            after: Duration::from_secs(5)
+        }));
         assert!(!is_retryable(&ClientError::Server("ERR x".into())));
+        assert!(!is_retryable(&ClientError::Auth {
+            addr: "x".into(),
+            reply: "WRONGPASS".into()
+        }));
         assert_eq!(p.backoff, Backoff::Fixed);
         assert!((1..=5).all(|n| p.delay_before(n) == Duration::from_millis(500)));
     }

@@ -177,9 +177,12 @@ fn info_section(report: &Report, section: &str, out: &mut String) {
                 .iter()
                 .filter(|db| db.keys > 0)
                 .map(|db| {
-                    // minikv does not estimate the average TTL; Redis's field is kept for
-                    // parsers that expect it.
-                    let v = format!("keys={},expires={},avg_ttl=0", db.keys, db.expires);
+                    // avg_ttl: the exact average remaining TTL in ms (Redis estimates it by
+                    // sampling).
+                    let v = format!(
+                        "keys={},expires={},avg_ttl={}",
+                        db.keys, db.expires, db.avg_ttl_ms
+                    );
                     f(&format!("db{}", db.index), v)
                 })
                 .collect();

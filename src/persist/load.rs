@@ -31,15 +31,36 @@ pub(super) fn snapshot(data: &[u8], store: &Store, server_id: u64) -> Result<Loa
         now: Instant::now(),
         loaded: 0,
     };
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Err("the file is empty".to_string());
+    }
     let mut de = serde_json::Deserializer::from_slice(data);
     (&mut loader)
         .deserialize(&mut de)
         .and_then(|()| de.end())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| reason(&e))?;
     Ok(Loaded {
         keys: loader.loaded,
         aof_offset: loader.aof_offset,
     })
+}
+
+/// Why the file was refused, as a sentence with the place in the file: serde_json's message
+/// without its `at line L column C` tail, which is reworded.
+fn reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let tail = format!(" at line {} column {}", e.line(), e.column());
+    let what = text.strip_suffix(&tail).unwrap_or(&text);
+    let (line, column) = (e.line(), e.column());
+    match e.classify() {
+        serde_json::error::Category::Eof => {
+            format!("it ends early, at line {line}, column {column} (cut short?)")
+        }
+        serde_json::error::Category::Syntax => {
+            format!("it is not valid JSON ({what}, at line {line}, column {column})")
+        }
+        _ => format!("{what} (at line {line}, column {column})"),
+    }
 }
 
 /// Streams a snapshot into a store: checks the header, then inserts each entry as it is
@@ -78,7 +99,7 @@ impl<'de> Visitor<'de> for SnapshotVisitor<'_, '_> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "format" => format = Some(map.next_value::<Cow<'de, str>>()?.into_owned()),
-                "version" => version = Some(map.next_value::<u32>()?),
+                "version" => version = Some(map.next_value::<Version>()?.0),
                 "aof_offset" => self.0.aof_offset = map.next_value::<u64>()?,
                 "server_id" => {
                     let id = map.next_value::<u64>()?;
@@ -103,25 +124,58 @@ impl<'de> Visitor<'de> for SnapshotVisitor<'_, '_> {
         }
         check_header::<A::Error>(format.as_deref(), version)?;
         if !saw_databases {
-            return Err(de::Error::missing_field("databases"));
+            return Err(de::Error::custom(
+                "it has no \"databases\" field: not a complete snapshot",
+            ));
         }
         Ok(())
     }
 }
 
 /// Checks the header fields; returns the format version.
-fn check_header<E: de::Error>(format: Option<&str>, version: Option<u32>) -> Result<u32, E> {
+fn check_header<E: de::Error>(format: Option<&str>, version: Option<u64>) -> Result<u32, E> {
     match (format, version) {
-        (Some(FORMAT), Some(v @ 1..=VERSION)) => Ok(v),
+        (Some(FORMAT), Some(v)) if (1..=u64::from(VERSION)).contains(&v) => {
+            // In 1..=VERSION, so it fits.
+            Ok(u32::try_from(v).unwrap_or(VERSION))
+        }
         (None, _) => Err(E::custom(
-            "no \"format\" field before the data: not a minikv snapshot",
+            "it has no \"format\" field before its data: not a minikv snapshot",
         )),
-        (Some(FORMAT), None) => Err(E::custom("no \"version\" field before the data")),
+        (Some(FORMAT), None) => Err(E::custom("it has no \"version\" field before its data")),
+        (Some(FORMAT), Some(0)) => Err(E::custom(
+            "it says it is version 0 of the format, which does not exist",
+        )),
         (Some(FORMAT), Some(v)) => Err(E::custom(format!(
-            "it is version {v} of the format, and this build reads versions 1 to {VERSION} \
-             (written by a newer minikv?)"
+            "it is version {v} of the format, written by a newer minikv: this one reads \
+             versions 1 to {VERSION}"
         ))),
-        (Some(f), _) => Err(E::custom(format!("its format is {f:?}, not {FORMAT:?}"))),
+        (Some(f), _) => Err(E::custom(format!(
+            "its \"format\" is \"{}\", not \"{FORMAT}\"",
+            f.escape_debug()
+        ))),
+    }
+}
+
+/// The `"version"` field: any whole number, checked by [`check_header`] (so that a version
+/// too large for a u32 reads as "written by a newer minikv", not as a type error).
+struct Version(u64);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Version, D::Error> {
+        struct WholeNumber;
+        impl Visitor<'_> for WholeNumber {
+            type Value = Version;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number as \"version\"")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Version, E> {
+                Ok(Version(v))
+            }
+        }
+        d.deserialize_u64(WholeNumber)
     }
 }
 
@@ -186,7 +240,13 @@ impl<'de> Visitor<'de> for DbSeed<'_, '_> {
                         db,
                     })?;
                 }
-                other => return Err(de::Error::unknown_field(other, &["db", "entries"])),
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "a database has a field \"{}\"; only \"db\" and \"entries\" belong \
+                         there",
+                        other.escape_debug()
+                    )))
+                }
             }
         }
         Ok(())
@@ -226,8 +286,12 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
             let key = decode_field(e.key, e.key_base64, "key").map_err(de::Error::custom)?;
             let data = decode_field(e.value, e.value_base64, "value").map_err(de::Error::custom)?;
             let kind = match (e.kind, typed) {
-                (Some(name), true) => Kind::from_name(name.as_bytes())
-                    .ok_or_else(|| de::Error::custom(format!("unknown value type {name:?}")))?,
+                (Some(name), true) => Kind::from_name(name.as_bytes()).ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "an entry has the unknown type \"{}\"",
+                        name.escape_debug()
+                    ))
+                })?,
                 (None, false) => Kind::String,
                 (None, true) => return Err(de::Error::custom("an entry without \"type\"")),
                 (Some(_), false) => {
@@ -287,5 +351,81 @@ fn decode_field<'a>(
         _ => Err(format!(
             "an entry needs exactly one of {name} and {name}_base64"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reason `data` is refused.
+    fn refusal(data: &str) -> String {
+        match snapshot(data.as_bytes(), &Store::new(16, 4), 1) {
+            Ok(_) => panic!("accepted: {data}"),
+            Err(reason) => reason,
+        }
+    }
+
+    #[test]
+    fn every_bad_header_is_refused_with_a_sentence() {
+        let cases = [
+            ("", "the file is empty"),
+            (" \n", "the file is empty"),
+            (
+                r#"{"format": "minikv-snapshot", "version": 2, "datab"#,
+                "it ends early, at line 1, column 50 (cut short?)",
+            ),
+            (
+                "this is not json",
+                "it is not valid JSON (expected ident, at line 1, column 2)",
+            ),
+            (
+                r#"{"format": "other", "version": 2, "databases": []}"#,
+                r#"its "format" is "other", not "minikv-snapshot" (at line 1, column 45)"#,
+            ),
+            (
+                r#"{"version": 2, "databases": []}"#,
+                "it has no \"format\" field before its data: not a minikv snapshot (at line 1, \
+                 column 26)",
+            ),
+            (
+                r#"{"format": "minikv-snapshot", "databases": []}"#,
+                r#"it has no "version" field before its data (at line 1, column 41)"#,
+            ),
+            (
+                r#"{"format": "minikv-snapshot", "version": 0, "databases": []}"#,
+                "it says it is version 0 of the format, which does not exist (at line 1, \
+                 column 55)",
+            ),
+            (
+                r#"{"format": "minikv-snapshot", "version": 3, "databases": []}"#,
+                "it is version 3 of the format, written by a newer minikv: this one reads \
+                 versions 1 to 2 (at line 1, column 55)",
+            ),
+            (
+                r#"{"format": "minikv-snapshot", "version": 99999999999, "databases": []}"#,
+                "it is version 99999999999 of the format, written by a newer minikv: this one \
+                 reads versions 1 to 2 (at line 1, column 65)",
+            ),
+            (
+                r#"{"format": "minikv-snapshot", "version": "2", "databases": []}"#,
+                "invalid type: string \"2\", expected a whole number as \"version\" (at line 1, \
+                 column 44)",
+            ),
+            (
+                r#"{"format": "minikv-snapshot", "version": 2}"#,
+                r#"it has no "databases" field: not a complete snapshot (at line 1, column 43)"#,
+            ),
+            (
+                r#"{"format": "minikv-snapshot", "version": 2, "databases": [{"index": 0}]}"#,
+                "a database has a field \"index\"; only \"db\" and \"entries\" belong there (at \
+                 line 1, column 66)",
+            ),
+        ];
+        for (data, want) in cases {
+            let got = refusal(data);
+            assert_eq!(got, want, "for {data:?}");
+            assert!(!got.contains("Some("), "Rust debug output: {got}");
+        }
     }
 }

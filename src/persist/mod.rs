@@ -39,8 +39,10 @@ pub const VERSION: u32 = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     /// The file could not be read, written, synced or renamed (permissions, full disk).
-    #[error("snapshot {path}: {cause}")]
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
+        /// What was being done, as words that fit "cannot ...": `read the snapshot`.
+        action: &'static str,
         /// The file or directory involved.
         path: PathBuf,
         /// The underlying error (in the message, not chained, so it prints once).
@@ -48,7 +50,9 @@ pub enum PersistError {
     },
     /// The file exists but is not a valid snapshot (truncated, edited, another format).
     #[error(
-        "snapshot {path} is corrupt: {reason}; refusing to start (move it away to start empty)"
+        "cannot load the snapshot {}: {reason}. Refusing to start; move the file away to start \
+         empty",
+        path.display()
     )]
     Corrupt {
         /// The file.
@@ -164,6 +168,7 @@ impl Persister {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(cause) => {
                 return Err(PersistError::Io {
+                    action: "read the snapshot",
                     path: self.path.clone(),
                     cause,
                 })
@@ -246,26 +251,31 @@ impl Persister {
         drop(gate);
 
         let tmp = self.path.with_extension("json.tmp");
-        let io = |path: &Path| {
+        let io = |action, path: &Path| {
             let path = path.to_path_buf();
-            move |cause| PersistError::Io { path, cause }
+            move |cause| PersistError::Io {
+                action,
+                path,
+                cause,
+            }
         };
-        let file = File::create(&tmp).map_err(io(&tmp))?;
+        let file = File::create(&tmp).map_err(io("create the temporary snapshot file", &tmp))?;
         let mut writer = BufWriter::with_capacity(1 << 20, file);
         let boost = || {
             if self.urgent.load(Ordering::Relaxed) {
                 set_priority(true);
             }
         };
+        let written = "write the temporary snapshot file";
         let count = write::snapshot(&mut writer, self.server_id, aof_offset, &dumps, &boost)
-            .map_err(io(&tmp))?;
-        let file = writer.into_inner().map_err(|e| PersistError::Io {
-            path: tmp.clone(),
-            cause: e.into_error(),
-        })?;
-        file.sync_all().map_err(io(&tmp))?;
+            .map_err(io(written, &tmp))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| io(written, &tmp)(e.into_error()))?;
+        file.sync_all()
+            .map_err(io("fsync the temporary snapshot file", &tmp))?;
         drop(file);
-        fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        fs::rename(&tmp, &self.path).map_err(io("rename the new snapshot to", &self.path))?;
         // Persist the rename itself: fsync the directory entry.
         let dir = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -273,7 +283,7 @@ impl Persister {
         };
         File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(io(&dir))?;
+            .map_err(io("fsync the snapshot's directory", &dir))?;
         if let Some(aof) = self.aof.get() {
             aof.compact(aof_offset);
         }
@@ -335,6 +345,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_save_says_what_it_could_not_do_to_which_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kv_store_server1.json");
+        let tmp = dir.path().join("kv_store_server1.json.tmp");
+        // A directory where the temporary file must be created.
+        fs::create_dir(&tmp).expect("blocker");
+        let store = Store::new(1, 1);
+        set(&store, b"k", b"v", None);
+        let err = Persister::new(path, 1).save(&store).expect_err("blocked");
+        let want = format!(
+            "cannot create the temporary snapshot file {}: ",
+            tmp.display()
+        );
+        assert!(err.to_string().starts_with(&want), "{err}");
+    }
+
+    #[test]
     fn corrupt_file_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("kv_store_server1.json");
@@ -346,7 +373,14 @@ mod tests {
         let err = Persister::new(path.clone(), 1)
             .load(&Store::new(1, 1))
             .expect_err("corrupt");
-        assert!(err.to_string().contains("kv_store_server1.json"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot load the snapshot {}: it ends early, at line 1, column 50 (cut short?). \
+                 Refusing to start; move the file away to start empty",
+                path.display()
+            )
+        );
         assert!(matches!(err, PersistError::Corrupt { .. }));
         assert_eq!(fs::read(&path).expect("still there").len(), 50);
     }

@@ -43,7 +43,8 @@ impl Persister {
 }
 
 /// Runs until `shutdown`, saving every `interval` when something changed. Failures are
-/// logged and retried on the next tick; the previous file stays intact.
+/// logged (once, by the save job) and retried on the next tick; the previous file stays
+/// intact.
 pub async fn run(
     persister: Arc<Persister>,
     store: Arc<Store>,
@@ -73,8 +74,8 @@ pub async fn run(
         };
         match result {
             Ok(Ok(Some(keys))) => tracing::debug!(keys, "snapshot saved"),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::error!("snapshot failed, will retry: {e}"),
+            // A failure was logged by the save job itself: one line per failed attempt.
+            Ok(Ok(None)) | Ok(Err(_)) => {}
             Err(_) => tracing::error!("snapshot thread stopped before answering"),
         }
     }
@@ -96,8 +97,14 @@ impl SaveJob {
         } else {
             self.persister.save_if_dirty(&self.store)
         };
+        // The one log line of a failed save, whoever asked for it: the periodic task (which
+        // retries at its next tick, `force` false) or BGSAVE.
         if let Err(e) = &result {
-            tracing::error!("snapshot failed: {e}");
+            if self.force {
+                tracing::error!("background save failed: {e}");
+            } else {
+                tracing::error!("snapshot failed, will retry at the next interval: {e}");
+            }
         }
         self.persister.urgent.store(false, Ordering::Relaxed);
         // The requester may have stopped waiting (BGSAVE does not wait).

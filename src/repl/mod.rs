@@ -3,14 +3,17 @@
 //! [`Repl::execute`] turns a line into cluster-client calls and writes the result blocks
 //! (`✓ SUCCESS (Server 2)` plus two-space indented details) to the REPL's sink, so the whole
 //! REPL is testable without a terminal. Retry notices from the client go to the same sink, in
-//! order. Standard input and output, the prompt and history live in [`terminal`].
+//! order. A node that stayed unreachable gets the spec's `Server 2 unavailable after 3 retries`
+//! followed by a `Cause:` line with the last attempt's failure in plain words (`connection
+//! refused by localhost:7002`). Standard input and output, the prompt and history live in
+//! [`terminal`].
 
 pub mod terminal;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::client::{ClientConfig, ClientError, ClusterClient, NodeStats};
+use crate::client::{unavailable, ClientConfig, ClientError, ClusterClient, NodeStats};
 use crate::protocol::resp::split_args;
 
 /// Where the REPL writes its output.
@@ -252,10 +255,35 @@ fn block(server: usize, result: Result<Result<String, String>, ClientError>) -> 
             format!("✗ ERROR (Server {server})\n  {message}\n"),
             Outcome::Failed,
         ),
-        Err(e) => (
-            format!("✗ ERROR (Server {server})\n  {e}\n"),
+        // The spec's line stays as the spec prints it; the cause of the last failure follows
+        // on a line of its own.
+        Err(ClientError::RetriesExhausted {
+            server: failed,
+            retries,
+            last,
+        }) => (
+            format!(
+                "✗ ERROR (Server {server})\n  {}\n  Cause: {last}\n",
+                unavailable(failed, retries)
+            ),
             Outcome::Failed,
         ),
+        Err(e) => (
+            format!(
+                "✗ ERROR (Server {server})\n  {}\n",
+                capitalized(&e.to_string())
+            ),
+            Outcome::Failed,
+        ),
+    }
+}
+
+/// `text` with its first letter in upper case, as the block's other lines start.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 

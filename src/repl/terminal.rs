@@ -4,9 +4,10 @@
 //! terminal with a prompt, line editing and history in `~/.minikv_history`, or any other
 //! input (a pipe, a file) read one line at a time with no prompt ([`run`] picks between the
 //! last two). Each line goes to [`Repl::execute`], which writes the spec's text blocks to
-//! standard output; this module only moves lines in and decides when to stop. It must not
-//! interpret commands itself.
+//! standard output; a block of lines pasted at the prompt runs line by line. This module only
+//! moves lines in and decides when to stop. It must not interpret commands itself.
 
+use std::io::Write as _;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -67,7 +68,9 @@ pub fn run(config: ClientConfig) -> Result<(), TerminalError> {
 
 /// The interactive loop: banner, `kv> ` prompt, line editing and history.
 fn interactive(repl: &Repl, rt: &Runtime) -> Result<(), TerminalError> {
-    println!("{}", repl.banner());
+    // A terminal whose output is gone (a closed pipe) must not panic the client: lost
+    // output is all that can happen.
+    let _ = writeln!(std::io::stdout(), "{}", repl.banner());
     let mut editor = rustyline::DefaultEditor::new().map_err(TerminalError::Editor)?;
     let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".minikv_history"));
     if let Some(path) = &history {
@@ -76,19 +79,21 @@ fn interactive(repl: &Repl, rt: &Runtime) -> Result<(), TerminalError> {
     }
     loop {
         match editor.readline(PROMPT) {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    // A line that cannot enter the history is still run.
-                    let _ = editor.add_history_entry(line.as_str());
-                }
-                if rt.block_on(repl.execute(&line)) == Outcome::Exit {
+            Ok(text) => {
+                let outcome = run_text(repl, rt, &text, |line| {
+                    if !line.trim().is_empty() {
+                        // A line that cannot enter the history is still run.
+                        let _ = editor.add_history_entry(line);
+                    }
+                });
+                if outcome == Outcome::Exit {
                     break;
                 }
             }
             // Ctrl+C abandons the line being typed, as in a shell.
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => {
-                println!("Goodbye!");
+                let _ = writeln!(std::io::stdout(), "Goodbye!");
                 break;
             }
             Err(e) => return Err(TerminalError::Terminal(e)),
@@ -96,10 +101,38 @@ fn interactive(repl: &Repl, rt: &Runtime) -> Result<(), TerminalError> {
     }
     if let Some(path) = &history {
         if let Err(e) = editor.save_history(path) {
-            eprintln!("minikv: could not save history to {}: {e}", path.display());
+            let _ = writeln!(
+                std::io::stderr(),
+                "minikv: could not save history to {}: {e}",
+                path.display()
+            );
         }
     }
     Ok(())
+}
+
+/// Runs what one `readline` returned, line by line, until `exit` or `quit` (then returns
+/// [`Outcome::Exit`]); `each` sees every line before it runs (for the history). A multi-line
+/// paste arrives as one result holding newlines (with bracketed paste the terminal hands it
+/// over whole, and the Enter that follows returns it), and a user who pastes the README's
+/// session expects every line of it to run, in order, as a shell runs a pasted script.
+fn run_text(repl: &Repl, rt: &Runtime, text: &str, mut each: impl FnMut(&str)) -> Outcome {
+    for line in pasted_lines(text) {
+        each(line);
+        if rt.block_on(repl.execute(line)) == Outcome::Exit {
+            return Outcome::Exit;
+        }
+    }
+    Outcome::Ok
+}
+
+/// The lines of one `readline` result: split at each newline (rustyline turns a paste's `\r`
+/// and `\r\n` into `\n`; a `\r` left before a newline is dropped too), without the empty
+/// line a final newline would leave. A single typed line is one line, even when empty.
+fn pasted_lines(text: &str) -> impl Iterator<Item = &str> {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    text.split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
 }
 
 /// Runs one command per line of `input`, with no prompt, until `exit`, `quit` or its end.
@@ -166,6 +199,55 @@ mod tests {
     fn plain_words_are_not_quoted() {
         assert_eq!(quote("user:1"), "user:1");
         assert_eq!(quote("a b"), "\"a b\"");
+    }
+
+    #[test]
+    fn a_paste_splits_into_its_lines() {
+        fn split(text: &str) -> Vec<&str> {
+            pasted_lines(text).collect()
+        }
+        assert_eq!(split("get a"), ["get a"], "a typed line");
+        assert_eq!(split(""), [""], "Enter on an empty prompt");
+        assert_eq!(split("set a 1\nget a"), ["set a 1", "get a"]);
+        assert_eq!(
+            split("set a 1\nget a\n"),
+            ["set a 1", "get a"],
+            "a final newline adds no line"
+        );
+        assert_eq!(split("set a 1\r\n\r\nget a\r\n"), ["set a 1", "", "get a"]);
+        assert_eq!(
+            split("set a \"x\ny\""),
+            ["set a \"x", "y\""],
+            "lines, not quotes"
+        );
+    }
+
+    #[test]
+    fn a_pasted_block_runs_every_line_until_exit() {
+        let rt = runtime().expect("runtime");
+        let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        // Answered locally, as in `lines_run_until_exit`.
+        let config = ClientConfig {
+            servers: vec!["127.0.0.1:1".into()],
+            ..ClientConfig::default()
+        };
+        let repl = Repl::new(config, out.clone());
+        let mut seen = Vec::new();
+        let outcome = run_text(&repl, &rt, "servers\nhelp\n", |l| seen.push(l.to_string()));
+        assert_eq!(outcome, Outcome::Ok);
+        assert_eq!(seen, ["servers", "help"]);
+        let text = String::from_utf8(out.lock().expect("sink lock").clone()).expect("utf-8");
+        assert!(
+            text.contains("SERVER CONFIGURATION") && text.contains("Commands:"),
+            "{text}"
+        );
+
+        seen.clear();
+        let outcome = run_text(&repl, &rt, "servers\nquit\nservers\n", |l| {
+            seen.push(l.to_string())
+        });
+        assert_eq!(outcome, Outcome::Exit);
+        assert_eq!(seen, ["servers", "quit"], "nothing runs after quit");
     }
 
     #[test]

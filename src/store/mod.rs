@@ -12,6 +12,7 @@ pub mod value;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -36,6 +37,18 @@ pub struct Db {
     /// node already shares the same MD5 remainder, so reusing it would skew the shards. The
     /// same seed in every database, so SWAPDB can swap shard contents pairwise.
     hasher: ahash::RandomState,
+}
+
+/// The live keys of one database, as INFO's keyspace section reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyCounts {
+    /// Live keys.
+    pub keys: usize,
+    /// Live keys with a TTL.
+    pub expires: usize,
+    /// The average remaining TTL of the keys that have one (zero when none has): exact, from
+    /// each shard's sum of deadlines.
+    pub avg_ttl: Duration,
 }
 
 /// Lets a few operations (EXEC, SWAPDB, a snapshot's copy) see or change the store as one
@@ -186,11 +199,34 @@ impl Db {
 
     /// Number of live keys and how many of them have a TTL.
     pub fn counts(&self, now: Instant) -> (usize, usize) {
-        self.shards.iter().fold((0, 0), |(keys, ttl), shard| {
+        let counts = self.key_counts(now);
+        (counts.keys, counts.expires)
+    }
+
+    /// Live keys, how many have a TTL and their average remaining TTL (INFO keyspace). Purges
+    /// expired keys first, so every deadline counted is after `now`.
+    pub fn key_counts(&self, now: Instant) -> KeyCounts {
+        let (mut keys, mut expires, mut deadline_sum) = (0, 0, 0u128);
+        for shard in self.shards.iter() {
             let mut shard = shard.lock().expect("shard lock poisoned");
             shard.purge_expired(now);
-            (keys + shard.len(), ttl + shard.len_with_deadline())
-        })
+            keys += shard.len();
+            expires += shard.len_with_deadline();
+            deadline_sum += shard.deadline_sum();
+        }
+        // The mean deadline minus now is the mean remaining time (deadlines are all after now).
+        let avg_ttl = match u128::try_from(expires) {
+            Ok(n) if n > 0 => {
+                let mean = u64::try_from(deadline_sum / n).unwrap_or(u64::MAX);
+                Duration::from_micros(mean.saturating_sub(clock::to_micros(now)))
+            }
+            _ => Duration::ZERO,
+        };
+        KeyCounts {
+            keys,
+            expires,
+            avg_ttl,
+        }
     }
 
     /// Every live key matching the Redis glob `pattern`.
@@ -329,9 +365,35 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn the_average_ttl_is_exact_across_shards() {
+        let store = Store::new(1, 8);
+        let db = store.db(0).expect("db 0");
+        let now = Instant::now();
+        // TTLs of 10, 20, ..., 100 s spread over the shards, plus keys without one.
+        for i in 1..=10u64 {
+            let key = format!("ttl:{i}");
+            let deadline = Some(now + Duration::from_secs(10 * i));
+            db.shard(key.as_bytes())
+                .put(key.as_bytes(), b"v", deadline, now);
+            let key = format!("plain:{i}");
+            db.shard(key.as_bytes())
+                .put(key.as_bytes(), b"v", None, now);
+        }
+        let counts = db.key_counts(now);
+        assert_eq!((counts.keys, counts.expires), (20, 10));
+        assert_eq!(counts.avg_ttl, Duration::from_secs(55));
+        // 20 s on, the keys with 10 and 20 s are gone; the rest have 20 s less each.
+        let later = db.key_counts(now + Duration::from_secs(20));
+        assert_eq!((later.keys, later.expires), (18, 8));
+        assert_eq!(later.avg_ttl, Duration::from_secs(65 - 20));
+        assert_eq!(
+            Store::new(1, 8).db(0).expect("db").key_counts(now),
+            KeyCounts::default()
+        );
+    }
 
     #[test]
     fn counts_and_keys_never_include_expired_entries() {
@@ -350,6 +412,7 @@ mod tests {
         assert_eq!(db.counts(now), (100, 50));
         let later = now + Duration::from_secs(11);
         assert_eq!(db.counts(later), (50, 0));
+        assert_eq!(db.key_counts(later).avg_ttl, Duration::ZERO, "no TTL left");
         assert_eq!(db.keys(b"key:1*", later).len(), 6); // 1, 11, 13, ..., 19
         assert_eq!(db.export(later).len(), 50);
     }

@@ -39,12 +39,8 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Shard {
     table: HashTable<Item>,
-    /// `(deadline, key hash) -> how many keys` for every entry with a deadline, kept in step
-    /// with `table`. Hashes instead of keys: no second copy of each key, no allocation to
-    /// look one up (a full 64-bit hash collision at the same microsecond is counted, not lost).
-    deadlines: BTreeMap<(u64, u64), u32>,
-    /// Number of entries with a deadline.
-    with_deadline: usize,
+    /// The deadlines of the entries that have one, kept in step with `table`.
+    deadlines: Deadlines,
     /// Watched keys: (number of watchers, version bumped by every change to the key).
     watches: HashMap<Box<[u8]>, (u32, u64), ahash::RandomState>,
     hasher: ahash::RandomState,
@@ -136,8 +132,7 @@ impl Shard {
     pub fn new(hasher: ahash::RandomState) -> Self {
         Shard {
             table: HashTable::new(),
-            deadlines: BTreeMap::new(),
-            with_deadline: 0,
+            deadlines: Deadlines::default(),
             watches: HashMap::default(),
             hasher,
         }
@@ -211,7 +206,7 @@ impl Shard {
             hash_table::Entry::Occupied(mut slot) => {
                 let old = std::mem::replace(slot.get_mut(), item).deadline();
                 if let Some(d) = old {
-                    index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+                    self.deadlines.remove(d, hash);
                 }
                 old.is_none_or(|d| d > clock::to_micros(now))
             }
@@ -221,8 +216,7 @@ impl Shard {
             }
         };
         if let Some(d) = deadline {
-            *self.deadlines.entry((d, hash)).or_insert(0) += 1;
-            self.with_deadline += 1;
+            self.deadlines.add(d, hash);
         }
         self.touch(key);
         existed
@@ -268,7 +262,7 @@ impl Shard {
             ) {
                 hash_table::Entry::Occupied(mut slot) => {
                     if let Some(d) = std::mem::replace(slot.get_mut(), item).deadline() {
-                        index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+                        self.deadlines.remove(d, hash);
                     }
                 }
                 hash_table::Entry::Vacant(slot) => {
@@ -276,8 +270,7 @@ impl Shard {
                 }
             }
             if let Some(d) = deadline {
-                *self.deadlines.entry((d, hash)).or_insert(0) += 1;
-                self.with_deadline += 1;
+                self.deadlines.add(d, hash);
             }
         }
     }
@@ -307,11 +300,7 @@ impl Shard {
     pub fn purge_expired(&mut self, now: Instant) -> usize {
         let now = clock::to_micros(now);
         let mut purged = 0;
-        while let Some((&(deadline, hash), _)) = self.deadlines.first_key_value() {
-            if deadline > now {
-                break;
-            }
-            let count = self.deadlines.pop_first().map_or(0, |(_, n)| n);
+        while let Some((deadline, hash, count)) = self.deadlines.pop_due(now) {
             for _ in 0..count {
                 let hasher = &self.hasher;
                 let found = self.table.find_entry(hash, |i| {
@@ -319,7 +308,7 @@ impl Shard {
                 });
                 if let Ok(slot) = found {
                     let (item, _) = slot.remove();
-                    self.with_deadline -= 1;
+                    self.deadlines.forget(deadline);
                     let key: Box<[u8]> = item.key().into();
                     self.touch(&key);
                     purged += 1;
@@ -342,7 +331,14 @@ impl Shard {
 
     /// Number of entries that have a deadline (same caveat as [`Shard::len`]).
     pub fn len_with_deadline(&self) -> usize {
-        self.with_deadline
+        self.deadlines.len
+    }
+
+    /// The sum of the deadlines of the entries that have one, in microseconds on the store
+    /// clock ([`clock::to_micros`]); over [`Shard::len_with_deadline`] it is their average
+    /// deadline (same caveat as [`Shard::len`]).
+    pub fn deadline_sum(&self) -> u128 {
+        self.deadlines.sum
     }
 
     /// Iterates over all keys with the kind of their value (same caveat as [`Shard::len`]).
@@ -373,8 +369,7 @@ impl Shard {
     pub fn clear(&mut self) {
         self.touch_existing(None);
         self.table.clear();
-        self.deadlines.clear();
-        self.with_deadline = 0;
+        self.deadlines = Deadlines::default();
     }
 
     /// Exchanges the contents (not the watches) of two shards, for SWAPDB. A watched key in
@@ -385,7 +380,6 @@ impl Shard {
         other.touch_existing(Some(&self.table));
         std::mem::swap(&mut self.table, &mut other.table);
         std::mem::swap(&mut self.deadlines, &mut other.deadlines);
-        std::mem::swap(&mut self.with_deadline, &mut other.with_deadline);
     }
 
     /// Bumps every watched key present in this shard's table or in `also`.
@@ -436,7 +430,7 @@ impl Shard {
         match slot.get().deadline() {
             Some(d) if d <= clock::to_micros(now) => {
                 slot.remove();
-                index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+                self.deadlines.remove(d, hash);
                 touch(&mut self.watches, key);
                 None
             }
@@ -453,7 +447,7 @@ impl Shard {
             .ok()?
             .remove();
         if let Some(d) = item.deadline() {
-            index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+            self.deadlines.remove(d, hash);
         }
         self.touch(key);
         Some(item)
@@ -471,7 +465,7 @@ impl Shard {
         let (item, _) = slot.remove();
         let deadline = item.deadline();
         if let Some(d) = deadline {
-            index_remove(&mut self.deadlines, &mut self.with_deadline, d, hash);
+            self.deadlines.remove(d, hash);
         }
         self.touch(key);
         deadline.is_none_or(|d| d > clock::to_micros(now))
@@ -482,28 +476,66 @@ impl Shard {
     }
 }
 
+/// The deadline index of a shard: `(deadline, key hash) -> how many keys` for every entry with a
+/// deadline, with their number and the sum of their deadlines (INFO's `avg_ttl` is that sum
+/// over the number, minus now: exact, and no per-entry field or scan). Hashes instead of keys:
+/// no second copy of each key, no allocation to look one up (a full 64-bit hash collision at
+/// the same microsecond is counted, not lost). Deadlines are microseconds on the store clock.
+#[derive(Debug, Default)]
+struct Deadlines {
+    index: BTreeMap<(u64, u64), u32>,
+    /// Entries with a deadline.
+    len: usize,
+    /// The sum of their deadlines. A u128: a u64 of microseconds holds one far deadline, not
+    /// the sum of many.
+    sum: u128,
+}
+
+impl Deadlines {
+    /// Counts an entry with `deadline` whose key hashes to `hash`.
+    fn add(&mut self, deadline: u64, hash: u64) {
+        *self.index.entry((deadline, hash)).or_insert(0) += 1;
+        self.len += 1;
+        self.sum += u128::from(deadline);
+    }
+
+    /// Forgets one entry with `deadline` and `hash` (none if there is no such entry).
+    fn remove(&mut self, deadline: u64, hash: u64) {
+        if let std::collections::btree_map::Entry::Occupied(mut slot) =
+            self.index.entry((deadline, hash))
+        {
+            *slot.get_mut() -= 1;
+            if *slot.get() == 0 {
+                slot.remove();
+            }
+            self.forget(deadline);
+        }
+    }
+
+    /// Takes the earliest `(deadline, hash, how many)` out of the index if it is due at `now`.
+    /// The entries stay counted until each is [`Deadlines::forget`]-ed as it is removed.
+    fn pop_due(&mut self, now: u64) -> Option<(u64, u64, u32)> {
+        let (&(deadline, hash), _) = self.index.first_key_value()?;
+        if deadline > now {
+            return None;
+        }
+        let count = self.index.pop_first().map_or(0, |(_, n)| n);
+        Some((deadline, hash, count))
+    }
+
+    /// Uncounts one entry with `deadline` (already out of the index).
+    fn forget(&mut self, deadline: u64) {
+        self.len -= 1;
+        self.sum -= u128::from(deadline);
+    }
+}
+
 /// Bumps the version of `key` if someone watches it. One emptiness check otherwise.
 fn touch(watches: &mut HashMap<Box<[u8]>, (u32, u64), ahash::RandomState>, key: &[u8]) {
     if !watches.is_empty() {
         if let Some(slot) = watches.get_mut(key) {
             slot.1 += 1;
         }
-    }
-}
-
-/// Removes one `(deadline, hash)` from the index.
-fn index_remove(
-    index: &mut BTreeMap<(u64, u64), u32>,
-    count: &mut usize,
-    deadline: u64,
-    hash: u64,
-) {
-    if let std::collections::btree_map::Entry::Occupied(mut slot) = index.entry((deadline, hash)) {
-        *slot.get_mut() -= 1;
-        if *slot.get() == 0 {
-            slot.remove();
-        }
-        *count -= 1;
     }
 }
 

@@ -5,7 +5,8 @@
 //!   `redis-server`, and external programs run with a time limit;
 //! - [`raw`]: raw sockets, RESP request builders and frame scanning, the JSON connection;
 //! - [`redis_rs`]: redis-rs connections, word-list commands (`q`, `qerr`), INFO parsing;
-//! - [`snapshot`]: reading snapshot files.
+//! - [`snapshot`]: reading snapshot files;
+//! - [`tmux`]: a terminal (tmux) for interactive programs: typing, pasting, reading the screen.
 //!
 //! Every node binds `127.0.0.1:0` (or a port just found free) and keeps its snapshot in its own
 //! temporary directory, so tests never share a port, a file or a global server.
@@ -17,6 +18,7 @@ pub mod process;
 pub mod raw;
 pub mod redis_rs;
 pub mod snapshot;
+pub mod tmux;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -298,12 +298,20 @@ pub struct ClientRun {
 }
 
 /// Runs `minikv client args...` with `input` piped to its standard input (not a terminal)
-/// and waits, within [`WAIT`], for it to finish.
+/// and waits, within [`WAIT`], for it to finish. `RUST_LOG` is removed from its environment,
+/// so that the caller's cannot add log lines to its standard error.
 pub fn run_client(args: &[&str], input: &str) -> ClientRun {
+    run_client_env(args, input, &[])
+}
+
+/// [`run_client`] with `env` (name, value) set in the client's environment.
+pub fn run_client_env(args: &[&str], input: &str, env: &[(&str, &str)]) -> ClientRun {
     let what = "minikv client";
     let child = Command::new(binary())
         .arg("client")
         .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

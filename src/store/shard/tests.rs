@@ -71,6 +71,82 @@ fn purge_removes_only_due_keys_and_keeps_index_in_step() {
     assert_eq!(s.len_with_deadline(), 1);
 }
 
+/// Checks the shard's deadline count and sum against its entries, read one by one.
+fn assert_deadline_sum(s: &Shard, what: &str) {
+    let deadlines: Vec<u128> = s
+        .iter()
+        .filter_map(|(_, _, d)| d)
+        .map(|d| u128::from(clock::to_micros(d)))
+        .collect();
+    assert_eq!(s.len_with_deadline(), deadlines.len(), "count after {what}");
+    assert_eq!(
+        s.deadline_sum(),
+        deadlines.iter().sum::<u128>(),
+        "sum after {what}"
+    );
+}
+
+#[test]
+fn the_deadline_sum_follows_every_change() {
+    let now = Instant::now();
+    let secs = |n: u64| Some(now + Duration::from_secs(n));
+    let mut s = shard();
+    assert_deadline_sum(&s, "nothing");
+    s.put(b"a", b"1", secs(10), now);
+    s.put(b"b", b"2", secs(20), now);
+    s.put(b"c", b"3", None, now);
+    assert_eq!(
+        s.deadline_sum(),
+        2 * u128::from(clock::to_micros(now)) + 30_000_000
+    );
+    assert_deadline_sum(&s, "put");
+    s.put(b"a", b"1", secs(40), now);
+    s.insert(b"c", entry(b"3", secs(5)), now);
+    assert_deadline_sum(&s, "replace");
+    s.put(b"b", b"2", None, now);
+    assert_deadline_sum(&s, "replace without TTL");
+    assert!(s.set_deadline(b"c", secs(7), now));
+    assert!(s.set_deadline(b"b", secs(8), now));
+    assert!(s.set_deadline(b"a", None, now));
+    assert_deadline_sum(&s, "expire and persist");
+    assert!(s.remove(b"b", now).is_some());
+    assert!(s.delete(b"c", now));
+    assert_deadline_sum(&s, "remove and delete");
+
+    for i in 0..20u64 {
+        s.put(format!("k{i}").as_bytes(), b"v", secs(i + 1), now);
+    }
+    // Two keys with the same deadline: both count.
+    s.put(b"twin", b"v", secs(3), now);
+    assert_deadline_sum(&s, "many");
+    assert_eq!(s.purge_expired(now + Duration::from_secs(5)), 6);
+    assert_deadline_sum(&s, "purge");
+    assert!(s.get(b"k5", now + Duration::from_secs(6)).is_none());
+    assert_deadline_sum(&s, "lazy expiry");
+
+    // SWAPDB swaps shards of one store: they hash with the same seed.
+    let mut other = Shard::new(s.hasher.clone());
+    other.put(b"x", b"v", secs(100), now);
+    s.swap_contents(&mut other);
+    assert_deadline_sum(&s, "swap (this side)");
+    assert_deadline_sum(&other, "swap (other side)");
+    assert_eq!(s.len_with_deadline(), 1);
+
+    let hasher = s.hasher.clone();
+    let prepared = vec![
+        Shard::prepare(&hasher, b"x", Kind::String, b"w", secs(50)),
+        Shard::prepare(&hasher, b"y", Kind::String, b"w", secs(60)),
+        Shard::prepare(&hasher, b"z", Kind::String, b"w", None),
+    ];
+    s.load(prepared);
+    assert_deadline_sum(&s, "load over an existing key");
+    assert_eq!(s.len_with_deadline(), 2);
+
+    s.clear();
+    assert_deadline_sum(&s, "clear");
+    assert_eq!(s.deadline_sum(), 0);
+}
+
 #[test]
 fn dumps_read_back_every_entry() {
     let now = Instant::now();

@@ -222,16 +222,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_pasted_block_runs_every_line_until_exit() {
-        let rt = runtime().expect("runtime");
+    /// A REPL writing into a buffer, for lines that are answered without a server
+    /// (`servers`, `help`, blank lines, `exit`).
+    fn local_repl() -> (Repl, Arc<Mutex<Vec<u8>>>) {
         let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
-        // Answered locally, as in `lines_run_until_exit`.
         let config = ClientConfig {
             servers: vec!["127.0.0.1:1".into()],
             ..ClientConfig::default()
         };
-        let repl = Repl::new(config, out.clone());
+        (Repl::new(config, out.clone()), out)
+    }
+
+    #[test]
+    fn a_pasted_block_runs_every_line_until_exit() {
+        let rt = runtime().expect("runtime");
+        let (repl, out) = local_repl();
         let mut seen = Vec::new();
         let outcome = run_text(&repl, &rt, "servers\nhelp\n", |l| seen.push(l.to_string()));
         assert_eq!(outcome, Outcome::Ok);
@@ -253,14 +258,7 @@ mod tests {
     #[test]
     fn lines_run_until_exit() {
         let rt = runtime().expect("runtime");
-        let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
-        // Nothing here contacts a server: `servers`, blank lines and `exit` are answered
-        // locally.
-        let config = ClientConfig {
-            servers: vec!["127.0.0.1:1".into()],
-            ..ClientConfig::default()
-        };
-        let repl = Repl::new(config, out.clone());
+        let (repl, out) = local_repl();
         lines(&repl, &rt, &b"servers\n\nexit\nservers\n"[..]).expect("in-memory input");
         let text = String::from_utf8(out.lock().expect("sink lock").clone()).expect("utf-8");
         assert_eq!(text.matches("127.0.0.1:1").count(), 1, "{text}");

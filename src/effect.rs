@@ -21,12 +21,13 @@
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::store::{clock, Store, Value};
 
-/// One change to the data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change to the data. Serde (plain derives) carries it in replication's log entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
     /// `key` in database `db` now holds `value`, with the deadline `expires_at_ms` (Unix
     /// milliseconds) or none.

@@ -22,6 +22,7 @@
 //! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL,
 //!   [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
+//! - [`replication`]: Raft groups (openraft) replicating the effect stream; not wired in yet.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -37,6 +38,7 @@ pub mod node;
 pub mod persist;
 pub mod protocol;
 pub mod repl;
+pub mod replication;
 pub mod report;
 pub mod server;
 pub mod stats;

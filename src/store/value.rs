@@ -7,9 +7,10 @@
 //! string command read a list.
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
-/// A value stored under a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A value stored under a key (serde: replication carries it inside effects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Value {
     /// A binary-safe string (Redis's `string` type: SET, GET, INCR, APPEND...).
     String(Bytes),

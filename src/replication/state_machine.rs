@@ -4,9 +4,9 @@
 //! A snapshot is taken in two steps, as openraft asks: `get_snapshot_builder` runs on the state
 //! machine's task between two applies and copies the store (`Db::dump`: one memcpy per entry
 //! under each shard's lock), so the copy matches the last applied log id exactly; the builder
-//! then serialises that copy on another task. Installing a snapshot clears the store and loads
-//! the entries with `Db::prepare` + `Db::load`, with the store's gate held exclusively so no
-//! reader sees it half done.
+//! then serialises that copy on another task. Installing a snapshot checks and prepares every
+//! entry first (`Db::prepare`; a bad image changes nothing), then clears the store and loads
+//! them (`Db::load`) with the store's gate held exclusively so no reader sees it half done.
 //!
 //! The serialised form ([`Image`]) is JSON with deadlines as absolute Unix milliseconds, like
 //! the effect stream (the dump's own deadlines are on this process's clock, meaningless to a
@@ -135,13 +135,10 @@ impl StateMachine {
         Applied { rejected }
     }
 
-    /// Replaces the store's contents with `image`.
+    /// Replaces the store's contents with `image`. Every entry is checked and prepared before
+    /// anything is cleared, so an image that fails leaves the store as it was.
     fn install_image(&self, image: Image, now: Instant) -> Result<(), String> {
-        // Exclusive: readers see the old contents or the new, never a mix.
-        let _gate = self.store.gate().exclusive();
-        for db in self.store.dbs() {
-            db.clear();
-        }
+        let mut loads = Vec::with_capacity(image.dbs.len());
         for DbImage { db: index, entries } in image.dbs {
             let Some(db) = self.store.db(index) else {
                 tracing::warn!(
@@ -168,6 +165,14 @@ impl StateMachine {
                     slot.push(prepared);
                 }
             }
+            loads.push((db, by_shard));
+        }
+        // Exclusive: readers see the old contents or the new, never a mix.
+        let _gate = self.store.gate().exclusive();
+        for db in self.store.dbs() {
+            db.clear();
+        }
+        for (db, by_shard) in loads {
             db.load(by_shard);
         }
         self.store.mark_dirty(1);
@@ -309,5 +314,83 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn contents(store: &Store) -> Vec<(usize, Bytes, crate::store::Value, Option<i64>)> {
+        let now = Instant::now();
+        let mut all: Vec<_> = (0..store.dbs().len())
+            .flat_map(|i| {
+                let db = store.db(i).expect("db");
+                db.export(now)
+                    .into_iter()
+                    .map(move |(k, e)| (i, k, e.value, e.deadline.map(clock::unix_ms_at)))
+            })
+            .collect();
+        all.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        all
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_installs_the_same_contents_over_old_ones() {
+        let now = Instant::now();
+        let source = Arc::new(Store::new(2, 4));
+        for i in 0..50 {
+            let key = format!("k{i}");
+            let deadline = (i % 3 == 0).then(|| now + Duration::from_secs(60));
+            let db = source.db(i % 2).expect("db");
+            db.shard(key.as_bytes())
+                .put(key.as_bytes(), b"value \xff", deadline, now);
+        }
+        let mut from = StateMachine::new(source.clone());
+        let snapshot = from
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("builds");
+
+        let target = Arc::new(Store::new(2, 4));
+        let db = target.db(1).expect("db 1");
+        db.shard(b"stale").put(b"stale", b"x", None, now);
+        let mut to = StateMachine::new(target.clone());
+        to.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("installs");
+        assert_eq!(contents(&target), contents(&source));
+        assert_eq!(contents(&target).len(), 50);
+        let current = to.get_current_snapshot().await.expect("reads");
+        assert_eq!(current.map(|s| s.meta), Some(snapshot.meta));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_that_does_not_parse_is_an_error_not_a_panic() {
+        let store = Arc::new(Store::new(1, 1));
+        let now = Instant::now();
+        store
+            .db(0)
+            .expect("db")
+            .shard(b"k")
+            .put(b"k", b"v", None, now);
+        let mut sm = StateMachine::new(store.clone());
+        for bad in [
+            &b"not json"[..],
+            br#"{"dbs":[{"db":0,"entries":[{"key":[1],"kind":"list","data":[],"expires_at_ms":null}]}]}"#,
+        ] {
+            let data = Box::new(Cursor::new(bad.to_vec()));
+            let meta = SnapshotMeta::default();
+            assert!(sm.install_snapshot(&meta, data).await.is_err());
+        }
+        assert_eq!(
+            contents(&store).len(),
+            1,
+            "a snapshot that fails to parse changes nothing"
+        );
     }
 }

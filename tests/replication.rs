@@ -11,6 +11,7 @@ use bytes::Bytes;
 use minikv::effect::Effect;
 use minikv::replication::{self, LogStore, NodeId, Raft, Router, StateMachine};
 use minikv::store::{clock, Store, Value};
+use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config};
 use tokio::time::Instant;
 
@@ -27,8 +28,20 @@ struct Group {
 }
 
 impl Group {
-    /// Members 1, 2 and 3, initialised as one cluster; returns once one of them leads.
+    /// Members 1, 2 and 3 over in-memory logs, initialised as one cluster; returns once one
+    /// of them leads.
     async fn start() -> Group {
+        Group::start_with(vec![
+            LogStore::default(),
+            LogStore::default(),
+            LogStore::default(),
+        ])
+        .await
+    }
+
+    /// Members 1, 2 and 3 over `logs` (in id order), initialised as one cluster; returns once
+    /// one of them leads.
+    async fn start_with(logs: Vec<LogStore>) -> Group {
         let config = Config {
             heartbeat_interval: 50,
             election_timeout_min: 200,
@@ -44,11 +57,8 @@ impl Group {
             logs: BTreeMap::new(),
             machines: BTreeMap::new(),
         };
-        for id in 1..=3 {
-            let (log, sm) = (
-                LogStore::default(),
-                StateMachine::new(Arc::new(Store::new(2, 4))),
-            );
+        for (id, log) in (1..=3).zip(logs) {
+            let sm = StateMachine::new(Arc::new(Store::new(2, 4)));
             let raft = replication::restart(
                 id,
                 group.config.clone(),
@@ -124,6 +134,15 @@ impl Group {
         self.router.remove(id);
         let raft = self.rafts.remove(&id).expect("member is running");
         raft.shutdown().await.expect("member stops");
+    }
+
+    /// Starts `id` again over `log` and an empty store, as a new process would after a
+    /// restart that kept the member's raft directory (the store is rebuilt from the log).
+    async fn restart_from(&mut self, id: NodeId, log: LogStore) {
+        let sm = StateMachine::new(Arc::new(Store::new(2, 4)));
+        self.logs.insert(id, log);
+        self.machines.insert(id, sm);
+        self.restart(id).await;
     }
 
     /// Starts `id` again over the log and state machine it had.
@@ -307,4 +326,46 @@ async fn a_member_that_was_down_catches_up_from_a_snapshot_after_a_purge() {
     for id in 1..=3 {
         assert_eq!(group.dump(id), expected, "member {id}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restarted_from_its_directory_keeps_its_vote_and_log_and_catches_up() {
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut logs = Vec::new();
+    for dir in &dirs {
+        logs.push(LogStore::open(dir.path()).await.expect("log opens"));
+    }
+    let mut group = Group::start_with(logs).await;
+    let leader = group.leader(&[1, 2, 3]).await;
+    let away = (1..=3).find(|id| *id != leader).expect("a follower");
+    let mut last = 0;
+    for n in 0..5 {
+        last = group.write(leader, batch(n)).await;
+    }
+    group.applied(&[1, 2, 3], last).await;
+    let vote = group.rafts[&away].metrics().borrow().vote;
+
+    // Stop it and forget everything it had in memory: its log and its store.
+    group.stop(away).await;
+    let kept = group.logs.remove(&away).expect("its log").len();
+    group.machines.remove(&away);
+    assert!(kept > 5, "the log holds the writes");
+    for n in 5..10 {
+        last = group.write(leader, batch(n)).await;
+    }
+
+    let mut log = LogStore::open(dirs[(away - 1) as usize].path())
+        .await
+        .expect("log reopens");
+    assert_eq!(log.read_vote().await.expect("vote"), Some(vote));
+    assert_eq!(log.len(), kept, "every entry came back");
+    group.restart_from(away, log).await;
+    group.applied(&[1, 2, 3], last).await;
+    let expected = group.dump(leader);
+    assert_eq!(expected.len(), 20);
+    assert_eq!(group.dump(away), expected);
+    let snapshot = group.rafts[&away].metrics().borrow().snapshot;
+    assert_eq!(snapshot, None, "caught up from the log, without a snapshot");
 }

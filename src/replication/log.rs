@@ -1,23 +1,36 @@
-//! The Raft log and vote of one member, in memory (after openraft's `memstore` example):
-//! entries by index, the last purged id, the vote and the committed id.
+//! The Raft log and vote of one member (after openraft's `memstore` example): entries by
+//! index, the last purged id, the vote and the committed id, held in memory and, for a log
+//! opened with [`LogStore::open`], on disk too ([`disk_log`](super::disk_log) has the files).
 //!
-//! Nothing here survives the process; a durable log (the append-only log's writer thread is
-//! the model) replaces it with issue 10. It never looks inside entries.
+//! A durable log keeps openraft's storage v2 promise: appended entries are fsynced before the
+//! append's callback fires, and the vote before `save_vote` returns. The blocking I/O runs in
+//! `spawn_blocking`, off the executor. Reads are served from memory. It never looks inside
+//! entries.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{Entry, LogId, LogState, RaftLogReader, StorageError, Vote};
+use openraft::{
+    AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
+};
 
+use super::disk_log::{DiskLog, LogFileError, Meta};
 use super::types::{NodeId, TypeConfig};
 
-/// An in-memory log; clones share it (a restarted member gets the same log back).
+/// A member's log; clones share it. `LogStore::default()` lives in memory only (a restarted
+/// member gets the same log back only through a clone); [`LogStore::open`] keeps it in a
+/// directory that a new process can open again.
 #[derive(Debug, Clone, Default)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    /// The files, for a durable log. A separate std mutex, held only inside `spawn_blocking`
+    /// (an fsync under `inner` would stall readers); openraft calls the storage methods one
+    /// at a time, so the two locks never race each other.
+    disk: Option<Arc<Mutex<DiskLog>>>,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +42,33 @@ struct Inner {
 }
 
 impl LogStore {
+    /// Opens the durable log in `dir` (created if missing): the vote, committed and purged
+    /// ids and every entry come back; a torn last record is cut off.
+    ///
+    /// # Errors
+    /// A [`StorageError`] naming the file (and the offset, for a damaged record before the
+    /// last one) when the directory cannot be read or written, or holds damage.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<LogStore, StorageError<NodeId>> {
+        let dir = dir.as_ref().to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || DiskLog::open(&dir))
+            .await
+            .map_err(join_err)??;
+        let inner = Inner {
+            last_purged: opened.meta.last_purged,
+            log: opened
+                .entries
+                .into_iter()
+                .map(|e| (e.log_id.index, e))
+                .collect(),
+            committed: opened.meta.committed,
+            vote: opened.meta.vote,
+        };
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(inner)),
+            disk: Some(Arc::new(Mutex::new(opened.disk))),
+        })
+    }
+
     /// A std mutex: every critical section is a map operation, never an `.await`.
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().expect("raft log lock poisoned")
@@ -43,6 +83,36 @@ impl LogStore {
     pub fn is_empty(&self) -> bool {
         self.lock().log.is_empty()
     }
+
+    fn meta(&self) -> Meta {
+        let inner = self.lock();
+        Meta {
+            vote: inner.vote,
+            committed: inner.committed,
+            last_purged: inner.last_purged,
+        }
+    }
+
+    /// Runs `f` on the files in `spawn_blocking`; nothing for an in-memory log.
+    async fn on_disk<F>(&self, f: F) -> Result<(), StorageError<NodeId>>
+    where
+        F: FnOnce(&mut DiskLog) -> Result<(), LogFileError> + Send + 'static,
+    {
+        let Some(disk) = self.disk.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            f(&mut disk.lock().expect("raft log file lock poisoned"))
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(StorageError::from)
+    }
+}
+
+/// A blocking task that panicked or was cancelled (the runtime shutting down).
+fn join_err(e: tokio::task::JoinError) -> StorageError<NodeId> {
+    StorageIOError::write_logs(AnyError::error(format!("raft log file task failed: {e}"))).into()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -76,6 +146,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut meta = self.meta();
+        meta.vote = Some(*vote);
+        // On disk first: a vote must never be forgotten once it was promised.
+        self.on_disk(move |d| d.save_meta(&meta)).await?;
         self.lock().vote = Some(*vote);
         Ok(())
     }
@@ -88,6 +162,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
+        let mut meta = self.meta();
+        meta.committed = committed;
+        self.on_disk(move |d| d.save_meta(&meta)).await?;
         self.lock().committed = committed;
         Ok(())
     }
@@ -104,29 +181,84 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
     {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if self.disk.is_some() {
+            let written = entries.clone();
+            // Flushed before the callback fires: openraft may count these entries towards a
+            // commit (or answer a leader) as soon as it does.
+            if let Err(e) = self.on_disk(move |d| d.append(&written)).await {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                return Err(e);
+            }
+        }
         let mut inner = self.lock();
         for entry in entries {
             inner.log.insert(entry.log_id.index, entry);
         }
         drop(inner);
-        // In memory, an append is "flushed" as soon as it is in the map.
         callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.lock().log.split_off(&log_id.index);
+        let index = log_id.index;
+        self.on_disk(move |d| d.truncate(index)).await?;
+        self.lock().log.split_off(&index);
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let (meta, kept) = {
+            let inner = self.lock();
+            let mut meta = Meta {
+                vote: inner.vote,
+                committed: inner.committed,
+                last_purged: inner.last_purged,
+            };
+            // openraft purges in increasing order; never move the mark back.
+            if meta.last_purged < Some(log_id) {
+                meta.last_purged = Some(log_id);
+            }
+            let from = log_id.index.saturating_add(1);
+            // Only a durable log needs a copy of what stays (it rewrites its file with it).
+            let kept: Vec<Entry<TypeConfig>> = match self.disk {
+                Some(_) => inner.log.range(from..).map(|(_, e)| e.clone()).collect(),
+                None => Vec::new(),
+            };
+            (meta, kept)
+        };
+        self.on_disk(move |d| d.purge(&meta, &kept)).await?;
         let mut inner = self.lock();
-        // openraft purges in increasing order; never move the mark back.
-        if inner.last_purged < Some(log_id) {
-            inner.last_purged = Some(log_id);
-        }
+        inner.last_purged = meta.last_purged;
         let kept = inner.log.split_off(&log_id.index.saturating_add(1));
         inner.log = kept;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_durable_log_keeps_its_vote_and_committed_id_across_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = LogStore::open(dir.path()).await.expect("open");
+        let committed = Some(LogId::new(CommittedLeaderId::new(3, 2), 7));
+        log.save_vote(&Vote::new_committed(3, 2))
+            .await
+            .expect("vote");
+        log.save_committed(committed).await.expect("committed");
+        drop(log);
+
+        let mut log = LogStore::open(dir.path()).await.expect("reopen");
+        assert_eq!(
+            log.read_vote().await.expect("vote"),
+            Some(Vote::new_committed(3, 2))
+        );
+        assert_eq!(log.read_committed().await.expect("committed"), committed);
+        assert!(log.is_empty());
     }
 }

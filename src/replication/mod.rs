@@ -5,7 +5,9 @@
 //!
 //! Pieces, one file each (the split of openraft's `raft-kv-memstore` example):
 //! - [`types`]: the group's openraft type configuration and aliases.
-//! - [`log`]: [`LogStore`], the Raft log and vote, in memory.
+//! - [`log`]: [`LogStore`], the Raft log and vote, in memory or durable in a directory.
+//! - [`disk_log`]: the durable log's files: framed, checksummed entries and an atomically
+//!   replaced vote file.
 //! - [`state_machine`]: [`StateMachine`], committed batches applied to a [`Store`], snapshots
 //!   built from its dump and installed by clear + load.
 //! - [`network`]: [`Router`], an in-process network between `Raft` handles, for tests (the TCP
@@ -18,6 +20,7 @@
 //! [`Effect::apply`]: crate::effect::Effect::apply
 //! [`Store`]: crate::store::Store
 
+pub mod disk_log;
 pub mod log;
 pub mod network;
 pub mod state_machine;

@@ -273,7 +273,40 @@ async fn a_member_that_was_down_catches_up_from_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_was_down_catches_up_from_a_snapshot_after_a_purge() {
-    let mut group = Group::start().await;
+    let group = Group::start().await;
+    catches_up_from_a_snapshot_after_a_purge(group).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_logs_purge_their_files_and_a_member_catches_up_from_a_snapshot() {
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut logs = Vec::new();
+    for dir in &dirs {
+        logs.push(LogStore::open(dir.path()).await.expect("log opens"));
+    }
+    let group = Group::start_with(logs).await;
+    let (mut group, leader) = catches_up_from_a_snapshot_after_a_purge(group).await;
+
+    // The purge reached the leader's files: stopped and reopened, its log starts after the
+    // snapshot.
+    group.stop(leader).await;
+    let mut log = LogStore::open(dirs[(leader - 1) as usize].path())
+        .await
+        .expect("log reopens");
+    let state = log.get_log_state().await.expect("log state");
+    let purged = state.last_purged_log_id.expect("purged");
+    assert!(log.len() < 3, "the purged entries are gone from the file");
+    assert!(
+        state.last_log_id > Some(purged),
+        "the write after the purge is kept"
+    );
+}
+
+/// Stops a follower, writes, snapshots and purges the leader, restarts the follower (which
+/// needs the snapshot) and writes again; returns the group and its leader.
+async fn catches_up_from_a_snapshot_after_a_purge(mut group: Group) -> (Group, NodeId) {
     let leader = group.leader(&[1, 2, 3]).await;
     let away = (1..=3).find(|id| *id != leader).expect("a follower");
     group.stop(away).await;
@@ -326,6 +359,7 @@ async fn a_member_that_was_down_catches_up_from_a_snapshot_after_a_purge() {
     for id in 1..=3 {
         assert_eq!(group.dump(id), expected, "member {id}");
     }
+    (group, leader)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

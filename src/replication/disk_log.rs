@@ -277,38 +277,42 @@ const MAGIC: &[u8] = b"MINIKV-RAFT 1\n";
 const FRAME_LEN: usize = 8;
 
 /// Splits `bytes` (header included) into records: (offset, payload) each, and the end of the
-/// last whole record. A bad record that reaches the end of the file is a torn tail; one with
-/// bytes after it is damage.
+/// last whole record. A bad record (cut short, empty, or failing its checksum) is a torn tail
+/// when no whole record follows it; one that a whole record follows is damage (its length
+/// field may be what was hit, so "it reaches the end of the file" proves nothing).
 fn scan<'a>(bytes: &'a [u8], path: &Path) -> Result<Scanned<'a>, LogFileError> {
     let mut records = Vec::new();
     let mut at = MAGIC.len();
     while at < bytes.len() {
-        let rest = &bytes[at..];
-        if rest.len() < FRAME_LEN {
-            break; // torn inside the frame header
-        }
-        let mut word = [0u8; 4];
-        word.copy_from_slice(&rest[..4]);
-        let len = u32::from_le_bytes(word) as usize;
-        word.copy_from_slice(&rest[4..8]);
-        let crc = u32::from_le_bytes(word);
-        let Some(payload) = rest.get(FRAME_LEN..FRAME_LEN.saturating_add(len)) else {
-            break; // torn inside the payload
-        };
-        if crc32fast::hash(payload) != crc {
-            if FRAME_LEN + len == rest.len() {
-                break; // the last record, half written
+        let Some(payload) = record_at(bytes, at) else {
+            if let Some(next) = (at + 1..bytes.len()).find(|&o| record_at(bytes, o).is_some()) {
+                return Err(read_err(format!(
+                    "{}: the record at offset {at} is damaged and a whole record follows at \
+                     offset {next}; refusing to drop acknowledged entries (move the file \
+                     away to rejoin empty)",
+                    path.display()
+                )));
             }
-            return Err(read_err(format!(
-                "{}: the record at offset {at} fails its checksum and more records follow; \
-                 refusing to drop acknowledged entries (move the file away to rejoin empty)",
-                path.display()
-            )));
-        }
+            break; // a torn tail: the last append, never acknowledged
+        };
         records.push((at, payload));
-        at += FRAME_LEN + len;
+        at += FRAME_LEN + payload.len();
     }
     Ok((records, at.min(bytes.len())))
+}
+
+/// The payload of a whole record at `at`: its frame fits, it is not empty (an entry never
+/// is; zeros are what a crash may leave past the data), and its checksum matches.
+fn record_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let rest = bytes.get(at..)?;
+    let word = |i: usize| -> Option<u32> {
+        let b = rest.get(i..i + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let len = word(0)? as usize;
+    let crc = word(4)?;
+    let payload = rest.get(FRAME_LEN..FRAME_LEN.checked_add(len)?)?;
+    (len > 0 && crc32fast::hash(payload) == crc).then_some(payload)
 }
 
 /// Frames a payload as a record: length, checksum, payload.
@@ -488,6 +492,43 @@ mod tests {
         assert!(msg.contains(&format!("offset {}", MAGIC.len())), "{msg}");
         // Nothing was cut: the file is as it was.
         assert_eq!(fs::read(&path).expect("read"), bytes);
+    }
+
+    #[test]
+    fn a_damaged_length_before_the_last_record_is_refused_not_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut disk = open(dir.path()).disk;
+        disk.append(&[entry(1, 1), entry(1, 2), entry(1, 3)])
+            .expect("append");
+        drop(disk);
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = fs::read(&path).expect("read");
+        // The first record now claims to run past the end of the file.
+        bytes[MAGIC.len() + 3] = 0x7f;
+        fs::write(&path, &bytes).expect("write");
+
+        let err = DiskLog::open(dir.path()).expect_err("damage is refused");
+        assert!(
+            err.to_string().contains(&format!("offset {}", MAGIC.len())),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).expect("read"), bytes, "nothing was cut");
+    }
+
+    #[test]
+    fn zeros_after_the_last_record_are_a_torn_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut disk = open(dir.path()).disk;
+        disk.append(&[entry(1, 1)]).expect("append");
+        drop(disk);
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = fs::read(&path).expect("read");
+        let len = bytes.len();
+        bytes.extend_from_slice(&[0u8; 4096]);
+        fs::write(&path, &bytes).expect("write");
+
+        assert_eq!(indexes(&open(dir.path()).entries), [(1, 1)]);
+        assert_eq!(fs::metadata(&path).expect("stat").len(), len as u64);
     }
 
     #[test]

@@ -514,7 +514,9 @@ impl RaftNetwork<TypeConfig> for BusClient {
 
 /// The largest frame either side accepts (16 MiB); a longer length prefix closes the
 /// connection before its bytes are read. openraft's snapshot chunks (3 MiB by default,
-/// `Config::snapshot_max_chunk_size`) and append batches must stay below it once encoded.
+/// `Config::snapshot_max_chunk_size`) are about 12 MiB once JSON writes their bytes as
+/// numbers; appends (`Config::max_payload_entries`) must stay below it too, or the peer refuses
+/// them on every retry.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long an accepted connection may take to send its password before it is closed.

@@ -22,7 +22,8 @@
 //! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL,
 //!   [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
-//! - [`replication`]: Raft groups (openraft) replicating the effect stream; not wired in yet.
+//! - [`replication`]: Raft groups (openraft) replicating the effect stream, and the cluster bus
+//!   (their RPCs over TCP); not wired in yet.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

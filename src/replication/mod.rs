@@ -10,16 +10,19 @@
 //!   replaced vote file.
 //! - [`state_machine`]: [`StateMachine`], committed batches applied to a [`Store`], snapshots
 //!   built from its dump and installed by clear + load.
-//! - [`network`]: [`Router`], an in-process network between `Raft` handles, for tests (the TCP
-//!   cluster bus comes later).
+//! - [`network`]: [`Router`], an in-process network between `Raft` handles, for tests.
+//! - [`bus`]: the cluster bus, the same RPCs over TCP: [`bus::run`] serves local members,
+//!   [`BusNetwork`] reaches peers by address (not on the command line yet).
 //!
 //! Not wired into the node or the command line yet: nothing here is reached from `server` or
-//! `cmd`. This module knows the store and the effect stream, never sockets or commands.
+//! `cmd`. This module knows the store and the effect stream, never commands; only [`bus`]
+//! knows sockets.
 //!
 //! [`Effect`]: crate::effect::Effect
 //! [`Effect::apply`]: crate::effect::Effect::apply
 //! [`Store`]: crate::store::Store
 
+pub mod bus;
 pub mod disk_log;
 pub mod log;
 pub mod network;
@@ -30,6 +33,7 @@ use std::sync::Arc;
 
 use openraft::error::Fatal;
 
+pub use bus::{BusNetwork, GroupId, Groups};
 pub use log::LogStore;
 pub use network::Router;
 pub use state_machine::StateMachine;

@@ -4,12 +4,16 @@
 //! that are not the bus's frames close only their own connection.
 //! Every wait is bounded; nothing sleeps to make an assertion true.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
+use common::raft::agreed_leader;
+use common::store::Dump;
+use common::WAIT;
 use minikv::effect::Effect;
 use minikv::replication::bus::{self, BusNetwork, Groups, MAX_FRAME_BYTES};
 use minikv::replication::{LogStore, NodeId, Raft, StateMachine};
@@ -21,11 +25,7 @@ use openraft::{BasicNode, Config, Vote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// How long any wait in these tests may take before it fails.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// The group every test uses.
 const GROUP: u64 = 7;
@@ -104,29 +104,6 @@ async fn group(password: Option<&str>) -> BTreeMap<NodeId, Member> {
     members
 }
 
-/// The leader every member in `among` agrees on, waited for.
-async fn leader(members: &BTreeMap<NodeId, Member>, among: &[NodeId]) -> NodeId {
-    let m = members[&among[0]]
-        .raft
-        .wait(Some(WAIT))
-        .metrics(
-            |m| m.current_leader.is_some_and(|l| among.contains(&l)),
-            "a leader",
-        )
-        .await
-        .expect("a leader is elected");
-    let leader = m.current_leader.expect("checked above");
-    for id in among {
-        members[id]
-            .raft
-            .wait(Some(WAIT))
-            .current_leader(leader, "all agree")
-            .await
-            .expect("every member follows the leader");
-    }
-    leader
-}
-
 /// Writes `batch` through `leader`; returns the log index it was committed at.
 async fn write(members: &BTreeMap<NodeId, Member>, leader: NodeId, batch: Vec<Effect>) -> u64 {
     let reply = members[&leader]
@@ -158,22 +135,6 @@ async fn stop_bus(member: &mut Member) {
         .await
         .expect("bus stops in time")
         .expect("bus task ends cleanly");
-}
-
-/// Every live entry of a store: (db, key) -> (value, deadline in Unix ms).
-type Dump = BTreeMap<(usize, Bytes), (Value, Option<i64>)>;
-
-fn dump(member: &Member) -> Dump {
-    let store = member.machine.store();
-    let now = Instant::now();
-    (0..store.dbs().len())
-        .flat_map(|i| {
-            let db = store.db(i).expect("db");
-            db.export(now)
-                .into_iter()
-                .map(move |(k, e)| ((i, k), (e.value, e.deadline.map(clock::unix_ms_at))))
-        })
-        .collect()
 }
 
 /// A batch of a few writes, numbered `n`: a plain key, a key with a TTL, a deleted key.
@@ -338,4 +299,14 @@ async fn garbage_and_oversized_frames_close_the_connection_and_the_bus_keeps_ser
     }
     applied(&members, &[1, 2, 3], last).await;
     assert_eq!(dump(&members[&target]), dump(&members[&leader]));
+}
+
+/// The leader every member in `among` agrees on, waited for.
+async fn leader(members: &BTreeMap<NodeId, Member>, among: &[NodeId]) -> NodeId {
+    agreed_leader(among, |id| &members[&id].raft).await
+}
+
+/// Every live entry of a member's store.
+fn dump(member: &Member) -> Dump {
+    common::store::dump(member.machine.store())
 }

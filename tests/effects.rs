@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::session;
+use common::store::dump_at;
 use minikv::cmd::Session;
 use minikv::effect::{Effect, Recorder};
 use minikv::node::Node;
@@ -106,19 +107,6 @@ fn command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
-/// Every entry of every database, comparable: deadlines in Unix milliseconds, as effects
-/// carry them.
-fn dump(store: &Store, now: Instant) -> Vec<(usize, Bytes, Value, Option<i64>)> {
-    let mut out = Vec::new();
-    for (i, db) in store.dbs().iter().enumerate() {
-        for (key, entry) in db.export(now) {
-            out.push((i, key, entry.value, entry.deadline.map(clock::unix_ms_at)));
-        }
-    }
-    out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    out
-}
-
 fn node_with_recorder() -> (Node, Arc<Recorder>) {
     let node = Node::new(NodeConfig {
         databases: DATABASES,
@@ -148,7 +136,7 @@ proptest! {
         for effect in &effects {
             prop_assert!(effect.apply(&replayed, now).is_ok(), "{:?}", effect);
         }
-        prop_assert_eq!(dump(&node.store, now), dump(&replayed, now), "{:?}", commands);
+        prop_assert_eq!(dump_at(&node.store, now), dump_at(&replayed, now), "{:?}", commands);
     }
 }
 

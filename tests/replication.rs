@@ -3,20 +3,20 @@
 //! leader stops, and a member that was away catches up from the log or from a snapshot.
 //! Every wait is bounded; nothing sleeps to make an assertion true.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
+use common::raft::agreed_leader;
+use common::store::{dump, Dump};
+use common::WAIT;
 use minikv::effect::Effect;
 use minikv::replication::{self, LogStore, NodeId, Raft, Router, StateMachine};
 use minikv::store::{clock, Store, Value};
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config};
-use tokio::time::Instant;
-
-/// How long any wait in these tests may take before it fails.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// Three members, their stores, logs and state machines, and the network between them.
 struct Group {
@@ -84,24 +84,7 @@ impl Group {
 
     /// The leader that every member in `among` agrees on, waited for.
     async fn leader(&self, among: &[NodeId]) -> NodeId {
-        let first = &self.rafts[&among[0]];
-        let m = first
-            .wait(Some(WAIT))
-            .metrics(
-                |m| m.current_leader.is_some_and(|l| among.contains(&l)),
-                "a leader",
-            )
-            .await
-            .expect("a leader is elected");
-        let leader = m.current_leader.expect("checked above");
-        for id in among {
-            self.rafts[id]
-                .wait(Some(WAIT))
-                .current_leader(leader, "all agree")
-                .await
-                .expect("every member follows the leader");
-        }
-        leader
+        agreed_leader(among, |id| &self.rafts[&id]).await
     }
 
     /// Writes `batch` through `leader`; returns the log index it was committed at.
@@ -158,21 +141,6 @@ impl Group {
         .expect("member restarts");
         self.rafts.insert(id, raft);
     }
-}
-
-/// Every live entry of a store: (db, key) -> (value, deadline in Unix ms).
-type Dump = BTreeMap<(usize, Bytes), (Value, Option<i64>)>;
-
-fn dump(store: &Store) -> Dump {
-    let now = Instant::now();
-    (0..store.dbs().len())
-        .flat_map(|i| {
-            let db = store.db(i).expect("db");
-            db.export(now)
-                .into_iter()
-                .map(move |(k, e)| ((i, k), (e.value, e.deadline.map(clock::unix_ms_at))))
-        })
-        .collect()
 }
 
 fn put(db: usize, key: &str, value: &str, expires_at_ms: Option<i64>) -> Effect {
@@ -279,13 +247,7 @@ async fn a_member_that_was_down_catches_up_from_a_snapshot_after_a_purge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_logs_purge_their_files_and_a_member_catches_up_from_a_snapshot() {
-    let dirs: Vec<tempfile::TempDir> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
-    let mut logs = Vec::new();
-    for dir in &dirs {
-        logs.push(LogStore::open(dir.path()).await.expect("log opens"));
-    }
+    let (dirs, logs) = durable_logs().await;
     let group = Group::start_with(logs).await;
     let (mut group, leader) = catches_up_from_a_snapshot_after_a_purge(group).await;
 
@@ -364,13 +326,7 @@ async fn catches_up_from_a_snapshot_after_a_purge(mut group: Group) -> (Group, N
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_restarted_from_its_directory_keeps_its_vote_and_log_and_catches_up() {
-    let dirs: Vec<tempfile::TempDir> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
-    let mut logs = Vec::new();
-    for dir in &dirs {
-        logs.push(LogStore::open(dir.path()).await.expect("log opens"));
-    }
+    let (dirs, logs) = durable_logs().await;
     let mut group = Group::start_with(logs).await;
     let leader = group.leader(&[1, 2, 3]).await;
     let away = (1..=3).find(|id| *id != leader).expect("a follower");
@@ -402,4 +358,16 @@ async fn a_member_restarted_from_its_directory_keeps_its_vote_and_log_and_catche
     assert_eq!(group.dump(away), expected);
     let snapshot = group.rafts[&away].metrics().borrow().snapshot;
     assert_eq!(snapshot, None, "caught up from the log, without a snapshot");
+}
+
+/// Three durable logs, each in its own temporary directory (kept alive by the caller).
+async fn durable_logs() -> (Vec<tempfile::TempDir>, Vec<LogStore>) {
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut logs = Vec::new();
+    for dir in &dirs {
+        logs.push(LogStore::open(dir.path()).await.expect("log opens"));
+    }
+    (dirs, logs)
 }

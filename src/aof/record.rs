@@ -74,8 +74,11 @@ pub(super) fn encode(effects: &[Effect], out: &mut BytesMut) {
             Effect::FlushDb { .. } => command(out, &[b"FLUSHDB"]),
             Effect::FlushAll => command(out, &[b"FLUSHALL"]),
             Effect::SwapDb { a, b } => {
-                let a = a.to_string();
-                command(out, &[b"SWAPDB", a.as_bytes(), n.format(*b).as_bytes()]);
+                let mut m = itoa::Buffer::new();
+                command(
+                    out,
+                    &[b"SWAPDB", m.format(*a).as_bytes(), n.format(*b).as_bytes()],
+                );
             }
         }
     }

@@ -171,17 +171,10 @@ impl Db {
         self.lock(self.shard_index(key))
     }
 
-    /// The index of the shard owning `key`; lock several keys' shards in ascending index
-    /// order (see [`Db::lock_indices`]) to avoid deadlocks.
+    /// The index of the shard owning `key`; lock several keys' shards in ascending `(db,
+    /// index)` order (as `cmd::capture` does) to avoid deadlocks.
     pub fn shard_index(&self, key: &[u8]) -> usize {
         (self.hasher.hash_one(key) % self.shards.len() as u64) as usize
-    }
-
-    /// Locks the given shard indices (sorted, deduplicated) in ascending order.
-    pub fn lock_indices(&self, mut indices: Vec<usize>) -> Vec<(usize, MutexGuard<'_, Shard>)> {
-        indices.sort_unstable();
-        indices.dedup();
-        indices.into_iter().map(|i| (i, self.lock(i))).collect()
     }
 
     /// Number of shards.

@@ -5,7 +5,8 @@
 //!   `redis-server`, and external programs run with a time limit;
 //! - [`raw`]: raw sockets, RESP request builders and frame scanning, the JSON connection;
 //! - [`redis_rs`]: redis-rs connections, word-list commands (`q`, `qerr`), INFO parsing;
-//! - [`snapshot`]: reading snapshot files;
+//! - [`snapshot`]: reading snapshot files; [`store`]: comparing stores entry by entry;
+//! - [`raft`]: Raft groups (waiting for an agreed leader);
 //! - [`tmux`]: a terminal (tmux) for interactive programs: typing, pasting, reading the screen.
 //!
 //! Every node binds `127.0.0.1:0` (or a port just found free) and keeps its snapshot in its own
@@ -15,9 +16,11 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod raft;
 pub mod raw;
 pub mod redis_rs;
 pub mod snapshot;
+pub mod store;
 pub mod tmux;
 
 use std::future::Future;

@@ -108,7 +108,7 @@ async fn group(password: Option<&str>) -> BTreeMap<NodeId, Member> {
 async fn write(members: &BTreeMap<NodeId, Member>, leader: NodeId, batch: Vec<Effect>) -> u64 {
     let reply = members[&leader]
         .raft
-        .client_write(batch)
+        .client_write(batch.into())
         .await
         .expect("write commits");
     assert_eq!(reply.data.rejected, 0);

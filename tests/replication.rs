@@ -90,7 +90,7 @@ impl Group {
     /// Writes `batch` through `leader`; returns the log index it was committed at.
     async fn write(&self, leader: NodeId, batch: Vec<Effect>) -> u64 {
         let reply = self.rafts[&leader]
-            .client_write(batch)
+            .client_write(batch.into())
             .await
             .expect("write commits");
         assert_eq!(reply.data.rejected, 0);

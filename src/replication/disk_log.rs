@@ -364,11 +364,12 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
 
     use super::*;
+    use crate::replication::types::Batch;
 
     fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Normal(Vec::new()),
+            payload: EntryPayload::Normal(Batch::default()),
         }
     }
 

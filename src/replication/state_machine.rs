@@ -234,7 +234,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let reply = match entry.payload {
                 EntryPayload::Blank => Applied::default(),
-                EntryPayload::Normal(ref batch) => self.apply_batch(batch, now),
+                EntryPayload::Normal(ref batch) => self.apply_batch(&batch.effects, now),
                 EntryPayload::Membership(ref m) => {
                     self.state().membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     Applied::default()

@@ -7,6 +7,9 @@
 //! - [`redis_rs`]: redis-rs connections, word-list commands (`q`, `qerr`), INFO parsing;
 //! - [`snapshot`]: reading snapshot files; [`store`]: comparing stores entry by entry;
 //! - [`raft`]: Raft groups (waiting for an agreed leader);
+//! - [`linearizability`]: the linearizability checker for register-per-key histories;
+//! - [`netns`]: network namespaces on a bridge, partitions and heals;
+//! - [`nemesis`]: a cluster of real processes under faults, with workers recording histories;
 //! - [`tmux`]: a terminal (tmux) for interactive programs: typing, pasting, reading the screen.
 //!
 //! Every node binds `127.0.0.1:0` (or a port just found free) and keeps its snapshot in its own
@@ -15,6 +18,9 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod linearizability;
+pub mod nemesis;
+pub mod netns;
 pub mod process;
 pub mod raft;
 pub mod raw;
@@ -256,6 +262,15 @@ impl Rng {
             .unwrap_or(0x9e37_79b9_7f4a_7c15)
             | 1;
         (Rng(seed), seed)
+    }
+
+    /// A generator with a given seed (0 is replaced: xorshift would stay at 0).
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
     }
 
     /// The next value in `0..bound`.

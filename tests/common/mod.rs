@@ -6,7 +6,7 @@
 //! - [`raw`]: raw sockets, RESP request builders and frame scanning, the JSON connection;
 //! - [`redis_rs`]: redis-rs connections, word-list commands (`q`, `qerr`), INFO parsing;
 //! - [`snapshot`]: reading snapshot files; [`store`]: comparing stores entry by entry;
-//! - [`raft`]: Raft groups (waiting for an agreed leader);
+//! - [`raft`]: Raft groups (waiting for an agreed leader); [`pki`]: a CA and a node certificate;
 //! - [`tmux`]: a terminal (tmux) for interactive programs: typing, pasting, reading the screen.
 //!
 //! Every node binds `127.0.0.1:0` (or a port just found free) and keeps its snapshot in its own
@@ -15,6 +15,7 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod process;
 pub mod raft;
 pub mod raw;

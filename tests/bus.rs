@@ -21,6 +21,7 @@ use minikv::replication::bus::{self, wire, BusCaller, BusNetwork, BusTls, CallHa
 use minikv::replication::bus::{Response, MAX_FRAME_BYTES};
 use minikv::replication::{LogStore, NodeId, Raft, StateMachine};
 use minikv::store::{clock, Store, Value};
+use minikv::tls::{self, ClientTls};
 use openraft::error::RPCError;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::VoteRequest;
@@ -384,6 +385,23 @@ async fn plain_peers_of_a_tls_bus_and_tls_peers_of_a_plain_bus_fail_cleanly() {
             .vote(vote(), option())
             .await,
     );
+    // A client that trusts the bus but presents another CA's certificate, or none: the bus
+    // requires a client certificate of its own CA.
+    for (cert, key) in [
+        (Some(stranger.cert.clone()), Some(stranger.key.clone())),
+        (None, None),
+    ] {
+        let client = tls::client_config(&ClientTls {
+            ca: pki.ca.clone(),
+            cert,
+            key,
+        })
+        .expect("client TLS config");
+        let server = tls::server_config(&stranger.node()).expect("server TLS config");
+        let half = BusTls::from_configs(server, client);
+        let mut half = BusNetwork::new(GROUP, None, Some(half));
+        refused.push(half.new_client(1, &node).await.vote(vote(), option()).await);
+    }
     for outcome in &refused {
         assert!(outcome.is_err(), "{outcome:?}");
     }

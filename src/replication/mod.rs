@@ -11,8 +11,9 @@
 //! - [`state_machine`]: [`StateMachine`], committed batches applied to a [`Store`], snapshots
 //!   built from its dump and installed by clear + load.
 //! - [`network`]: [`Router`], an in-process network between `Raft` handles, for tests.
-//! - [`bus`]: the cluster bus, the same RPCs over TCP: [`bus::run`] serves local members,
-//!   [`BusNetwork`] reaches peers by address (not on the command line yet).
+//! - [`bus`]: the cluster bus, the same RPCs over TCP or mutual TLS in compact binary frames:
+//!   [`bus::run`] serves local members (and the node layer's calls), [`BusNetwork`] reaches
+//!   peers by address, [`BusCaller`] makes calls (not on the command line yet).
 //!
 //! Not wired into the node or the command line yet: nothing here is reached from `server` or
 //! `cmd`. This module knows the store and the effect stream, never commands; only [`bus`]
@@ -33,7 +34,7 @@ use std::sync::Arc;
 
 use openraft::error::Fatal;
 
-pub use bus::{BusNetwork, GroupId, Groups};
+pub use bus::{BusCaller, BusNetwork, BusTls, CallHandler, GroupId, Groups};
 pub use log::LogStore;
 pub use network::Router;
 pub use state_machine::StateMachine;

@@ -6,7 +6,7 @@
 //! - [`raw`]: raw sockets, RESP request builders and frame scanning, the JSON connection;
 //! - [`redis_rs`]: redis-rs connections, word-list commands (`q`, `qerr`), INFO parsing;
 //! - [`snapshot`]: reading snapshot files; [`store`]: comparing stores entry by entry;
-//! - [`raft`]: Raft groups (waiting for an agreed leader);
+//! - [`raft`]: Raft groups (waiting for an agreed leader); [`pki`]: a CA and a node certificate;
 //! - [`linearizability`]: the linearizability checker for register-per-key histories;
 //! - [`netns`]: network namespaces on a bridge, partitions and heals;
 //! - [`nemesis`]: a cluster of real processes under faults, with workers recording histories;
@@ -21,6 +21,7 @@
 pub mod linearizability;
 pub mod nemesis;
 pub mod netns;
+pub mod pki;
 pub mod process;
 pub mod raft;
 pub mod raw;

@@ -371,3 +371,53 @@ async fn durable_logs() -> (Vec<tempfile::TempDir>, Vec<LogStore>) {
     }
     (dirs, logs)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_reset_to_its_snapshot_reapplies_the_committed_log_after_it() {
+    let mut group = Group::start().await;
+    let leader = group.leader(&[1, 2, 3]).await;
+    let member = (1..=3).find(|id| *id != leader).expect("a follower");
+    let mut last = 0;
+    for n in 0..5 {
+        last = group.write(leader, batch(n)).await;
+    }
+    group.applied(&[1, 2, 3], last).await;
+    let raft = &group.rafts[&member];
+    raft.trigger().snapshot().await.expect("trigger snapshot");
+    let covered = raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= last),
+            "snapshot built",
+        )
+        .await
+        .expect("the member builds a snapshot")
+        .snapshot;
+    let at_snapshot = group.dump(member);
+    for n in 5..10 {
+        last = group.write(leader, batch(n)).await;
+    }
+    group.applied(&[1, 2, 3], last).await;
+
+    // As if it had led and run a command that never committed: a write only its store has.
+    group.stop(member).await;
+    let store = group.machines[&member].store().clone();
+    let db = store.db(0).expect("db 0");
+    let now = tokio::time::Instant::now();
+    db.shard(b"uncommitted")
+        .put(b"uncommitted", b"x", None, now);
+    group.machines[&member].reset().await.expect("resets");
+    assert_eq!(group.dump(member), at_snapshot, "back to the snapshot");
+
+    group.restart(member).await;
+    group.applied(&[member], last).await;
+    let expected = group.dump(leader);
+    assert_eq!(expected.len(), 20);
+    assert_eq!(group.dump(member), expected);
+    let snapshot = group.rafts[&member].metrics().borrow().snapshot;
+    assert_eq!(snapshot, covered, "the snapshot it was reset to");
+
+    let next = group.write(leader, batch(99)).await;
+    group.applied(&[1, 2, 3], next).await;
+    assert_eq!(group.dump(member), group.dump(leader));
+}

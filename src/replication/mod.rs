@@ -8,8 +8,11 @@
 //! - [`log`]: [`LogStore`], the Raft log and vote, in memory or durable in a directory.
 //! - [`disk_log`]: the durable log's files: framed, checksummed entries and an atomically
 //!   replaced vote file.
-//! - [`state_machine`]: [`StateMachine`], committed batches applied to a [`Store`], snapshots
-//!   built from its dump and installed by clear + load.
+//! - [`state_machine`]: [`StateMachine`], committed batches applied to the group's [`Scope`]
+//!   of a [`Store`] (its own leader's batches skipped: already there), snapshots built from
+//!   its dump once no speculative write is outstanding, installed by clear + load, kept in a
+//!   directory, and [`StateMachine::reset`] back to committed state.
+//! - [`snapshot`]: the snapshot's bytes: a zstd-compressed, checksummed frame, and its file.
 //! - [`network`]: [`Router`], an in-process network between `Raft` handles, for tests.
 //! - [`bus`]: the cluster bus, the same RPCs over TCP or mutual TLS in compact binary frames:
 //!   [`bus::run`] serves local members (and the node layer's calls), [`BusNetwork`] reaches
@@ -27,6 +30,7 @@ pub mod bus;
 pub mod disk_log;
 pub mod log;
 pub mod network;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
@@ -37,8 +41,9 @@ use openraft::error::Fatal;
 pub use bus::{BusCaller, BusNetwork, BusTls, CallHandler, GroupId, Groups};
 pub use log::LogStore;
 pub use network::Router;
-pub use state_machine::StateMachine;
-pub use types::{Batch, NodeId, Raft, TypeConfig};
+pub use snapshot::SnapshotError;
+pub use state_machine::{Scope, StateMachine};
+pub use types::{Batch, NodeId, Raft, Speculation, TypeConfig};
 
 use crate::store::Store;
 

@@ -1,82 +1,102 @@
-//! The state machine of a shard's group: committed batches applied to a [`Store`] with
-//! [`Effect::apply`], and snapshots made of the store's dump.
+//! The state machine of a shard's group: committed batches applied to the group's part of a
+//! [`Store`] with [`Effect::apply`], and snapshots made of that part's dump.
 //!
-//! A snapshot is taken in two steps, as openraft asks: `get_snapshot_builder` runs on the state
-//! machine's task between two applies and copies the store (`Db::dump`: one memcpy per entry
-//! under each shard's lock), so the copy matches the last applied log id exactly; the builder
-//! then serialises that copy on another task. Installing a snapshot checks and prepares every
-//! entry first (`Db::prepare`; a bad image changes nothing), then clears the store and loads
-//! them (`Db::load`) with the store's gate held exclusively so no reader sees it half done.
+//! **Scope.** A node has one store shared by every group it is a member of; key `k` belongs to
+//! group `node_for(k, S)` of `S` ([`Scope`]). A group's state machine only ever dumps, clears
+//! or loads its own keys: FLUSHDB and FLUSHALL remove the group's keys only, a snapshot holds
+//! and replaces the group's keys only, and a per-key effect for another group's key is
+//! rejected (counted in [`Applied::rejected`]), as is SWAPDB, which a cluster refuses anyway
+//! (it only has database 0). [`StateMachine::new`] owns every key ([`Scope::all`]).
 //!
-//! The serialised form ([`Image`]) is JSON with deadlines as absolute Unix milliseconds, like
-//! the effect stream (the dump's own deadlines are on this process's clock, meaningless to a
-//! peer). Compression comes with the cluster bus.
+//! **Origin skip.** The group's leader runs write commands against the store before they
+//! commit and proposes their effects as a [`Batch`](super::types::Batch) tagged with its
+//! [`Speculation`] origin. When such a batch commits, [`Speculation::passed`] records it and
+//! the state machine skips its effects: the store has them already. Every other batch (another
+//! leader's, or one of this member's previous origins) is applied.
+//!
+//! **Snapshots never hold a write the group might lose.** `get_snapshot_builder` (on the state
+//! machine's task, between two applies) records the meta: the last applied log id and the
+//! membership. The copy of the store is taken later, in `build_snapshot`, which openraft runs
+//! on a task of its own: it takes [`Speculation::pause`] for writing (no command runs
+//! speculatively meanwhile), waits until every batch the leader submitted has been passed by
+//! the state machine ([`Speculation::wait_settled`]: the state machine's task is free to apply
+//! them, so this cannot deadlock), then dumps the group's keys and lets commands go on. The
+//! copy therefore holds exactly the committed prefix up to some index at or after the meta's
+//! `last_log_id`. That is correct: a member installing it applies the entries after
+//! `last_log_id` again, and per-key effects are idempotent and convergent (a key ends as its
+//! last Put or Del plus the Expires after it, whatever state the replay started from; a flush
+//! removes what the replay puts back after it; see [`crate::effect`]). SWAPDB, the one effect
+//! that is not, never occurs in a cluster. A follower's origin never matches, so it never
+//! waits. [`StateMachine::reset`] drops any build still waiting (its `renew` would otherwise
+//! release the wait on a store about to be rebuilt).
+//!
+//! **Bytes and files.** Snapshots travel and rest as zstd-compressed, checksummed frames
+//! ([`super::snapshot`]). A state machine opened with a directory
+//! ([`StateMachine::open`]) writes each snapshot it builds or installs atomically to
+//! `dir/snapshot.bin` with its meta, and loads it back on open. Installing checks and
+//! prepares every entry first (a bad image changes nothing), then replaces the group's keys
+//! with the store's gate held exclusively, so no reader sees it half done. Decoding, encoding
+//! and file I/O run in `spawn_blocking`, off the executor.
+//!
+//! **Rebuild.** A leader that steps down with speculative writes still uncommitted calls
+//! [`StateMachine::reset`]: the group's keys go back to the current snapshot, the applied
+//! state to its meta, and the speculation gets a new origin; a new `Raft` over the same log
+//! then re-applies the committed entries after the snapshot.
 
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::types::{Applied, NodeId, TypeConfig};
-use crate::effect::Effect;
-use crate::store::{clock, dump_entries, Kind, Prepared, Store};
+use super::snapshot::{self, FileError, SnapshotError};
+pub use super::snapshot::{DbImage, EntryImage, Image};
+use super::types::{Applied, NodeId, Speculation, TypeConfig};
+use crate::client::router::node_for;
+use crate::effect::{ApplyError, Effect};
+use crate::store::{clock, dump_entries, Db, Kind, Prepared, Store};
+
+/// The keys a group's state machine owns: those with `node_for(key, groups) == group`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    group: usize,
+    groups: usize,
+}
 
 /// A member's state machine; clones share it (a restarted member gets the same one back).
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     store: Arc<Store>,
+    scope: Scope,
+    speculation: Arc<Speculation>,
+    /// Where snapshots are kept, for a state machine made by [`StateMachine::open`].
+    dir: Option<Arc<Path>>,
     /// What the store holds: up to which log id, and the membership it last applied.
     state: Arc<Mutex<AppliedState>>,
-    /// The last snapshot built or installed, served to followers that need one.
+    /// The last snapshot built or installed, served to followers that need one. Its lock is
+    /// also held while the snapshot file is replaced, so file and memory agree.
     current: Arc<Mutex<Option<StoredSnapshot>>>,
     /// Makes snapshot ids unique on this member.
     builds: Arc<AtomicU64>,
+    /// Bumped by [`StateMachine::reset`]: a build begun before it is dropped.
+    generation: Arc<AtomicU64>,
 }
 
-/// The serialised snapshot: every live entry of every non-empty database.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Image {
-    /// The databases that hold keys, in index order.
-    pub dbs: Vec<DbImage>,
-}
-
-/// One database in an [`Image`].
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DbImage {
-    /// The database's index (`SELECT n`).
-    pub db: usize,
-    /// Its entries.
-    pub entries: Vec<EntryImage>,
-}
-
-/// One key in an [`Image`].
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EntryImage {
-    /// The key.
-    pub key: Bytes,
-    /// The value's type, as `TYPE` names it.
-    pub kind: String,
-    /// The value in its dumped form (for a string, its bytes).
-    pub data: Bytes,
-    /// The deadline in Unix milliseconds, if the key has a TTL.
-    pub expires_at_ms: Option<i64>,
-}
-
-/// Builds one snapshot from a copy of the store taken between two applies.
+/// Builds one snapshot: the meta is recorded between two applies, the copy taken once every
+/// speculative write has committed (see the module docs).
 #[derive(Debug)]
 pub struct SnapshotBuilder {
-    /// Per database index, one dump per shard.
-    dumps: Vec<(usize, Vec<Vec<u8>>)>,
+    machine: StateMachine,
     meta: SnapshotMeta<NodeId, BasicNode>,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
+    /// The machine's generation when the meta was recorded.
+    generation: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -88,19 +108,104 @@ struct AppliedState {
 #[derive(Debug, Clone)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
+    /// The compressed frame.
     data: Vec<u8>,
 }
 
+/// An image checked and prepared for [`StateMachine::replace`]: per database, entries by shard.
+type Loads<'a> = Vec<(&'a Db, Vec<Vec<Prepared>>)>;
+
+/// Why one effect was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejection {
+    NoSuchDb(usize),
+    OtherGroup,
+    SwapInGroup,
+}
+
+impl Scope {
+    /// Every key: a store that holds a single group.
+    pub fn all() -> Scope {
+        Scope {
+            group: 0,
+            groups: 1,
+        }
+    }
+
+    /// Group `group` (0-based) of `groups`.
+    ///
+    /// # Panics
+    /// If `group >= groups` (which also rules out `groups == 0`): a configuration bug.
+    pub fn new(group: usize, groups: usize) -> Scope {
+        assert!(group < groups, "group {group} is not one of {groups}");
+        Scope { group, groups }
+    }
+
+    /// The group's index.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
+    /// How many groups the keyspace is split into.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Whether the scope is the whole keyspace (one group).
+    pub fn is_all(&self) -> bool {
+        self.groups == 1
+    }
+
+    /// Whether `key` belongs to the group (one MD5 of the key, unless the scope is all).
+    pub fn owns(&self, key: &[u8]) -> bool {
+        self.is_all() || node_for(key, self.groups) == self.group
+    }
+}
+
 impl StateMachine {
-    /// A state machine applying to `store`, which should start empty: the group's log (or a
-    /// snapshot) is the only source of its contents.
+    /// A state machine owning every key of `store`, which should start empty: the group's log
+    /// (or a snapshot) is the only source of its contents. Its [`Speculation`] is its own,
+    /// and snapshots live in memory only.
     pub fn new(store: Arc<Store>) -> Self {
+        StateMachine::group(store, Scope::all(), Arc::default())
+    }
+
+    /// The state machine of group `scope` over `store`, sharing `speculation` with the
+    /// member's leader side; snapshots live in memory only.
+    pub fn group(store: Arc<Store>, scope: Scope, speculation: Arc<Speculation>) -> Self {
         StateMachine {
             store,
+            scope,
+            speculation,
+            dir: None,
             state: Arc::default(),
             current: Arc::default(),
             builds: Arc::default(),
+            generation: Arc::default(),
         }
+    }
+
+    /// The state machine of group `scope` over `store`, keeping its snapshots in `dir`
+    /// (created if missing). A snapshot file found there is checked and loaded into the store
+    /// (the group's keys only), and the applied state and current snapshot start from it.
+    ///
+    /// # Errors
+    /// [`SnapshotError::File`] naming the file when the directory or the file cannot be read,
+    /// or the file is damaged or holds an image this member refuses; the file is left as is.
+    pub async fn open(
+        store: Arc<Store>,
+        scope: Scope,
+        speculation: Arc<Speculation>,
+        dir: impl AsRef<Path>,
+    ) -> Result<StateMachine, SnapshotError> {
+        let dir: Arc<Path> = Arc::from(dir.as_ref());
+        let mut machine = StateMachine::group(store, scope, speculation);
+        machine.dir = Some(dir.clone());
+        let opened = machine.clone();
+        tokio::task::spawn_blocking(move || opened.load_dir(&dir))
+            .await
+            .map_err(|e| SnapshotError::Interrupted(e.to_string()))??;
+        Ok(machine)
     }
 
     /// The store this state machine applies to.
@@ -108,8 +213,42 @@ impl StateMachine {
         &self.store
     }
 
+    /// The keys it owns.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// What it shares with the member's leader side.
+    pub fn speculation(&self) -> &Arc<Speculation> {
+        &self.speculation
+    }
+
+    /// Rebuilds the group's keys from committed state, for a leader that stepped down with
+    /// speculative writes still uncommitted: removes them, loads the current snapshot (if
+    /// any) back, sets the applied state to that snapshot's meta (or nothing), drops any
+    /// snapshot build still under way and starts a new speculation origin. The caller then
+    /// starts a new `Raft` over the same log and this state machine (its old `Raft` shut
+    /// down), and openraft applies the committed entries after the snapshot again.
+    ///
+    /// # Errors
+    /// [`SnapshotError`] when the current snapshot no longer decodes (it was checked when it
+    /// was built or installed, so only memory damage gets here); the store is then unchanged.
+    pub async fn reset(&self) -> Result<(), SnapshotError> {
+        // First, so a build released by `renew` (or finishing meanwhile) is dropped.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.speculation.renew();
+        let machine = self.clone();
+        tokio::task::spawn_blocking(move || machine.rebuild())
+            .await
+            .map_err(|e| SnapshotError::Interrupted(e.to_string()))?
+    }
+
     fn state(&self) -> MutexGuard<'_, AppliedState> {
         self.state.lock().expect("state machine lock poisoned")
+    }
+
+    fn current(&self) -> MutexGuard<'_, Option<StoredSnapshot>> {
+        self.current.lock().expect("snapshot lock poisoned")
     }
 
     /// Applies one batch; database-wide effects (FLUSHDB, FLUSHALL, SWAPDB) run with the gate
@@ -122,22 +261,77 @@ impl StateMachine {
             )
         });
         let _gate = alone.then(|| self.store.gate().exclusive());
-        let rejected = batch
-            .iter()
-            .filter(|e| e.apply(&self.store, now).is_err())
-            .count();
-        if rejected > 0 {
+        let mut rejected = 0;
+        let mut first = None;
+        for effect in batch {
+            if let Err(why) = self.apply_effect(effect, now) {
+                rejected += 1;
+                first.get_or_insert(why);
+            }
+        }
+        if let Some(first) = first {
             tracing::warn!(
                 rejected,
-                "effects name a database this member does not have"
+                ?first,
+                group = self.scope.group,
+                "effects this member cannot apply: a database past its --databases, a key of \
+                 another group, or SWAPDB in a group"
             );
         }
         Applied { rejected }
     }
 
-    /// Replaces the store's contents with `image`. Every entry is checked and prepared before
-    /// anything is cleared, so an image that fails leaves the store as it was.
-    fn install_image(&self, image: Image, now: Instant) -> Result<(), String> {
+    fn apply_effect(&self, effect: &Effect, now: Instant) -> Result<(), Rejection> {
+        let scope = self.scope;
+        let no_such = |ApplyError::NoSuchDb(db)| Rejection::NoSuchDb(db);
+        if scope.is_all() {
+            return effect.apply(&self.store, now).map_err(no_such);
+        }
+        let other = |k: &[u8]| !scope.owns(k);
+        match effect {
+            Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } => {
+                if !scope.owns(key) {
+                    return Err(Rejection::OtherGroup);
+                }
+                effect.apply(&self.store, now).map_err(no_such)
+            }
+            Effect::FlushDb { db } => {
+                let db = self.store.db(*db).ok_or(Rejection::NoSuchDb(*db))?;
+                db.retain(other);
+                self.store.mark_dirty(1);
+                Ok(())
+            }
+            Effect::FlushAll => {
+                for db in self.store.dbs() {
+                    db.retain(other);
+                }
+                self.store.mark_dirty(1);
+                Ok(())
+            }
+            Effect::SwapDb { .. } => Err(Rejection::SwapInGroup),
+        }
+    }
+
+    /// Copies the group's live entries: per database that has any, one dump per shard. Taken
+    /// with the gate shared, as the snapshot task does: a transaction is wholly in or out.
+    fn dump(&self, now: Instant) -> Vec<(usize, Vec<Vec<u8>>)> {
+        let _gate = self.store.gate().shared(u64::MAX);
+        let scope = self.scope;
+        self.store
+            .dbs()
+            .iter()
+            .enumerate()
+            .map(|(i, db)| match scope.is_all() {
+                true => (i, db.dump(now)),
+                false => (i, db.dump_matching(now, |k| scope.owns(k))),
+            })
+            .filter(|(_, shards)| shards.iter().any(|d| !d.is_empty()))
+            .collect()
+    }
+
+    /// Checks every entry of `image` and prepares it for [`StateMachine::replace`]; nothing
+    /// in the store changes.
+    fn prepare(&self, image: Image, now: Instant) -> Result<Loads<'_>, SnapshotError> {
         let mut loads = Vec::with_capacity(image.dbs.len());
         for DbImage { db: index, entries } in image.dbs {
             let Some(db) = self.store.db(index) else {
@@ -151,13 +345,25 @@ impl StateMachine {
                 (0..db.shard_count()).map(|_| Vec::new()).collect();
             for e in entries {
                 let kind = Kind::from_name(e.kind.as_bytes())
-                    .ok_or_else(|| format!("unknown type {:?} in a snapshot", e.kind))?;
+                    .ok_or_else(|| SnapshotError::Refused(format!("unknown type {:?}", e.kind)))?;
+                if !self.scope.owns(&e.key) {
+                    return Err(SnapshotError::Refused(format!(
+                        "key {:?} is not in group {} of {}",
+                        String::from_utf8_lossy(&e.key),
+                        self.scope.group,
+                        self.scope.groups
+                    )));
+                }
                 let deadline = match e.expires_at_ms {
                     None => None,
                     Some(ms) => match clock::instant_at_unix_ms(ms) {
                         Some(d) if d > now => Some(d),
                         Some(_) => continue, // expired in transit
-                        None => return Err(format!("expires_at_ms {ms} is out of range")),
+                        None => {
+                            return Err(SnapshotError::Refused(format!(
+                                "expires_at_ms {ms} is out of range"
+                            )))
+                        }
                     },
                 };
                 let (shard, prepared) = db.prepare(&e.key, kind, &e.data, deadline);
@@ -167,23 +373,120 @@ impl StateMachine {
             }
             loads.push((db, by_shard));
         }
-        // Exclusive: readers see the old contents or the new, never a mix.
+        Ok(loads)
+    }
+
+    /// Decodes a frame and prepares its image.
+    fn prepare_frame(&self, frame: &[u8]) -> Result<Loads<'_>, SnapshotError> {
+        self.prepare(snapshot::decode(frame)?, Instant::now())
+    }
+
+    /// Replaces the group's keys with `loads` (none: just removes them), with the gate held
+    /// exclusively: readers see the old contents or the new, never a mix.
+    fn replace(&self, loads: Option<Loads<'_>>) {
         let _gate = self.store.gate().exclusive();
+        let scope = self.scope;
         for db in self.store.dbs() {
-            db.clear();
+            match scope.is_all() {
+                true => db.clear(),
+                false => db.retain(|k| !scope.owns(k)),
+            };
         }
-        for (db, by_shard) in loads {
+        for (db, by_shard) in loads.into_iter().flatten() {
             db.load(by_shard);
         }
         self.store.mark_dirty(1);
+    }
+
+    /// Records `frame` as the current snapshot (and in the directory, if any). A build begun
+    /// in an older `generation` than the machine's is refused: a reset happened meanwhile.
+    fn publish(
+        &self,
+        meta: SnapshotMeta<NodeId, BasicNode>,
+        frame: Vec<u8>,
+        generation: Option<u64>,
+    ) -> Result<(), SnapshotError> {
+        // Held across the file write: `reset` and a concurrent install see file and memory
+        // agree. Only ever taken inside `spawn_blocking`, never on the executor for long.
+        let mut current = self.current();
+        if generation.is_some_and(|g| g != self.generation.load(Ordering::SeqCst)) {
+            return Err(SnapshotError::Interrupted(
+                "the state machine was reset while the snapshot was built".to_owned(),
+            ));
+        }
+        if let Some(dir) = &self.dir {
+            snapshot::write_file(dir, &meta, &frame)?;
+        }
+        *current = Some(StoredSnapshot { meta, data: frame });
+        Ok(())
+    }
+
+    /// Loads the snapshot kept in the directory, if any (see [`StateMachine::open`]).
+    fn load_dir(&self, dir: &Path) -> Result<(), SnapshotError> {
+        let file = snapshot::file_path(dir);
+        std::fs::create_dir_all(dir).map_err(|e| file_error(&file, e.into()))?;
+        let Some((meta, frame)) = snapshot::read_file(dir)? else {
+            return Ok(());
+        };
+        let loads = self
+            .prepare_frame(&frame)
+            .map_err(|e| file_error(&file, e.into()))?;
+        self.replace(Some(loads));
+        *self.state() = AppliedState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        *self.current() = Some(StoredSnapshot { meta, data: frame });
+        Ok(())
+    }
+
+    /// The blocking half of [`StateMachine::reset`].
+    fn rebuild(&self) -> Result<(), SnapshotError> {
+        let current = self.current().clone();
+        let loads = match &current {
+            Some(s) => Some(self.prepare_frame(&s.data)?),
+            None => None,
+        };
+        self.replace(loads);
+        *self.state() = match current {
+            Some(s) => AppliedState {
+                last_applied: s.meta.last_log_id,
+                membership: s.meta.last_membership,
+            },
+            None => AppliedState::default(),
+        };
+        Ok(())
+    }
+
+    /// The blocking half of `install_snapshot`: check and prepare, keep the file, replace.
+    fn install(
+        &self,
+        meta: SnapshotMeta<NodeId, BasicNode>,
+        frame: Vec<u8>,
+    ) -> Result<(), SnapshotError> {
+        let loads = self.prepare_frame(&frame)?;
+        let state = AppliedState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        // The file first: if it cannot be written, the store is still as it was.
+        self.publish(meta, frame, None)?;
+        self.replace(Some(loads));
+        *self.state() = state;
         Ok(())
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+impl SnapshotBuilder {
+    /// The blocking half of `build_snapshot`: the image, its frame, and publishing it.
+    fn finish(
+        machine: &StateMachine,
+        meta: SnapshotMeta<NodeId, BasicNode>,
+        generation: u64,
+        dumps: Vec<(usize, Vec<Vec<u8>>)>,
+    ) -> Result<Snapshot<TypeConfig>, SnapshotError> {
         let image = Image {
-            dbs: std::mem::take(&mut self.dumps)
+            dbs: dumps
                 .into_iter()
                 .map(|(db, shards)| DbImage {
                     db,
@@ -200,17 +503,36 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 })
                 .collect(),
         };
-        let data =
-            serde_json::to_vec(&image).map_err(|e| StorageIOError::read_state_machine(&e))?;
-        let stored = StoredSnapshot {
-            meta: self.meta.clone(),
-            data: data.clone(),
-        };
-        *self.current.lock().expect("snapshot lock poisoned") = Some(stored);
+        let frame = snapshot::encode(&image)?;
+        machine.publish(meta.clone(), frame.clone(), Some(generation))?;
         Ok(Snapshot {
-            meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(data)),
+            meta,
+            snapshot: Box::new(Cursor::new(frame)),
         })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let machine = self.machine.clone();
+        let signature = Some(self.meta.signature());
+        let dumps = {
+            // No command runs speculatively while the copy is taken, and every one that ran
+            // has committed and been passed by the state machine (see the module docs).
+            let _pause = machine.speculation.pause.write().await;
+            machine.speculation.wait_settled().await;
+            if machine.generation.load(Ordering::SeqCst) != self.generation {
+                // `reset` released the wait: the store is being rebuilt, copy nothing.
+                let e = AnyError::error("the state machine was reset during a snapshot build");
+                return Err(StorageIOError::read_state_machine(e).into());
+            }
+            machine.dump(Instant::now())
+        };
+        let (meta, generation) = (self.meta.clone(), self.generation);
+        tokio::task::spawn_blocking(move || Self::finish(&machine, meta, generation, dumps))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), AnyError::error(e)))?
+            .map_err(|e| StorageIOError::write_snapshot(signature, &e).into())
     }
 }
 
@@ -234,6 +556,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let reply = match entry.payload {
                 EntryPayload::Blank => Applied::default(),
+                // This member's leader ran these commands already: the store has the effects.
+                EntryPayload::Normal(ref batch)
+                    if self.speculation.passed(batch.origin, batch.seq) =>
+                {
+                    Applied::default()
+                }
                 EntryPayload::Normal(ref batch) => self.apply_batch(&batch.effects, now),
                 EntryPayload::Membership(ref m) => {
                     self.state().membership = StoredMembership::new(Some(entry.log_id), m.clone());
@@ -247,33 +575,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Runs between two applies: the copy below is exactly the state at `last_applied`.
+        // Between two applies: the meta is exactly the state at `last_applied`; the copy is
+        // taken by the builder (see the module docs).
         let state = self.state().clone();
-        let now = Instant::now();
-        let dumps = {
-            // Shared, as the snapshot task does: a transaction is wholly in or out.
-            let _gate = self.store.gate().shared(u64::MAX);
-            self.store
-                .dbs()
-                .iter()
-                .enumerate()
-                .map(|(i, db)| (i, db.dump(now)))
-                .filter(|(_, shards)| shards.iter().any(|d| !d.is_empty()))
-                .collect()
-        };
         let build = self.builds.fetch_add(1, Ordering::Relaxed) + 1;
         let snapshot_id = match state.last_applied {
             Some(last) => format!("{}-{}-{build}", last.leader_id, last.index),
             None => format!("--{build}"),
         };
         SnapshotBuilder {
-            dumps,
+            machine: self.clone(),
             meta: SnapshotMeta {
                 last_log_id: state.last_applied,
                 last_membership: state.membership,
                 snapshot_id,
             },
-            current: self.current.clone(),
+            generation: self.generation.load(Ordering::SeqCst),
         }
     }
 
@@ -288,28 +605,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        // The bytes came from a peer: a bad image is a storage error, never a panic.
-        let image: Image = serde_json::from_slice(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        self.install_image(image, Instant::now()).map_err(|e| {
-            StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e))
-        })?;
-        *self.state() = AppliedState {
-            last_applied: meta.last_log_id,
-            membership: meta.last_membership.clone(),
-        };
-        *self.current.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        });
-        Ok(())
+        let frame = snapshot.into_inner();
+        let signature = Some(meta.signature());
+        let (machine, meta) = (self.clone(), meta.clone());
+        // The bytes came from a peer: a bad frame or image is a storage error, never a panic.
+        tokio::task::spawn_blocking(move || machine.install(meta, frame))
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(signature.clone(), AnyError::error(e)))?
+            .map_err(|e| StorageIOError::read_snapshot(signature, &e).into())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let current = self.current.lock().expect("snapshot lock poisoned").clone();
+        let current = self.current().clone();
         Ok(current.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
@@ -317,13 +626,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+fn file_error(path: &Path, source: FileError) -> SnapshotError {
+    SnapshotError::File {
+        path: PathBuf::from(path),
+        source: Box::new(source),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::*;
+    use openraft::CommittedLeaderId;
 
-    fn contents(store: &Store) -> Vec<(usize, Bytes, crate::store::Value, Option<i64>)> {
+    use super::*;
+    use crate::replication::types::Batch;
+
+    type Contents = Vec<(usize, Bytes, crate::store::Value, Option<i64>)>;
+
+    fn contents(store: &Store) -> Contents {
         let now = Instant::now();
         let mut all: Vec<_> = (0..store.dbs().len())
             .flat_map(|i| {
@@ -335,6 +656,65 @@ mod tests {
             .collect();
         all.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         all
+    }
+
+    /// The entries of `contents` whose key group `group` of 3 owns.
+    fn of_group(contents: &Contents, group: usize) -> Contents {
+        let scope = Scope::new(group, 3);
+        contents
+            .iter()
+            .filter(|e| scope.owns(&e.1))
+            .cloned()
+            .collect()
+    }
+
+    fn put(store: &Store, db: usize, key: &str, value: &str) {
+        let now = Instant::now();
+        let db = store.db(db).expect("db");
+        db.shard(key.as_bytes())
+            .put(key.as_bytes(), value.as_bytes(), None, now);
+    }
+
+    /// A store with 60 keys in each of databases 0 and 1, spread over 3 groups.
+    fn filled(value: &str) -> Arc<Store> {
+        let store = Arc::new(Store::new(2, 4));
+        for i in 0..60 {
+            put(&store, i % 2, &format!("k{i}"), value);
+        }
+        store
+    }
+
+    fn entry(index: u64, batch: Batch) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(batch),
+        }
+    }
+
+    fn put_effect(key: &str, value: &str) -> Effect {
+        Effect::Put {
+            db: 0,
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: crate::store::Value::String(Bytes::copy_from_slice(value.as_bytes())),
+            expires_at_ms: None,
+        }
+    }
+
+    /// A key of `group` of 3, distinct for each `n`.
+    fn key_of(group: usize, n: usize) -> String {
+        (0..)
+            .map(|i| format!("key{i}"))
+            .filter(|k| node_for(k.as_bytes(), 3) == group)
+            .nth(n)
+            .expect("keys of every group exist")
+    }
+
+    async fn build(sm: &mut StateMachine) -> Snapshot<TypeConfig> {
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("builds")
     }
 
     #[tokio::test]
@@ -349,16 +729,10 @@ mod tests {
                 .put(key.as_bytes(), b"value \xff", deadline, now);
         }
         let mut from = StateMachine::new(source.clone());
-        let snapshot = from
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("builds");
+        let snapshot = build(&mut from).await;
 
         let target = Arc::new(Store::new(2, 4));
-        let db = target.db(1).expect("db 1");
-        db.shard(b"stale").put(b"stale", b"x", None, now);
+        put(&target, 1, "stale", "x");
         let mut to = StateMachine::new(target.clone());
         to.install_snapshot(&snapshot.meta, snapshot.snapshot)
             .await
@@ -370,27 +744,245 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_snapshot_that_does_not_parse_is_an_error_not_a_panic() {
+    async fn a_snapshot_that_does_not_decode_is_an_error_not_a_panic() {
         let store = Arc::new(Store::new(1, 1));
-        let now = Instant::now();
-        store
-            .db(0)
-            .expect("db")
-            .shard(b"k")
-            .put(b"k", b"v", None, now);
+        put(&store, 0, "k", "v");
         let mut sm = StateMachine::new(store.clone());
+        let list = br#"{"dbs":[{"db":0,"entries":[{"key":[1],"kind":"list","data":[],"expires_at_ms":null}]}]}"#;
         for bad in [
-            &b"not json"[..],
-            br#"{"dbs":[{"db":0,"entries":[{"key":[1],"kind":"list","data":[],"expires_at_ms":null}]}]}"#,
+            b"not a frame".to_vec(),
+            snapshot::compress(b"not json").expect("compresses"),
+            snapshot::compress(list).expect("compresses"),
         ] {
-            let data = Box::new(Cursor::new(bad.to_vec()));
+            let data = Box::new(Cursor::new(bad));
             let meta = SnapshotMeta::default();
             assert!(sm.install_snapshot(&meta, data).await.is_err());
         }
-        assert_eq!(
-            contents(&store).len(),
-            1,
-            "a snapshot that fails to parse changes nothing"
+        assert_eq!(contents(&store).len(), 1, "a bad snapshot changes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_group_snapshot_holds_and_replaces_only_the_groups_keys() {
+        let source = filled("new");
+        let mut from = StateMachine::group(source.clone(), Scope::new(1, 3), Arc::default());
+        let snapshot = build(&mut from).await;
+        let image = snapshot::decode(snapshot.snapshot.get_ref()).expect("decodes");
+        let keys: Vec<_> = image.dbs.iter().flat_map(|d| &d.entries).collect();
+        assert_eq!(keys.len(), of_group(&contents(&source), 1).len());
+        assert!(keys.iter().all(|e| node_for(&e.key, 3) == 1));
+
+        // The target has other values for every group's keys, and a group-1 key the source
+        // lacks: only group 1 changes, to exactly the source's.
+        let target = filled("old");
+        put(&target, 0, &key_of(1, 1000), "stale");
+        let before = contents(&target);
+        let mut to = StateMachine::group(target.clone(), Scope::new(1, 3), Arc::default());
+        to.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("installs");
+        let after = contents(&target);
+        assert_eq!(of_group(&after, 1), of_group(&contents(&source), 1));
+        for other in [0, 2] {
+            assert_eq!(of_group(&after, other), of_group(&before, other));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_image_with_a_key_of_another_group_is_refused_whole() {
+        let source = filled("new");
+        let snapshot = build(&mut StateMachine::new(source)).await;
+        let target = filled("old");
+        let before = contents(&target);
+        let mut to = StateMachine::group(target.clone(), Scope::new(2, 3), Arc::default());
+        let err = to
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("not in group 2 of 3"), "{err}");
+        assert_eq!(contents(&target), before);
+    }
+
+    #[tokio::test]
+    async fn flushes_in_a_group_remove_its_keys_only_and_swapdb_is_rejected() {
+        let store = filled("v");
+        let before = contents(&store);
+        let mut sm = StateMachine::group(store.clone(), Scope::new(0, 3), Arc::default());
+        let batch = Batch::of(vec![
+            Effect::FlushDb { db: 1 },
+            Effect::SwapDb { a: 0, b: 1 },
+            put_effect(&key_of(2, 0), "x"),
+            put_effect(&key_of(0, 0), "mine"),
+        ]);
+        let applied = sm.apply([entry(1, batch)]).await.expect("applies");
+        assert_eq!(applied, vec![Applied { rejected: 2 }]);
+        let after = contents(&store);
+        let (in_db1, mine) = (|e: &&(usize, Bytes, _, _)| e.0 == 1, key_of(0, 0));
+        assert!(of_group(&after, 0).iter().filter(in_db1).count() == 0);
+        assert!(of_group(&before, 0).iter().filter(in_db1).count() > 0);
+        assert!(after.iter().any(|e| e.1 == mine.as_bytes()));
+        for other in [1, 2] {
+            assert_eq!(of_group(&after, other), of_group(&before, other));
+        }
+
+        let batch = Batch::of(vec![Effect::FlushAll]);
+        sm.apply([entry(2, batch)]).await.expect("applies");
+        let after = contents(&store);
+        assert!(of_group(&after, 0).is_empty());
+        for other in [1, 2] {
+            assert_eq!(of_group(&after, other), of_group(&before, other));
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_of_the_members_own_origin_are_skipped_and_others_applied() {
+        let store = Arc::new(Store::new(1, 4));
+        let speculation = Arc::new(Speculation::default());
+        let origin = speculation.renew();
+        let mut sm = StateMachine::group(store.clone(), Scope::all(), speculation.clone());
+        let own = Batch {
+            origin,
+            seq: 3,
+            effects: vec![put_effect("own", "v")],
+        };
+        let other = Batch {
+            origin: origin.wrapping_add(1).max(1),
+            seq: 7,
+            effects: vec![put_effect("other", "v")],
+        };
+        sm.apply([
+            entry(1, own),
+            entry(2, other),
+            entry(3, Batch::of(vec![put_effect("plain", "v")])),
+        ])
+        .await
+        .expect("applies");
+        let keys: Vec<_> = contents(&store).into_iter().map(|e| e.1).collect();
+        assert_eq!(keys, vec![Bytes::from("other"), Bytes::from("plain")]);
+        assert_eq!(speculation.applied.load(Ordering::Acquire), 3);
+        let (last, _) = sm.applied_state().await.expect("state");
+        assert_eq!(last.map(|l| l.index), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_copy_waits_until_speculative_writes_have_committed() {
+        let store = Arc::new(Store::new(1, 4));
+        let speculation = Arc::new(Speculation::default());
+        let origin = speculation.renew();
+        let mut sm = StateMachine::group(store.clone(), Scope::all(), speculation.clone());
+        // The leader ran a command (its write is in the store) and submitted it.
+        put(&store, 0, "speculative", "v");
+        speculation.submitted.fetch_add(1, Ordering::AcqRel);
+        let mut builder = sm.get_snapshot_builder().await;
+        let building = tokio::spawn(async move { builder.build_snapshot().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!building.is_finished(), "waits for the write to commit");
+        // While it waits, no command may run speculatively.
+        assert!(speculation.pause.try_read().is_err());
+
+        let batch = Batch {
+            origin,
+            seq: 1,
+            effects: vec![put_effect("speculative", "v")],
+        };
+        sm.apply([entry(1, batch)]).await.expect("applies");
+        let snapshot = tokio::time::timeout(Duration::from_secs(10), building)
+            .await
+            .expect("finishes once committed")
+            .expect("joins")
+            .expect("builds");
+        let image = snapshot::decode(snapshot.snapshot.get_ref()).expect("decodes");
+        assert_eq!(image.dbs[0].entries.len(), 1);
+        assert!(speculation.pause.try_read().is_ok(), "commands go on");
+    }
+
+    #[tokio::test]
+    async fn a_reset_drops_a_waiting_build_and_goes_back_to_the_snapshot() {
+        let store = Arc::new(Store::new(1, 4));
+        let speculation = Arc::new(Speculation::default());
+        let mut sm = StateMachine::group(store.clone(), Scope::all(), speculation.clone());
+        let committed = Batch::of(vec![put_effect("committed", "v")]);
+        sm.apply([entry(1, committed)]).await.expect("applies");
+        let snapshot = build(&mut sm).await;
+        sm.apply([entry(2, Batch::of(vec![put_effect("later", "v")]))])
+            .await
+            .expect("applies");
+
+        // This member leads and runs a command that will never commit.
+        speculation.renew();
+        put(&store, 0, "lost", "v");
+        speculation.submitted.fetch_add(1, Ordering::AcqRel);
+        let mut builder = sm.get_snapshot_builder().await;
+        let building = tokio::spawn(async move { builder.build_snapshot().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!building.is_finished());
+
+        sm.reset().await.expect("resets");
+        let dropped = tokio::time::timeout(Duration::from_secs(10), building)
+            .await
+            .expect("released")
+            .expect("joins");
+        assert!(
+            dropped.is_err(),
+            "a build begun before the reset is dropped"
         );
+        let keys: Vec<_> = contents(&store).into_iter().map(|e| e.1).collect();
+        assert_eq!(keys, vec![Bytes::from("committed")]);
+        let (last, _) = sm.applied_state().await.expect("state");
+        assert_eq!(last, snapshot.meta.last_log_id);
+        let current = sm.get_current_snapshot().await.expect("reads");
+        assert_eq!(current.map(|s| s.meta), Some(snapshot.meta));
+        assert!(speculation.settled());
+    }
+
+    #[tokio::test]
+    async fn a_durable_group_reopens_from_its_snapshot_file_and_refuses_a_corrupt_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scope = Scope::new(1, 3);
+        let source = filled("v");
+        let mut sm = StateMachine::open(source.clone(), scope, Arc::default(), dir.path())
+            .await
+            .expect("opens an empty directory");
+        assert!(sm.get_current_snapshot().await.expect("reads").is_none());
+        let batch = Batch::of(vec![put_effect(&key_of(1, 0), "applied")]);
+        sm.apply([entry(4, batch)]).await.expect("applies");
+        let snapshot = build(&mut sm).await;
+        let path = snapshot::file_path(dir.path());
+        assert!(path.exists());
+
+        // Another process: a store holding other groups' keys only.
+        let store = filled("other");
+        store.db(0).expect("db").retain(|k| !scope.owns(k));
+        store.db(1).expect("db").retain(|k| !scope.owns(k));
+        let mut reopened = StateMachine::open(store.clone(), scope, Arc::default(), dir.path())
+            .await
+            .expect("reopens");
+        assert_eq!(
+            of_group(&contents(&store), 1),
+            of_group(&contents(&source), 1)
+        );
+        assert_eq!(
+            of_group(&contents(&store), 0).len(),
+            of_group(&contents(&source), 0).len()
+        );
+        let (last, membership) = reopened.applied_state().await.expect("state");
+        assert_eq!(last, snapshot.meta.last_log_id);
+        assert_eq!(membership, snapshot.meta.last_membership);
+        let current = reopened.get_current_snapshot().await.expect("reads");
+        assert_eq!(current.map(|s| s.meta), Some(snapshot.meta));
+
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last_byte = bytes.len() - 1;
+        bytes[last_byte] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        let err = StateMachine::open(
+            Arc::new(Store::new(2, 4)),
+            scope,
+            Arc::default(),
+            dir.path(),
+        )
+        .await
+        .expect_err("refused");
+        assert!(err.to_string().contains("snapshot.bin"), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), bytes, "left as it was");
     }
 }

@@ -306,6 +306,31 @@ impl Db {
             .collect()
     }
 
+    /// Like [`Db::dump`], for the live entries whose key `keep` accepts only. `keep` runs under
+    /// each shard's lock, so it should be cheap (an MD5 of the key is).
+    pub fn dump_matching(&self, now: Instant, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = shard.lock().expect("shard lock poisoned");
+                shard.purge_expired(now);
+                let mut out = Vec::new();
+                shard.dump_matching_into(&mut out, &keep);
+                out
+            })
+            .collect()
+    }
+
+    /// Removes every key `keep` rejects, one shard lock at a time; returns how many (expired
+    /// keys not purged yet included). Like FLUSHDB for a part of the keyspace: call it with the
+    /// gate held exclusively when nobody may see it half done.
+    pub fn retain(&self, keep: impl Fn(&[u8]) -> bool) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().expect("shard lock poisoned").retain(&keep))
+            .sum()
+    }
+
     /// Builds an entry for [`Db::load`], returning the shard it belongs to.
     pub fn prepare(
         &self,
@@ -408,5 +433,38 @@ mod tests {
         assert_eq!(db.key_counts(later).avg_ttl, Duration::ZERO, "no TTL left");
         assert_eq!(db.keys(b"key:1*", later).len(), 6); // 1, 11, 13, ..., 19
         assert_eq!(db.export(later).len(), 50);
+    }
+
+    #[test]
+    fn retain_and_dump_matching_see_only_the_keys_kept() {
+        let store = Store::new(1, 4);
+        let db = store.db(0).expect("db 0");
+        let now = Instant::now();
+        for i in 0..40 {
+            let key = format!("{}:{i}", if i % 2 == 0 { "even" } else { "odd" });
+            let deadline = (i % 4 < 2).then(|| now + Duration::from_secs(10));
+            db.shard(key.as_bytes())
+                .put(key.as_bytes(), b"v", deadline, now);
+        }
+        let even = |k: &[u8]| k.starts_with(b"even");
+        let dumped: usize = db
+            .dump_matching(now, even)
+            .iter()
+            .map(|d| dump_entries(d).filter(|e| even(e.key)).count())
+            .sum();
+        let all: usize = db
+            .dump_matching(now, even)
+            .iter()
+            .map(|d| dump_entries(d).count())
+            .sum();
+        assert_eq!((dumped, all), (20, 20));
+
+        let watched = db.shard(b"odd:1").watch(b"odd:1");
+        assert_eq!(db.retain(even), 20);
+        assert_ne!(db.shard(b"odd:1").version(b"odd:1", now), watched);
+        assert_eq!(db.counts(now), (20, 10), "the deadline index follows");
+        assert!(db.keys(b"*", now).iter().all(|k| even(k)));
+        // Expired keys the deadline index still held are gone with the others.
+        assert_eq!(db.counts(now + Duration::from_secs(11)), (10, 0));
     }
 }

@@ -364,6 +364,34 @@ impl Shard {
         }
     }
 
+    /// Like [`Shard::dump_into`], for the entries whose key `keep` accepts only (a Raft group's
+    /// share of a store that several groups use).
+    pub fn dump_matching_into(&self, out: &mut Vec<u8>, mut keep: impl FnMut(&[u8]) -> bool) {
+        for item in self.table.iter().filter(|i| keep(i.key())) {
+            out.extend_from_slice(&(item.0.len() as u32).to_le_bytes());
+            out.extend_from_slice(&item.0);
+        }
+    }
+
+    /// Removes every entry whose key `keep` rejects (expired or not); returns how many. Watched
+    /// keys removed count as changed. No allocation: the deadline index is updated by hash.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) -> usize {
+        let (hasher, deadlines, watches) = (&self.hasher, &mut self.deadlines, &mut self.watches);
+        let before = self.table.len();
+        self.table.retain(|item| {
+            let key = item.key();
+            if keep(key) {
+                return true;
+            }
+            if let Some(d) = item.deadline() {
+                deadlines.remove(d, hasher.hash_one(key));
+            }
+            touch(watches, key);
+            false
+        });
+        before - self.table.len()
+    }
+
     /// Removes everything. Watched keys that existed count as changed (as in Redis, a watched
     /// key that did not exist is not touched by a flush).
     pub fn clear(&mut self) {

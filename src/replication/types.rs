@@ -48,7 +48,8 @@ impl From<Vec<Effect>> for Batch {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     /// Effects this member could not apply: they name a database past its `--databases`
-    /// (the members were configured differently). The rest of the batch is applied.
+    /// (the members were configured differently), or, in a group's state machine, a key of
+    /// another group or a SWAPDB. The rest of the batch is applied.
     pub rejected: usize,
 }
 

@@ -49,6 +49,9 @@ pub struct NodeConfig {
     /// Serve TLS only on the port (`--tls-cert`, `--tls-key`, `--tls-ca`), as Redis's
     /// `tls-port`; `None` serves plain TCP.
     pub tls: Option<TlsConfig>,
+    /// Part of a replicated cluster (`--cluster`): the shards' Raft groups hold the data, in
+    /// `raft-node{ID}/` under the data directory, instead of the snapshot file.
+    pub cluster: Option<crate::cluster::ClusterSpec>,
 }
 
 impl Default for NodeConfig {
@@ -72,6 +75,7 @@ impl Default for NodeConfig {
             appendfsync: FsyncPolicy::EverySec,
             stop_writes_on_bgsave_error: false,
             tls: None,
+            cluster: None,
         }
     }
 }

@@ -23,13 +23,16 @@
 //!   [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
 //! - [`replication`]: Raft groups (openraft) replicating the effect stream, and the cluster bus
-//!   (their RPCs over TCP); not wired in yet.
+//!   (their RPCs over TCP).
+//! - [`cluster`]: the replicated cluster (`--cluster`): placement, this node's shard members,
+//!   routing and forwarding, CLUSTER commands.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod aof;
 pub mod client;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod effect;

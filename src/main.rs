@@ -44,6 +44,28 @@ enum Command {
         /// Directory of the snapshot file.
         #[arg(long, default_value = ".")]
         data_dir: PathBuf,
+        /// Join a replicated cluster: every node's client address in id order (entry ID is
+        /// this node), each HOST:PORT or HOST:PORT@BUSPORT. Off by default.
+        #[arg(long, value_name = "HOST:PORT,...")]
+        cluster: Option<String>,
+        /// Nodes replicating each shard (default 3, or the number of nodes if fewer).
+        #[arg(
+            long,
+            requires = "cluster",
+            value_parser = whole::<usize>(1, MAX_NODES),
+            allow_negative_numbers = true
+        )]
+        replicas: Option<usize>,
+        /// This node's cluster bus port (default PORT + 10000).
+        #[arg(
+            long,
+            requires = "cluster",
+            value_parser = whole::<u16>(1, 65535),
+            allow_negative_numbers = true
+        )]
+        bus_port: Option<u16>,
+        #[command(flatten)]
+        timing: ClusterTiming,
     },
     /// The interactive client; with a command after the options, run just that command.
     Client {
@@ -115,7 +137,31 @@ enum Command {
         /// Directory of the snapshot files.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
+        /// Replicate every shard on R of the nodes (Raft; automatic failover). Without it,
+        /// the spec's unreplicated cluster.
+        #[arg(
+            long,
+            value_parser = whole::<usize>(1, MAX_NODES),
+            allow_negative_numbers = true
+        )]
+        replicas: Option<usize>,
+        #[command(flatten)]
+        timing: ClusterTiming,
     },
+}
+
+#[derive(clap::Args)]
+struct ClusterTiming {
+    /// Milliseconds without the leader's heartbeat before a follower calls an election
+    /// (Redis's cluster-node-timeout; elections start between this and twice this).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value = "250",
+        value_parser = whole::<u64>(20, 60_000),
+        allow_negative_numbers = true
+    )]
+    cluster_node_timeout: u64,
 }
 
 #[derive(clap::Args)]
@@ -223,10 +269,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             port,
             node,
             data_dir,
+            cluster,
+            replicas,
+            bus_port,
+            timing,
         } => {
             init_logging();
             create_data_dir(&data_dir)?;
-            let config = node_config(&node, id, port, data_dir);
+            let mut config = node_config(&node, id, port, data_dir);
+            if let Some(list) = cluster {
+                let mut spec =
+                    minikv::cluster::ClusterSpec::parse(&list, id, port, replicas, bus_port)?;
+                spec.node_timeout = Duration::from_millis(timing.cluster_node_timeout);
+                config.cluster = Some(spec);
+            }
             launch::run(vec![config], node.threads, |_| {})?;
             Ok(ExitCode::SUCCESS)
         }
@@ -235,6 +291,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             base_port,
             node,
             data_dir,
+            replicas,
+            timing,
         } => {
             init_logging();
             // Node i listens on base_port + i - 1 (i from 1, so no underflow).
@@ -250,6 +308,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                          65535: lower --base-port or --nodes"
                     )
                 })?;
+            let mut configs = configs;
+            if replicas.is_some() {
+                let list = configs
+                    .iter()
+                    .map(|c| format!("{}:{}", c.host, c.port))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                for config in &mut configs {
+                    let mut spec = minikv::cluster::ClusterSpec::parse(
+                        &list,
+                        config.id,
+                        config.port,
+                        replicas,
+                        None,
+                    )?;
+                    spec.node_timeout = Duration::from_millis(timing.cluster_node_timeout);
+                    config.cluster = Some(spec);
+                }
+            }
             create_data_dir(&data_dir)?;
             launch::run(configs, node.threads, print_ready)?;
             Ok(ExitCode::SUCCESS)

@@ -48,6 +48,8 @@ pub struct Node {
     /// Connections in MONITOR mode. Checked on every command instead of the channel's own
     /// receiver count, which takes a lock.
     pub monitors: AtomicUsize,
+    /// This node's part of a replicated cluster (`--cluster`), set once before it serves.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     next_client_id: AtomicU64,
 }
 
@@ -68,6 +70,7 @@ impl Node {
             monitors: AtomicUsize::new(0),
             aof: std::sync::OnceLock::new(),
             effect_sink: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
             next_client_id: AtomicU64::new(1),
             config,
         }
@@ -87,6 +90,11 @@ impl Node {
     /// (the first stays).
     pub fn attach_sink(&self, sink: Arc<dyn crate::effect::EffectSink>) -> bool {
         self.effect_sink.set(sink).is_ok()
+    }
+
+    /// The replicated cluster this node is part of, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
     }
 
     /// The port the node listens on.

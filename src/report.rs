@@ -120,12 +120,14 @@ pub struct AofStatus {
 }
 
 /// INFO `replication`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replication {
-    /// Always `master`: minikv nodes do not replicate.
-    pub role: &'static str,
-    /// Replicas attached: always 0.
+    /// `master`, or in a replicated cluster `slave` when this node leads no shard.
+    pub role: String,
+    /// Replicas attached: 0 outside a cluster (the cluster's lines are in `cluster`).
     pub connected_replicas: u64,
+    /// In a replicated cluster: one line per shard this node replicates, and more.
+    pub cluster: Vec<(String, String)>,
 }
 
 /// INFO `cpu`.
@@ -203,9 +205,25 @@ impl Report {
                 }),
             },
             stats,
-            replication: Replication {
-                role: "master",
-                connected_replicas: 0,
+            replication: match node.cluster() {
+                None => Replication {
+                    role: "master".to_string(),
+                    connected_replicas: 0,
+                    cluster: Vec::new(),
+                },
+                Some(cluster) => {
+                    let mut lines = crate::cluster::admin::replication_lines(cluster);
+                    let role = if lines.is_empty() {
+                        "master".to_string()
+                    } else {
+                        lines.remove(0).1
+                    };
+                    Replication {
+                        role,
+                        connected_replicas: 0,
+                        cluster: lines,
+                    }
+                }
             },
             cpu: Cpu {
                 user_secs,

@@ -262,11 +262,7 @@ impl Writer<'_> {
 
 /// The `(db, key)` pairs a write command names, from its key positions; MOVE and COPY also
 /// name their destination database (parsed as their handlers parse it).
-pub(super) fn keys<'a>(
-    spec: &CommandSpec,
-    args: &'a [Bytes],
-    db: usize,
-) -> Vec<(usize, &'a Bytes)> {
+pub fn keys<'a>(spec: &CommandSpec, args: &'a [Bytes], db: usize) -> Vec<(usize, &'a Bytes)> {
     let argc = args.len() as i32;
     let last = if spec.last_key < 0 {
         argc + spec.last_key

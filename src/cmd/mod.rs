@@ -252,7 +252,7 @@ fn run(
         } else {
             Locks::None
         };
-        session.capture.recording = node.sink().is_some();
+        session.capture.recording = node.sink().is_some() || node.cluster().is_some();
         let mut ctx = Ctx {
             node,
             session,
@@ -328,7 +328,19 @@ fn publish(node: &Node, session: &mut Session, in_exec: bool) {
     if in_exec || capture.effects.is_empty() {
         return;
     }
-    if let Some(sink) = node.sink() {
+    if let Some(cluster) = node.cluster() {
+        // Every key of one command (or transaction) is in one shard: the router refused
+        // the rest with CROSSSLOT.
+        let shard = capture.effects.iter().find_map(|e| match e {
+            Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } => {
+                Some(cluster.spec.shard_of(key))
+            }
+            _ => None,
+        });
+        if let Some(group) = shard.and_then(|s| cluster.group(s)) {
+            group.submit(&capture.effects);
+        }
+    } else if let Some(sink) = node.sink() {
         session.aof_mark = sink.append(&capture.effects);
     }
     capture.effects.clear();

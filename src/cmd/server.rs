@@ -35,6 +35,11 @@ pub(super) fn stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Command
     ]))
 }
 
+/// CLUSTER INFO / SHARDS / MYID (see [`crate::cluster::admin`]).
+pub(super) fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    Ok(crate::cluster::admin::cluster_command(ctx.node, args))
+}
+
 pub(super) fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     const DEFAULT: [&str; 8] = [
         "server",
@@ -152,13 +157,12 @@ fn info_section(report: &Report, section: &str, out: &mut String) {
         }
         "replication" => {
             let r = &report.replication;
-            (
-                "Replication",
-                vec![
-                    f("role", r.role),
-                    f("connected_slaves", r.connected_replicas),
-                ],
-            )
+            let mut lines = vec![
+                f("role", &r.role),
+                f("connected_slaves", r.connected_replicas),
+            ];
+            lines.extend(r.cluster.iter().map(|(k, v)| f(k, v)));
+            ("Replication", lines)
         }
         "cpu" => {
             let c = &report.cpu;

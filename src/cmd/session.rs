@@ -46,6 +46,12 @@ pub struct Session {
     /// The effect sink's position just past this connection's last write: under
     /// `appendfsync always` its replies wait until the log is fsynced that far.
     pub aof_mark: u64,
+    /// In a replicated cluster: `(shard, origin, seq)` of what this connection ran on shards
+    /// this node leads since its last reply; replies wait until these are committed.
+    pub cluster_marks: Vec<(usize, u64, u64)>,
+    /// A forwarded write's outcome is unknown (its leader stepped down or stopped answering):
+    /// the connection closes instead of answering.
+    pub cluster_broken: bool,
 }
 
 /// A transaction being queued.
@@ -97,6 +103,8 @@ impl Session {
             authenticated: false,
             capture: Capture::default(),
             aof_mark: 0,
+            cluster_marks: Vec::new(),
+            cluster_broken: false,
         }
     }
 
@@ -170,7 +178,32 @@ impl Session {
         }
     }
 
-    pub(super) fn flag_transaction(&mut self) {
+    /// Answers a request with a reply made elsewhere (forwarded to another node, or refused
+    /// by the cluster before running): counted, and subject to CLIENT REPLY.
+    pub fn answer(&mut self, node: &Node, reply: Reply) -> Option<Reply> {
+        node.stats.record(StatKind::Other, self.client.id);
+        let skip_this = self.reply_mode == ReplyMode::Skip;
+        self.sendable(skip_this, reply)
+    }
+
+    /// Before a request runs elsewhere: authenticates with its own password (JSON's field),
+    /// and refuses it with NOAUTH while the connection still needs AUTH.
+    ///
+    /// # Errors
+    /// The error reply to send instead of running the request.
+    pub fn authenticate_request(&mut self, node: &Node, request: &Request) -> Result<(), Reply> {
+        if let Some(password) = &request.password {
+            connection::authenticate(node, self, None, password)
+                .map_err(|e| Reply::Error(e.to_string().into()))?;
+        }
+        if self.auth_required(node) {
+            return Err(Reply::Error(CommandError::NoAuth.to_string().into()));
+        }
+        Ok(())
+    }
+
+    /// Marks the transaction being queued as failed (EXEC answers EXECABORT).
+    pub fn flag_transaction(&mut self) {
         if let Some(multi) = &mut self.multi {
             multi.failed = true;
         }

@@ -214,6 +214,14 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("client", -2, ADMIN, NO_KEYS, O, connection::client),
         cmd("stats", 1, RF, NO_KEYS, O, server::stats),
         cmd("info", -1, &["loading", "stale"], NO_KEYS, O, server::info),
+        cmd(
+            "cluster",
+            -2,
+            &["loading", "stale"],
+            NO_KEYS,
+            O,
+            server::cluster,
+        ),
         cmd("config", -2, ADMIN, NO_KEYS, O, server::config),
         cmd(
             "command",

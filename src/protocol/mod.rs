@@ -93,7 +93,8 @@ impl ReplyShape {
 }
 
 /// A reply, shaped like Redis's RESP3 types so that both RESP versions and JSON can render it.
-#[derive(Debug, Clone, PartialEq)]
+/// Serde carries replies of commands forwarded to another node over the cluster bus.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     /// A status line such as `OK` or `PONG` (`+OK`).
     Simple(Cow<'static, str>),

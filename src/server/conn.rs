@@ -191,7 +191,12 @@ async fn serve<S: Transport, C: Codec>(
             };
             let (reply, shape) = match decoded {
                 Ok(Some(Incoming::Request(request, shape))) => {
-                    let reply = session.execute(node, &request);
+                    let reply = match node.cluster() {
+                        None => session.execute(node, &request),
+                        Some(cluster) => {
+                            crate::cluster::route::execute(node, cluster, session, &request).await
+                        }
+                    };
                     codec.set_resp_version(session.protocol);
                     // AUTH lifts the pre-auth size limits for the next request; RESET
                     // restores them.
@@ -222,9 +227,10 @@ async fn serve<S: Transport, C: Codec>(
                 Err(e) => {
                     codec.encode_protocol_error(&e, &mut wbuf);
                     // Best effort: the peer broke the protocol and may not be reading.
-                    durable(node, session).await;
-                    let linger = Some(LAST_WORDS_LINGER);
-                    let _ = write_out(&mut stream, &wbuf, stopped.as_mut(), linger).await;
+                    if durable(node, session).await {
+                        let linger = Some(LAST_WORDS_LINGER);
+                        let _ = write_out(&mut stream, &wbuf, stopped.as_mut(), linger).await;
+                    }
                     return Err(e);
                 }
             };
@@ -237,7 +243,9 @@ async fn serve<S: Transport, C: Codec>(
                 break;
             }
             if wbuf.len() >= MAX_PENDING_OUTPUT {
-                durable(node, session).await;
+                if !durable(node, session).await {
+                    return Err(unconfirmed());
+                }
                 let stall_limit = idle_limit.filter(|_| monitor.is_none());
                 write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
                 wbuf.clear();
@@ -251,7 +259,9 @@ async fn serve<S: Transport, C: Codec>(
             monitor = None;
         }
         if !wbuf.is_empty() {
-            durable(node, session).await;
+            if !durable(node, session).await {
+                return Err(unconfirmed());
+            }
             let stall_limit = idle_limit.filter(|_| monitor.is_none());
             write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
             wbuf.clear();
@@ -427,12 +437,28 @@ async fn sleep_or_never(limit: Option<Duration>) {
 /// Under `appendfsync always`, waits until the log is fsynced past this connection's writes:
 /// no reply acknowledges a write before it is on disk. One fsync covers every connection
 /// waiting at that moment (group commit), and a whole batch of requests waits once.
-async fn durable(node: &Node, session: &Session) {
+///
+/// In a replicated cluster, waits until the shards have committed everything the batch ran
+/// here (writes, and the writes reads may have seen). False when that cannot be known (this
+/// node stopped leading a shard first): the replies must not be sent.
+async fn durable(node: &Node, session: &mut Session) -> bool {
     if let Some(aof) = node.aof.get() {
         if aof.policy() == FsyncPolicy::Always && session.aof_mark > 0 {
             aof.synced(session.aof_mark).await;
         }
     }
+    if !session.cluster_marks.is_empty() || session.cluster_broken {
+        return crate::cluster::admin::settle(node, session).await;
+    }
+    true
+}
+
+/// Why a connection closes without answering: its writes' fate is unknown.
+fn unconfirmed() -> ProtocolError {
+    ProtocolError::Io(std::io::Error::other(
+        "the shard's leader changed before this connection's writes were confirmed; \
+         closing without replying",
+    ))
 }
 
 /// Reads what the socket has into `buf`. A short read means the kernel's receive queue is

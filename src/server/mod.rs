@@ -49,12 +49,24 @@ impl Server {
             }
             None => None,
         };
+        if config.cluster.is_some() && config.appendonly {
+            return Err(Error::Startup(
+                "--appendonly is not used with --cluster: each shard's Raft log is the node's \
+                 log (fsynced before a write is acknowledged)"
+                    .to_string(),
+            ));
+        }
         let node = Arc::new(Node::new(config));
         let persister = node.persister.clone();
         let store = node.store.clone();
-        let restored = tokio::task::spawn_blocking(move || persister.load(&store))
-            .await
-            .map_err(|e| Error::Startup(format!("snapshot loader panicked: {e}")))??;
+        // In a cluster the shards' groups restore the data (their snapshots and logs).
+        let restored = if node.config.cluster.is_some() {
+            0
+        } else {
+            tokio::task::spawn_blocking(move || persister.load(&store))
+                .await
+                .map_err(|e| Error::Startup(format!("snapshot loader panicked: {e}")))??
+        };
         if node.config.appendonly {
             let (path, policy, id) = (
                 node.config.aof_path(),
@@ -84,6 +96,12 @@ impl Server {
         let port = listener.local_addr().map_err(Error::Io)?.port();
         node.port
             .store(u64::from(port), std::sync::atomic::Ordering::Relaxed);
+        if let Some(spec) = node.config.cluster.clone() {
+            let cluster = crate::cluster::Cluster::start(&node, spec)
+                .await
+                .map_err(Error::Startup)?;
+            let _ = node.cluster.set(cluster);
+        }
         Ok(Server {
             node,
             listener,
@@ -129,12 +147,14 @@ impl Server {
             config.cleanup_interval,
             node.shutdown.clone(),
         ));
-        tracker.spawn(persist::run(
-            node.persister.clone(),
-            node.store.clone(),
-            config.save_interval,
-            node.shutdown.clone(),
-        ));
+        if config.cluster.is_none() {
+            tracker.spawn(persist::run(
+                node.persister.clone(),
+                node.store.clone(),
+                config.save_interval,
+                node.shutdown.clone(),
+            ));
+        }
         let limit = Arc::new(Semaphore::new(config.max_clients));
         loop {
             // Shutdown first: once it is requested no new connection is accepted.
@@ -178,6 +198,15 @@ impl Server {
             .is_err()
         {
             tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; saving anyway");
+        }
+        if let Some(cluster) = node.cluster() {
+            for group in cluster.groups() {
+                if let Err(e) = group.raft().shutdown().await {
+                    tracing::warn!(shard = group.shard + 1, "stopping the shard's member: {e}");
+                }
+            }
+            tracing::info!(id = node.config.id, "node stopped");
+            return Ok(());
         }
         let persister = node.persister.clone();
         let store = node.store.clone();

@@ -1,0 +1,391 @@
+//! What concerns the replicated cluster as a whole: CLUSTER INFO, SHARDS and MYID in Redis's
+//! formats, INFO's replication lines, FLUSHALL/FLUSHDB (every shard, each on its leader),
+//! SAVE/BGSAVE (a Raft snapshot of every local shard), and the answers to peers' bus calls.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::group::Role;
+use super::route::{self, Forward, Forwarded};
+use super::{Answer, Call, Cluster, ClusterSpec};
+use crate::cmd::Session;
+use crate::effect::Effect;
+use crate::node::{ClientHandle, Node};
+use crate::protocol::{Reply, Request};
+
+/// Commands the cluster runs itself instead of one node's handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// FLUSHALL or FLUSHDB: every shard.
+    Flush,
+    /// SAVE: a snapshot of every local shard, waited for.
+    Save,
+    /// BGSAVE: the same, not waited for.
+    BgSave,
+}
+
+/// The special form of a command, if it has one (arguments as Redis accepts them; anything
+/// else runs normally and fails there).
+pub fn special(name: &str, args: &[Bytes]) -> Option<Special> {
+    let plain = |max: usize| args.len() <= max;
+    match name {
+        "flushall" | "flushdb" if plain(2) => Some(Special::Flush),
+        "save" if plain(1) => Some(Special::Save),
+        "bgsave" if plain(1) => Some(Special::BgSave),
+        _ => None,
+    }
+}
+
+/// Runs a special command for a client.
+pub async fn run(node: &Node, cluster: &Cluster, session: &mut Session, special: Special) -> Reply {
+    if session.auth_required(node) {
+        return Reply::Error("NOAUTH Authentication required.".into());
+    }
+    match special {
+        Special::Flush => {
+            for shard in 0..cluster.spec.shards() {
+                if let Err(e) = flush(node, cluster, shard).await {
+                    return e;
+                }
+            }
+            Reply::ok()
+        }
+        Special::Save | Special::BgSave => {
+            for group in cluster.groups() {
+                if let Err(e) = group.raft().trigger().snapshot().await {
+                    return Reply::Error(
+                        format!("ERR snapshot of shard {}: {e}", group.shard + 1).into(),
+                    );
+                }
+            }
+            if special == Special::Save {
+                Reply::ok()
+            } else {
+                Reply::Simple("Background saving started".into())
+            }
+        }
+    }
+}
+
+/// Flushes `shard` on its leader: here, or asked over the bus.
+async fn flush(node: &Node, cluster: &Cluster, shard: usize) -> Result<u64, Reply> {
+    for _ in 0..3 {
+        let role = match cluster.group(shard) {
+            Some(g) => g.await_leader(std::time::Duration::from_secs(3)).await,
+            None => {
+                cluster
+                    .remote_leader(shard, std::time::Duration::from_secs(3))
+                    .await
+            }
+        };
+        match role {
+            Role::Leader | Role::Starting => {
+                if let Some(n) = flush_here(node, cluster, shard).await {
+                    return Ok(n);
+                }
+            }
+            Role::Follower(leader) => match cluster.call(leader, &Call::Flush(shard)).await {
+                Ok(Answer::Flushed(Ok(n))) => return Ok(n),
+                _ => cluster.forget_leader(shard, leader),
+            },
+            Role::Unknown => break,
+        }
+    }
+    Err(route::cluster_down(shard))
+}
+
+/// Removes every key of `shard` from this node's store, as its leader, and waits until the
+/// group has committed it. `None` when this node does not lead the shard (any more).
+async fn flush_here(node: &Node, cluster: &Cluster, shard: usize) -> Option<u64> {
+    let group = cluster.group(shard)?;
+    let (origin, seq, removed) = {
+        let _pause = group.speculation.pause.read().await;
+        if group.role() != Role::Leader {
+            return None;
+        }
+        let _gate = node.store.gate().exclusive();
+        let spec = &cluster.spec;
+        let removed: usize = node
+            .store
+            .dbs()
+            .iter()
+            .map(|db| db.retain(|key| spec.shard_of(key) != shard))
+            .sum();
+        node.store.mark_dirty(removed as u64);
+        let (origin, seq) = group.submit(&[Effect::FlushAll]);
+        (origin, seq, removed)
+    };
+    group
+        .confirmed(origin, seq, route::COMMIT_WAIT)
+        .await
+        .then_some(removed as u64)
+}
+
+/// Answers a peer's call.
+pub async fn answer(node: &Arc<Node>, call: Call) -> Answer {
+    let Some(cluster) = node.cluster() else {
+        return Answer::Refused("this node is not in a cluster".into());
+    };
+    match call {
+        Call::Leaders => Answer::Leaders(
+            (0..cluster.spec.shards())
+                .map(|s| cluster.leader_of(s))
+                .collect(),
+        ),
+        Call::Flush(shard) => match flush_here(node, cluster, shard).await {
+            Some(n) => Answer::Flushed(Ok(n)),
+            None => Answer::Flushed(Err(cluster.leader_of(shard))),
+        },
+        Call::Forward(forward) => Answer::Forwarded(forwarded(node, cluster, forward).await),
+    }
+}
+
+/// Runs forwarded commands as the shard's leader and waits for their writes to commit.
+async fn forwarded(node: &Arc<Node>, cluster: &Cluster, forward: Forward) -> Forwarded {
+    let Some(group) = cluster.group(forward.shard) else {
+        return Forwarded::NotLeader(cluster.leader_of(forward.shard));
+    };
+    match group.await_leader(std::time::Duration::from_secs(1)).await {
+        Role::Leader | Role::Starting => {}
+        Role::Follower(l) => return Forwarded::NotLeader(l),
+        Role::Unknown => return Forwarded::NotLeader(0),
+    }
+    let client = Arc::new(ClientHandle::new(
+        node.next_client_id(),
+        "cluster-bus".to_string(),
+        cluster.bus_addr.to_string(),
+        node.shutdown.child_token(),
+    ));
+    let mut session = Session::new(client);
+    session.authenticated = true;
+    session.protocol = forward.protocol;
+    let mut replies = Vec::with_capacity(forward.commands.len());
+    for args in forward.commands {
+        let read = args
+            .first()
+            .and_then(|n| crate::cmd::lookup(n))
+            .is_some_and(|s| !s.write);
+        let request = Request {
+            args,
+            db: None,
+            password: None,
+        };
+        let reply = route::run_local(node, &group, &mut session, &request, read).await;
+        replies.push(reply.unwrap_or(Reply::Nil));
+    }
+    if !settle(node, &mut session).await {
+        return Forwarded::Unknown;
+    }
+    Forwarded::Replies(replies)
+}
+
+/// Waits until every write this session ran here is committed; false when one may have been
+/// lost (this node stopped leading its shard first) or the wait timed out.
+pub async fn settle(node: &Node, session: &mut Session) -> bool {
+    if std::mem::take(&mut session.cluster_broken) {
+        session.cluster_marks.clear();
+        return false;
+    }
+    let Some(cluster) = node.cluster() else {
+        session.cluster_marks.clear();
+        return true;
+    };
+    let mut ok = true;
+    for (shard, origin, seq) in session.cluster_marks.drain(..) {
+        let Some(group) = cluster.group(shard) else {
+            continue;
+        };
+        if seq > 0 && !group.confirmed(origin, seq, route::COMMIT_WAIT).await {
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// CLUSTER subcommands: INFO, SHARDS, MYID, HELP. Without `--cluster`, Redis's error.
+pub fn cluster_command(node: &Node, args: &[Bytes]) -> Reply {
+    let Some(cluster) = node.cluster() else {
+        return Reply::Error("ERR This instance has cluster support disabled".into());
+    };
+    let sub = args
+        .get(1)
+        .map(|a| a.to_ascii_lowercase())
+        .unwrap_or_default();
+    match sub.as_slice() {
+        b"info" => Reply::Verbatim(Bytes::from(info(cluster))),
+        b"myid" => Reply::Bulk(Bytes::from(cluster.spec.node_name(cluster.spec.me))),
+        b"shards" => shards(cluster),
+        b"help" => Reply::Array(
+            [
+                "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "INFO",
+                "    Return information about the cluster.",
+                "MYID",
+                "    Return the node id.",
+                "SHARDS",
+                "    Return information about slot range mappings and the nodes of each shard.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .iter()
+            .map(|l| Reply::Simple((*l).into()))
+            .collect(),
+        ),
+        _ => Reply::Error(
+            format!(
+                "ERR unknown subcommand '{}'. Try CLUSTER HELP.",
+                String::from_utf8_lossy(args.get(1).map_or(&b""[..], |a| a))
+            )
+            .into(),
+        ),
+    }
+}
+
+/// CLUSTER INFO's text.
+fn info(cluster: &Cluster) -> String {
+    let shards = cluster.spec.shards();
+    let led = (0..shards).filter(|s| cluster.leader_of(*s) != 0).count();
+    let epoch = cluster.groups().map(|g| g.term()).max().unwrap_or(0);
+    let state = if led == shards { "ok" } else { "fail" };
+    let lines = [
+        format!("cluster_state:{state}"),
+        format!("cluster_shards_with_leader:{led}"),
+        format!("cluster_known_nodes:{}", cluster.spec.nodes.len()),
+        format!("cluster_size:{shards}"),
+        format!("cluster_replicas_per_shard:{}", cluster.spec.replicas),
+        format!("cluster_current_epoch:{epoch}"),
+        format!("cluster_my_epoch:{epoch}"),
+        format!(
+            "cluster_stats_messages_forwarded:{}",
+            cluster.forwarded.load(std::sync::atomic::Ordering::Relaxed)
+        ),
+    ];
+    let mut out = lines.join("\r\n");
+    out.push_str("\r\n");
+    out
+}
+
+/// Whether member `member` of `shard` looks healthy from here: the leader itself, a member
+/// the leader (this node) hears from, or, seen from a follower, unknown but assumed online.
+fn health(cluster: &Cluster, shard: usize, member: u64) -> &'static str {
+    let leader = cluster.leader_of(shard);
+    if leader == 0 {
+        return "failed";
+    }
+    if member == leader {
+        return "online";
+    }
+    match cluster.group(shard) {
+        Some(g) if g.role() == Role::Leader => {
+            let acked = g
+                .replication()
+                .into_iter()
+                .find(|(id, _)| *id == member)
+                .and_then(|(_, acked)| acked);
+            let (_, last) = g.progress();
+            match acked {
+                Some(a) if a + 10_000 >= last => "online",
+                Some(_) => "loading",
+                None => "failed",
+            }
+        }
+        _ => "online",
+    }
+}
+
+/// CLUSTER SHARDS in Redis 7's shape: per shard its `slots` (empty: shards are by
+/// `md5(key) mod N`, not slots, until slots come), `shard-index` (1-based), and its `nodes`,
+/// each with id, port, ip, endpoint, role (master/replica), replication offset and health.
+fn shards(cluster: &Cluster) -> Reply {
+    let spec = &cluster.spec;
+    let list = (0..spec.shards())
+        .map(|shard| {
+            let leader = cluster.leader_of(shard);
+            let nodes = spec
+                .members(shard)
+                .into_iter()
+                .map(|m| {
+                    let member = ClusterSpec::member_id(m);
+                    let (ip, port) = spec.nodes[m]
+                        .client
+                        .rsplit_once(':')
+                        .map(|(h, p)| (h.to_string(), p.parse::<i64>().unwrap_or(0)))
+                        .unwrap_or_default();
+                    let offset = cluster.group(shard).map_or(0, |g| g.progress().0 as i64);
+                    let role = if member == leader {
+                        "master"
+                    } else {
+                        "replica"
+                    };
+                    Reply::Map(vec![
+                        (
+                            Reply::text("id"),
+                            Reply::Bulk(Bytes::from(spec.node_name(m))),
+                        ),
+                        (Reply::text("port"), Reply::Int(port)),
+                        (Reply::text("ip"), Reply::bulk(&ip)),
+                        (Reply::text("endpoint"), Reply::bulk(&ip)),
+                        (Reply::text("role"), Reply::text(role)),
+                        (Reply::text("replication-offset"), Reply::Int(offset)),
+                        (
+                            Reply::text("health"),
+                            Reply::text(health(cluster, shard, member)),
+                        ),
+                    ])
+                })
+                .collect();
+            Reply::Map(vec![
+                (Reply::text("slots"), Reply::Array(Vec::new())),
+                (Reply::text("shard-index"), Reply::Int(shard as i64 + 1)),
+                (Reply::text("nodes"), Reply::Array(nodes)),
+            ])
+        })
+        .collect();
+    Reply::Array(list)
+}
+
+/// INFO's replication lines: `role` (master when this node leads any shard, as Redis tools
+/// read it), then one line per local shard.
+pub fn replication_lines(cluster: &Cluster) -> Vec<(String, String)> {
+    let leads = cluster.groups().any(|g| g.role() == Role::Leader);
+    let mut lines = vec![
+        (
+            "role".to_string(),
+            if leads { "master" } else { "slave" }.to_string(),
+        ),
+        ("cluster_enabled".to_string(), "1".to_string()),
+        (
+            "cluster_shards".to_string(),
+            cluster.spec.shards().to_string(),
+        ),
+    ];
+    for g in cluster.groups() {
+        let (applied, last) = g.progress();
+        let role = match g.role() {
+            Role::Leader => "leader",
+            Role::Starting => "starting",
+            Role::Follower(_) => "follower",
+            Role::Unknown => "candidate",
+        };
+        let members: Vec<String> = if g.role() == Role::Leader {
+            g.replication()
+                .into_iter()
+                .map(|(id, acked)| format!("{id}:{}", acked.map_or("-".into(), |a| a.to_string())))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        lines.push((
+            format!("shard{}", g.shard + 1),
+            format!(
+                "role={role},leader={},term={},applied={applied},last_log={last},acked={},rebuilds={}",
+                cluster.leader_of(g.shard),
+                g.term(),
+                members.join("|"),
+                g.rebuilds.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ));
+    }
+    lines
+}

@@ -1,0 +1,469 @@
+//! One shard's Raft group as this node sees it: the local member (its `Raft`, log and state
+//! machine), the proposer that turns speculative writes into log entries, and what the
+//! request path checks on every command (is this node the leader, is it ready, is its lease
+//! valid).
+//!
+//! A write on the leader runs against the store at once; its effects go to the proposer's
+//! queue (under the command's key locks, so the queue's order is the order the writes
+//! happened) with a sequence number; the proposer drains the queue into as few log entries as
+//! it can (group commit) and proposes them; the connection replies only once the state
+//! machine has passed that sequence number, i.e. once a majority has the entry. A leader that
+//! steps down with writes still unconfirmed cannot know which of them the group keeps: it
+//! rebuilds the shard from what its log and snapshot say was committed ([`Group::rebuild`]).
+//! See `Speculation` in `replication::types` for the counters.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::{BasicNode, ServerState};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::spec::ClusterSpec;
+use crate::effect::Effect;
+use crate::replication::state_machine::Scope;
+use crate::replication::types::Speculation;
+use crate::replication::{BusNetwork, Groups, LogStore, Raft, StateMachine};
+use crate::store::Store;
+
+/// Command batches waiting for the proposer: `(origin, seq, effects)`.
+type Pending = (u64, u64, Vec<Effect>);
+
+/// The most effects one log entry carries (a bigger burst is split).
+const MAX_ENTRY_EFFECTS: usize = 4096;
+
+/// The local member of one shard's group.
+pub struct Group {
+    /// The shard (0-based).
+    pub shard: usize,
+    /// This member's id (its node id).
+    pub me: u64,
+    raft: Mutex<Raft>,
+    config: Arc<openraft::Config>,
+    network: BusNetwork,
+    log: LogStore,
+    sm: StateMachine,
+    /// The counters shared with the state machine.
+    pub speculation: Arc<Speculation>,
+    /// The proposer's queue; the mutex makes "next sequence number + enqueue" one step.
+    queue: Mutex<mpsc::UnboundedSender<Pending>>,
+    /// The leader's member id as last seen (0: none known).
+    leader: AtomicU64,
+    /// This member leads and has applied everything earlier terms committed.
+    ready: AtomicBool,
+    /// Until when a read on this leader is linearizable without asking the group: milliseconds
+    /// on [`Group::clock`], renewed by every heartbeat a majority acknowledges.
+    lease_until_ms: AtomicU64,
+    /// The current term.
+    term: AtomicU64,
+    /// The last log index applied.
+    applied: AtomicU64,
+    /// The last log index in the local log.
+    last_log: AtomicU64,
+    /// Members of the group with whether the leader hears from them (leader only).
+    replication: Mutex<Vec<(u64, Option<u64>)>>,
+    /// Rebuilds done (INFO replication).
+    pub rebuilds: AtomicU64,
+    epoch: Instant,
+    lease: Duration,
+    groups: Groups,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("shard", &self.shard)
+            .field("leader", &self.leader.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// What the request path needs to know about a shard right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This node leads and may run commands of the shard locally.
+    Leader,
+    /// This node leads but has not caught up with earlier terms yet.
+    Starting,
+    /// Another member leads.
+    Follower(u64),
+    /// No leader is known.
+    Unknown,
+}
+
+impl Group {
+    /// Starts the local member of `shard`: opens its log and state machine under `dir`,
+    /// starts its `Raft` and registers it with the bus, and, on the shard's first node of a
+    /// fresh cluster, bootstraps the group with its members.
+    ///
+    /// # Errors
+    /// A message naming the directory or openraft's reason.
+    pub async fn start(
+        spec: &ClusterSpec,
+        shard: usize,
+        store: Arc<Store>,
+        dir: &std::path::Path,
+        network: BusNetwork,
+        groups: Groups,
+    ) -> Result<Arc<Group>, String> {
+        let me = ClusterSpec::member_id(spec.me);
+        let timeout = spec.node_timeout.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: format!("minikv-shard-{}", shard + 1),
+            heartbeat_interval: (timeout / 5).max(10),
+            election_timeout_min: timeout.max(20),
+            election_timeout_max: (timeout * 2).max(40),
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(50_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("raft configuration: {e}"))?;
+        let config = Arc::new(config);
+        let group_dir = dir.join(format!("shard-{}", shard + 1));
+        let log = LogStore::open(group_dir.join("log"))
+            .await
+            .map_err(|e| format!("opening {}: {e}", group_dir.join("log").display()))?;
+        let speculation = Arc::new(Speculation::default());
+        let scope = Scope::new(shard, spec.shards());
+        let sm = StateMachine::open(
+            store,
+            scope,
+            speculation.clone(),
+            group_dir.join("snapshot"),
+        )
+        .await
+        .map_err(|e| format!("opening {}: {e}", group_dir.join("snapshot").display()))?;
+        let raft = Raft::new(me, config.clone(), network.clone(), log.clone(), sm.clone())
+            .await
+            .map_err(|e| format!("starting the raft member of shard {}: {e}", shard + 1))?;
+        groups.add(shard as u64, raft.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let group = Arc::new(Group {
+            shard,
+            me,
+            raft: Mutex::new(raft.clone()),
+            config: config.clone(),
+            network,
+            log,
+            sm,
+            speculation,
+            queue: Mutex::new(tx),
+            leader: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            lease_until_ms: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            last_log: AtomicU64::new(0),
+            replication: Mutex::new(Vec::new()),
+            rebuilds: AtomicU64::new(0),
+            epoch: Instant::now(),
+            lease: Duration::from_millis(config.election_timeout_min / 2),
+            groups,
+        });
+        tokio::spawn(propose(group.clone(), rx));
+        tokio::spawn(watch(group.clone()));
+        Ok(group)
+    }
+
+    /// Whether this member has never been part of the group (an empty log and no vote): a
+    /// fresh cluster, or a node whose data directory was wiped.
+    pub async fn pristine(&self) -> bool {
+        self.raft().is_initialized().await.is_ok_and(|init| !init)
+    }
+
+    /// Bootstraps the group with every member of `spec`'s placement (on its first node of a
+    /// fresh cluster only: the caller checks that no peer has the group already).
+    pub async fn bootstrap(&self, spec: &ClusterSpec) {
+        let nodes: std::collections::BTreeMap<u64, BasicNode> = spec
+            .members(self.shard)
+            .iter()
+            .map(|m| {
+                (
+                    ClusterSpec::member_id(*m),
+                    BasicNode::new(spec.nodes[*m].bus.clone()),
+                )
+            })
+            .collect();
+        // NotAllowed means it is initialized already: nothing to do.
+        if let Err(e) = self.raft().initialize(nodes).await {
+            tracing::debug!(shard = self.shard + 1, "initialize: {e}");
+        }
+    }
+
+    /// The current `Raft` handle (replaced by a rebuild).
+    pub fn raft(&self) -> Raft {
+        self.raft.lock().expect("group raft lock poisoned").clone()
+    }
+
+    /// This member's role for the request path.
+    pub fn role(&self) -> Role {
+        let leader = self.leader.load(Ordering::Acquire);
+        if leader == self.me {
+            if self.ready.load(Ordering::Acquire) {
+                Role::Leader
+            } else {
+                Role::Starting
+            }
+        } else if leader == 0 {
+            Role::Unknown
+        } else {
+            Role::Follower(leader)
+        }
+    }
+
+    /// Whether a read served locally now is linearizable: this node leads, is ready, and a
+    /// majority acknowledged it recently enough that no other leader can have been elected.
+    pub fn lease_valid(&self) -> bool {
+        self.role() == Role::Leader && self.now_ms() < self.lease_until_ms.load(Ordering::Acquire)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Relaxed)
+    }
+
+    /// The last applied and last logged indexes.
+    pub fn progress(&self) -> (u64, u64) {
+        (
+            self.applied.load(Ordering::Relaxed),
+            self.last_log.load(Ordering::Relaxed),
+        )
+    }
+
+    /// For the leader: each member and the log index it has acknowledged (`None`: not heard
+    /// from since this term began).
+    pub fn replication(&self) -> Vec<(u64, Option<u64>)> {
+        self.replication
+            .lock()
+            .expect("group replication lock poisoned")
+            .clone()
+    }
+
+    /// Hands one command's (or transaction's) effects to the proposer. Called under the
+    /// command's key locks. Returns `(origin, seq)`, what the connection waits for before
+    /// replying.
+    pub fn submit(&self, effects: &[Effect]) -> (u64, u64) {
+        let queue = self.queue.lock().expect("group queue lock poisoned");
+        let origin = self.speculation.origin.load(Ordering::Acquire);
+        let seq = self.speculation.submitted.fetch_add(1, Ordering::AcqRel) + 1;
+        // The proposer only stops with the runtime; nothing to tell anyone then.
+        let _ = queue.send((origin, seq, effects.to_vec()));
+        (origin, seq)
+    }
+
+    /// The point a read that ran now must wait for: everything submitted before it.
+    pub fn mark(&self) -> (u64, u64) {
+        // Under the queue lock, so no submit is half done.
+        let _queue = self.queue.lock().expect("group queue lock poisoned");
+        (
+            self.speculation.origin.load(Ordering::Acquire),
+            self.speculation.submitted.load(Ordering::Acquire),
+        )
+    }
+
+    /// Waits until batch `seq` of `origin` is committed and applied; false when the origin
+    /// ended first (this node stepped down: the write's fate is unknown here) or `limit`
+    /// passed.
+    pub async fn confirmed(&self, origin: u64, seq: u64, limit: Duration) -> bool {
+        let spec = &self.speculation;
+        let wait = async {
+            loop {
+                let moved = spec.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                if spec.origin.load(Ordering::Acquire) != origin {
+                    return false;
+                }
+                if spec.applied.load(Ordering::Acquire) >= seq {
+                    return true;
+                }
+                moved.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.unwrap_or(false)
+    }
+
+    /// Waits up to `limit` for this shard to have a leader; returns the role then.
+    pub async fn await_leader(&self, limit: Duration) -> Role {
+        let deadline = Instant::now() + limit;
+        loop {
+            let role = self.role();
+            if matches!(role, Role::Leader | Role::Follower(_)) || Instant::now() >= deadline {
+                return role;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// After stepping down with unconfirmed speculative writes: stops the member, puts the
+    /// shard's keys back to the last snapshot, and starts the member again over the same log,
+    /// so openraft re-applies what was committed and the new leader sends the rest.
+    async fn rebuild(&self) {
+        let _pause = self.speculation.pause.write().await;
+        self.ready.store(false, Ordering::Release);
+        let old = self.raft();
+        if let Err(e) = old.shutdown().await {
+            tracing::warn!(
+                shard = self.shard + 1,
+                "stopping the member to rebuild: {e}"
+            );
+        }
+        if let Err(e) = self.sm.reset().await {
+            tracing::error!(shard = self.shard + 1, "rebuilding the shard failed: {e}");
+            return;
+        }
+        match Raft::new(
+            self.me,
+            self.config.clone(),
+            self.network.clone(),
+            self.log.clone(),
+            self.sm.clone(),
+        )
+        .await
+        {
+            Ok(raft) => {
+                self.groups.add(self.shard as u64, raft.clone());
+                *self.raft.lock().expect("group raft lock poisoned") = raft.clone();
+                self.rebuilds.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    shard = self.shard + 1,
+                    "stepped down with unconfirmed writes: shard rebuilt from its committed log"
+                );
+            }
+            Err(e) => {
+                tracing::error!(shard = self.shard + 1, "restarting the member failed: {e}")
+            }
+        }
+    }
+}
+
+/// Drains the queue into log entries, in order. Entries of an origin that has ended are
+/// dropped: their node stepped down and rebuilds the shard anyway.
+async fn propose(group: Arc<Group>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let mut next: Option<Pending> = None;
+    loop {
+        let first = match next.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let (origin, mut seq, mut effects) = first;
+        while effects.len() < MAX_ENTRY_EFFECTS {
+            match rx.try_recv() {
+                Ok((o, s, e)) if o == origin => {
+                    seq = s;
+                    effects.extend(e);
+                }
+                Ok(other) => {
+                    next = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if origin != group.speculation.origin.load(Ordering::Acquire) || origin == 0 {
+            continue;
+        }
+        let batch = crate::replication::Batch {
+            origin,
+            seq,
+            effects,
+        };
+        match group.raft().client_write_ff(batch).await {
+            Ok(rx) => {
+                let group = group.clone();
+                tokio::spawn(async move {
+                    match rx.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(shard = group.shard + 1, "write not committed: {e}")
+                        }
+                        Err(_) => tracing::debug!(shard = group.shard + 1, "write dropped"),
+                    }
+                });
+            }
+            Err(e) => tracing::debug!(shard = group.shard + 1, "proposing: {e}"),
+        }
+    }
+}
+
+/// Follows the member's metrics (and, after a rebuild, the new member's) until it stops.
+async fn watch(group: Arc<Group>) {
+    loop {
+        let raft = group.raft();
+        if !follow(&group, raft).await {
+            return;
+        }
+        group.rebuild().await;
+    }
+}
+
+/// Follows one `Raft`'s metrics: leader, term, readiness, lease. Starts a new origin when
+/// this member becomes leader. Returns true when it stopped leading with writes unconfirmed
+/// (the shard must be rebuilt), false when the member stopped.
+async fn follow(group: &Arc<Group>, raft: Raft) -> bool {
+    let mut metrics = raft.metrics();
+    let mut leading = false;
+    loop {
+        let m = metrics.borrow_and_update().clone();
+        let is_leader = m.state == ServerState::Leader;
+        group.term.store(m.current_term, Ordering::Relaxed);
+        group
+            .applied
+            .store(m.last_applied.map_or(0, |l| l.index), Ordering::Relaxed);
+        group
+            .last_log
+            .store(m.last_log_index.unwrap_or(0), Ordering::Relaxed);
+        if let Some(ack) = m.millis_since_quorum_ack {
+            let until = (group.now_ms() + group.lease.as_millis() as u64).saturating_sub(ack);
+            group.lease_until_ms.store(until, Ordering::Release);
+        }
+        if let Some(r) = &m.replication {
+            let mut list: Vec<(u64, Option<u64>)> =
+                r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect();
+            list.sort_unstable();
+            *group
+                .replication
+                .lock()
+                .expect("group replication lock poisoned") = list;
+        }
+        if is_leader && !leading {
+            // A new term of leadership: a fresh origin before anything runs speculatively.
+            group.speculation.renew();
+            leading = true;
+        }
+        if !is_leader && leading {
+            leading = false;
+            group.ready.store(false, Ordering::Release);
+            group.lease_until_ms.store(0, Ordering::Release);
+            group
+                .leader
+                .store(m.current_leader.unwrap_or(0), Ordering::Release);
+            if !group.speculation.settled() {
+                return true;
+            }
+            group.speculation.renew();
+        }
+        // Ready once this term's first entry is applied: everything earlier terms committed
+        // is in the store.
+        let caught_up = m
+            .last_applied
+            .is_some_and(|l| l.leader_id.term == m.current_term);
+        group.ready.store(is_leader && caught_up, Ordering::Release);
+        group
+            .leader
+            .store(m.current_leader.unwrap_or(0), Ordering::Release);
+        if metrics.changed().await.is_err() {
+            return false;
+        }
+    }
+}

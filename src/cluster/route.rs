@@ -1,0 +1,461 @@
+//! Where a request runs in a replicated cluster: here, when this node leads the shard of its
+//! keys; on the shard's leader otherwise (forwarded over the cluster bus, the reply relayed
+//! unchanged); split per shard and recombined for MGET, MSET, DEL, EXISTS, UNLINK and TOUCH;
+//! refused with `-CROSSSLOT` for any other command, transaction or WATCH whose keys span
+//! shards, as Redis Cluster does.
+//!
+//! Reads run here only while this leader's lease is valid (see [`Group::lease_valid`]);
+//! otherwise the leader first confirms its leadership with a majority (openraft's
+//! `ensure_linearizable`, Raft's ReadIndex). Every command run here leaves a mark in the
+//! session: the connection sends no reply before the marks are confirmed, so no client ever
+//! sees a write (its own or another's) that the group could still lose.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::group::{Group, Role};
+use super::Cluster;
+use crate::cmd::{lookup, Session};
+use crate::node::Node;
+use crate::protocol::{Reply, Request};
+
+/// How long a request waits for its shard to elect a leader before `-CLUSTERDOWN`.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+/// How long a reply waits for its writes to commit before the connection gives up on it.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// A request forwarded to the leader of `shard` over the bus.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forward {
+    /// The shard the commands' keys are in.
+    pub shard: usize,
+    /// The commands, run in order (with MULTI ... EXEC around them for a transaction).
+    pub commands: Vec<Vec<Bytes>>,
+    /// RESP version of the client (replies are built as for it).
+    pub protocol: u8,
+    /// The caller's hop count: a request is forwarded at most twice (leaders change).
+    pub hops: u8,
+}
+
+/// The leader's answer to a [`Forward`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Forwarded {
+    /// One reply per command.
+    Replies(Vec<Reply>),
+    /// This node does not lead the shard; the leader it knows of (member id, 0: none).
+    /// Nothing ran.
+    NotLeader(u64),
+    /// The commands ran but this node stopped leading before they were committed: whether
+    /// the group kept them is unknown.
+    Unknown,
+}
+
+/// Runs `request` for a connection of a node in a replicated cluster; `None` when CLIENT
+/// REPLY says not to answer.
+pub async fn execute(
+    node: &Node,
+    cluster: &Cluster,
+    session: &mut Session,
+    request: &Request,
+) -> Option<Reply> {
+    match plan(cluster, session, request) {
+        Plan::Local(None) => session.execute(node, request),
+        Plan::Local(Some(shard)) => {
+            let group = cluster.group(shard)?;
+            run_local(node, &group, session, request, request_is_read(request)).await
+        }
+        Plan::Refuse(reply) => session.answer(node, reply),
+        Plan::Remote(shard) => {
+            let reply = match authenticate(node, session, request) {
+                Err(reply) => reply,
+                Ok(()) => {
+                    let commands = vec![request.args.clone()];
+                    match on_shard(node, cluster, session, shard, commands).await {
+                        Ok(mut replies) => replies.pop().unwrap_or(Reply::Nil),
+                        Err(e) => e,
+                    }
+                }
+            };
+            session.answer(node, reply)
+        }
+        Plan::Split(parts, combine) => {
+            let reply = match authenticate(node, session, request) {
+                Err(reply) => reply,
+                Ok(()) => {
+                    let keys = request.args.get(1..).unwrap_or_default();
+                    split(node, cluster, session, parts, combine, keys).await
+                }
+            };
+            session.answer(node, reply)
+        }
+        Plan::Exec(shard) => {
+            let reply = exec_remote(node, cluster, session, shard).await;
+            session.answer(node, reply)
+        }
+        Plan::Special(special) => {
+            let reply = super::admin::run(node, cluster, session, special).await;
+            session.answer(node, reply)
+        }
+    }
+}
+
+/// Where a request goes.
+enum Plan {
+    /// Run here; `Some(shard)` when it names keys of a shard this node leads.
+    Local(Option<usize>),
+    /// Answer this error without running anything.
+    Refuse(Reply),
+    /// Forward to the leader of this shard.
+    Remote(usize),
+    /// Run each part on its shard, then combine the replies.
+    Split(Vec<(usize, Vec<Bytes>)>, Combine),
+    /// EXEC of a transaction queued for another node's shard.
+    Exec(usize),
+    /// A command the cluster answers itself (CLUSTER, FLUSHALL, SAVE...).
+    Special(super::admin::Special),
+}
+
+/// How split replies become one.
+#[derive(Debug, Clone, Copy)]
+enum Combine {
+    /// MGET: the values in the keys' order (parts hold positions).
+    Values,
+    /// MSET: OK when every part is OK.
+    AllOk,
+    /// DEL, EXISTS, UNLINK, TOUCH: the sum.
+    Sum,
+}
+
+fn request_is_read(request: &Request) -> bool {
+    is_read(&request.args)
+}
+
+/// Whether a command only reads (unknown commands count as reads: they change nothing).
+fn is_read(args: &[Bytes]) -> bool {
+    args.first()
+        .and_then(|n| lookup(n))
+        .is_none_or(|s| !s.write)
+}
+
+fn crossslot() -> Reply {
+    Reply::Error("CROSSSLOT Keys in request don't hash to the same slot".into())
+}
+
+fn plan(cluster: &Cluster, session: &mut Session, request: &Request) -> Plan {
+    let Some(name) = request.args.first() else {
+        return Plan::Local(None);
+    };
+    let Some(spec) = lookup(name) else {
+        return Plan::Local(None);
+    };
+    if let Some(special) = super::admin::special(spec.name, &request.args) {
+        return Plan::Special(special);
+    }
+    if request.db.is_some_and(|d| d != 0) {
+        return Plan::Refuse(Reply::Error(
+            "ERR SELECT is not allowed in cluster mode".into(),
+        ));
+    }
+    match spec.name {
+        "select" => {
+            let zero = request.args.get(1).is_some_and(|a| a.as_ref() == b"0");
+            if !zero {
+                return Plan::Refuse(Reply::Error(
+                    "ERR SELECT is not allowed in cluster mode".into(),
+                ));
+            }
+            return Plan::Local(None);
+        }
+        "swapdb" | "move" => {
+            return Plan::Refuse(Reply::Error(
+                format!(
+                    "ERR {} is not allowed in cluster mode",
+                    spec.name.to_uppercase()
+                )
+                .into(),
+            ))
+        }
+        _ => {}
+    }
+    let shards = shards_of(cluster, spec, &request.args);
+    if let Some(multi) = &session.multi {
+        if spec.queued_in_multi {
+            // Redis Cluster: every queued command's keys must share the transaction's slot.
+            let mut all = shards.clone();
+            for (s, r) in &multi.queued {
+                all.extend(shards_of(cluster, s, &r.args));
+            }
+            all.extend(
+                session
+                    .watched
+                    .iter()
+                    .map(|w| cluster.spec.shard_of(&w.key)),
+            );
+            all.sort_unstable();
+            all.dedup();
+            if all.len() > 1 {
+                session.flag_transaction();
+                return Plan::Refuse(crossslot());
+            }
+            return Plan::Local(None);
+        }
+        if spec.name == "exec" {
+            let mut all: Vec<usize> = multi
+                .queued
+                .iter()
+                .flat_map(|(s, r)| shards_of(cluster, s, &r.args))
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            return match all.first() {
+                Some(&shard) if !leads(cluster, shard) => Plan::Exec(shard),
+                Some(&shard) => Plan::Local(Some(shard)),
+                None => Plan::Local(None),
+            };
+        }
+    }
+    match shards.as_slice() {
+        [] => Plan::Local(None),
+        [shard, rest @ ..] if rest.iter().all(|s| s == shard) => {
+            if spec.name == "watch" && !leads(cluster, *shard) {
+                return Plan::Refuse(Reply::Error(
+                    format!(
+                        "TRYAGAIN WATCH must be sent to the leader of shard {} ({})",
+                        shard + 1,
+                        cluster.leader_addr(*shard).unwrap_or("no leader")
+                    )
+                    .into(),
+                ));
+            }
+            if leads(cluster, *shard) {
+                Plan::Local(Some(*shard))
+            } else {
+                Plan::Remote(*shard)
+            }
+        }
+        _ => match split_plan(cluster, spec.name, &request.args) {
+            Some(plan) => plan,
+            None => Plan::Refuse(crossslot()),
+        },
+    }
+}
+
+/// Whether this node is (or is becoming) the shard's leader, so the request should run here.
+fn leads(cluster: &Cluster, shard: usize) -> bool {
+    cluster
+        .group(shard)
+        .is_some_and(|g| matches!(g.role(), Role::Leader | Role::Starting))
+}
+
+/// The shards of the keys `args` names, in key order (repeats kept).
+fn shards_of(cluster: &Cluster, spec: &crate::cmd::CommandSpec, args: &[Bytes]) -> Vec<usize> {
+    crate::cmd::capture::keys(spec, args, 0)
+        .into_iter()
+        .map(|(_, k)| cluster.spec.shard_of(k))
+        .collect()
+}
+
+/// Splits a multi-key command whose keys span shards into one command per shard.
+fn split_plan(cluster: &Cluster, name: &str, args: &[Bytes]) -> Option<Plan> {
+    let (step, combine) = match name {
+        "mget" => (1, Combine::Values),
+        "mset" => (2, Combine::AllOk),
+        "del" | "exists" | "unlink" | "touch" => (1, Combine::Sum),
+        _ => return None,
+    };
+    let mut parts: Vec<(usize, Vec<Bytes>)> = Vec::new();
+    for chunk in args.get(1..)?.chunks(step) {
+        let shard = cluster.spec.shard_of(chunk.first()?);
+        match parts.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, part)) => part.extend(chunk.iter().cloned()),
+            None => {
+                let mut part = vec![args[0].clone()];
+                part.extend(chunk.iter().cloned());
+                parts.push((shard, part));
+            }
+        }
+    }
+    Some(Plan::Split(parts, combine))
+}
+
+async fn split(
+    node: &Node,
+    cluster: &Cluster,
+    session: &mut Session,
+    parts: Vec<(usize, Vec<Bytes>)>,
+    combine: Combine,
+    keys: &[Bytes],
+) -> Reply {
+    let mut results = Vec::with_capacity(parts.len());
+    for (shard, args) in &parts {
+        match on_shard(node, cluster, session, *shard, vec![args.clone()]).await {
+            Ok(mut replies) => results.push(replies.pop().unwrap_or(Reply::Nil)),
+            Err(e) => return e,
+        }
+    }
+    if let Some(e) = results.iter().find(|r| matches!(r, Reply::Error(_))) {
+        return e.clone();
+    }
+    match combine {
+        Combine::Sum => Reply::Int(
+            results
+                .iter()
+                .map(|r| if let Reply::Int(n) = r { *n } else { 0 })
+                .sum(),
+        ),
+        Combine::AllOk => Reply::ok(),
+        Combine::Values => {
+            // Every part's values back at their keys' positions in the request.
+            let mut by_key: std::collections::HashMap<&Bytes, Reply> = Default::default();
+            for ((_, args), reply) in parts.iter().zip(results) {
+                if let Reply::Array(values) = reply {
+                    for (key, value) in args.iter().skip(1).zip(values) {
+                        by_key.insert(key, value);
+                    }
+                }
+            }
+            Reply::Array(
+                keys.iter()
+                    .map(|k| by_key.get(k).cloned().unwrap_or(Reply::Nil))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Authenticates with a request's own password (the JSON protocol's field), and refuses
+/// anything but AUTH-like commands before authentication, as running it here would.
+fn authenticate(node: &Node, session: &mut Session, request: &Request) -> Result<(), Reply> {
+    session.authenticate_request(node, request)
+}
+
+/// Runs `commands` on the leader of `shard`: here if this node leads it, else on the leader
+/// over the bus (following one change of leader).
+async fn on_shard(
+    node: &Node,
+    cluster: &Cluster,
+    session: &mut Session,
+    shard: usize,
+    commands: Vec<Vec<Bytes>>,
+) -> Result<Vec<Reply>, Reply> {
+    for _ in 0..3 {
+        let role = match cluster.group(shard) {
+            Some(g) => g.await_leader(LEADER_WAIT).await,
+            None => cluster.remote_leader(shard, LEADER_WAIT).await,
+        };
+        match role {
+            Role::Leader | Role::Starting => {
+                let Some(group) = cluster.group(shard) else {
+                    break;
+                };
+                let mut replies = Vec::new();
+                for args in &commands {
+                    let request = Request {
+                        args: args.clone(),
+                        db: None,
+                        password: None,
+                    };
+                    let read = request_is_read(&request);
+                    if let Some(r) = run_local(node, &group, session, &request, read).await {
+                        replies.push(r);
+                    }
+                }
+                return Ok(replies);
+            }
+            Role::Follower(leader) => {
+                let forward = Forward {
+                    shard,
+                    commands: commands.clone(),
+                    protocol: session.protocol,
+                    hops: 0,
+                };
+                match cluster.forward(leader, &forward).await {
+                    Ok(Forwarded::Replies(replies)) => return Ok(replies),
+                    Ok(Forwarded::NotLeader(_)) => {
+                        cluster.forget_leader(shard, leader);
+                        continue;
+                    }
+                    Ok(Forwarded::Unknown) => {
+                        session.cluster_broken = true;
+                        return Err(cluster_down(shard));
+                    }
+                    Err(e) => {
+                        tracing::debug!(shard = shard + 1, leader, "forwarding: {e}");
+                        cluster.forget_leader(shard, leader);
+                        // A read can go again; a write that may have run has an unknown fate.
+                        let sent = matches!(e, super::CallError::Unknown(_));
+                        if sent && commands.iter().any(|c| !is_read(c)) {
+                            session.cluster_broken = true;
+                            return Err(cluster_down(shard));
+                        }
+                        continue;
+                    }
+                }
+            }
+            Role::Unknown => break,
+        }
+    }
+    Err(cluster_down(shard))
+}
+
+/// `-CLUSTERDOWN` for a shard without a reachable leader.
+pub fn cluster_down(shard: usize) -> Reply {
+    Reply::Error(
+        format!(
+            "CLUSTERDOWN The cluster is down: shard {} has no leader reachable from this node",
+            shard + 1
+        )
+        .into(),
+    )
+}
+
+/// Runs `request` here, against a shard this node leads: reads confirm leadership first when
+/// the lease has lapsed, then the command runs with the shard's speculation pause held for
+/// reading, and leaves its mark for the connection to wait on.
+pub async fn run_local(
+    node: &Node,
+    group: &Group,
+    session: &mut Session,
+    request: &Request,
+    read: bool,
+) -> Option<Reply> {
+    if read && !group.lease_valid() {
+        if let Err(e) = group.raft().ensure_linearizable().await {
+            tracing::debug!(shard = group.shard + 1, "read refused: {e}");
+            return session.answer(node, cluster_down(group.shard));
+        }
+    }
+    let reply = {
+        let _pause = group.speculation.pause.read().await;
+        if !matches!(group.role(), Role::Leader | Role::Starting) {
+            drop(_pause);
+            return session.answer(node, cluster_down(group.shard));
+        }
+        session.execute(node, request)
+    };
+    let (origin, seq) = group.mark();
+    session.cluster_marks.push((group.shard, origin, seq));
+    reply
+}
+
+/// EXEC for a transaction whose keys are on another node's shard: the queued commands go to
+/// that shard's leader inside MULTI ... EXEC, and its EXEC reply comes back.
+async fn exec_remote(node: &Node, cluster: &Cluster, session: &mut Session, shard: usize) -> Reply {
+    let Some(multi) = session.multi.take() else {
+        return Reply::Error("ERR EXEC without MULTI".into());
+    };
+    session.client.update_meta(|m| m.flags = "N");
+    if multi.failed {
+        return Reply::Error("EXECABORT Transaction discarded because of previous errors.".into());
+    }
+    let mut commands = vec![vec![Bytes::from_static(b"MULTI")]];
+    commands.extend(multi.queued.into_iter().map(|(_, r)| r.args));
+    commands.push(vec![Bytes::from_static(b"EXEC")]);
+    match on_shard(node, cluster, session, shard, commands).await {
+        Ok(mut replies) => replies.pop().unwrap_or(Reply::NilArray),
+        Err(e) => e,
+    }
+}

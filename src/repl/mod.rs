@@ -13,6 +13,7 @@ pub mod terminal;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::client::topology::{Shard, ShardNode};
 use crate::client::{unavailable, ClientConfig, ClientError, ClusterClient, NodeStats};
 use crate::protocol::resp::split_args;
 
@@ -85,7 +86,7 @@ impl Repl {
         let (text, outcome) = match command.to_ascii_lowercase().as_str() {
             "exit" | "quit" => ("Goodbye!\n".to_string(), Outcome::Exit),
             "help" => (help(), Outcome::Ok),
-            "servers" => (self.servers(), Outcome::Ok),
+            "servers" => (self.servers().await, Outcome::Ok),
             "set" if args.len() >= 2 => {
                 let value = args[1..].join(" ");
                 self.keyed(&args[0], |c, k| async move {
@@ -170,18 +171,10 @@ impl Repl {
             let result = if stats {
                 self.client.stats(index).await.map(|s| Ok(stats_text(&s)))
             } else {
-                self.client.keys(index, b"*").await.map(|keys| {
-                    let names: Vec<String> = keys
-                        .iter()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                        .collect();
-                    let listed = if names.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        names.join(", ")
-                    };
-                    Ok(format!("  Keys ({}): {listed}\n", names.len()))
-                })
+                self.client
+                    .keys(index, b"*")
+                    .await
+                    .map(|keys| Ok(keys_text(&keys)))
             };
             block(index + 1, result)
         };
@@ -193,6 +186,9 @@ impl Repl {
                     Outcome::Failed,
                 ),
             };
+        }
+        if self.client.replicated().await {
+            return self.per_shard(stats).await;
         }
         let mut text = String::new();
         let mut outcome = Outcome::Ok;
@@ -221,7 +217,46 @@ impl Repl {
         (text, outcome)
     }
 
-    fn servers(&self) -> String {
+    /// `keys` or `stats` of a replicated cluster: each shard once, from its leader, under a
+    /// `Shard N` header; the block names the server that answered, and `keys` lists only the
+    /// shard's own keys (each node also holds copies of the other shards).
+    async fn per_shard(&self, stats: bool) -> (String, Outcome) {
+        let mut text = String::new();
+        let mut outcome = Outcome::Ok;
+        let line = "=".repeat(NARROW);
+        for shard in 0..self.client.servers().len() {
+            if shard > 0 {
+                text.push('\n');
+            }
+            // The header goes out before the request so retry notices appear under it.
+            self.print(&format!("{text}{line}\nShard {}\n{line}\n", shard + 1));
+            text.clear();
+            let result = if stats {
+                self.client
+                    .shard_stats(shard)
+                    .await
+                    .map(|(server, s)| (server, stats_text(&s)))
+            } else {
+                self.client
+                    .shard_keys(shard, b"*")
+                    .await
+                    .map(|(server, keys)| (server, keys_text(&keys)))
+            };
+            let (block, result) = match result {
+                Ok((server, details)) => block(server + 1, Ok(Ok(details))),
+                Err(e) => block(shard + 1, Err(e)),
+            };
+            if result == Outcome::Failed {
+                outcome = Outcome::Failed;
+            }
+            text.push_str(&block);
+        }
+        (text, outcome)
+    }
+
+    /// The spec's SERVER CONFIGURATION block; for a replicated cluster, one more line per
+    /// shard before its closing line: the leader, the followers and their health.
+    async fn servers(&self) -> String {
         let line = "=".repeat(WIDE);
         let mut out = format!("{line}\nSERVER CONFIGURATION\n{line}\n");
         let servers = self.client.servers();
@@ -229,10 +264,17 @@ impl Repl {
             out.push_str(&format!("Server {}: {addr}\n", i + 1));
         }
         out.push_str(&format!(
-            "Total Servers: {}\nSharding: Enabled (Consistent Hashing)\nRetry Policy: {}\n{line}\n",
+            "Total Servers: {}\nSharding: Enabled (Consistent Hashing)\nRetry Policy: {}\n",
             servers.len(),
             self.client.policy().describe()
         ));
+        if let Some(topology) = self.client.topology().await {
+            out.push_str("Replication: Raft, every shard on every node\n");
+            for shard in &topology.shards {
+                out.push_str(&shard_line(shard));
+            }
+        }
+        out.push_str(&format!("{line}\n"));
         out
     }
 
@@ -285,6 +327,44 @@ fn capitalized(text: &str) -> String {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// `Shard 1: leader Server 1 (localhost:7001), followers Server 2 (online), Server 3
+/// (failed)`; a node missing from the server list shows as its address.
+fn shard_line(shard: &Shard) -> String {
+    let name = |node: &ShardNode| match node.server {
+        Some(i) => format!("Server {}", i + 1),
+        None => node.addr.clone(),
+    };
+    let leader = match shard.leader() {
+        Some(node) if node.server.is_some() => format!("leader {} ({})", name(node), node.addr),
+        Some(node) => format!("leader {}", node.addr),
+        None => "no leader (election under way)".to_string(),
+    };
+    let followers: Vec<String> = shard
+        .followers()
+        .map(|node| format!("{} ({})", name(node), node.health))
+        .collect();
+    let followers = if followers.is_empty() {
+        "no followers".to_string()
+    } else {
+        format!("followers {}", followers.join(", "))
+    };
+    format!("Shard {}: {leader}, {followers}\n", shard.index + 1)
+}
+
+/// `  Keys (2): a, b`, or `  Keys (0): (none)`.
+fn keys_text(keys: &[bytes::Bytes]) -> String {
+    let names: Vec<String> = keys
+        .iter()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let listed = if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(", ")
+    };
+    format!("  Keys ({}): {listed}\n", names.len())
 }
 
 fn ttl_text(ttl: Option<i64>) -> String {

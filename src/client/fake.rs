@@ -84,9 +84,9 @@ async fn read_command<R: tokio::io::AsyncBufRead + Unpin>(read: &mut R) -> Optio
 }
 
 /// RESP bytes of a `CLUSTER SHARDS` reply for nodes on `ports` (all 127.0.0.1), where shard
-/// `i` is led by `ports[leaders[i]]` (or has no leader for `None`) and every node holds every
-/// shard.
-pub fn shards_reply(ports: &[u16], leaders: &[Option<usize>]) -> Vec<u8> {
+/// `i` is led by `ports[leaders[i]]` (or has no leader for `None`), every node holds every
+/// shard, and the nodes at the indices in `failed` are reported failed.
+pub fn shards_reply(ports: &[u16], leaders: &[Option<usize>], failed: &[usize]) -> Vec<u8> {
     let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
     let mut out = format!("*{}\r\n", leaders.len());
     for (shard, leader) in leaders.iter().enumerate() {
@@ -117,7 +117,11 @@ pub fn shards_reply(ports: &[u16], leaders: &[Option<usize>]) -> Vec<u8> {
             out += &bulk("replication-offset");
             out += ":7\r\n";
             out += &bulk("health");
-            out += &bulk("online");
+            out += &bulk(if failed.contains(&i) {
+                "failed"
+            } else {
+                "online"
+            });
         }
     }
     out.into_bytes()

@@ -25,7 +25,7 @@ pub mod router;
 pub mod topology;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -977,7 +977,7 @@ mod tests {
                         if words[0].eq_ignore_ascii_case("CLUSTER") {
                             let q = queries.fetch_add(1, Ordering::SeqCst) as usize;
                             let ports = ports.lock().expect("ports lock").clone();
-                            return fake::Answer::Raw(fake::shards_reply(&ports, &leaders(q)));
+                            return fake::Answer::Raw(fake::shards_reply(&ports, &leaders(q), &[]));
                         }
                         answer(index, words)
                     })

@@ -271,7 +271,7 @@ impl Repl {
         if let Some(topology) = self.client.topology().await {
             out.push_str("Replication: Raft, every shard on every node\n");
             for shard in &topology.shards {
-                out.push_str(&shard_line(shard));
+                out.push_str(&shard_line(shard, &servers));
             }
         }
         out.push_str(&format!("{line}\n"));
@@ -330,15 +330,17 @@ fn capitalized(text: &str) -> String {
 }
 
 /// `Shard 1: leader Server 1 (localhost:7001), followers Server 2 (online), Server 3
-/// (failed)`; a node missing from the server list shows as its address.
-fn shard_line(shard: &Shard) -> String {
+/// (failed)`; a node missing from the server list shows as the address it reports.
+fn shard_line(shard: &Shard, servers: &[&str]) -> String {
     let name = |node: &ShardNode| match node.server {
         Some(i) => format!("Server {}", i + 1),
         None => node.addr.clone(),
     };
     let leader = match shard.leader() {
-        Some(node) if node.server.is_some() => format!("leader {} ({})", name(node), node.addr),
-        Some(node) => format!("leader {}", node.addr),
+        Some(node) => match node.server.and_then(|i| servers.get(i)) {
+            Some(addr) => format!("leader {} ({addr})", name(node)),
+            None => format!("leader {}", node.addr),
+        },
         None => "no leader (election under way)".to_string(),
     };
     let followers: Vec<String> = shard
@@ -402,4 +404,88 @@ fn help() -> String {
      servers                  Show the server configuration\n  help                     Show \
      this help\n  exit                     Leave (also: quit)\n"
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::client::fake::{shards_reply, Answer, FakeNode};
+    use crate::node_for;
+
+    /// The first `k{i}` key of shard `shard` of 3.
+    fn key_of(shard: usize) -> String {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| node_for(k.as_bytes(), 3) == shard)
+            .expect("some key")
+    }
+
+    #[tokio::test]
+    async fn a_replicated_cluster_shows_its_shards_and_each_shard_once() {
+        // Server 1 failed; server 2 took over shard 1. Every node holds every shard's keys.
+        let ports: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let keys = [key_of(0), key_of(1), key_of(2)];
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let (ports, keys) = (ports.clone(), keys.clone());
+            nodes.push(
+                FakeNode::start(move |words| {
+                    let reply = match words[0].to_ascii_uppercase().as_str() {
+                        "CLUSTER" => {
+                            let ports = ports.lock().expect("ports lock").clone();
+                            return Answer::Raw(shards_reply(
+                                &ports,
+                                &[Some(1), Some(1), Some(2)],
+                                &[0],
+                            ));
+                        }
+                        "KEYS" => keys.iter().fold(format!("*{}\r\n", keys.len()), |out, k| {
+                            out + &format!("${}\r\n{k}\r\n", k.len())
+                        }),
+                        _ => "-ERR unexpected\r\n".to_string(),
+                    };
+                    Answer::Raw(reply.into_bytes())
+                })
+                .await,
+            );
+        }
+        *ports.lock().expect("ports lock") = nodes.iter().map(|n| n.port).collect();
+        let servers: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("localhost:{}", n.port))
+            .collect();
+        let mut config = ClientConfig {
+            servers: servers.clone(),
+            ..ClientConfig::default()
+        };
+        config.retry.delay = Duration::from_millis(10);
+        let out: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let repl = Repl::new(config, out.clone());
+
+        for line in ["servers", "keys"] {
+            assert_eq!(repl.execute(line).await, Outcome::Ok, "{line}");
+        }
+        let text = String::from_utf8(out.lock().expect("sink lock").clone()).expect("UTF-8");
+        let (wide, narrow) = ("=".repeat(WIDE), "=".repeat(NARROW));
+        let [s1, s2, s3] = [&servers[0], &servers[1], &servers[2]];
+        let want = format!(
+            "{wide}\nSERVER CONFIGURATION\n{wide}\nServer 1: {s1}\nServer 2: {s2}\n\
+             Server 3: {s3}\nTotal Servers: 3\nSharding: Enabled (Consistent Hashing)\n\
+             Retry Policy: 3 retries with 0.01s delay\n\
+             Replication: Raft, every shard on every node\n\
+             Shard 1: leader Server 2 ({s2}), followers Server 1 (failed), Server 3 (online)\n\
+             Shard 2: leader Server 2 ({s2}), followers Server 1 (failed), Server 3 (online)\n\
+             Shard 3: leader Server 3 ({s3}), followers Server 1 (failed), Server 2 (online)\n\
+             {wide}\n\n\
+             {narrow}\nShard 1\n{narrow}\n✓ SUCCESS (Server 2)\n  Keys (1): {}\n\n\
+             {narrow}\nShard 2\n{narrow}\n✓ SUCCESS (Server 2)\n  Keys (1): {}\n\n\
+             {narrow}\nShard 3\n{narrow}\n✓ SUCCESS (Server 3)\n  Keys (1): {}\n\n",
+            keys[0], keys[1], keys[2]
+        );
+        assert_eq!(text, want);
+        assert_eq!(nodes[0].count("KEYS"), 0, "the failed server is not asked");
+        assert_eq!((nodes[1].count("KEYS"), nodes[2].count("KEYS")), (2, 1));
+    }
 }

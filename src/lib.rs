@@ -19,8 +19,8 @@
 //! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
 //! - [`report`]: a plain snapshot of every figure INFO and STATS show, gathered from the node.
 //! - [`launch`]: serving a set of nodes in one process until Ctrl+C or SIGTERM.
-//! - [`client`]: the cluster client (routing, pooling, retries); [`repl`]: the spec's REPL,
-//!   [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
+//! - [`client`]: the cluster client (routing to shard leaders, pooling, retries); [`repl`]: the
+//!   spec's REPL, [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
 //! - [`replication`]: Raft groups (openraft) replicating the effect stream, and the cluster bus
 //!   (their RPCs over TCP).

@@ -380,3 +380,40 @@ async fn error_replies_are_not_retried() {
         Err(ClientError::NoSuchServer(6))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_cluster_is_routed_as_the_spec_says_after_one_topology_query() {
+    // Today's nodes (no `--cluster`) refuse CLUSTER SHARDS: the client asks once, then routes
+    // key by key with MD5 to server i for shard i, and STATS counts only its user's requests.
+    let nodes = spawn_cluster(3).await;
+    let client = cluster_client(&nodes);
+    let keys: Vec<String> = (0..30).map(|i| format!("plain:{i}")).collect();
+    for key in &keys {
+        client
+            .set(key.as_bytes(), b"v", None)
+            .await
+            .expect("SET through the cluster client");
+    }
+    assert!(!client.replicated().await);
+    assert_eq!(
+        client.topology().await,
+        None,
+        "a plain cluster is not asked again"
+    );
+    for shard in 0..3 {
+        assert_eq!(client.leader_of(shard), shard);
+        let want = keys
+            .iter()
+            .filter(|k| node_for(k.as_bytes(), 3) == shard)
+            .count() as i64;
+        let stats = client.stats(shard).await.expect("STATS");
+        assert_eq!(
+            (stats.total_requests, stats.set, stats.total_keys),
+            (want, want, want),
+            "server {}: the one CLUSTER SHARDS query is left out",
+            shard + 1
+        );
+        let (server, listed) = client.shard_keys(shard, b"*").await.expect("KEYS");
+        assert_eq!((server, listed.len() as i64), (shard, want));
+    }
+}

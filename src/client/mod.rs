@@ -1,5 +1,12 @@
-//! The cluster client: routes each key to its node with the spec's MD5 rule, keeps a pool of
+//! The cluster client: routes each key to its shard with the spec's MD5 rule, keeps a pool of
 //! connections per node, times requests out and retries unreachable nodes.
+//!
+//! Shard `i` is served by server `i` of the list, as the spec has it, until a replicated
+//! cluster (nodes started with `--cluster`) says otherwise: on first use, and again whenever
+//! a request fails in a way that suggests a failover, the client asks one reachable node for
+//! `CLUSTER SHARDS` ([`topology`]) and sends each shard's requests to the leader it names.
+//! A node answering that with an error is part of a plain cluster; the client then never asks
+//! again and routes exactly as the spec does.
 //!
 //! It speaks RESP to the nodes and depends on `protocol` only, never on `server` or `store`.
 //!
@@ -15,8 +22,13 @@
 pub mod node;
 pub mod retry;
 pub mod router;
+pub mod topology;
 
-use std::sync::Arc;
+#[cfg(test)]
+pub(crate) mod fake;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +36,7 @@ use bytes::Bytes;
 use crate::protocol::Reply;
 use node::NodePool;
 pub use retry::{Backoff, RetryPolicy};
+pub use topology::Topology;
 
 /// A request through the cluster client failed. Each message is a plain sentence naming the
 /// node's address: what a user reads in the REPL's `✗ ERROR` block.
@@ -87,7 +100,8 @@ pub enum ClientError {
     /// localhost:7002` (see [`unavailable`] for the spec's part alone).
     #[error("{}: {last}", unavailable(*server, *retries))]
     RetriesExhausted {
-        /// The 1-based server number.
+        /// The 1-based server number; for a keyed request, the key's shard number (the spec's
+        /// `Server i`), whichever node led the shard.
         server: usize,
         /// Retries made after the first attempt.
         retries: u32,
@@ -97,6 +111,16 @@ pub enum ClientError {
     /// A server number outside the configured list.
     #[error("no server {0}: servers are numbered from 1")]
     NoSuchServer(usize),
+    /// The connection broke, or the time ran out, after a command that is not idempotent
+    /// (INCR, APPEND...; see [`retry::is_idempotent`]) was sent: the node (or a leader that
+    /// just failed) may or may not have run it, so it is not sent again.
+    #[error("{cause}: the command may or may not have run, so it was not sent again")]
+    OutcomeUnknown {
+        /// The node.
+        addr: String,
+        /// What broke.
+        cause: Box<ClientError>,
+    },
 }
 
 /// The spec's line for a node that stayed unreachable: `Server 2 unavailable after 3 retries`,
@@ -112,7 +136,7 @@ pub fn unavailable(server: usize, retries: u32) -> String {
 /// A retry about to happen, reported to the observer (the REPL prints it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryEvent {
-    /// The 1-based server number.
+    /// The 1-based server number; for a keyed request, the key's shard number.
     pub server: usize,
     /// This retry's number, from 1.
     pub attempt: u32,
@@ -156,7 +180,8 @@ type Observer = Arc<dyn Fn(RetryEvent) + Send + Sync>;
 /// The spec's STATS figures of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NodeStats {
-    /// Requests the node handled before this one.
+    /// Requests the node handled before this one, less the `CLUSTER SHARDS` queries this
+    /// client sent it (the client's own bookkeeping, not its user's requests).
     pub total_requests: i64,
     /// GET requests.
     pub get: i64,
@@ -179,6 +204,35 @@ pub struct ClusterClient {
     nodes: Arc<Vec<NodePool>>,
     policy: RetryPolicy,
     observer: Option<Observer>,
+    routing: Arc<Routing>,
+}
+
+/// What the client knows of the cluster's leaders, shared by the client's clones.
+struct Routing {
+    /// The current view. A std mutex: read or replaced in passing, never held across `.await`.
+    view: Mutex<View>,
+    /// Held while one task asks the nodes, so that concurrent failures cause one query; a
+    /// tokio mutex because the query awaits.
+    refresh: tokio::sync::Mutex<()>,
+    /// `CLUSTER SHARDS` queries each server answered, subtracted from its STATS total.
+    queries: Vec<AtomicU64>,
+}
+
+/// The client's view of the cluster, with a generation that each query bumps.
+#[derive(Clone)]
+struct View {
+    kind: ViewKind,
+    generation: u64,
+}
+
+#[derive(Clone)]
+enum ViewKind {
+    /// Not asked yet, or no node answered: shard `i` goes to server `i`.
+    Unknown,
+    /// A node answered that cluster support is off: shard `i` is server `i`, for good.
+    Plain,
+    /// A replicated cluster's leaders as last reported.
+    Replicated(Arc<Topology>),
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -195,17 +249,29 @@ impl ClusterClient {
     pub fn new(config: ClientConfig) -> Self {
         let nodes = config
             .servers
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|addr| {
                 NodePool::new(addr, config.pool_size)
                     .password(config.password.clone())
                     .tls(config.tls.clone())
             })
             .collect();
+        let queries = (0..config.servers.len())
+            .map(|_| AtomicU64::new(0))
+            .collect();
         ClusterClient {
             nodes: Arc::new(nodes),
             policy: config.retry,
             observer: None,
+            routing: Arc::new(Routing {
+                view: Mutex::new(View {
+                    kind: ViewKind::Unknown,
+                    generation: 0,
+                }),
+                refresh: tokio::sync::Mutex::new(()),
+                queries,
+            }),
         }
     }
 
@@ -293,9 +359,197 @@ impl ClusterClient {
         }
     }
 
-    /// Sends a keyed command to the key's node; error replies become [`ClientError::Server`].
+    /// Sends any command to the current leader of shard `shard` (0-based; the node the spec
+    /// names, server `shard + 1`, unless a replicated cluster says another node leads it),
+    /// with the retry policy: before each retry that follows a failure suggesting a failover
+    /// ([`retry::suggests_failover`]), the client asks the cluster who leads the shard now.
+    /// `CLUSTERDOWN` and `TRYAGAIN` replies are retried like unreachable nodes; other error
+    /// replies come back as `Ok(Reply::Error)`. Returns the 0-based index of the server that
+    /// answered, with its reply.
+    ///
+    /// # Errors
+    /// [`ClientError::RetriesExhausted`] (naming the shard's number, the spec's `Server i`)
+    /// when no leader answered; [`ClientError::OutcomeUnknown`] when a command that is not
+    /// idempotent lost its reply.
+    pub async fn call_shard(
+        &self,
+        shard: usize,
+        args: Vec<Bytes>,
+    ) -> Result<(usize, Reply), ClientError> {
+        let (server, mut replies) = self.shard_pipeline(shard, vec![args]).await?;
+        let reply = replies
+            .pop()
+            .ok_or_else(|| ClientError::Protocol("the node sent no reply".into()))?;
+        Ok((server, reply))
+    }
+
+    /// The 0-based index of the server this client sends shard `shard`'s requests to now,
+    /// without asking the cluster.
+    pub fn leader_of(&self, shard: usize) -> usize {
+        match &self.routing.view().kind {
+            ViewKind::Replicated(topology) => topology.leader(shard).unwrap_or(shard),
+            ViewKind::Unknown | ViewKind::Plain => shard,
+        }
+    }
+
+    /// True when the nodes are a replicated cluster (asks them on first use).
+    pub async fn replicated(&self) -> bool {
+        self.discover().await;
+        matches!(self.routing.view().kind, ViewKind::Replicated(_))
+    }
+
+    /// Asks the nodes for the cluster's shards and leaders now, and routes by the answer from
+    /// then on. `None` for a plain cluster (asked once only), or when no node answered.
+    pub async fn topology(&self) -> Option<Arc<Topology>> {
+        let view = self.routing.view();
+        if !matches!(view.kind, ViewKind::Plain) {
+            self.refresh(view.generation, None).await;
+        }
+        match self.routing.view().kind {
+            ViewKind::Replicated(topology) => Some(topology),
+            ViewKind::Unknown | ViewKind::Plain => None,
+        }
+    }
+
+    /// The batch for one shard, with the retry policy (see [`ClusterClient::call_shard`]).
+    async fn shard_pipeline(
+        &self,
+        shard: usize,
+        commands: Vec<Vec<Bytes>>,
+    ) -> Result<(usize, Vec<Reply>), ClientError> {
+        if shard >= self.nodes.len() {
+            return Err(ClientError::NoSuchServer(shard + 1));
+        }
+        self.discover().await;
+        let mut retries: u32 = 0;
+        loop {
+            let generation = self.routing.view().generation;
+            let server = self.leader_of(shard);
+            let result = self.nodes[server]
+                .pipeline(commands.clone(), self.policy.timeout)
+                .await
+                .and_then(|replies| match replies.iter().find_map(transient) {
+                    Some(text) => Err(ClientError::Server(text)),
+                    None => Ok(replies),
+                });
+            if let Err(e) = &result {
+                // As in `pipeline`: each attempt's cause shows with RUST_LOG=debug.
+                tracing::debug!(
+                    server = shard + 1,
+                    leader = server + 1,
+                    attempt = retries.saturating_add(1),
+                    of = self.policy.retries.saturating_add(1),
+                    "attempt failed: {e}"
+                );
+            }
+            let e = match result {
+                Ok(replies) => return Ok((server, replies)),
+                Err(e) => e,
+            };
+            let retryable = retry::is_retryable(&e) || transient_error(&e);
+            if !retryable {
+                if retry::suggests_failover(&e) {
+                    // Not retried (its outcome is unknown), but the next request should go to
+                    // whoever leads now.
+                    self.refresh(generation, Some(server)).await;
+                }
+                return Err(e);
+            }
+            if retries >= self.policy.retries {
+                return Err(ClientError::RetriesExhausted {
+                    server: shard + 1,
+                    retries,
+                    last: Box::new(e),
+                });
+            }
+            retries += 1;
+            if let Some(observer) = &self.observer {
+                observer(RetryEvent {
+                    server: shard + 1,
+                    attempt: retries,
+                    of: self.policy.retries,
+                });
+            }
+            tokio::time::sleep(self.policy.delay_before(retries)).await;
+            // After the pause, so that an election under way has had time to finish.
+            if retry::suggests_failover(&e) {
+                self.refresh(generation, Some(server)).await;
+            }
+        }
+    }
+
+    /// Asks the nodes on first use.
+    async fn discover(&self) {
+        let view = self.routing.view();
+        if matches!(view.kind, ViewKind::Unknown) && view.generation == 0 {
+            self.refresh(0, None).await;
+        }
+    }
+
+    /// Asks the nodes for `CLUSTER SHARDS` unless the cluster is plain or another task already
+    /// asked since `seen` (the view's generation when the caller's request failed). Servers
+    /// are asked in list order, `avoid` (the one that just failed) last; the first usable
+    /// answer wins. No answer leaves the routing as it was.
+    async fn refresh(&self, seen: u64, avoid: Option<usize>) {
+        let _one_at_a_time = self.routing.refresh.lock().await;
+        let view = self.routing.view();
+        if view.generation != seen || matches!(view.kind, ViewKind::Plain) {
+            return;
+        }
+        let order = (0..self.nodes.len())
+            .filter(|&i| Some(i) != avoid)
+            .chain(avoid.filter(|&i| i < self.nodes.len()));
+        let mut kind = None;
+        for index in order {
+            let query = vec![b("CLUSTER"), b("SHARDS")];
+            let reply = match self.nodes[index].call(&query, self.policy.timeout).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    tracing::debug!(server = index + 1, "topology query failed: {e}");
+                    continue;
+                }
+            };
+            self.routing.queries[index].fetch_add(1, Ordering::Relaxed);
+            match reply {
+                // `ERR This instance has cluster support disabled`, or `ERR unknown command`
+                // from a node that predates replication: a plain cluster.
+                Reply::Error(e) if e.starts_with("ERR") => {
+                    kind = Some(ViewKind::Plain);
+                    break;
+                }
+                Reply::Error(e) => {
+                    tracing::debug!(server = index + 1, "topology query refused: {e}");
+                }
+                reply => match topology::parse_shards(&reply, &self.servers_owned()) {
+                    Ok(t) if t.shards.len() == self.nodes.len() => {
+                        kind = Some(ViewKind::Replicated(Arc::new(t)));
+                        break;
+                    }
+                    Ok(t) => tracing::warn!(
+                        server = index + 1,
+                        "CLUSTER SHARDS lists {} shards for {} servers; routing by the list",
+                        t.shards.len(),
+                        self.nodes.len()
+                    ),
+                    Err(e) => tracing::warn!(server = index + 1, "bad CLUSTER SHARDS reply: {e}"),
+                },
+            }
+        }
+        let mut view = self.routing.view.lock().expect("routing lock poisoned");
+        view.generation += 1;
+        if let Some(kind) = kind {
+            view.kind = kind;
+        }
+    }
+
+    fn servers_owned(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr().to_string()).collect()
+    }
+
+    /// Sends a keyed command to the key's shard leader; error replies become
+    /// [`ClientError::Server`].
     async fn keyed(&self, key: &[u8], args: Vec<Bytes>) -> Result<Reply, ClientError> {
-        match self.call(self.index_for(key), args).await? {
+        match self.call_shard(self.index_for(key), args).await?.1 {
             Reply::Error(e) => Err(ClientError::Server(e.into_owned())),
             reply => Ok(reply),
         }
@@ -372,6 +626,42 @@ impl ClusterClient {
     /// Node unreachable, or an unexpected reply.
     pub async fn stats(&self, index: usize) -> Result<NodeStats, ClientError> {
         let reply = self.call(index, vec![b("STATS")]).await?;
+        self.node_stats(index, reply)
+    }
+
+    /// STATS of shard `shard`'s leader (0-based), with the index of the server that answered.
+    ///
+    /// # Errors
+    /// As [`ClusterClient::call_shard`], or an unexpected reply.
+    pub async fn shard_stats(&self, shard: usize) -> Result<(usize, NodeStats), ClientError> {
+        let (server, reply) = self.call_shard(shard, vec![b("STATS")]).await?;
+        Ok((server, self.node_stats(server, reply)?))
+    }
+
+    /// KEYS `pattern` of shard `shard` (0-based) from its leader, with the index of the
+    /// server that answered. In a replicated cluster every node holds copies of other shards:
+    /// only the keys of `shard` (`node_for(key, N) == shard`) are kept.
+    ///
+    /// # Errors
+    /// As [`ClusterClient::call_shard`], or an unexpected reply.
+    pub async fn shard_keys(
+        &self,
+        shard: usize,
+        pattern: &[u8],
+    ) -> Result<(usize, Vec<Bytes>), ClientError> {
+        let (server, reply) = self
+            .call_shard(shard, vec![b("KEYS"), copy(pattern)])
+            .await?;
+        let mut keys = key_list(reply)?;
+        if matches!(self.routing.view().kind, ViewKind::Replicated(_)) {
+            keys.retain(|k| self.index_for(k) == shard);
+        }
+        Ok((server, keys))
+    }
+
+    /// A STATS reply from server `index` as figures, its total less this client's topology
+    /// queries to that server.
+    fn node_stats(&self, index: usize, reply: Reply) -> Result<NodeStats, ClientError> {
         let Reply::Array(items) = reply else {
             return Err(unexpected(&reply));
         };
@@ -394,6 +684,10 @@ impl ClusterClient {
             };
             *slot = *n;
         }
+        let queries = self.routing.queries[index].load(Ordering::Relaxed);
+        stats.total_requests = stats
+            .total_requests
+            .saturating_sub(i64::try_from(queries).unwrap_or(i64::MAX));
         Ok(stats)
     }
 
@@ -402,20 +696,11 @@ impl ClusterClient {
     /// # Errors
     /// Node unreachable, or an unexpected reply.
     pub async fn keys(&self, index: usize, pattern: &[u8]) -> Result<Vec<Bytes>, ClientError> {
-        match self.call(index, vec![b("KEYS"), copy(pattern)]).await? {
-            Reply::Array(items) => items
-                .into_iter()
-                .map(|k| match k {
-                    Reply::Bulk(k) => Ok(k),
-                    other => Err(unexpected(&other)),
-                })
-                .collect(),
-            other => Err(unexpected(&other)),
-        }
+        key_list(self.call(index, vec![b("KEYS"), copy(pattern)]).await?)
     }
 
-    /// MGET across the cluster: keys are grouped per node, each group sent as one MGET, the
-    /// groups concurrently; values come back in the order of `keys`.
+    /// MGET across the cluster: keys are grouped per shard, each group sent as one MGET to the
+    /// shard's leader, the groups concurrently; values come back in the order of `keys`.
     ///
     /// # Errors
     /// Any node unreachable, or an error reply.
@@ -424,11 +709,11 @@ impl ClusterClient {
         let calls = groups.iter().map(|(index, positions)| {
             let mut args = vec![b("MGET")];
             args.extend(positions.iter().map(|&i| copy(keys[i])));
-            self.call(*index, args)
+            self.call_shard(*index, args)
         });
         let replies = futures::future::try_join_all(calls).await?;
         let mut out = vec![None; keys.len()];
-        for ((_, positions), reply) in groups.iter().zip(replies) {
+        for ((_, positions), (_, reply)) in groups.iter().zip(replies) {
             let Reply::Array(values) = reply else {
                 return Err(unexpected(&reply));
             };
@@ -442,7 +727,8 @@ impl ClusterClient {
         Ok(out)
     }
 
-    /// MSET across the cluster: one MSET per node, sent concurrently. Atomic per node only.
+    /// MSET across the cluster: one MSET per shard leader, sent concurrently. Atomic per shard
+    /// only.
     ///
     /// # Errors
     /// Any node unreachable, or an error reply.
@@ -453,9 +739,9 @@ impl ClusterClient {
             for &i in positions {
                 args.extend([copy(pairs[i].0), copy(pairs[i].1)]);
             }
-            self.call(*index, args)
+            self.call_shard(*index, args)
         });
-        for reply in futures::future::try_join_all(calls).await? {
+        for (_, reply) in futures::future::try_join_all(calls).await? {
             if let Reply::Error(e) = reply {
                 return Err(ClientError::Server(e.into_owned()));
             }
@@ -463,7 +749,7 @@ impl ClusterClient {
         Ok(())
     }
 
-    /// Groups key positions by owning node, in node order.
+    /// Groups key positions by shard, in order of first appearance.
     fn group<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Vec<(usize, Vec<usize>)> {
         let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
         for (pos, key) in keys.enumerate() {
@@ -474,6 +760,38 @@ impl ClusterClient {
             }
         }
         groups
+    }
+}
+
+impl Routing {
+    fn view(&self) -> View {
+        self.view.lock().expect("routing lock poisoned").clone()
+    }
+}
+
+/// The text of a `CLUSTERDOWN` or `TRYAGAIN` reply in a batch.
+fn transient(reply: &Reply) -> Option<String> {
+    match reply {
+        Reply::Error(e) if retry::is_transient_reply(e) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
+/// True for a `CLUSTERDOWN` or `TRYAGAIN` reply turned into an error.
+fn transient_error(error: &ClientError) -> bool {
+    matches!(error, ClientError::Server(text) if retry::is_transient_reply(text))
+}
+
+fn key_list(reply: Reply) -> Result<Vec<Bytes>, ClientError> {
+    match reply {
+        Reply::Array(items) => items
+            .into_iter()
+            .map(|k| match k {
+                Reply::Bulk(k) => Ok(k),
+                other => Err(unexpected(&other)),
+            })
+            .collect(),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -630,5 +948,291 @@ mod tests {
         for (error, text) in cases {
             assert_eq!(error.to_string(), text, "{error:?}");
         }
+    }
+
+    /// Three fake nodes of a replicated cluster. `leaders(q)` names each shard's leader in the
+    /// answer to the cluster's `q`-th `CLUSTER SHARDS` query (from 0), so a test can fail a
+    /// shard over; `answer` handles other commands, given the node's index.
+    struct FakeCluster {
+        nodes: Vec<fake::FakeNode>,
+        /// The ports the topology names and the client's list uses.
+        ports: Arc<Mutex<Vec<u16>>>,
+    }
+
+    type Leaders = Vec<Option<usize>>;
+
+    impl FakeCluster {
+        async fn start(
+            leaders: impl Fn(usize) -> Leaders + Send + Sync + Clone + 'static,
+            answer: impl Fn(usize, &[String]) -> fake::Answer + Send + Sync + Clone + 'static,
+        ) -> Self {
+            let ports: Arc<Mutex<Vec<u16>>> = Arc::default();
+            let queries = Arc::new(AtomicU64::new(0));
+            let mut nodes = Vec::new();
+            for index in 0..3 {
+                let (ports, answer, leaders) = (ports.clone(), answer.clone(), leaders.clone());
+                let queries = queries.clone();
+                nodes.push(
+                    fake::FakeNode::start(move |words| {
+                        if words[0].eq_ignore_ascii_case("CLUSTER") {
+                            let q = queries.fetch_add(1, Ordering::SeqCst) as usize;
+                            let ports = ports.lock().expect("ports lock").clone();
+                            return fake::Answer::Raw(fake::shards_reply(&ports, &leaders(q), &[]));
+                        }
+                        answer(index, words)
+                    })
+                    .await,
+                );
+            }
+            *ports.lock().expect("ports lock") = nodes.iter().map(|n| n.port).collect();
+            FakeCluster { nodes, ports }
+        }
+
+        /// A client with the spec's policy but short pauses, its list naming `localhost`
+        /// where the nodes report `127.0.0.1`.
+        fn client(&self, events: &Arc<Mutex<Vec<RetryEvent>>>) -> ClusterClient {
+            let ports = self.ports.lock().expect("ports lock").clone();
+            let mut config = ClientConfig {
+                servers: ports.iter().map(|p| format!("localhost:{p}")).collect(),
+                ..ClientConfig::default()
+            };
+            config.retry.delay = Duration::from_millis(10);
+            config.retry.timeout = Duration::from_secs(2);
+            let events = events.clone();
+            ClusterClient::new(config)
+                .on_retry(move |e| events.lock().expect("events lock").push(e))
+        }
+    }
+
+    fn raw(text: &str) -> fake::Answer {
+        fake::Answer::Raw(text.as_bytes().to_vec())
+    }
+
+    /// A bulk string reply.
+    fn bulk(text: &str) -> fake::Answer {
+        raw(&format!("${}\r\n{text}\r\n", text.len()))
+    }
+
+    /// The first `k{i}` key of shard `shard` of 3.
+    fn key_of(shard: usize) -> String {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| router::node_for(k.as_bytes(), 3) == shard)
+            .expect("some key")
+    }
+
+    #[tokio::test]
+    async fn keyed_requests_go_to_the_leader_the_cluster_names() {
+        // Shard 1 is led by server 2 (a failover happened before the client started).
+        let cluster = FakeCluster::start(
+            |_| vec![Some(1), Some(1), Some(2)],
+            |index, _| bulk(&(index + 1).to_string()),
+        )
+        .await;
+        let events = Arc::default();
+        let client = cluster.client(&events);
+        let got = client.get(key_of(0).as_bytes()).await.expect("GET");
+        assert_eq!(got.as_deref(), Some(&b"2"[..]), "answered by server 2");
+        let got = client.get(key_of(2).as_bytes()).await.expect("GET");
+        assert_eq!(
+            got.as_deref(),
+            Some(&b"3"[..]),
+            "server 3 still leads shard 3"
+        );
+        assert_eq!(client.leader_of(0), 1);
+        assert!(client.replicated().await);
+        assert_eq!(
+            cluster.nodes[0].count("GET"),
+            0,
+            "the old leader is not asked"
+        );
+        assert_eq!(
+            cluster
+                .nodes
+                .iter()
+                .map(|n| n.count("CLUSTER"))
+                .sum::<usize>(),
+            1,
+            "the topology is asked once, lazily"
+        );
+        assert!(events.lock().expect("events lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_shards_keys_come_from_its_leader_without_other_shards_copies() {
+        let (mine, other) = (key_of(1), key_of(0));
+        let listed = format!(
+            "*2\r\n${}\r\n{mine}\r\n${}\r\n{other}\r\n",
+            mine.len(),
+            other.len()
+        );
+        let cluster = FakeCluster::start(
+            |_| vec![Some(0), Some(2), Some(2)],
+            move |_, _| raw(&listed),
+        )
+        .await;
+        let client = cluster.client(&Arc::default());
+        let (server, keys) = client.shard_keys(1, b"*").await.expect("KEYS");
+        assert_eq!((server, keys), (2, vec![Bytes::from(mine)]));
+        assert_eq!(cluster.nodes[2].count("KEYS"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failover_during_a_request_is_followed_within_the_retry_policy() {
+        // Server 1 leads shard 1 when the client first asks, then loses it to server 3.
+        let cluster = FakeCluster::start(
+            |q| match q {
+                0 => vec![Some(0), Some(1), Some(2)],
+                _ => vec![Some(2), Some(1), Some(2)],
+            },
+            |index, words| match index {
+                0 => raw("-TRYAGAIN leader changing\r\n"),
+                _ => bulk(&words[1]),
+            },
+        )
+        .await;
+        let events = Arc::default();
+        let client = cluster.client(&events);
+        let key = key_of(0);
+        let got = client
+            .get(key.as_bytes())
+            .await
+            .expect("GET after the failover");
+        assert_eq!(got.as_deref(), Some(key.as_bytes()), "server 3 answered");
+        assert_eq!(
+            *events.lock().expect("events lock"),
+            [RetryEvent {
+                server: 1,
+                attempt: 1,
+                of: 3
+            }],
+            "one retry, named after the shard (the spec's Server 1)"
+        );
+        assert_eq!(cluster.nodes[2].count("GET"), 1);
+        assert_eq!(client.leader_of(0), 2);
+    }
+
+    #[tokio::test]
+    async fn a_dead_leader_is_replaced_by_the_one_the_survivors_name() {
+        // Server 1 is down. The survivors still name it at first (no election yet), then
+        // name server 2.
+        let cluster = FakeCluster::start(
+            |q| match q {
+                0 => vec![Some(0), Some(1), Some(2)],
+                _ => vec![Some(1), Some(1), Some(2)],
+            },
+            |_, _| raw("+OK\r\n"),
+        )
+        .await;
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        cluster.ports.lock().expect("ports lock")[0] = dead.local_addr().expect("address").port();
+        drop(dead);
+        let events = Arc::default();
+        let client = cluster.client(&events);
+        client
+            .set(key_of(0).as_bytes(), b"v", None)
+            .await
+            .expect("SET");
+        assert_eq!(cluster.nodes[1].count("SET"), 1, "server 2 took the write");
+        assert_eq!(
+            *events.lock().expect("events lock"),
+            [RetryEvent {
+                server: 1,
+                attempt: 1,
+                of: 3
+            }]
+        );
+        // Shard 1 with no leader at all: CLUSTERDOWN until the retries run out, named
+        // after the shard.
+        let cluster = FakeCluster::start(
+            |_| vec![None, Some(1), Some(2)],
+            |_, _| raw("-CLUSTERDOWN The cluster is down: shard 1 has no leader\r\n"),
+        )
+        .await;
+        let client = cluster.client(&Arc::default());
+        let err = client
+            .get(key_of(0).as_bytes())
+            .await
+            .expect_err("no leader");
+        assert!(
+            matches!(
+                &err,
+                ClientError::RetriesExhausted {
+                    server: 1,
+                    retries: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err
+            .to_string()
+            .starts_with("Server 1 unavailable after 3 retries: CLUSTERDOWN"));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_lost_its_reply_is_sent_again_only_if_idempotent() {
+        // A plain node that drops the connection on the first SET and on every INCR.
+        let sets = Arc::new(Mutex::new(0));
+        let counted = sets.clone();
+        let node =
+            fake::FakeNode::start(move |words| match words[0].to_ascii_uppercase().as_str() {
+                "CLUSTER" => raw("-ERR This instance has cluster support disabled\r\n"),
+                "SET" => {
+                    let mut n = counted.lock().expect("count lock");
+                    *n += 1;
+                    if *n == 1 {
+                        fake::Answer::Close
+                    } else {
+                        raw("+OK\r\n")
+                    }
+                }
+                "INCR" => fake::Answer::Close,
+                "STATS" => raw("*2\r\n$14\r\ntotal_requests\r\n:9\r\n"),
+                _ => raw("-ERR unexpected\r\n"),
+            })
+            .await;
+        let mut config = ClientConfig {
+            servers: vec![format!("127.0.0.1:{}", node.port)],
+            ..ClientConfig::default()
+        };
+        config.retry.delay = Duration::from_millis(10);
+        let events: Arc<Mutex<Vec<RetryEvent>>> = Arc::default();
+        let recorded = events.clone();
+        let client = ClusterClient::new(config)
+            .on_retry(move |e| recorded.lock().expect("events lock").push(e));
+
+        client
+            .set(b"k", b"v", None)
+            .await
+            .expect("SET is sent again");
+        assert_eq!(node.count("SET"), 2);
+        // On the connection the topology query left in the pool, so the pool repeated it on
+        // a fresh connection itself, as after a node restart: no visible retry.
+        assert!(events.lock().expect("events lock").is_empty());
+
+        let err = client
+            .call_shard(0, vec![b("INCR"), b("k")])
+            .await
+            .expect_err("no reply");
+        assert!(matches!(err, ClientError::OutcomeUnknown { .. }), "{err:?}");
+        assert!(err
+            .to_string()
+            .ends_with("may or may not have run, so it was not sent again"));
+        assert_eq!(node.count("INCR"), 1, "never sent twice");
+        assert!(events.lock().expect("events lock").is_empty(), "no retry");
+        // Not even on a fresh connection by the retry policy.
+        let err = client
+            .call(0, vec![b("INCR"), b("k")])
+            .await
+            .expect_err("no reply");
+        assert!(matches!(err, ClientError::OutcomeUnknown { .. }), "{err:?}");
+        assert_eq!(node.count("INCR"), 2, "once per call");
+
+        // A plain node is asked for its topology once; STATS leaves that query out.
+        assert!(!client.replicated().await);
+        assert_eq!(client.topology().await, None);
+        assert_eq!(node.count("CLUSTER"), 1);
+        assert_eq!(client.stats(0).await.expect("STATS").total_requests, 8);
     }
 }

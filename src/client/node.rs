@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use redis_protocol::codec::Resp2;
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::codec::Framed;
 
-use super::ClientError;
+use super::{retry, ClientError};
 use crate::protocol::Reply;
 use crate::tls::TlsClientConfig;
 
@@ -86,6 +86,10 @@ impl NodePool {
 
     /// Sends several commands on one connection in one write and reads their replies in order.
     ///
+    /// A batch of commands that are not all idempotent (see [`retry::is_idempotent`]) is
+    /// written at most once: when the connection then breaks or the time runs out before the
+    /// replies arrive, the error is [`ClientError::OutcomeUnknown`].
+    ///
     /// # Errors
     /// As [`NodePool::call`].
     pub async fn pipeline(
@@ -93,47 +97,73 @@ impl NodePool {
         commands: Vec<Vec<Bytes>>,
         timeout: Duration,
     ) -> Result<Vec<Reply>, ClientError> {
-        // A pooled connection may have died since its last use (the node restarted): on any
-        // failure with one, the pool is cleared and the exchange repeated once on a fresh
-        // connection, so a restart costs no visible retry. Both share one deadline: an
-        // attempt never takes longer than `timeout`.
+        let idempotent = commands.iter().all(|c| retry::is_idempotent(c));
+        // A pooled connection may have died since its last use (the node restarted). One
+        // whose close has already arrived is dropped before anything is written to it; on any
+        // later failure with one, the pool is cleared and an idempotent exchange repeated once
+        // on a fresh connection, so a restart costs no visible retry. Both share one
+        // deadline: an attempt never takes longer than `timeout`.
         let deadline = tokio::time::Instant::now() + timeout;
-        if let Some(conn) = self.take_idle() {
-            match tokio::time::timeout_at(deadline, self.exchange(conn, &commands)).await {
+        if let Some(conn) = self.take_live_idle() {
+            let mut written = false;
+            let outcome =
+                tokio::time::timeout_at(deadline, self.exchange(conn, &commands, &mut written))
+                    .await;
+            match outcome {
                 Ok(Ok(replies)) => return Ok(replies),
                 Ok(Err(ClientError::Server(e))) => return Err(ClientError::Server(e)),
-                _ => self.clear(),
+                Ok(Err(e)) => {
+                    self.clear();
+                    if written && !idempotent && is_ambiguous(&e) {
+                        return Err(self.outcome_unknown(e));
+                    }
+                }
+                Err(_) => {
+                    self.clear();
+                    if written && !idempotent {
+                        return Err(self.outcome_unknown(self.timeout_error(timeout)));
+                    }
+                }
             }
         }
+        let mut written = false;
         let fresh = async {
             let conn = self.connect().await?;
-            self.exchange(conn, &commands).await
+            self.exchange(conn, &commands, &mut written).await
         };
-        tokio::time::timeout_at(deadline, fresh)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                addr: self.addr.clone(),
-                after: timeout,
-            })?
+        let result = match tokio::time::timeout_at(deadline, fresh).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout_error(timeout)),
+        };
+        match result {
+            Err(e) if written && !idempotent && is_ambiguous(&e) => Err(self.outcome_unknown(e)),
+            other => other,
+        }
     }
 
     async fn exchange(
         &self,
         mut conn: Conn,
         commands: &[Vec<Bytes>],
+        written: &mut bool,
     ) -> Result<Vec<Reply>, ClientError> {
-        let replies = self.send(&mut conn, commands).await?;
+        let replies = self.send(&mut conn, commands, written).await?;
         self.put_idle(conn);
         Ok(replies)
     }
 
     /// Writes `commands` in one go and reads one reply for each.
+    /// Sets `written` once the bytes are handed to the socket: from then on the node may
+    /// have run the commands even if no reply comes.
     async fn send(
         &self,
         conn: &mut Conn,
         commands: &[Vec<Bytes>],
+        written: &mut bool,
     ) -> Result<Vec<Reply>, ClientError> {
         let count = commands.len();
+        // Feeding may already write part of a long batch.
+        *written = true;
         for args in commands {
             let frame =
                 BytesFrame::Array(args.iter().cloned().map(BytesFrame::BulkString).collect());
@@ -208,7 +238,8 @@ impl NodePool {
         let mut conn = Framed::new(stream, Resp2::default());
         if let Some(password) = &self.password {
             let auth = vec![Bytes::from_static(b"AUTH"), password.clone()];
-            match self.send(&mut conn, &[auth]).await?.pop() {
+            let mut written = false;
+            match self.send(&mut conn, &[auth], &mut written).await?.pop() {
                 Some(Reply::Error(e)) => {
                     return Err(ClientError::Auth {
                         addr: self.addr.clone(),
@@ -227,8 +258,30 @@ impl NodePool {
         Ok(conn)
     }
 
-    fn take_idle(&self) -> Option<Conn> {
-        self.idle.lock().expect("pool lock poisoned").pop()
+    /// An idle connection that the node has not closed meanwhile. A closed one has its end of
+    /// stream (or reset) waiting to be read, so one poll that does not wait tells them apart;
+    /// a connection with anything to read is out of step with its replies and dropped too.
+    fn take_live_idle(&self) -> Option<Conn> {
+        loop {
+            let mut conn = self.idle.lock().expect("pool lock poisoned").pop()?;
+            if conn.next().now_or_never().is_none() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn timeout_error(&self, after: Duration) -> ClientError {
+        ClientError::Timeout {
+            addr: self.addr.clone(),
+            after,
+        }
+    }
+
+    fn outcome_unknown(&self, cause: ClientError) -> ClientError {
+        ClientError::OutcomeUnknown {
+            addr: self.addr.clone(),
+            cause: Box::new(cause),
+        }
     }
 
     fn put_idle(&self, conn: Conn) {
@@ -263,6 +316,12 @@ impl NodePool {
             )),
         }
     }
+}
+
+/// True for the failures after which a written command may or may not have run: the
+/// connection broke or the time ran out before the reply.
+fn is_ambiguous(error: &ClientError) -> bool {
+    matches!(error, ClientError::Io { .. } | ClientError::Timeout { .. })
 }
 
 /// The TLS failure inside `e`, in plain words; `None` when `e` is not a TLS error.

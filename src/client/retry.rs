@@ -1,6 +1,9 @@
-//! The retry policy: how many times, how far apart, and which errors are worth retrying.
+//! The retry policy: how many times, how far apart, which errors are worth retrying, which
+//! suggest a failover in a replicated cluster, and which commands may be sent twice.
 
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use super::ClientError;
 
@@ -115,6 +118,68 @@ pub fn is_retryable(error: &ClientError) -> bool {
     )
 }
 
+/// True when `error` suggests that a shard's leader changed or died, so the client should ask
+/// the cluster who leads now before trying again: the node could not be reached or closed the
+/// connection, the attempt timed out, or the node answered `CLUSTERDOWN` (the shard has no
+/// leader yet) or `TRYAGAIN` (a leader change is under way).
+pub fn suggests_failover(error: &ClientError) -> bool {
+    match error {
+        ClientError::Io { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::OutcomeUnknown { .. } => true,
+        ClientError::Server(text) => is_transient_reply(text),
+        _ => false,
+    }
+}
+
+/// True for the error replies a replicated cluster sends while a shard has no leader
+/// (`CLUSTERDOWN ...`) or its leader is changing (`TRYAGAIN ...`): the command did not run and
+/// may be sent again, to the leader the cluster names next.
+pub fn is_transient_reply(text: &str) -> bool {
+    let code = text.split_whitespace().next().unwrap_or("");
+    code == "CLUSTERDOWN" || code == "TRYAGAIN"
+}
+
+/// True when running `command` twice leaves the same state as running it once, so it may be
+/// sent again after a connection closed without a reply (its outcome unknown). These are the
+/// commands the client library issues itself (SET, GET, GETWITHTTL, DEL, EXPIRE, MGET, MSET,
+/// KEYS, STATS, CLUSTER) plus read-only ones (PING, DBSIZE, EXISTS, TTL, PTTL, TYPE, STRLEN,
+/// INFO). Anything else (INCR, APPEND, LPUSH, ...) is sent once: a lost reply is reported as
+/// [`ClientError::OutcomeUnknown`], never retried. (A retried EXPIRE restarts its countdown a
+/// moment later; a retried SET or DEL may overwrite another client's write made in between,
+/// which is the usual last-writer-wins of these commands.)
+pub fn is_idempotent(command: &[Bytes]) -> bool {
+    let Some(name) = command.first() else {
+        return true;
+    };
+    IDEMPOTENT
+        .iter()
+        .any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
+}
+
+/// Commands [`is_idempotent`] accepts.
+const IDEMPOTENT: &[&str] = &[
+    "SET",
+    "GET",
+    "GETWITHTTL",
+    "DEL",
+    "DELETE",
+    "EXPIRE",
+    "MGET",
+    "MSET",
+    "KEYS",
+    "STATS",
+    "CLUSTER",
+    "PING",
+    "DBSIZE",
+    "EXISTS",
+    "TTL",
+    "PTTL",
+    "TYPE",
+    "STRLEN",
+    "INFO",
+];
+
 /// The default cap of [`Backoff::exponential`]: as long as the spec's request timeout.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -137,6 +202,50 @@ mod tests {
         }));
         assert_eq!(p.backoff, Backoff::Fixed);
         assert!((1..=5).all(|n| p.delay_before(n) == Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn only_commands_safe_to_repeat_are_idempotent() {
+        let cmd = |words: &[&str]| -> Vec<Bytes> {
+            words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect()
+        };
+        for safe in [
+            &["SET", "k", "v"][..],
+            &["get", "k"],
+            &["MSET", "a", "1"],
+            &["del", "k"],
+        ] {
+            assert!(is_idempotent(&cmd(safe)), "{safe:?}");
+        }
+        for unsafe_ in [
+            &["INCR", "k"][..],
+            &["incrby", "k", "2"],
+            &["APPEND", "k", "v"],
+        ] {
+            assert!(!is_idempotent(&cmd(unsafe_)), "{unsafe_:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_down_and_try_again_suggest_a_failover_other_replies_do_not() {
+        let reply = |t: &str| ClientError::Server(t.into());
+        assert!(suggests_failover(&reply(
+            "CLUSTERDOWN The cluster is down: shard 2"
+        )));
+        assert!(suggests_failover(&reply("TRYAGAIN leader changing")));
+        assert!(!suggests_failover(&reply("ERR unknown command 'CLUSTER'")));
+        assert!(!suggests_failover(&reply("CLUSTERDOWNISH")));
+        assert!(suggests_failover(&ClientError::Io {
+            addr: "x".into(),
+            cause: std::io::ErrorKind::ConnectionRefused.into()
+        }));
+        assert!(!suggests_failover(&ClientError::Auth {
+            addr: "x".into(),
+            reply: "WRONGPASS".into()
+        }));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod terminal;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::client::topology::{Shard, ShardNode};
 use crate::client::{unavailable, ClientConfig, ClientError, ClusterClient, NodeStats};
 use crate::protocol::resp::split_args;
 
@@ -85,7 +86,7 @@ impl Repl {
         let (text, outcome) = match command.to_ascii_lowercase().as_str() {
             "exit" | "quit" => ("Goodbye!\n".to_string(), Outcome::Exit),
             "help" => (help(), Outcome::Ok),
-            "servers" => (self.servers(), Outcome::Ok),
+            "servers" => (self.servers().await, Outcome::Ok),
             "set" if args.len() >= 2 => {
                 let value = args[1..].join(" ");
                 self.keyed(&args[0], |c, k| async move {
@@ -170,18 +171,10 @@ impl Repl {
             let result = if stats {
                 self.client.stats(index).await.map(|s| Ok(stats_text(&s)))
             } else {
-                self.client.keys(index, b"*").await.map(|keys| {
-                    let names: Vec<String> = keys
-                        .iter()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                        .collect();
-                    let listed = if names.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        names.join(", ")
-                    };
-                    Ok(format!("  Keys ({}): {listed}\n", names.len()))
-                })
+                self.client
+                    .keys(index, b"*")
+                    .await
+                    .map(|keys| Ok(keys_text(&keys)))
             };
             block(index + 1, result)
         };
@@ -193,6 +186,9 @@ impl Repl {
                     Outcome::Failed,
                 ),
             };
+        }
+        if self.client.replicated().await {
+            return self.per_shard(stats).await;
         }
         let mut text = String::new();
         let mut outcome = Outcome::Ok;
@@ -221,7 +217,46 @@ impl Repl {
         (text, outcome)
     }
 
-    fn servers(&self) -> String {
+    /// `keys` or `stats` of a replicated cluster: each shard once, from its leader, under a
+    /// `Shard N` header; the block names the server that answered, and `keys` lists only the
+    /// shard's own keys (each node also holds copies of the other shards).
+    async fn per_shard(&self, stats: bool) -> (String, Outcome) {
+        let mut text = String::new();
+        let mut outcome = Outcome::Ok;
+        let line = "=".repeat(NARROW);
+        for shard in 0..self.client.servers().len() {
+            if shard > 0 {
+                text.push('\n');
+            }
+            // The header goes out before the request so retry notices appear under it.
+            self.print(&format!("{text}{line}\nShard {}\n{line}\n", shard + 1));
+            text.clear();
+            let result = if stats {
+                self.client
+                    .shard_stats(shard)
+                    .await
+                    .map(|(server, s)| (server, stats_text(&s)))
+            } else {
+                self.client
+                    .shard_keys(shard, b"*")
+                    .await
+                    .map(|(server, keys)| (server, keys_text(&keys)))
+            };
+            let (block, result) = match result {
+                Ok((server, details)) => block(server + 1, Ok(Ok(details))),
+                Err(e) => block(shard + 1, Err(e)),
+            };
+            if result == Outcome::Failed {
+                outcome = Outcome::Failed;
+            }
+            text.push_str(&block);
+        }
+        (text, outcome)
+    }
+
+    /// The spec's SERVER CONFIGURATION block; for a replicated cluster, one more line per
+    /// shard before its closing line: the leader, the followers and their health.
+    async fn servers(&self) -> String {
         let line = "=".repeat(WIDE);
         let mut out = format!("{line}\nSERVER CONFIGURATION\n{line}\n");
         let servers = self.client.servers();
@@ -229,10 +264,17 @@ impl Repl {
             out.push_str(&format!("Server {}: {addr}\n", i + 1));
         }
         out.push_str(&format!(
-            "Total Servers: {}\nSharding: Enabled (Consistent Hashing)\nRetry Policy: {}\n{line}\n",
+            "Total Servers: {}\nSharding: Enabled (Consistent Hashing)\nRetry Policy: {}\n",
             servers.len(),
             self.client.policy().describe()
         ));
+        if let Some(topology) = self.client.topology().await {
+            out.push_str("Replication: Raft, every shard on every node\n");
+            for shard in &topology.shards {
+                out.push_str(&shard_line(shard, &servers));
+            }
+        }
+        out.push_str(&format!("{line}\n"));
         out
     }
 
@@ -287,6 +329,46 @@ fn capitalized(text: &str) -> String {
     }
 }
 
+/// `Shard 1: leader Server 1 (localhost:7001), followers Server 2 (online), Server 3
+/// (failed)`; a node missing from the server list shows as the address it reports.
+fn shard_line(shard: &Shard, servers: &[&str]) -> String {
+    let name = |node: &ShardNode| match node.server {
+        Some(i) => format!("Server {}", i + 1),
+        None => node.addr.clone(),
+    };
+    let leader = match shard.leader() {
+        Some(node) => match node.server.and_then(|i| servers.get(i)) {
+            Some(addr) => format!("leader {} ({addr})", name(node)),
+            None => format!("leader {}", node.addr),
+        },
+        None => "no leader (election under way)".to_string(),
+    };
+    let followers: Vec<String> = shard
+        .followers()
+        .map(|node| format!("{} ({})", name(node), node.health))
+        .collect();
+    let followers = if followers.is_empty() {
+        "no followers".to_string()
+    } else {
+        format!("followers {}", followers.join(", "))
+    };
+    format!("Shard {}: {leader}, {followers}\n", shard.index + 1)
+}
+
+/// `  Keys (2): a, b`, or `  Keys (0): (none)`.
+fn keys_text(keys: &[bytes::Bytes]) -> String {
+    let names: Vec<String> = keys
+        .iter()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let listed = if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(", ")
+    };
+    format!("  Keys ({}): {listed}\n", names.len())
+}
+
 fn ttl_text(ttl: Option<i64>) -> String {
     match ttl {
         None => "No expiration".to_string(),
@@ -322,4 +404,88 @@ fn help() -> String {
      servers                  Show the server configuration\n  help                     Show \
      this help\n  exit                     Leave (also: quit)\n"
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::client::fake::{shards_reply, Answer, FakeNode};
+    use crate::node_for;
+
+    /// The first `k{i}` key of shard `shard` of 3.
+    fn key_of(shard: usize) -> String {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| node_for(k.as_bytes(), 3) == shard)
+            .expect("some key")
+    }
+
+    #[tokio::test]
+    async fn a_replicated_cluster_shows_its_shards_and_each_shard_once() {
+        // Server 1 failed; server 2 took over shard 1. Every node holds every shard's keys.
+        let ports: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let keys = [key_of(0), key_of(1), key_of(2)];
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let (ports, keys) = (ports.clone(), keys.clone());
+            nodes.push(
+                FakeNode::start(move |words| {
+                    let reply = match words[0].to_ascii_uppercase().as_str() {
+                        "CLUSTER" => {
+                            let ports = ports.lock().expect("ports lock").clone();
+                            return Answer::Raw(shards_reply(
+                                &ports,
+                                &[Some(1), Some(1), Some(2)],
+                                &[0],
+                            ));
+                        }
+                        "KEYS" => keys.iter().fold(format!("*{}\r\n", keys.len()), |out, k| {
+                            out + &format!("${}\r\n{k}\r\n", k.len())
+                        }),
+                        _ => "-ERR unexpected\r\n".to_string(),
+                    };
+                    Answer::Raw(reply.into_bytes())
+                })
+                .await,
+            );
+        }
+        *ports.lock().expect("ports lock") = nodes.iter().map(|n| n.port).collect();
+        let servers: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("localhost:{}", n.port))
+            .collect();
+        let mut config = ClientConfig {
+            servers: servers.clone(),
+            ..ClientConfig::default()
+        };
+        config.retry.delay = Duration::from_millis(10);
+        let out: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let repl = Repl::new(config, out.clone());
+
+        for line in ["servers", "keys"] {
+            assert_eq!(repl.execute(line).await, Outcome::Ok, "{line}");
+        }
+        let text = String::from_utf8(out.lock().expect("sink lock").clone()).expect("UTF-8");
+        let (wide, narrow) = ("=".repeat(WIDE), "=".repeat(NARROW));
+        let [s1, s2, s3] = [&servers[0], &servers[1], &servers[2]];
+        let want = format!(
+            "{wide}\nSERVER CONFIGURATION\n{wide}\nServer 1: {s1}\nServer 2: {s2}\n\
+             Server 3: {s3}\nTotal Servers: 3\nSharding: Enabled (Consistent Hashing)\n\
+             Retry Policy: 3 retries with 0.01s delay\n\
+             Replication: Raft, every shard on every node\n\
+             Shard 1: leader Server 2 ({s2}), followers Server 1 (failed), Server 3 (online)\n\
+             Shard 2: leader Server 2 ({s2}), followers Server 1 (failed), Server 3 (online)\n\
+             Shard 3: leader Server 3 ({s3}), followers Server 1 (failed), Server 2 (online)\n\
+             {wide}\n\n\
+             {narrow}\nShard 1\n{narrow}\n✓ SUCCESS (Server 2)\n  Keys (1): {}\n\n\
+             {narrow}\nShard 2\n{narrow}\n✓ SUCCESS (Server 2)\n  Keys (1): {}\n\n\
+             {narrow}\nShard 3\n{narrow}\n✓ SUCCESS (Server 3)\n  Keys (1): {}\n\n",
+            keys[0], keys[1], keys[2]
+        );
+        assert_eq!(text, want);
+        assert_eq!(nodes[0].count("KEYS"), 0, "the failed server is not asked");
+        assert_eq!((nodes[1].count("KEYS"), nodes[2].count("KEYS")), (2, 1));
+    }
 }

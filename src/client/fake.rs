@@ -1,0 +1,128 @@
+//! A fake node for the client's routing tests: a TCP listener answering RESP by hand, each
+//! reply chosen by a test closure from the command's words, every command recorded.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// What the fake node does with one command: answer these raw RESP bytes, or close the
+/// connection without a reply.
+pub enum Answer {
+    /// Raw RESP bytes, e.g. `b"+OK\r\n"`.
+    Raw(Vec<u8>),
+    /// Close the connection, no reply.
+    Close,
+}
+
+type Handler = Arc<dyn Fn(&[String]) -> Answer + Send + Sync>;
+
+/// A running fake node; it stops when the test's runtime ends.
+pub struct FakeNode {
+    /// `127.0.0.1:port`.
+    pub port: u16,
+    /// Every command received, in order, as words.
+    pub seen: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl FakeNode {
+    /// Listens on an ephemeral port and answers each command with `handler`.
+    pub async fn start(handler: impl Fn(&[String]) -> Answer + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let handler: Handler = Arc::new(handler);
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (handler, log) = (handler.clone(), log.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut read = BufReader::new(read);
+                    while let Some(words) = read_command(&mut read).await {
+                        log.lock().expect("log lock").push(words.clone());
+                        match handler(&words) {
+                            Answer::Raw(bytes) => {
+                                if write.write_all(&bytes).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Answer::Close => return,
+                        }
+                    }
+                });
+            }
+        });
+        FakeNode { port, seen }
+    }
+
+    /// The commands received whose first word is `name` (case-insensitive).
+    pub fn count(&self, name: &str) -> usize {
+        let seen = self.seen.lock().expect("log lock");
+        seen.iter()
+            .filter(|w| w.first().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .count()
+    }
+}
+
+/// One RESP array of bulk strings as words; `None` at the end of the stream or on bad input.
+async fn read_command<R: tokio::io::AsyncBufRead + Unpin>(read: &mut R) -> Option<Vec<String>> {
+    let mut line = String::new();
+    read.read_line(&mut line).await.ok()?;
+    let count: usize = line.trim_end().strip_prefix('*')?.parse().ok()?;
+    let mut words = Vec::with_capacity(count);
+    for _ in 0..count {
+        line.clear();
+        read.read_line(&mut line).await.ok()?;
+        let len: usize = line.trim_end().strip_prefix('$')?.parse().ok()?;
+        let mut data = vec![0; len + 2];
+        read.read_exact(&mut data).await.ok()?;
+        data.truncate(len);
+        words.push(String::from_utf8_lossy(&data).into_owned());
+    }
+    Some(words)
+}
+
+/// RESP bytes of a `CLUSTER SHARDS` reply for nodes on `ports` (all 127.0.0.1), where shard
+/// `i` is led by `ports[leaders[i]]` (or has no leader for `None`), every node holds every
+/// shard, and the nodes at the indices in `failed` are reported failed.
+pub fn shards_reply(ports: &[u16], leaders: &[Option<usize>], failed: &[usize]) -> Vec<u8> {
+    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+    let mut out = format!("*{}\r\n", leaders.len());
+    for (shard, leader) in leaders.iter().enumerate() {
+        out += "*6\r\n";
+        out += &bulk("slots");
+        out += "*0\r\n";
+        out += &bulk("shard-index");
+        out += &format!(":{}\r\n", shard + 1);
+        out += &bulk("nodes");
+        out += &format!("*{}\r\n", ports.len());
+        for (i, port) in ports.iter().enumerate() {
+            let role = if *leader == Some(i) {
+                "master"
+            } else {
+                "replica"
+            };
+            out += "*14\r\n";
+            out += &bulk("id");
+            out += &bulk(&format!("{i}").repeat(40));
+            out += &bulk("port");
+            out += &format!(":{port}\r\n");
+            out += &bulk("ip");
+            out += &bulk("127.0.0.1");
+            out += &bulk("endpoint");
+            out += &bulk("127.0.0.1");
+            out += &bulk("role");
+            out += &bulk(role);
+            out += &bulk("replication-offset");
+            out += ":7\r\n";
+            out += &bulk("health");
+            out += &bulk(if failed.contains(&i) {
+                "failed"
+            } else {
+                "online"
+            });
+        }
+    }
+    out.into_bytes()
+}

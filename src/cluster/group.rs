@@ -174,6 +174,11 @@ impl Group {
         self.raft().is_initialized().await.is_ok_and(|init| !init)
     }
 
+    /// Makes this member ignore vote requests until it has caught up (it lost its disk).
+    pub fn abstain_until_caught_up(&self) {
+        self.groups.abstain(self.shard as u64, true);
+    }
+
     /// Bootstraps the group with every member of `spec`'s placement (on its first node of a
     /// fresh cluster only: the caller checks that no peer has the group already).
     pub async fn bootstrap(&self, spec: &ClusterSpec) {
@@ -458,12 +463,28 @@ async fn follow(group: &Arc<Group>, raft: Raft) -> bool {
         let caught_up = m
             .last_applied
             .is_some_and(|l| l.leader_id.term == m.current_term);
+        // A member that lost its disk votes again once it holds what the group committed up
+        // to the current leader's term.
+        if caught_up && m.current_leader.is_some() && group.groups.abstains(group.shard as u64) {
+            group.groups.abstain(group.shard as u64, false);
+            tracing::info!(
+                shard = group.shard + 1,
+                "caught up after losing its data: votes again"
+            );
+        }
         group.ready.store(is_leader && caught_up, Ordering::Release);
         group
             .leader
             .store(m.current_leader.unwrap_or(0), Ordering::Release);
-        if metrics.changed().await.is_err() {
-            return false;
+        // Metrics arrive when something changes; the tick re-reads them anyway, so a state
+        // that depends on time or on flags set from outside (abstaining) is seen.
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
 }

@@ -155,14 +155,13 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Bootstraps the shards this node is first of, when its member is pristine and no
-    /// peer knows a leader for the shard (a fresh cluster, not a node whose disk was wiped:
-    /// that one rejoins the group as it is).
+    /// For every local member without any Raft state (a fresh cluster, or a node whose data
+    /// directory was wiped): when no peer knows a leader for its shard, the shard's first node
+    /// bootstraps the group; when a peer does, the member rejoins the group as it is and does
+    /// not vote until it has caught up (it may have acknowledged entries it no longer has).
     async fn bootstrap(&self) {
         for group in self.groups() {
-            if self.spec.members(group.shard).first() != Some(&self.spec.me)
-                || !group.pristine().await
-            {
+            if !group.pristine().await {
                 continue;
             }
             let mut known = false;
@@ -181,9 +180,10 @@ impl Cluster {
                 tracing::warn!(
                     shard = group.shard + 1,
                     "this node has no data for the shard but its peers do: rejoining the \
-                     group instead of starting it"
+                     group, without voting until it has caught up"
                 );
-            } else {
+                group.abstain_until_caught_up();
+            } else if self.spec.members(group.shard).first() == Some(&self.spec.me) {
                 group.bootstrap(&self.spec).await;
             }
         }

@@ -124,6 +124,8 @@ pub enum Response {
 #[derive(Clone, Default)]
 pub struct Groups {
     members: Arc<Mutex<BTreeMap<GroupId, Raft>>>,
+    /// Groups whose local member must not vote yet (see [`Groups::abstain`]).
+    abstaining: Arc<Mutex<std::collections::BTreeSet<GroupId>>>,
 }
 
 impl std::fmt::Debug for Groups {
@@ -148,6 +150,27 @@ impl Groups {
     /// The local member of `group`, if served.
     pub fn member(&self, group: GroupId) -> Option<Raft> {
         self.lock().get(&group).cloned()
+    }
+
+    /// Makes the local member of `group` ignore vote requests (`true`) or answer them again
+    /// (`false`). A member that lost its disk has forgotten the entries it acknowledged and
+    /// the vote it gave: voting before it has caught up could elect a leader that lacks an
+    /// acknowledged write, so until then it answers votes as if it were down.
+    pub fn abstain(&self, group: GroupId, abstain: bool) {
+        let mut set = self.abstaining.lock().expect("bus abstain lock poisoned");
+        if abstain {
+            set.insert(group);
+        } else {
+            set.remove(&group);
+        }
+    }
+
+    /// Whether the local member of `group` ignores vote requests.
+    pub fn abstains(&self, group: GroupId) -> bool {
+        self.abstaining
+            .lock()
+            .expect("bus abstain lock poisoned")
+            .contains(&group)
     }
 
     /// A std mutex held only to clone a handle out: never across an RPC's `.await`.
@@ -352,6 +375,8 @@ async fn answer(served: &Served, request: Request) -> Response {
             None => Response::UnknownGroup(group),
         },
         Request::Vote { group, rpc } => match groups.member(group) {
+            // A member that has not caught up since losing its disk does not vote.
+            Some(_) if groups.abstains(group) => Response::UnknownGroup(group),
             Some(raft) => Response::Vote(raft.vote(rpc).await),
             None => Response::UnknownGroup(group),
         },

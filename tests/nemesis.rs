@@ -70,6 +70,14 @@ fn run(netns: bool) {
         "{} operations, {acked} acknowledged, {unknown} indeterminate",
         history.len()
     );
+    for i in 0..addrs.len() {
+        let log = cluster.log(i);
+        assert!(
+            !log.contains("panicked"),
+            "seed {seed}: node {} panicked:\n{log}",
+            i + 1
+        );
+    }
     if let Err(v) = check(&history) {
         panic!(
             "seed {seed}: {v}\nnode logs:\n{}",

@@ -65,6 +65,8 @@ pub struct Group {
     replication: Mutex<Vec<(u64, Option<u64>)>>,
     /// Rebuilds done (INFO replication).
     pub rebuilds: AtomicU64,
+    /// Set when the node stops: the member's end is expected then.
+    stopping: AtomicBool,
     epoch: Instant,
     lease: Duration,
     groups: Groups,
@@ -159,6 +161,7 @@ impl Group {
             last_log: AtomicU64::new(0),
             replication: Mutex::new(Vec::new()),
             rebuilds: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             epoch: Instant::now(),
             lease: Duration::from_millis(config.election_timeout_min / 2),
             groups,
@@ -195,6 +198,14 @@ impl Group {
         // NotAllowed means it is initialized already: nothing to do.
         if let Err(e) = self.raft().initialize(nodes).await {
             tracing::debug!(shard = self.shard + 1, "initialize: {e}");
+        }
+    }
+
+    /// Stops the member for good (node shutdown).
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        if let Err(e) = self.raft().shutdown().await {
+            tracing::warn!(shard = self.shard + 1, "stopping the shard's member: {e}");
         }
     }
 
@@ -295,6 +306,19 @@ impl Group {
         tokio::time::timeout(limit, wait).await.unwrap_or(false)
     }
 
+    /// Waits up to `limit` while this node is becoming the shard's leader (elected, not yet
+    /// caught up); returns the role then.
+    pub async fn await_ready(&self, limit: Duration) -> Role {
+        let deadline = Instant::now() + limit;
+        loop {
+            let role = self.role();
+            if role != Role::Starting || Instant::now() >= deadline {
+                return role;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Waits up to `limit` for this shard to have a leader; returns the role then.
     pub async fn await_leader(&self, limit: Duration) -> Role {
         let deadline = Instant::now() + limit;
@@ -311,7 +335,9 @@ impl Group {
     /// shard's keys back to the last snapshot, and starts the member again over the same log,
     /// so openraft re-applies what was committed and the new leader sends the rest.
     async fn rebuild(&self) {
-        let _pause = self.speculation.pause.write().await;
+        // No command runs here meanwhile: they check the role, which is no longer leader.
+        // (Not the speculation pause: a snapshot build may hold it, waiting for writes this
+        // reset is about to abandon.)
         self.ready.store(false, Ordering::Release);
         let old = self.raft();
         if let Err(e) = old.shutdown().await {
@@ -401,12 +427,24 @@ async fn propose(group: Arc<Group>, mut rx: mpsc::UnboundedReceiver<Pending>) {
     }
 }
 
-/// Follows the member's metrics (and, after a rebuild, the new member's) until it stops.
+/// Follows the member's metrics (and, after a rebuild, the new member's) until the node
+/// stops. A member that stops on its own (openraft's core failed: a storage error, or a bug)
+/// is restarted from its disk, as a rebuild does, after a pause.
 async fn watch(group: Arc<Group>) {
     loop {
         let raft = group.raft();
         if !follow(&group, raft).await {
-            return;
+            if group.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            tracing::error!(
+                shard = group.shard + 1,
+                "the shard's raft member stopped unexpectedly; restarting it in 1 s"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if group.stopping.load(Ordering::Acquire) {
+                return;
+            }
         }
         group.rebuild().await;
     }
@@ -418,6 +456,8 @@ async fn watch(group: Arc<Group>) {
 async fn follow(group: &Arc<Group>, raft: Raft) -> bool {
     let mut metrics = raft.metrics();
     let mut leading = false;
+    // Whether `m` was just published (a re-read on the tick is as old as its publication).
+    let mut fresh = true;
     loop {
         let m = metrics.borrow_and_update().clone();
         let is_leader = m.state == ServerState::Leader;
@@ -428,9 +468,13 @@ async fn follow(group: &Arc<Group>, raft: Raft) -> bool {
         group
             .last_log
             .store(m.last_log_index.unwrap_or(0), Ordering::Relaxed);
-        if let Some(ack) = m.millis_since_quorum_ack {
-            let until = (group.now_ms() + group.lease.as_millis() as u64).saturating_sub(ack);
-            group.lease_until_ms.store(until, Ordering::Release);
+        match m.millis_since_quorum_ack {
+            Some(ack) if fresh => {
+                let until = (group.now_ms() + group.lease.as_millis() as u64).saturating_sub(ack);
+                group.lease_until_ms.store(until, Ordering::Release);
+            }
+            Some(_) => {}
+            None => group.lease_until_ms.store(0, Ordering::Release),
         }
         if let Some(r) = &m.replication {
             let mut list: Vec<(u64, Option<u64>)> =
@@ -483,8 +527,9 @@ async fn follow(group: &Arc<Group>, raft: Raft) -> bool {
                 if changed.is_err() {
                     return false;
                 }
+                fresh = true;
             }
-            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = tokio::time::sleep(Duration::from_millis(200)) => fresh = false,
         }
     }
 }

@@ -422,6 +422,10 @@ pub async fn run_local(
     request: &Request,
     read: bool,
 ) -> Option<Reply> {
+    // Elected but still applying what earlier terms committed: nothing may run before that.
+    if group.await_ready(LEADER_WAIT).await != Role::Leader {
+        return session.answer(node, cluster_down(group.shard));
+    }
     if read && !group.lease_valid() {
         if let Err(e) = group.raft().ensure_linearizable().await {
             tracing::debug!(shard = group.shard + 1, "read refused: {e}");
@@ -430,7 +434,7 @@ pub async fn run_local(
     }
     let reply = {
         let _pause = group.speculation.pause.read().await;
-        if !matches!(group.role(), Role::Leader | Role::Starting) {
+        if group.role() != Role::Leader {
             drop(_pause);
             return session.answer(node, cluster_down(group.shard));
         }

@@ -201,9 +201,7 @@ impl Server {
         }
         if let Some(cluster) = node.cluster() {
             for group in cluster.groups() {
-                if let Err(e) = group.raft().shutdown().await {
-                    tracing::warn!(shard = group.shard + 1, "stopping the shard's member: {e}");
-                }
+                group.stop().await;
             }
             tracing::info!(id = node.config.id, "node stopped");
             return Ok(());

@@ -259,7 +259,10 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
                 "protected-mode",
                 if c.protected_mode { "yes" } else { "no" }.into(),
             ),
-            ("cluster-enabled", "no".into()),
+            (
+                "cluster-enabled",
+                if c.cluster.is_some() { "yes" } else { "no" }.into(),
+            ),
             (
                 "slowlog-log-slower-than",
                 ctx.node

@@ -370,13 +370,30 @@ fn a_killed_leader_loses_no_acknowledged_write_and_comes_back() {
 fn a_node_whose_disk_was_wiped_gets_a_full_copy() {
     let mut trio = Trio::start(&[]);
     let mut c = trio.conn(0);
-    for n in 0..300 {
+    // One entry per SET: enough entries that, after SAVE (a snapshot of every shard, then the
+    // log is cut to its last 500 entries), the wiped node can only catch up from a snapshot.
+    let keys = 1_800;
+    for n in 0..keys {
         let _: () = redis::cmd("SET")
             .arg(format!("w{n}"))
             .arg(n)
             .query(&mut c)
             .expect("SET");
     }
+    for i in 0..2 {
+        let _: () = redis::cmd("SAVE").query(&mut trio.conn(i)).expect("SAVE");
+    }
+    wait_until_blocking("the snapshots to be taken", WAIT, || {
+        (0..2).all(|i| {
+            std::fs::read_dir(trio.dir(i).join(format!("raft-node{}", i + 1)))
+                .map(|shards| {
+                    shards
+                        .flatten()
+                        .all(|s| s.path().join("snapshot/snapshot.bin").exists())
+                })
+                .unwrap_or(false)
+        })
+    });
     trio.kill(2);
     std::fs::remove_dir_all(trio.dir(2)).expect("wipe");
     std::fs::create_dir_all(trio.dir(2)).expect("recreate");
@@ -387,10 +404,18 @@ fn a_node_whose_disk_was_wiped_gets_a_full_copy() {
         let mut c = trio.conn(2);
         redis::cmd("DBSIZE")
             .query::<i64>(&mut c)
-            .is_ok_and(|n| n == 300)
+            .is_ok_and(|n| n == keys)
     });
+    // It got there through snapshots sent by the leaders (it took none itself), which it
+    // keeps on its disk.
+    let installed = std::fs::read_dir(trio.dir(2).join("raft-node3"))
+        .expect("node 3's raft directory")
+        .flatten()
+        .filter(|s| s.path().join("snapshot/snapshot.bin").exists())
+        .count();
+    assert!(installed > 0, "no snapshot was installed on the wiped node");
     let mut c = trio.conn(2);
-    for n in (0..300).step_by(7) {
+    for n in (0..keys).step_by(7) {
         assert_eq!(get(&mut c, &format!("w{n}")), Some(n.to_string()));
     }
     trio.assert_no_panics();

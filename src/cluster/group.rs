@@ -118,7 +118,7 @@ impl Group {
             election_timeout_max: (timeout * 2).max(40),
             install_snapshot_timeout: 10_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(50_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: 500,
             ..Default::default()
         }
         .validate()

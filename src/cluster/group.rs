@@ -9,7 +9,7 @@
 //! it can (group commit) and proposes them; the connection replies only once the state
 //! machine has passed that sequence number, i.e. once a majority has the entry. A leader that
 //! steps down with writes still unconfirmed cannot know which of them the group keeps: it
-//! rebuilds the shard from what its log and snapshot say was committed ([`Group::rebuild`]).
+//! rebuilds the shard from what its log and snapshot say was committed (`Group::rebuild`).
 //! See `Speculation` in `replication::types` for the counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,15 +1,18 @@
 //! The replicated cluster (issue 10) as users run it: three `minikv server --cluster`
-//! processes on loopback, reached with redis-rs. Any node answers for any key (forwarding),
+//! processes on loopback, reached with redis-rs, the JSON protocol, the `minikv client` REPL
+//! and the [`minikv::ClusterClient`] library. Any node answers for any key (forwarding),
 //! writes survive the death of a leader (SIGKILL) and of a node's whole data directory,
-//! introspection speaks Redis's formats, and commands that cannot span shards say so.
+//! introspection speaks Redis's formats, commands that cannot span shards say so, and the
+//! clients follow a failover.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::process::{free_port, BinProcess};
+use common::process::{free_port, run_client, servers_arg, BinProcess};
 use common::{wait_until_blocking, WAIT};
+use minikv::{ClientConfig, ClusterClient};
 use redis::{Connection, RedisResult, Value};
 use tempfile::TempDir;
 
@@ -23,6 +26,14 @@ struct Trio {
 
 impl Trio {
     fn start(extra: &[&str]) -> Trio {
+        let trio = Trio::launch(extra);
+        trio.wait_ok();
+        trio
+    }
+
+    /// [`Trio::start`] without waiting for `cluster_state:ok` (which it checks over plain
+    /// TCP without a password).
+    fn launch(extra: &[&str]) -> Trio {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let buses: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let list = ports
@@ -41,7 +52,6 @@ impl Trio {
         for i in 0..3 {
             trio.start_node(i, extra);
         }
-        trio.wait_ok();
         trio
     }
 
@@ -50,6 +60,11 @@ impl Trio {
         args.extend_from_slice(extra);
         let dir = self.dirs[i].path().to_path_buf();
         self.procs[i] = Some(BinProcess::server(i as u64 + 1, self.ports[i], &dir, &args));
+    }
+
+    /// The `--servers` list of the REPL: the three client ports in id order.
+    fn servers(&self) -> String {
+        servers_arg(&self.ports)
     }
 
     fn dir(&self, i: usize) -> PathBuf {
@@ -380,4 +395,289 @@ fn a_node_whose_disk_was_wiped_gets_a_full_copy() {
     for n in (0..300).step_by(7) {
         assert_eq!(get(&mut c, &format!("w{n}")), Some(n.to_string()));
     }
+}
+
+/// The first `prefix{i}` key of shard `shard` (0-based) of 3.
+fn key_of(prefix: &str, shard: usize) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| minikv::node_for(k.as_bytes(), 3) == shard)
+        .expect("some key is in the shard")
+}
+
+/// `minikv client --servers <trio> args...` with `input` piped; fails unless it exits 0.
+fn repl(trio: &Trio, args: &[&str], input: &str) -> String {
+    let servers = trio.servers();
+    let mut all = vec!["--servers", servers.as_str()];
+    all.extend_from_slice(args);
+    let run = run_client(&all, input);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "minikv client {all:?} failed:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run.stdout
+}
+
+/// Runs the REPL's `servers` until its output satisfies `done` (within [`WAIT`]); returns
+/// that output, or fails showing the last one.
+fn servers_until(trio: &Trio, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = repl(trio, &["servers"], "");
+        if done(&out) {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`servers` did not show {what} within {WAIT:?}; last output:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `Shard N: ...` line of the REPL's `servers` output.
+fn shard_line(servers: &str, shard: usize) -> String {
+    let prefix = format!("Shard {shard}: ");
+    servers
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{servers}"))
+        .to_string()
+}
+
+/// How many lines of `text` are exactly `line`.
+fn count_lines(text: &str, line: &str) -> usize {
+    text.lines().filter(|l| *l == line).count()
+}
+
+#[test]
+fn the_repl_and_the_cluster_client_follow_a_failover() {
+    let mut trio = Trio::start(&[]);
+    let keys: Vec<String> = (0..3).map(|s| key_of("fo:", s)).collect();
+    let ports = trio.ports.clone();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+
+    // One-shot commands and piped input, through the spec's server numbers.
+    let out = repl(&trio, &["set", &keys[0], "v1"], "");
+    assert_eq!(out, "✓ SUCCESS (Server 1)\n  Key set successfully\n\n");
+    let input = format!(
+        "set {k2} v2\nset {k3} v3\nget {k2}\nget {k1}\nexit\n",
+        k1 = keys[0],
+        k2 = keys[1],
+        k3 = keys[2]
+    );
+    let out = repl(&trio, &[], &input);
+    assert_eq!(
+        out,
+        format!(
+            "✓ SUCCESS (Server 2)\n  Key set successfully\n\n\
+             ✓ SUCCESS (Server 3)\n  Key set successfully\n\n\
+             ✓ SUCCESS (Server 2)\n  Key: {k2}\n  Value: v2\n  TTL: No expiration\n\n\
+             ✓ SUCCESS (Server 1)\n  Key: {k1}\n  Value: v1\n  TTL: No expiration\n\n\
+             Goodbye!\n",
+            k1 = keys[0],
+            k2 = keys[1]
+        )
+    );
+
+    // Every shard with its leader and followers, all healthy (acknowledgements may take a
+    // moment after the start).
+    let want = [
+        format!(
+            "Shard 1: leader Server 1 ({}), followers Server 2 (online), Server 3 (online)",
+            addr(0)
+        ),
+        format!(
+            "Shard 2: leader Server 2 ({}), followers Server 3 (online), Server 1 (online)",
+            addr(1)
+        ),
+        format!(
+            "Shard 3: leader Server 3 ({}), followers Server 1 (online), Server 2 (online)",
+            addr(2)
+        ),
+    ];
+    let last = servers_until(&trio, "every shard healthy", |out| {
+        (1..=3).all(|s| shard_line(out, s) == want[s - 1])
+    });
+    assert!(
+        last.contains("Replication: Raft"),
+        "no replication line:\n{last}"
+    );
+
+    // The library client learns the leaders now, before the failover.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = ClusterClient::new(ClientConfig {
+        servers: trio.servers().split(',').map(String::from).collect(),
+        ..ClientConfig::default()
+    });
+    runtime.block_on(async {
+        client
+            .set(b"lib:before", b"1", None)
+            .await
+            .expect("library SET");
+        assert_eq!(
+            client.get(keys[1].as_bytes()).await.expect("library GET"),
+            Some("v2".into())
+        );
+    });
+    assert_eq!(client.leader_of(1), 1, "node 2 leads shard 2 at first");
+
+    let leader = trio.leader_of(0, &keys[1]);
+    assert_eq!(leader, 1);
+    trio.kill(leader);
+
+    // The REPL reaches shard 2's new leader; retry notices may come first.
+    let out = repl(&trio, &["get", &keys[1]], "");
+    let result = out
+        .lines()
+        .filter(|l| !l.starts_with("[RETRY] Server 2 failed, retrying..."))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        result,
+        format!(
+            "✓ SUCCESS (Server 2)\n  Key: {}\n  Value: v2\n  TTL: No expiration\n",
+            keys[1]
+        ),
+        "full output:\n{out}"
+    );
+    let out = repl(&trio, &["set", &keys[1], "v2b"], "");
+    assert!(
+        out.ends_with("✓ SUCCESS (Server 2)\n  Key set successfully\n\n"),
+        "{out}"
+    );
+
+    // The library client routes shard 2 to its new leader.
+    runtime.block_on(async {
+        assert_eq!(
+            client.get(keys[1].as_bytes()).await.expect("library GET"),
+            Some("v2b".into())
+        );
+        client
+            .set(keys[1].as_bytes(), b"v2c", None)
+            .await
+            .expect("library SET after the failover");
+    });
+    let new_leader = client.leader_of(1);
+    assert_ne!(
+        new_leader, 1,
+        "the client still sends shard 2 to the dead node"
+    );
+
+    // `servers` names the new leader and the dead node as failed, in every shard.
+    servers_until(&trio, "the new leader and node 2 failed", |out| {
+        shard_line(out, 2).starts_with(&format!(
+            "Shard 2: leader Server {} ({})",
+            new_leader + 1,
+            addr(new_leader)
+        )) && (1..=3).all(|s| shard_line(out, s).contains("Server 2 (failed)"))
+    });
+
+    // `keys` and `stats`: every shard once, from its leader.
+    let out = repl(&trio, &["keys"], "");
+    for s in 1..=3 {
+        assert_eq!(count_lines(&out, &format!("Shard {s}")), 1, "{out}");
+    }
+    assert!(!out.contains("✗ ERROR"), "{out}");
+    let mut listed: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("  Keys ("))
+        .filter_map(|l| l.split_once("): ").map(|(_, keys)| keys))
+        .flat_map(|keys| keys.split(", "))
+        .collect();
+    listed.sort_unstable();
+    let mut want: Vec<&str> = keys.iter().map(String::as_str).collect();
+    want.push("lib:before");
+    want.sort_unstable();
+    assert_eq!(listed, want, "every key once:\n{out}");
+    assert!(
+        !out.contains("(Server 2)\n"),
+        "the dead node answered:\n{out}"
+    );
+    let out = repl(&trio, &["stats"], "");
+    for s in 1..=3 {
+        assert_eq!(count_lines(&out, &format!("Shard {s}")), 1, "{out}");
+    }
+    assert_eq!(out.matches("✓ SUCCESS").count(), 3, "{out}");
+    assert_eq!(out.matches("Total Requests:").count(), 3, "{out}");
+}
+
+/// One JSON request over a fresh connection to node `i`, and its reply.
+fn json_request(trio: &Trio, i: usize, request: &serde_json::Value) -> serde_json::Value {
+    use std::io::{BufRead as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", trio.ports[i])).expect("connect for JSON");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    stream
+        .write_all(request.to_string().as_bytes())
+        .expect("send JSON");
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("read JSON reply");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+}
+
+#[test]
+fn json_requests_to_a_node_that_does_not_lead_are_forwarded() {
+    use serde_json::json;
+    let trio = Trio::start(&[]);
+    let key = key_of("json:", 2);
+    let leader = trio.leader_of(0, &key);
+    let via = (leader + 1) % 3;
+    let id = via as u64 + 1;
+    let ask = |request: serde_json::Value| json_request(&trio, via, &request);
+
+    assert_eq!(
+        ask(json!({"command": "SET", "key": key, "value": "far away"})),
+        json!({"status": "success", "message": "Key set successfully", "key": key,
+               "server_id": id})
+    );
+    assert_eq!(
+        ask(json!({"command": "GET", "key": key})),
+        json!({"status": "success", "key": key, "value": "far away", "ttl": -1,
+               "server_id": id})
+    );
+    assert_eq!(
+        ask(json!({"command": "EXPIRE", "key": key, "ttl": 300})),
+        json!({"status": "success", "message": "Expiration set successfully", "key": key,
+               "ttl": 300, "server_id": id})
+    );
+    let reply = ask(json!({"command": "GET", "key": key}));
+    let ttl = reply["ttl"].as_i64().expect("a ttl");
+    assert!((299..=300).contains(&ttl), "{reply}");
+    assert_eq!(
+        ask(json!({"command": "INCRBY", "args": [key.clone() + ":n", "5"]})),
+        json!({"status": "success", "result": 5, "server_id": id})
+    );
+    assert_eq!(
+        ask(json!({"command": "DELETE", "key": key})),
+        json!({"status": "success", "message": "Key deleted successfully", "key": key,
+               "server_id": id})
+    );
+    assert_eq!(
+        ask(json!({"command": "GET", "key": key})),
+        json!({"status": "error", "message": "Key not found", "value": null, "key": key,
+               "server_id": id})
+    );
+    // The write went through the leader: it is there too.
+    let mut c = trio.conn(leader);
+    assert_eq!(get(&mut c, &format!("{key}:n")), Some("5".into()));
+
+    let reply = ask(json!({"command": "CLUSTER", "args": ["INFO"]}));
+    assert_eq!(reply["status"], "success", "{reply}");
+    assert_eq!(reply["server_id"], id, "{reply}");
+    let info = reply["result"].as_str().expect("CLUSTER INFO text");
+    assert!(info.contains("cluster_state:ok"), "{info}");
+    assert!(info.contains("cluster_size:3"), "{info}");
+    let reply = ask(json!({"command": "CLUSTER", "args": ["MYID"]}));
+    assert_eq!(reply["result"].as_str().map(str::len), Some(40), "{reply}");
 }

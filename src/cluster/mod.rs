@@ -26,12 +26,17 @@ pub use group::{Group, Role};
 pub use spec::{ClusterSpec, Peer, SpecError};
 
 use crate::node::Node;
-use crate::replication::bus::{self, BusCaller, BusError, BusTls, CallHandler};
+use crate::replication::bus::{self, BusCaller, BusError, BusTls, CallHandler, Contacts};
 use crate::replication::{BusNetwork, Groups};
 use route::{Forward, Forwarded};
 
 /// How long one bus call may take before the caller treats the peer as gone.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How recent the last exchange with a peer must be to say whether it is up: leaders send
+/// heartbeats every fraction of the node timeout, and retry unreachable peers about every
+/// half second, so anything older means no traffic with it (nothing to go by).
+const CONTACT_WINDOW: Duration = Duration::from_secs(5);
 
 /// What nodes ask each other over the bus besides Raft's own RPCs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,6 +85,8 @@ pub struct Cluster {
     pub forwarded: AtomicU64,
     /// The bus address actually bound.
     pub bus_addr: std::net::SocketAddr,
+    /// How the last exchange with each peer went, over any shard's traffic or a call.
+    contacts: Contacts,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -125,13 +132,15 @@ impl Cluster {
             .config
             .data_dir
             .join(format!("raft-node{}", spec.me + 1));
+        let contacts = Contacts::default();
         let mut members = Vec::new();
         for shard in 0..spec.shards() {
             if !spec.members(shard).contains(&spec.me) {
                 members.push(None);
                 continue;
             }
-            let network = BusNetwork::new(shard as u64, password.clone(), tls.clone());
+            let network = BusNetwork::new(shard as u64, password.clone(), tls.clone())
+                .contacts(contacts.clone());
             let group = Group::start(
                 &spec,
                 shard,
@@ -150,6 +159,7 @@ impl Cluster {
             groups: members,
             forwarded: AtomicU64::new(0),
             bus_addr: bound,
+            contacts,
         });
         cluster.bootstrap().await;
         Ok(cluster)
@@ -251,6 +261,18 @@ impl Cluster {
         }
     }
 
+    /// Whether node `member` (its member id) answered this node's last exchange with it, over
+    /// any shard or call, if that was recent (within [`CONTACT_WINDOW`]): `None` when nothing
+    /// recent is known (no traffic with it), and always `Some(true)` for this node itself.
+    pub fn reachable(&self, member: u64) -> Option<bool> {
+        if member == ClusterSpec::member_id(self.spec.me) {
+            return Some(true);
+        }
+        let index = usize::try_from(member).ok()?.checked_sub(1)?;
+        let peer = self.spec.nodes.get(index)?;
+        self.contacts.reachable(&peer.bus, CONTACT_WINDOW)
+    }
+
     /// Drops a leader that did not answer as one.
     pub fn forget_leader(&self, shard: usize, leader: u64) {
         if let Some(slot) = self.remote_leaders.get(shard) {
@@ -296,7 +318,9 @@ impl Cluster {
             .caller
             .call(&peer.bus, payload, CALL_TIMEOUT)
             .await
+            .inspect(|_| self.contacts.reached(&peer.bus))
             .map_err(|e| {
+                self.contacts.failed(&peer.bus, &e);
                 let text = format!("node {member} at {}: {e}", peer.bus);
                 match e {
                     BusError::Unreachable { .. } | BusError::Auth | BusError::Tls(_) => {

@@ -10,7 +10,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::process::{free_port, run_client, servers_arg, BinProcess};
+use common::process::{
+    free_port, free_ports_with_bus, read_pipe_until, run_client, servers_arg, BinProcess,
+    ClusterProcess,
+};
 use common::{wait_until_blocking, WAIT};
 use minikv::{ClientConfig, ClusterClient};
 use redis::{Connection, RedisResult, Value};
@@ -78,34 +81,12 @@ impl Trio {
     }
 
     fn conn(&self, i: usize) -> Connection {
-        let client =
-            redis::Client::open(format!("redis://127.0.0.1:{}/", self.ports[i])).expect("url");
-        let conn = client
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .expect("connect");
-        conn.set_read_timeout(Some(Duration::from_secs(15)))
-            .expect("timeout");
-        conn
+        conn_to(self.ports[i])
     }
 
     /// Waits until node `i` reports `cluster_state:ok`.
     fn wait_ok_on(&self, i: usize) {
-        wait_until_blocking(
-            &format!("node {} cluster_state:ok", i + 1),
-            WAIT * 3,
-            || {
-                let Ok(client) =
-                    redis::Client::open(format!("redis://127.0.0.1:{}/", self.ports[i]))
-                else {
-                    return false;
-                };
-                let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
-                    return false;
-                };
-                let info: RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut c);
-                info.is_ok_and(|t| t.contains("cluster_state:ok"))
-            },
-        );
+        wait_cluster_ok(self.ports[i]);
     }
 
     fn wait_ok(&self) {
@@ -142,6 +123,31 @@ impl Trio {
         }
         panic!("no master for shard {shard} in {shards:?}");
     }
+}
+
+/// Waits until the node on `port` reports `cluster_state:ok`.
+fn wait_cluster_ok(port: u16) {
+    wait_until_blocking(&format!("port {port} cluster_state:ok"), WAIT * 3, || {
+        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+            return false;
+        };
+        let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+            return false;
+        };
+        let info: RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut c);
+        info.is_ok_and(|t| t.contains("cluster_state:ok"))
+    });
+}
+
+/// A redis-rs connection to the node on `port`.
+fn conn_to(port: u16) -> Connection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+    let conn = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    conn
 }
 
 /// Element `i` of an array reply.
@@ -680,4 +686,93 @@ fn json_requests_to_a_node_that_does_not_lead_are_forwarded() {
     assert!(info.contains("cluster_size:3"), "{info}");
     let reply = ask(json!({"command": "CLUSTER", "args": ["MYID"]}));
     assert_eq!(reply["result"].as_str().map(str::len), Some(40), "{reply}");
+}
+
+#[test]
+fn minikv_cluster_with_replicas_runs_a_replicated_cluster_in_one_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = free_ports_with_bus(3);
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let cluster = ClusterProcess::start_at(base, dir.path(), &["--replicas", "3"], false, |c| {
+        c.stdout(writer);
+    });
+    let ready = read_pipe_until("the ready line", reader, WAIT, |out| out.contains('\n'));
+    assert_eq!(
+        ready,
+        format!(
+            "ready: replicated cluster (Raft), 3 replicas per shard, cluster bus on node 1 \
+             127.0.0.1:{}, node 2 127.0.0.1:{}, node 3 127.0.0.1:{}; try 'minikv client \
+             --servers {}' or 'redis-cli -p {base}'; Ctrl+C stops and saves\n",
+            base + 10_000,
+            base + 10_001,
+            base + 10_002,
+            cluster.servers(),
+        )
+    );
+    for port in cluster.ports {
+        wait_cluster_ok(port);
+    }
+    let keys: Vec<String> = (0..3).map(|s| key_of("one:", s)).collect();
+    let mut first = conn_to(cluster.ports[0]);
+    for key in &keys {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(format!("v-{key}"))
+            .query(&mut first)
+            .expect("SET through node 1");
+    }
+    let mut third = conn_to(cluster.ports[2]);
+    for key in &keys {
+        assert_eq!(get(&mut third, key), Some(format!("v-{key}")));
+    }
+    let shards: Value = redis::cmd("CLUSTER")
+        .arg("SHARDS")
+        .query(&mut third)
+        .expect("shards");
+    let Value::Array(shards) = shards else {
+        panic!("CLUSTER SHARDS: {shards:?}");
+    };
+    assert_eq!(shards.len(), 3);
+    for shard in &shards {
+        let Value::Array(nodes) = field(shard, "nodes") else {
+            panic!("no nodes in {shard:?}");
+        };
+        assert_eq!(nodes.len(), 3, "3 replicas per shard: {shard:?}");
+    }
+}
+
+#[test]
+fn plain_minikv_cluster_is_still_the_specs_cluster() {
+    let cluster = ClusterProcess::start(&[]);
+    for sub in ["INFO", "SHARDS"] {
+        use std::io::{BufRead as _, Write as _};
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", cluster.ports[0])).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let request = format!("*2\r\n$7\r\nCLUSTER\r\n${}\r\n{sub}\r\n", sub.len());
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut line = String::new();
+        std::io::BufReader::new(stream)
+            .read_line(&mut line)
+            .expect("reply");
+        assert_eq!(
+            line, "-ERR This instance has cluster support disabled\r\n",
+            "CLUSTER {sub}"
+        );
+    }
+    // The client keeps the spec's routing: the key's own server holds it, the others do not.
+    let key = key_of("plain:", 1);
+    let servers = cluster.servers();
+    let run = run_client(&["--servers", &servers, "set", &key, "v"], "");
+    assert_eq!(
+        run.stdout,
+        "✓ SUCCESS (Server 2)\n  Key set successfully\n\n"
+    );
+    assert_eq!(get(&mut conn_to(cluster.ports[1]), &key), Some("v".into()));
+    assert_eq!(get(&mut conn_to(cluster.ports[0]), &key), None);
+    let run = run_client(&["--servers", &servers, "servers"], "");
+    assert!(!run.stdout.contains("Replication"), "{}", run.stdout);
+    assert!(!run.stdout.contains("Shard 1:"), "{}", run.stdout);
 }

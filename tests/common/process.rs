@@ -42,6 +42,25 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no {n} consecutive free ports found");
 }
 
+/// The first of `n` consecutive ports that were all free a moment ago, low enough that their
+/// default cluster bus ports (`PORT + 10000`) exist, and those free too: for `minikv cluster
+/// --replicas`, which puts each node's bus there.
+pub fn free_ports_with_bus(n: u16) -> u16 {
+    for _ in 0..100 {
+        let base = free_ports(n);
+        let Some(last_bus) = (base + n - 1).checked_add(10_000) else {
+            continue;
+        };
+        let held: Vec<_> = (last_bus + 1 - n..=last_bus)
+            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports with free bus ports found");
+}
+
 /// The `--servers` value for nodes on loopback at `ports`: `127.0.0.1:p1,127.0.0.1:p2,...`.
 pub fn servers_arg(ports: &[u16]) -> String {
     ports
@@ -266,7 +285,18 @@ impl ClusterProcess {
         wait: bool,
         setup: impl FnOnce(&mut Command),
     ) -> ClusterProcess {
-        let base = free_ports(3);
+        ClusterProcess::start_at(free_ports(3), data_dir, extra, wait, setup)
+    }
+
+    /// [`ClusterProcess::start_in_with`] on the ports from `base` (see [`free_ports`] and
+    /// [`free_ports_with_bus`]).
+    pub fn start_at(
+        base: u16,
+        data_dir: &Path,
+        extra: &[&str],
+        wait: bool,
+        setup: impl FnOnce(&mut Command),
+    ) -> ClusterProcess {
         let ports = [base, base + 1, base + 2];
         let base_text = base.to_string();
         let dir_text = data_dir.to_str().expect("UTF-8 temp path");

@@ -10,11 +10,13 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::pki::Pki;
 use common::process::{
     free_port, free_ports_with_bus, read_pipe_until, run_client, servers_arg, BinProcess,
     ClusterProcess,
 };
 use common::{wait_until_blocking, WAIT};
+use minikv::protocol::Reply;
 use minikv::{ClientConfig, ClusterClient};
 use redis::{Connection, RedisResult, Value};
 use tempfile::TempDir;
@@ -775,4 +777,215 @@ fn plain_minikv_cluster_is_still_the_specs_cluster() {
     let run = run_client(&["--servers", &servers, "servers"], "");
     assert!(!run.stdout.contains("Replication"), "{}", run.stdout);
     assert!(!run.stdout.contains("Shard 1:"), "{}", run.stdout);
+}
+
+/// The text of a bulk, verbatim or status reply (empty for any other).
+fn reply_text(reply: &Reply) -> String {
+    match reply {
+        Reply::Bulk(b) | Reply::Verbatim(b) => String::from_utf8_lossy(b).into_owned(),
+        Reply::Simple(s) | Reply::Error(s) => s.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A client of the trio over TLS with `password`, without retries; the nodes' certificate
+/// doubles as the client's (their client ports want one: `--tls-ca`).
+fn secured_client(trio: &Trio, pki: &Pki, password: &str) -> ClusterClient {
+    let tls = minikv::tls::client_config(&minikv::tls::ClientTls {
+        ca: pki.ca.clone(),
+        cert: Some(pki.cert.clone()),
+        key: Some(pki.key.clone()),
+    })
+    .expect("client TLS");
+    let mut config = ClientConfig {
+        servers: trio.servers().split(',').map(String::from).collect(),
+        password: Some(password.into()),
+        tls: Some(tls),
+        ..ClientConfig::default()
+    };
+    config.retry.retries = 0;
+    config.retry.timeout = Duration::from_secs(2);
+    ClusterClient::new(config)
+}
+
+/// Runs one command through `client` on server `i` (no retries) and returns its text.
+fn ask_node(
+    runtime: &tokio::runtime::Runtime,
+    client: &ClusterClient,
+    i: usize,
+    args: &[&str],
+) -> Option<String> {
+    let args = args
+        .iter()
+        .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+        .collect();
+    runtime
+        .block_on(client.call(i, args))
+        .ok()
+        .map(|r| reply_text(&r))
+}
+
+#[test]
+fn tls_and_a_password_protect_the_bus_and_a_wrong_password_cannot_join() {
+    let pki = Pki::new("minikv bus CA");
+    let (cert, key, ca) = (
+        pki.cert.to_str().expect("UTF-8"),
+        pki.key.to_str().expect("UTF-8"),
+        pki.ca.to_str().expect("UTF-8"),
+    );
+    let secured = |password: &'static str| {
+        vec![
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-ca",
+            ca,
+            "--requirepass",
+            password,
+        ]
+    };
+    let mut trio = Trio::launch(&secured("s3cret"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = secured_client(&trio, &pki, "s3cret");
+    for i in 0..3 {
+        wait_until_blocking(
+            &format!("node {} cluster_state:ok", i + 1),
+            WAIT * 3,
+            || {
+                ask_node(&runtime, &client, i, &["CLUSTER", "INFO"])
+                    .is_some_and(|t| t.contains("cluster_state:ok"))
+            },
+        );
+    }
+    // redis-cli over TLS with a client certificate and the password sees it too.
+    let port = trio.ports[1].to_string();
+    let cli = common::process::run(
+        std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert", ca, "--cert", cert, "--key", key])
+            .args(["-h", "127.0.0.1", "-p", &port, "--no-auth-warning"])
+            .args(["-a", "s3cret", "CLUSTER", "INFO"]),
+        None,
+        WAIT,
+    );
+    cli.assert_success();
+    assert!(cli.stdout.contains("cluster_state:ok"), "{}", cli.report());
+
+    // Writes replicate to every node over the encrypted, password-protected bus.
+    let keys: Vec<String> = (0..3).map(|s| key_of("sec:", s)).collect();
+    runtime.block_on(async {
+        for key in &keys {
+            client
+                .set(key.as_bytes(), b"safe", None)
+                .await
+                .expect("SET over TLS");
+        }
+    });
+    for i in 0..3 {
+        wait_until_blocking(&format!("node {} to hold every key", i + 1), WAIT, || {
+            runtime
+                .block_on(client.call(i, vec!["DBSIZE".into()]))
+                .is_ok_and(|r| r == Reply::Int(3))
+        });
+    }
+
+    // Node 3 comes back with the wrong password: its peers refuse it, and it them.
+    trio.kill(2);
+    trio.start_node(2, &secured("wrong"));
+    let log = || trio.procs[2].as_ref().expect("node 3 runs").stderr();
+    wait_until_blocking("node 3 to log refused authentication", WAIT, || {
+        log().contains("authentication failed")
+    });
+    // The others carry on: shard 3 fails over to one of them, and they see node 3 failed.
+    for i in 0..2 {
+        wait_until_blocking(
+            &format!("node {} cluster_state:ok", i + 1),
+            WAIT * 3,
+            || {
+                ask_node(&runtime, &client, i, &["CLUSTER", "INFO"])
+                    .is_some_and(|t| t.contains("cluster_state:ok"))
+            },
+        );
+    }
+    wait_until_blocking(
+        "a SET on shard 3 through node 1, without node 3",
+        WAIT * 3,
+        || ask_node(&runtime, &client, 0, &["SET", &keys[2], "after"]).as_deref() == Some("OK"),
+    );
+    for i in 0..2 {
+        let info = ask_node(&runtime, &client, i, &["CLUSTER", "INFO"]).expect("CLUSTER INFO");
+        assert!(info.contains("cluster_state:ok"), "node {}:\n{info}", i + 1);
+    }
+    let shards = runtime
+        .block_on(client.call(0, vec!["CLUSTER".into(), "SHARDS".into()]))
+        .expect("CLUSTER SHARDS");
+    let topology = minikv::client::topology::parse_shards(
+        &shards,
+        &trio
+            .servers()
+            .split(',')
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    )
+    .expect("a topology");
+    for shard in &topology.shards {
+        let third = shard
+            .nodes
+            .iter()
+            .find(|n| n.server == Some(2))
+            .expect("node 3 is a member");
+        assert!(!third.leader, "node 3 leads shard {}", shard.index + 1);
+        assert_eq!(
+            third.health,
+            "failed",
+            "shard {}: {shards:?}",
+            shard.index + 1
+        );
+    }
+    // Node 3 itself finds no peer (asked with its own password, as its clients must).
+    let third = secured_client(&trio, &pki, "wrong");
+    let info = ask_node(&runtime, &third, 2, &["CLUSTER", "INFO"]).expect("node 3 answers");
+    assert!(!info.contains("cluster_state:ok"), "node 3 joined:\n{info}");
+}
+
+#[test]
+fn a_cluster_node_with_a_certificate_but_no_ca_refuses_to_start() {
+    let pki = Pki::new("minikv bus CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, other) = (free_port(), free_port());
+    let list = format!("127.0.0.1:{port},127.0.0.1:{other}");
+    let run = common::process::run(
+        std::process::Command::new(common::process::binary())
+            .args([
+                "server",
+                "1",
+                &port.to_string(),
+                "--cluster",
+                &list,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .arg("--tls-cert")
+            .arg(&pki.cert)
+            .arg("--tls-key")
+            .arg(&pki.key)
+            .env_remove("RUST_LOG"),
+        None,
+        WAIT,
+    );
+    assert_ne!(run.status.code(), Some(0), "{}", run.report());
+    assert_eq!(
+        run.stderr,
+        "minikv: starting node 1: with --cluster and --tls-cert, --tls-ca is needed too: cluster \
+         bus peers verify each other's certificates against it\n",
+        "{}",
+        run.report()
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "it does not serve"
+    );
 }

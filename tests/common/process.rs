@@ -44,17 +44,19 @@ pub fn free_ports(n: u16) -> u16 {
 
 /// The first of `n` consecutive ports that were all free a moment ago, low enough that their
 /// default cluster bus ports (`PORT + 10000`) exist, and those free too: for `minikv cluster
-/// --replicas`, which puts each node's bus there.
+/// --replicas`, which puts each node's bus there. Drawn at random from 10000-29999, below the
+/// kernel's ephemeral range (so a port given to another test's `free_port` rarely collides).
 pub fn free_ports_with_bus(n: u16) -> u16 {
-    for _ in 0..100 {
-        let base = free_ports(n);
-        let Some(last_bus) = (base + n - 1).checked_add(10_000) else {
-            continue;
-        };
-        let held: Vec<_> = (last_bus + 1 - n..=last_bus)
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..200 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u16(n);
+        let base = 10_000 + (hasher.finish() % 20_000) as u16;
+        let held: Vec<_> = (0..n)
+            .flat_map(|i| [base + i, base + i + 10_000])
             .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
             .collect();
-        if held.len() == n as usize {
+        if held.len() == 2 * n as usize {
             return base;
         }
     }

@@ -638,13 +638,26 @@ fn json_request(trio: &Trio, i: usize, request: &serde_json::Value) -> serde_jso
 
 #[test]
 fn json_requests_to_a_node_that_does_not_lead_are_forwarded() {
+    // Two replicas per shard: shard 3 is on nodes 3 and 1, so node 1 follows it and node 2
+    // does not replicate it at all; both forward.
+    let trio = Trio::start(&["--replicas", "2"]);
+    let leader = trio.leader_of(0, &key_of("json:", 2));
+    for via in (0..3).filter(|i| *i != leader) {
+        json_through(&trio, via, &key_of(&format!("json{via}:"), 2), leader);
+    }
+    let out = repl(&trio, &["servers"], "");
+    assert!(
+        out.contains("Replication: Raft, each shard on 2 of the 3 nodes\n"),
+        "{out}"
+    );
+}
+
+/// The spec's JSON requests for `key` sent to node `via`, which does not lead its shard
+/// (`leader` does): answered in the JSON shape, naming node `via`.
+fn json_through(trio: &Trio, via: usize, key: &str, leader: usize) {
     use serde_json::json;
-    let trio = Trio::start(&[]);
-    let key = key_of("json:", 2);
-    let leader = trio.leader_of(0, &key);
-    let via = (leader + 1) % 3;
     let id = via as u64 + 1;
-    let ask = |request: serde_json::Value| json_request(&trio, via, &request);
+    let ask = |request: serde_json::Value| json_request(trio, via, &request);
 
     assert_eq!(
         ask(json!({"command": "SET", "key": key, "value": "far away"})),
@@ -665,7 +678,7 @@ fn json_requests_to_a_node_that_does_not_lead_are_forwarded() {
     let ttl = reply["ttl"].as_i64().expect("a ttl");
     assert!((299..=300).contains(&ttl), "{reply}");
     assert_eq!(
-        ask(json!({"command": "INCRBY", "args": [key.clone() + ":n", "5"]})),
+        ask(json!({"command": "INCRBY", "args": [format!("{key}:n"), "5"]})),
         json!({"status": "success", "result": 5, "server_id": id})
     );
     assert_eq!(

@@ -21,6 +21,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use group::{Group, Role};
 pub use spec::{ClusterSpec, Peer, SpecError};
@@ -162,6 +163,12 @@ impl Cluster {
             contacts,
         });
         cluster.bootstrap().await;
+        if cluster.groups.iter().any(Option::is_none) {
+            tokio::spawn(follow_remote_leaders(
+                Arc::downgrade(&cluster),
+                node.shutdown.clone(),
+            ));
+        }
         Ok(cluster)
     }
 
@@ -273,6 +280,27 @@ impl Cluster {
         self.contacts.reachable(&peer.bus, CONTACT_WINDOW)
     }
 
+    /// Asks the members of `shard` (one this node does not replicate) who leads it, and
+    /// remembers the first leader named; none (no member answered, or none knows a leader)
+    /// is remembered as unknown.
+    async fn refresh_remote_leader(&self, shard: usize) {
+        let mut leader = 0;
+        for member in self.spec.members(shard) {
+            if let Ok(Answer::Leaders(leaders)) = self
+                .call(ClusterSpec::member_id(member), &Call::Leaders)
+                .await
+            {
+                if let Some(&l) = leaders.get(shard).filter(|l| **l != 0) {
+                    leader = l;
+                    break;
+                }
+            }
+        }
+        if let Some(slot) = self.remote_leaders.get(shard) {
+            slot.store(leader, Ordering::Relaxed);
+        }
+    }
+
     /// Drops a leader that did not answer as one.
     pub fn forget_leader(&self, shard: usize, leader: u64) {
         if let Some(slot) = self.remote_leaders.get(shard) {
@@ -331,6 +359,31 @@ impl Cluster {
             })?;
         serde_json::from_slice(&answer)
             .map_err(|e| CallError::Unknown(format!("node {member} answered badly: {e}")))
+    }
+}
+
+/// Keeps the leaders of the shards this node does not replicate (with `--replicas` below the
+/// number of nodes) up to date, asking their members every node timeout: CLUSTER INFO and
+/// SHARDS answer from what is known (without this, a shard never forwarded to counted as
+/// leaderless, so `cluster_state` stayed `fail`), and forwarding starts from a live leader.
+/// Ends with the node, or when the cluster is dropped.
+async fn follow_remote_leaders(cluster: Weak<Cluster>, shutdown: CancellationToken) {
+    loop {
+        let Some(c) = cluster.upgrade() else {
+            return;
+        };
+        let period = c.spec.node_timeout;
+        for shard in (0..c.spec.shards()).filter(|s| c.group(*s).is_none()) {
+            c.refresh_remote_leader(shard).await;
+        }
+        // Not held while sleeping: the node may drop its cluster meanwhile.
+        drop(c);
+        // `biased`: a stopping node does not start another round.
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
     }
 }
 

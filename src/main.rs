@@ -327,8 +327,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.cluster = Some(spec);
                 }
             }
+            // What the ready line says of a replicated cluster: replicas and bus addresses.
+            let replication = configs
+                .first()
+                .and_then(|c| c.cluster.as_ref())
+                .map(|spec| Replication {
+                    replicas: spec.replicas,
+                    buses: spec.nodes.iter().map(|p| p.bus.clone()).collect(),
+                });
             create_data_dir(&data_dir)?;
-            launch::run(configs, node.threads, print_ready)?;
+            launch::run(configs, node.threads, |addrs| {
+                print_ready(addrs, replication.as_ref());
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client {
@@ -417,19 +427,29 @@ fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
     })
 }
 
+/// What `minikv cluster --replicas R` tells about its replication in the ready line.
+struct Replication {
+    /// Nodes replicating each shard.
+    replicas: usize,
+    /// Each node's cluster bus address, in id order.
+    buses: Vec<String>,
+}
+
 /// Tells the person who typed `minikv cluster` that every node listens and how to reach them:
 /// one line on standard output (not the log, which they may have filtered), e.g.
-/// `ready: try 'minikv client' or 'redis-cli -p 7001'; Ctrl+C stops and saves`.
-fn print_ready(addrs: &[SocketAddr]) {
+/// `ready: try 'minikv client' or 'redis-cli -p 7001'; Ctrl+C stops and saves`; with
+/// `--replicas`, the line says so first, with the replicas per shard and each node's bus.
+fn print_ready(addrs: &[SocketAddr], replication: Option<&Replication>) {
     let mut out = std::io::stdout().lock();
     // A closed standard output costs the hint, not the nodes.
-    let _ = writeln!(out, "{}", ready_line(addrs));
+    let _ = writeln!(out, "{}", ready_line(addrs, replication));
     let _ = out.flush();
 }
 
-/// The line [`print_ready`] prints: the client and redis-cli commands that reach these nodes
-/// (`minikv client` alone when they are its default servers).
-fn ready_line(addrs: &[SocketAddr]) -> String {
+/// The line [`print_ready`] prints: for a replicated cluster, that it is one, its replicas
+/// per shard and where each node's cluster bus listens; then the client and redis-cli
+/// commands that reach these nodes (`minikv client` alone when they are its default servers).
+fn ready_line(addrs: &[SocketAddr], replication: Option<&Replication>) -> String {
     // What a client on this machine dials: a wildcard address listens on loopback too.
     let reachable: Vec<SocketAddr> = addrs
         .iter()
@@ -456,7 +476,28 @@ fn ready_line(addrs: &[SocketAddr]) -> String {
         Some(first) => format!("redis-cli -h {} -p {}", first.ip(), first.port()),
         None => "redis-cli".to_string(),
     };
-    format!("ready: try '{client}' or '{redis_cli}'; Ctrl+C stops and saves")
+    let replicated = match replication {
+        Some(r) => {
+            let buses: Vec<String> = r
+                .buses
+                .iter()
+                .enumerate()
+                .map(|(i, bus)| format!("node {} {bus}", i + 1))
+                .collect();
+            format!(
+                "replicated cluster (Raft), {} {} per shard, cluster bus on {}; ",
+                r.replicas,
+                if r.replicas == 1 {
+                    "replica"
+                } else {
+                    "replicas"
+                },
+                buses.join(", ")
+            )
+        }
+        None => String::new(),
+    };
+    format!("ready: {replicated}try '{client}' or '{redis_cli}'; Ctrl+C stops and saves")
 }
 
 /// Logs to standard error, never failing: see [`LossyStderr`].
@@ -788,13 +829,35 @@ mod tests {
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
             .collect();
         assert_eq!(
-            ready_line(&addrs),
+            ready_line(&addrs, None),
             "ready: try 'minikv client' or 'redis-cli -p 7001'; Ctrl+C stops and saves"
         );
         let wildcard: Vec<SocketAddr> = (7001..=7003)
             .map(|p| SocketAddr::from(([0, 0, 0, 0], p)))
             .collect();
-        assert_eq!(ready_line(&wildcard), ready_line(&addrs));
+        assert_eq!(ready_line(&wildcard, None), ready_line(&addrs, None));
+    }
+
+    #[test]
+    fn ready_line_of_a_replicated_cluster_says_so_with_replicas_and_buses() {
+        let addrs: Vec<SocketAddr> = (7001..=7003)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        let replication = Replication {
+            replicas: 3,
+            buses: (17001..=17003).map(|p| format!("127.0.0.1:{p}")).collect(),
+        };
+        assert_eq!(
+            ready_line(&addrs, Some(&replication)),
+            "ready: replicated cluster (Raft), 3 replicas per shard, cluster bus on node 1 \
+             127.0.0.1:17001, node 2 127.0.0.1:17002, node 3 127.0.0.1:17003; try 'minikv \
+             client' or 'redis-cli -p 7001'; Ctrl+C stops and saves"
+        );
+        let one = Replication {
+            replicas: 1,
+            buses: vec!["127.0.0.1:17001".into()],
+        };
+        assert!(ready_line(&addrs[..1], Some(&one)).contains("1 replica per shard"));
     }
 
     #[test]
@@ -803,13 +866,13 @@ mod tests {
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
             .collect();
         assert_eq!(
-            ready_line(&addrs),
+            ready_line(&addrs, None),
             "ready: try 'minikv client --servers 127.0.0.1:9001,127.0.0.1:9002' or \
              'redis-cli -p 9001'; Ctrl+C stops and saves"
         );
         let lan = [SocketAddr::from(([10, 0, 0, 5], 7001))];
         assert_eq!(
-            ready_line(&lan),
+            ready_line(&lan, None),
             "ready: try 'minikv client --servers 10.0.0.5:7001' or 'redis-cli -h 10.0.0.5 -p \
              7001'; Ctrl+C stops and saves"
         );

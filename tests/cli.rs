@@ -188,6 +188,95 @@ fn bad_flags_exit_non_zero_with_a_message_naming_them() {
 }
 
 #[test]
+fn cluster_flags_that_cannot_work_exit_non_zero_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir_text = dir.path().to_str().expect("UTF-8");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let list = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (p1, p4) = (ports[0].to_string(), free_port().to_string());
+    let server = |id: &'static str, port: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["server", id, port, "--data-dir", dir_text];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    };
+    // Our own checks print one line, `minikv: <message>`; clap's start with `error: <message>`
+    // and add its usage lines.
+    let cases: Vec<(Vec<String>, String, bool)> = vec![
+        (
+            server("1", &p1, &["--cluster", &list, "--replicas", "0"]),
+            "invalid value '0' for '--replicas <REPLICAS>': expected a whole number from 1 to \
+             1024"
+                .into(),
+            false,
+        ),
+        (
+            server("1", &p1, &["--cluster", &list, "--replicas", "4"]),
+            "minikv: --replicas 4 must be between 1 and the number of nodes (3)".into(),
+            true,
+        ),
+        (
+            vec![
+                "cluster".into(),
+                "--replicas".into(),
+                "4".into(),
+                "--base-port".into(),
+                p1.clone(),
+                "--data-dir".into(),
+                dir_text.into(),
+            ],
+            "minikv: --replicas 4 must be between 1 and the number of nodes (3)".into(),
+            true,
+        ),
+        (
+            server("4", &p4, &["--cluster", &list]),
+            "minikv: node id 4 is not in the --cluster list of 3 nodes".into(),
+            true,
+        ),
+        (
+            server("1", &p4, &["--cluster", &list]),
+            format!(
+                "minikv: --cluster entry 1 is 127.0.0.1:{p1} but this node listens on port {p4}"
+            ),
+            true,
+        ),
+        (
+            server("1", &p1, &["--replicas", "2"]),
+            "the following required arguments were not provided:\n  --cluster <HOST:PORT,...>"
+                .into(),
+            false,
+        ),
+        (
+            server("1", &p1, &["--cluster", "127.0.0.1:1,nonsense"]),
+            "minikv: --cluster entry 2 (\"nonsense\") is not HOST:PORT or HOST:PORT@BUSPORT".into(),
+            true,
+        ),
+    ];
+    for (args, message, one_line) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = minikv(&args);
+        assert_ne!(run.status.code(), Some(0), "{args:?}: {}", run.report());
+        assert!(run.stderr.contains(&message), "{args:?}: {}", run.report());
+        if one_line {
+            assert_eq!(
+                run.stderr,
+                format!("{message}\n"),
+                "{args:?}: one line, nothing else"
+            );
+        }
+    }
+    for port in ports.iter().chain([&p4.parse().expect("port")]) {
+        assert!(
+            TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            "nothing listens on {port}"
+        );
+    }
+}
+
+#[test]
 fn a_data_directory_that_is_a_file_is_refused_in_words() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("afile");

@@ -1,15 +1,23 @@
 //! The replicated cluster (issue 10) as users run it: three `minikv server --cluster`
-//! processes on loopback, reached with redis-rs. Any node answers for any key (forwarding),
+//! processes on loopback, reached with redis-rs, the JSON protocol, the `minikv client` REPL
+//! and the [`minikv::ClusterClient`] library. Any node answers for any key (forwarding),
 //! writes survive the death of a leader (SIGKILL) and of a node's whole data directory,
-//! introspection speaks Redis's formats, and commands that cannot span shards say so.
+//! introspection speaks Redis's formats, commands that cannot span shards say so, and the
+//! clients follow a failover.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::process::{free_port, BinProcess};
+use common::pki::Pki;
+use common::process::{
+    free_port, free_ports_with_bus, read_pipe_until, run_client, servers_arg, BinProcess,
+    ClusterProcess,
+};
 use common::{wait_until_blocking, WAIT};
+use minikv::protocol::Reply;
+use minikv::{ClientConfig, ClusterClient};
 use redis::{Connection, RedisResult, Value};
 use tempfile::TempDir;
 
@@ -23,6 +31,14 @@ struct Trio {
 
 impl Trio {
     fn start(extra: &[&str]) -> Trio {
+        let trio = Trio::launch(extra);
+        trio.wait_ok();
+        trio
+    }
+
+    /// [`Trio::start`] without waiting for `cluster_state:ok` (which it checks over plain
+    /// TCP without a password).
+    fn launch(extra: &[&str]) -> Trio {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let buses: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let list = ports
@@ -41,7 +57,6 @@ impl Trio {
         for i in 0..3 {
             trio.start_node(i, extra);
         }
-        trio.wait_ok();
         trio
     }
 
@@ -62,6 +77,11 @@ impl Trio {
         }
     }
 
+    /// The `--servers` list of the REPL: the three client ports in id order.
+    fn servers(&self) -> String {
+        servers_arg(&self.ports)
+    }
+
     fn dir(&self, i: usize) -> PathBuf {
         self.dirs[i].path().to_path_buf()
     }
@@ -73,34 +93,12 @@ impl Trio {
     }
 
     fn conn(&self, i: usize) -> Connection {
-        let client =
-            redis::Client::open(format!("redis://127.0.0.1:{}/", self.ports[i])).expect("url");
-        let conn = client
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .expect("connect");
-        conn.set_read_timeout(Some(Duration::from_secs(15)))
-            .expect("timeout");
-        conn
+        conn_to(self.ports[i])
     }
 
     /// Waits until node `i` reports `cluster_state:ok`.
     fn wait_ok_on(&self, i: usize) {
-        wait_until_blocking(
-            &format!("node {} cluster_state:ok", i + 1),
-            WAIT * 3,
-            || {
-                let Ok(client) =
-                    redis::Client::open(format!("redis://127.0.0.1:{}/", self.ports[i]))
-                else {
-                    return false;
-                };
-                let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
-                    return false;
-                };
-                let info: RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut c);
-                info.is_ok_and(|t| t.contains("cluster_state:ok"))
-            },
-        );
+        wait_cluster_ok(self.ports[i]);
     }
 
     fn wait_ok(&self) {
@@ -137,6 +135,31 @@ impl Trio {
         }
         panic!("no master for shard {shard} in {shards:?}");
     }
+}
+
+/// Waits until the node on `port` reports `cluster_state:ok`.
+fn wait_cluster_ok(port: u16) {
+    wait_until_blocking(&format!("port {port} cluster_state:ok"), WAIT * 3, || {
+        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+            return false;
+        };
+        let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+            return false;
+        };
+        let info: RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut c);
+        info.is_ok_and(|t| t.contains("cluster_state:ok"))
+    });
+}
+
+/// A redis-rs connection to the node on `port`.
+fn conn_to(port: u16) -> Connection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+    let conn = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    conn
 }
 
 /// Element `i` of an array reply.
@@ -308,9 +331,9 @@ fn what_cannot_span_shards_says_so() {
         "{err}"
     );
     let _: () = redis::cmd("FLUSHALL").query(&mut c).expect("FLUSHALL");
-    // Followers apply the flush once they learn it committed: soon, not at once.
+    // FLUSHALL answers once a majority of each shard has it; a follower applies it soon after.
     for i in 0..3 {
-        wait_until_blocking(&format!("node {} to be empty", i + 1), WAIT, || {
+        wait_until_blocking(&format!("node {} to apply FLUSHALL", i + 1), WAIT, || {
             redis::cmd("DBSIZE")
                 .query::<i64>(&mut trio.conn(i))
                 .is_ok_and(|n| n == 0)
@@ -419,4 +442,607 @@ fn a_node_whose_disk_was_wiped_gets_a_full_copy() {
         assert_eq!(get(&mut c, &format!("w{n}")), Some(n.to_string()));
     }
     trio.assert_no_panics();
+}
+
+/// The first `prefix{i}` key of shard `shard` (0-based) of 3.
+fn key_of(prefix: &str, shard: usize) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| minikv::node_for(k.as_bytes(), 3) == shard)
+        .expect("some key is in the shard")
+}
+
+/// `minikv client --servers <trio> args...` with `input` piped; fails unless it exits 0.
+fn repl(trio: &Trio, args: &[&str], input: &str) -> String {
+    let servers = trio.servers();
+    let mut all = vec!["--servers", servers.as_str()];
+    all.extend_from_slice(args);
+    let run = run_client(&all, input);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "minikv client {all:?} failed:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run.stdout
+}
+
+/// Runs the REPL's `servers` until its output satisfies `done` (within [`WAIT`]); returns
+/// that output, or fails showing the last one.
+fn servers_until(trio: &Trio, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = repl(trio, &["servers"], "");
+        if done(&out) {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`servers` did not show {what} within {WAIT:?}; last output:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `Shard N: ...` line of the REPL's `servers` output.
+fn shard_line(servers: &str, shard: usize) -> String {
+    let prefix = format!("Shard {shard}: ");
+    servers
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{servers}"))
+        .to_string()
+}
+
+/// How many lines of `text` are exactly `line`.
+fn count_lines(text: &str, line: &str) -> usize {
+    text.lines().filter(|l| *l == line).count()
+}
+
+#[test]
+fn the_repl_and_the_cluster_client_follow_a_failover() {
+    let mut trio = Trio::start(&[]);
+    let keys: Vec<String> = (0..3).map(|s| key_of("fo:", s)).collect();
+    let ports = trio.ports.clone();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+
+    // One-shot commands and piped input, through the spec's server numbers.
+    let out = repl(&trio, &["set", &keys[0], "v1"], "");
+    assert_eq!(out, "✓ SUCCESS (Server 1)\n  Key set successfully\n\n");
+    let input = format!(
+        "set {k2} v2\nset {k3} v3\nget {k2}\nget {k1}\nexit\n",
+        k1 = keys[0],
+        k2 = keys[1],
+        k3 = keys[2]
+    );
+    let out = repl(&trio, &[], &input);
+    assert_eq!(
+        out,
+        format!(
+            "✓ SUCCESS (Server 2)\n  Key set successfully\n\n\
+             ✓ SUCCESS (Server 3)\n  Key set successfully\n\n\
+             ✓ SUCCESS (Server 2)\n  Key: {k2}\n  Value: v2\n  TTL: No expiration\n\n\
+             ✓ SUCCESS (Server 1)\n  Key: {k1}\n  Value: v1\n  TTL: No expiration\n\n\
+             Goodbye!\n",
+            k1 = keys[0],
+            k2 = keys[1]
+        )
+    );
+
+    // Every shard with its leader and followers, all healthy (acknowledgements may take a
+    // moment after the start).
+    let want = [
+        format!(
+            "Shard 1: leader Server 1 ({}), followers Server 2 (online), Server 3 (online)",
+            addr(0)
+        ),
+        format!(
+            "Shard 2: leader Server 2 ({}), followers Server 3 (online), Server 1 (online)",
+            addr(1)
+        ),
+        format!(
+            "Shard 3: leader Server 3 ({}), followers Server 1 (online), Server 2 (online)",
+            addr(2)
+        ),
+    ];
+    let last = servers_until(&trio, "every shard healthy", |out| {
+        (1..=3).all(|s| shard_line(out, s) == want[s - 1])
+    });
+    assert!(
+        last.contains("Replication: Raft"),
+        "no replication line:\n{last}"
+    );
+
+    // The library client learns the leaders now, before the failover.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = ClusterClient::new(ClientConfig {
+        servers: trio.servers().split(',').map(String::from).collect(),
+        ..ClientConfig::default()
+    });
+    runtime.block_on(async {
+        client
+            .set(b"lib:before", b"1", None)
+            .await
+            .expect("library SET");
+        assert_eq!(
+            client.get(keys[1].as_bytes()).await.expect("library GET"),
+            Some("v2".into())
+        );
+    });
+    assert_eq!(client.leader_of(1), 1, "node 2 leads shard 2 at first");
+
+    let leader = trio.leader_of(0, &keys[1]);
+    assert_eq!(leader, 1);
+    trio.kill(leader);
+
+    // The REPL reaches shard 2's new leader; retry notices may come first. More retries than
+    // the spec's 3 (0.5 s apart): on a loaded machine the election can take longer than that.
+    let out = repl(&trio, &["--retries", "10", "get", &keys[1]], "");
+    let result = out
+        .lines()
+        .filter(|l| !l.starts_with("[RETRY] Server 2 failed, retrying..."))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        result,
+        format!(
+            "✓ SUCCESS (Server 2)\n  Key: {}\n  Value: v2\n  TTL: No expiration\n",
+            keys[1]
+        ),
+        "full output:\n{out}"
+    );
+    let out = repl(&trio, &["set", &keys[1], "v2b"], "");
+    assert!(
+        out.ends_with("✓ SUCCESS (Server 2)\n  Key set successfully\n\n"),
+        "{out}"
+    );
+
+    // The library client routes shard 2 to its new leader.
+    runtime.block_on(async {
+        assert_eq!(
+            client.get(keys[1].as_bytes()).await.expect("library GET"),
+            Some("v2b".into())
+        );
+        client
+            .set(keys[1].as_bytes(), b"v2c", None)
+            .await
+            .expect("library SET after the failover");
+    });
+    let new_leader = client.leader_of(1);
+    assert_ne!(
+        new_leader, 1,
+        "the client still sends shard 2 to the dead node"
+    );
+
+    // `servers` names the new leader and the dead node as failed, in every shard.
+    servers_until(&trio, "the new leader and node 2 failed", |out| {
+        shard_line(out, 2).starts_with(&format!(
+            "Shard 2: leader Server {} ({})",
+            new_leader + 1,
+            addr(new_leader)
+        )) && (1..=3).all(|s| shard_line(out, s).contains("Server 2 (failed)"))
+    });
+
+    // `keys` and `stats`: every shard once, from its leader.
+    let out = repl(&trio, &["keys"], "");
+    for s in 1..=3 {
+        assert_eq!(count_lines(&out, &format!("Shard {s}")), 1, "{out}");
+    }
+    assert!(!out.contains("✗ ERROR"), "{out}");
+    let mut listed: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("  Keys ("))
+        .filter_map(|l| l.split_once("): ").map(|(_, keys)| keys))
+        .flat_map(|keys| keys.split(", "))
+        .collect();
+    listed.sort_unstable();
+    let mut want: Vec<&str> = keys.iter().map(String::as_str).collect();
+    want.push("lib:before");
+    want.sort_unstable();
+    assert_eq!(listed, want, "every key once:\n{out}");
+    assert!(
+        !out.contains("(Server 2)\n"),
+        "the dead node answered:\n{out}"
+    );
+    let out = repl(&trio, &["stats"], "");
+    for s in 1..=3 {
+        assert_eq!(count_lines(&out, &format!("Shard {s}")), 1, "{out}");
+    }
+    assert_eq!(out.matches("✓ SUCCESS").count(), 3, "{out}");
+    assert_eq!(out.matches("Total Requests:").count(), 3, "{out}");
+}
+
+/// One JSON request over a fresh connection to node `i`, and its reply.
+fn json_request(trio: &Trio, i: usize, request: &serde_json::Value) -> serde_json::Value {
+    use std::io::{BufRead as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", trio.ports[i])).expect("connect for JSON");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    stream
+        .write_all(request.to_string().as_bytes())
+        .expect("send JSON");
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("read JSON reply");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+}
+
+#[test]
+fn json_requests_to_a_node_that_does_not_lead_are_forwarded() {
+    // Two replicas per shard: shard 3 is on nodes 3 and 1, so node 1 follows it and node 2
+    // does not replicate it at all; both forward.
+    let trio = Trio::start(&["--replicas", "2"]);
+    let leader = trio.leader_of(0, &key_of("json:", 2));
+    for via in (0..3).filter(|i| *i != leader) {
+        json_through(&trio, via, &key_of(&format!("json{via}:"), 2), leader);
+    }
+    let out = repl(&trio, &["servers"], "");
+    assert!(
+        out.contains("Replication: Raft, each shard on 2 of the 3 nodes\n"),
+        "{out}"
+    );
+}
+
+/// The spec's JSON requests for `key` sent to node `via`, which does not lead its shard
+/// (`leader` does): answered in the JSON shape, naming node `via`.
+fn json_through(trio: &Trio, via: usize, key: &str, leader: usize) {
+    use serde_json::json;
+    let id = via as u64 + 1;
+    let ask = |request: serde_json::Value| json_request(trio, via, &request);
+
+    assert_eq!(
+        ask(json!({"command": "SET", "key": key, "value": "far away"})),
+        json!({"status": "success", "message": "Key set successfully", "key": key,
+               "server_id": id})
+    );
+    assert_eq!(
+        ask(json!({"command": "GET", "key": key})),
+        json!({"status": "success", "key": key, "value": "far away", "ttl": -1,
+               "server_id": id})
+    );
+    assert_eq!(
+        ask(json!({"command": "EXPIRE", "key": key, "ttl": 300})),
+        json!({"status": "success", "message": "Expiration set successfully", "key": key,
+               "ttl": 300, "server_id": id})
+    );
+    let reply = ask(json!({"command": "GET", "key": key}));
+    let ttl = reply["ttl"].as_i64().expect("a ttl");
+    assert!((299..=300).contains(&ttl), "{reply}");
+    assert_eq!(
+        ask(json!({"command": "INCRBY", "args": [format!("{key}:n"), "5"]})),
+        json!({"status": "success", "result": 5, "server_id": id})
+    );
+    assert_eq!(
+        ask(json!({"command": "DELETE", "key": key})),
+        json!({"status": "success", "message": "Key deleted successfully", "key": key,
+               "server_id": id})
+    );
+    assert_eq!(
+        ask(json!({"command": "GET", "key": key})),
+        json!({"status": "error", "message": "Key not found", "value": null, "key": key,
+               "server_id": id})
+    );
+    // The write went through the leader: it is there too.
+    let mut c = trio.conn(leader);
+    assert_eq!(get(&mut c, &format!("{key}:n")), Some("5".into()));
+
+    let reply = ask(json!({"command": "CLUSTER", "args": ["INFO"]}));
+    assert_eq!(reply["status"], "success", "{reply}");
+    assert_eq!(reply["server_id"], id, "{reply}");
+    let info = reply["result"].as_str().expect("CLUSTER INFO text");
+    assert!(info.contains("cluster_state:ok"), "{info}");
+    assert!(info.contains("cluster_size:3"), "{info}");
+    let reply = ask(json!({"command": "CLUSTER", "args": ["MYID"]}));
+    assert_eq!(reply["result"].as_str().map(str::len), Some(40), "{reply}");
+}
+
+#[test]
+fn minikv_cluster_with_replicas_runs_a_replicated_cluster_in_one_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = free_ports_with_bus(3);
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let cluster = ClusterProcess::start_at(base, dir.path(), &["--replicas", "3"], false, |c| {
+        c.stdout(writer);
+    });
+    let ready = read_pipe_until("the ready line", reader, WAIT, |out| out.contains('\n'));
+    assert_eq!(
+        ready,
+        format!(
+            "ready: replicated cluster (Raft), 3 replicas per shard, cluster bus on node 1 \
+             127.0.0.1:{}, node 2 127.0.0.1:{}, node 3 127.0.0.1:{}; try 'minikv client \
+             --servers {}' or 'redis-cli -p {base}'; Ctrl+C stops and saves\n",
+            base + 10_000,
+            base + 10_001,
+            base + 10_002,
+            cluster.servers(),
+        )
+    );
+    for port in cluster.ports {
+        wait_cluster_ok(port);
+    }
+    let keys: Vec<String> = (0..3).map(|s| key_of("one:", s)).collect();
+    let mut first = conn_to(cluster.ports[0]);
+    for key in &keys {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(format!("v-{key}"))
+            .query(&mut first)
+            .expect("SET through node 1");
+    }
+    let mut third = conn_to(cluster.ports[2]);
+    for key in &keys {
+        assert_eq!(get(&mut third, key), Some(format!("v-{key}")));
+    }
+    let shards: Value = redis::cmd("CLUSTER")
+        .arg("SHARDS")
+        .query(&mut third)
+        .expect("shards");
+    let Value::Array(shards) = shards else {
+        panic!("CLUSTER SHARDS: {shards:?}");
+    };
+    assert_eq!(shards.len(), 3);
+    for shard in &shards {
+        let Value::Array(nodes) = field(shard, "nodes") else {
+            panic!("no nodes in {shard:?}");
+        };
+        assert_eq!(nodes.len(), 3, "3 replicas per shard: {shard:?}");
+    }
+}
+
+#[test]
+fn plain_minikv_cluster_is_still_the_specs_cluster() {
+    let cluster = ClusterProcess::start(&[]);
+    for sub in ["INFO", "SHARDS"] {
+        use std::io::{BufRead as _, Write as _};
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", cluster.ports[0])).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let request = format!("*2\r\n$7\r\nCLUSTER\r\n${}\r\n{sub}\r\n", sub.len());
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut line = String::new();
+        std::io::BufReader::new(stream)
+            .read_line(&mut line)
+            .expect("reply");
+        assert_eq!(
+            line, "-ERR This instance has cluster support disabled\r\n",
+            "CLUSTER {sub}"
+        );
+    }
+    // The client keeps the spec's routing: the key's own server holds it, the others do not.
+    let key = key_of("plain:", 1);
+    let servers = cluster.servers();
+    let run = run_client(&["--servers", &servers, "set", &key, "v"], "");
+    assert_eq!(
+        run.stdout,
+        "✓ SUCCESS (Server 2)\n  Key set successfully\n\n"
+    );
+    assert_eq!(get(&mut conn_to(cluster.ports[1]), &key), Some("v".into()));
+    assert_eq!(get(&mut conn_to(cluster.ports[0]), &key), None);
+    let run = run_client(&["--servers", &servers, "servers"], "");
+    assert!(!run.stdout.contains("Replication"), "{}", run.stdout);
+    assert!(!run.stdout.contains("Shard 1:"), "{}", run.stdout);
+}
+
+/// The text of a bulk, verbatim or status reply (empty for any other).
+fn reply_text(reply: &Reply) -> String {
+    match reply {
+        Reply::Bulk(b) | Reply::Verbatim(b) => String::from_utf8_lossy(b).into_owned(),
+        Reply::Simple(s) | Reply::Error(s) => s.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A client of the trio over TLS with `password`, without retries; the nodes' certificate
+/// doubles as the client's (their client ports want one: `--tls-ca`).
+fn secured_client(trio: &Trio, pki: &Pki, password: &str) -> ClusterClient {
+    let tls = minikv::tls::client_config(&minikv::tls::ClientTls {
+        ca: pki.ca.clone(),
+        cert: Some(pki.cert.clone()),
+        key: Some(pki.key.clone()),
+    })
+    .expect("client TLS");
+    let mut config = ClientConfig {
+        servers: trio.servers().split(',').map(String::from).collect(),
+        password: Some(password.into()),
+        tls: Some(tls),
+        ..ClientConfig::default()
+    };
+    config.retry.retries = 0;
+    config.retry.timeout = Duration::from_secs(2);
+    ClusterClient::new(config)
+}
+
+/// Runs one command through `client` on server `i` (no retries) and returns its text.
+fn ask_node(
+    runtime: &tokio::runtime::Runtime,
+    client: &ClusterClient,
+    i: usize,
+    args: &[&str],
+) -> Option<String> {
+    let args = args
+        .iter()
+        .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+        .collect();
+    runtime
+        .block_on(client.call(i, args))
+        .ok()
+        .map(|r| reply_text(&r))
+}
+
+#[test]
+fn tls_and_a_password_protect_the_bus_and_a_wrong_password_cannot_join() {
+    let pki = Pki::new("minikv bus CA");
+    let (cert, key, ca) = (
+        pki.cert.to_str().expect("UTF-8"),
+        pki.key.to_str().expect("UTF-8"),
+        pki.ca.to_str().expect("UTF-8"),
+    );
+    let secured = |password: &'static str| {
+        vec![
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-ca",
+            ca,
+            "--requirepass",
+            password,
+        ]
+    };
+    let mut trio = Trio::launch(&secured("s3cret"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = secured_client(&trio, &pki, "s3cret");
+    for i in 0..3 {
+        wait_until_blocking(
+            &format!("node {} cluster_state:ok", i + 1),
+            WAIT * 3,
+            || {
+                ask_node(&runtime, &client, i, &["CLUSTER", "INFO"])
+                    .is_some_and(|t| t.contains("cluster_state:ok"))
+            },
+        );
+    }
+    // redis-cli over TLS with a client certificate and the password sees it too.
+    let port = trio.ports[1].to_string();
+    let cli = common::process::run(
+        std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert", ca, "--cert", cert, "--key", key])
+            .args(["-h", "127.0.0.1", "-p", &port, "--no-auth-warning"])
+            .args(["-a", "s3cret", "CLUSTER", "INFO"]),
+        None,
+        WAIT,
+    );
+    cli.assert_success();
+    assert!(cli.stdout.contains("cluster_state:ok"), "{}", cli.report());
+
+    // Writes replicate to every node over the encrypted, password-protected bus.
+    let keys: Vec<String> = (0..3).map(|s| key_of("sec:", s)).collect();
+    runtime.block_on(async {
+        for key in &keys {
+            client
+                .set(key.as_bytes(), b"safe", None)
+                .await
+                .expect("SET over TLS");
+        }
+    });
+    for i in 0..3 {
+        wait_until_blocking(&format!("node {} to hold every key", i + 1), WAIT, || {
+            runtime
+                .block_on(client.call(i, vec!["DBSIZE".into()]))
+                .is_ok_and(|r| r == Reply::Int(3))
+        });
+    }
+
+    // Node 3 comes back with the wrong password: its peers refuse it, and it them.
+    trio.kill(2);
+    trio.start_node(2, &secured("wrong"));
+    let log = || trio.procs[2].as_ref().expect("node 3 runs").stderr();
+    wait_until_blocking("node 3 to log refused authentication", WAIT, || {
+        log().contains("authentication failed")
+    });
+    // The others carry on: shard 3 fails over to one of them, and they see node 3 failed.
+    for i in 0..2 {
+        wait_until_blocking(
+            &format!("node {} cluster_state:ok", i + 1),
+            WAIT * 3,
+            || {
+                ask_node(&runtime, &client, i, &["CLUSTER", "INFO"])
+                    .is_some_and(|t| t.contains("cluster_state:ok"))
+            },
+        );
+    }
+    wait_until_blocking(
+        "a SET on shard 3 through node 1, without node 3",
+        WAIT * 3,
+        || ask_node(&runtime, &client, 0, &["SET", &keys[2], "after"]).as_deref() == Some("OK"),
+    );
+    for i in 0..2 {
+        let info = ask_node(&runtime, &client, i, &["CLUSTER", "INFO"]).expect("CLUSTER INFO");
+        assert!(info.contains("cluster_state:ok"), "node {}:\n{info}", i + 1);
+    }
+    let shards = runtime
+        .block_on(client.call(0, vec!["CLUSTER".into(), "SHARDS".into()]))
+        .expect("CLUSTER SHARDS");
+    let topology = minikv::client::topology::parse_shards(
+        &shards,
+        &trio
+            .servers()
+            .split(',')
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    )
+    .expect("a topology");
+    for shard in &topology.shards {
+        let third = shard
+            .nodes
+            .iter()
+            .find(|n| n.server == Some(2))
+            .expect("node 3 is a member");
+        assert!(!third.leader, "node 3 leads shard {}", shard.index + 1);
+        assert_eq!(
+            third.health,
+            "failed",
+            "shard {}: {shards:?}",
+            shard.index + 1
+        );
+    }
+    // Node 3 itself finds no peer (asked with its own password, as its clients must): once its
+    // election timeout passes without a word from the leaders its log remembers, it knows of
+    // none.
+    let third = secured_client(&trio, &pki, "wrong");
+    wait_until_blocking("node 3 to report the cluster down", WAIT, || {
+        ask_node(&runtime, &third, 2, &["CLUSTER", "INFO"])
+            .is_some_and(|info| info.contains("cluster_state:fail"))
+    });
+}
+
+#[test]
+fn a_cluster_node_with_a_certificate_but_no_ca_refuses_to_start() {
+    let pki = Pki::new("minikv bus CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, other) = (free_port(), free_port());
+    let list = format!("127.0.0.1:{port},127.0.0.1:{other}");
+    let run = common::process::run(
+        std::process::Command::new(common::process::binary())
+            .args([
+                "server",
+                "1",
+                &port.to_string(),
+                "--cluster",
+                &list,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .arg("--tls-cert")
+            .arg(&pki.cert)
+            .arg("--tls-key")
+            .arg(&pki.key)
+            .env_remove("RUST_LOG"),
+        None,
+        WAIT,
+    );
+    assert_ne!(run.status.code(), Some(0), "{}", run.report());
+    assert_eq!(
+        run.stderr,
+        "minikv: starting node 1: with --cluster and --tls-cert, --tls-ca is needed too: cluster \
+         bus peers verify each other's certificates against it\n",
+        "{}",
+        run.report()
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "it does not serve"
+    );
 }

@@ -266,11 +266,13 @@ fn info(cluster: &Cluster) -> String {
     out
 }
 
-/// Whether member `member` of `shard` looks healthy from here: the leader itself, a member
-/// the leader (this node) hears from, or, seen from a follower, unknown but assumed online.
+/// Whether member `member` of `shard` looks healthy from here: `failed` when the shard has
+/// no leader or this node's last exchange with the member (over any shard's traffic) failed;
+/// else `online` for the leader, for a member the leader (this node) hears from, and, seen
+/// from a follower, for one this node has no news of; `loading` for a member far behind.
 fn health(cluster: &Cluster, shard: usize, member: u64) -> &'static str {
     let leader = cluster.leader_of(shard);
-    if leader == 0 {
+    if leader == 0 || cluster.reachable(member) == Some(false) {
         return "failed";
     }
     if member == leader {

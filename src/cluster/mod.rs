@@ -21,17 +21,23 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use group::{Group, Role};
 pub use spec::{ClusterSpec, Peer, SpecError};
 
 use crate::node::Node;
-use crate::replication::bus::{self, BusCaller, BusError, BusTls, CallHandler};
+use crate::replication::bus::{self, BusCaller, BusError, BusTls, CallHandler, Contacts};
 use crate::replication::{BusNetwork, Groups};
 use route::{Forward, Forwarded};
 
 /// How long one bus call may take before the caller treats the peer as gone.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How recent the last exchange with a peer must be to say whether it is up: leaders send
+/// heartbeats every fraction of the node timeout, and retry unreachable peers about every
+/// half second, so anything older means no traffic with it (nothing to go by).
+const CONTACT_WINDOW: Duration = Duration::from_secs(5);
 
 /// What nodes ask each other over the bus besides Raft's own RPCs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,6 +86,8 @@ pub struct Cluster {
     pub forwarded: AtomicU64,
     /// The bus address actually bound.
     pub bus_addr: std::net::SocketAddr,
+    /// How the last exchange with each peer went, over any shard's traffic or a call.
+    contacts: Contacts,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -125,13 +133,15 @@ impl Cluster {
             .config
             .data_dir
             .join(format!("raft-node{}", spec.me + 1));
+        let contacts = Contacts::default();
         let mut members = Vec::new();
         for shard in 0..spec.shards() {
             if !spec.members(shard).contains(&spec.me) {
                 members.push(None);
                 continue;
             }
-            let network = BusNetwork::new(shard as u64, password.clone(), tls.clone());
+            let network = BusNetwork::new(shard as u64, password.clone(), tls.clone())
+                .contacts(contacts.clone());
             let group = Group::start(
                 &spec,
                 shard,
@@ -150,8 +160,15 @@ impl Cluster {
             groups: members,
             forwarded: AtomicU64::new(0),
             bus_addr: bound,
+            contacts,
         });
         cluster.bootstrap().await;
+        if cluster.groups.iter().any(Option::is_none) {
+            tokio::spawn(follow_remote_leaders(
+                Arc::downgrade(&cluster),
+                node.shutdown.clone(),
+            ));
+        }
         Ok(cluster)
     }
 
@@ -251,6 +268,39 @@ impl Cluster {
         }
     }
 
+    /// Whether node `member` (its member id) answered this node's last exchange with it, over
+    /// any shard or call, if that was recent (within [`CONTACT_WINDOW`]): `None` when nothing
+    /// recent is known (no traffic with it), and always `Some(true)` for this node itself.
+    pub fn reachable(&self, member: u64) -> Option<bool> {
+        if member == ClusterSpec::member_id(self.spec.me) {
+            return Some(true);
+        }
+        let index = usize::try_from(member).ok()?.checked_sub(1)?;
+        let peer = self.spec.nodes.get(index)?;
+        self.contacts.reachable(&peer.bus, CONTACT_WINDOW)
+    }
+
+    /// Asks the members of `shard` (one this node does not replicate) who leads it, and
+    /// remembers the first leader named; none (no member answered, or none knows a leader)
+    /// is remembered as unknown.
+    async fn refresh_remote_leader(&self, shard: usize) {
+        let mut leader = 0;
+        for member in self.spec.members(shard) {
+            if let Ok(Answer::Leaders(leaders)) = self
+                .call(ClusterSpec::member_id(member), &Call::Leaders)
+                .await
+            {
+                if let Some(&l) = leaders.get(shard).filter(|l| **l != 0) {
+                    leader = l;
+                    break;
+                }
+            }
+        }
+        if let Some(slot) = self.remote_leaders.get(shard) {
+            slot.store(leader, Ordering::Relaxed);
+        }
+    }
+
     /// Drops a leader that did not answer as one.
     pub fn forget_leader(&self, shard: usize, leader: u64) {
         if let Some(slot) = self.remote_leaders.get(shard) {
@@ -296,7 +346,9 @@ impl Cluster {
             .caller
             .call(&peer.bus, payload, CALL_TIMEOUT)
             .await
+            .inspect(|_| self.contacts.reached(&peer.bus))
             .map_err(|e| {
+                self.contacts.failed(&peer.bus, &e);
                 let text = format!("node {member} at {}: {e}", peer.bus);
                 match e {
                     BusError::Unreachable { .. } | BusError::Auth | BusError::Tls(_) => {
@@ -307,6 +359,31 @@ impl Cluster {
             })?;
         serde_json::from_slice(&answer)
             .map_err(|e| CallError::Unknown(format!("node {member} answered badly: {e}")))
+    }
+}
+
+/// Keeps the leaders of the shards this node does not replicate (with `--replicas` below the
+/// number of nodes) up to date, asking their members every node timeout: CLUSTER INFO and
+/// SHARDS answer from what is known (without this, a shard never forwarded to counted as
+/// leaderless, so `cluster_state` stayed `fail`), and forwarding starts from a live leader.
+/// Ends with the node, or when the cluster is dropped.
+async fn follow_remote_leaders(cluster: Weak<Cluster>, shutdown: CancellationToken) {
+    loop {
+        let Some(c) = cluster.upgrade() else {
+            return;
+        };
+        let period = c.spec.node_timeout;
+        for shard in (0..c.spec.shards()).filter(|s| c.group(*s).is_none()) {
+            c.refresh_remote_leader(shard).await;
+        }
+        // Not held while sleeping: the node may drop its cluster meanwhile.
+        drop(c);
+        // `biased`: a stopping node does not start another round.
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
     }
 }
 

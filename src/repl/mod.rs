@@ -269,7 +269,7 @@ impl Repl {
             self.client.policy().describe()
         ));
         if let Some(topology) = self.client.topology().await {
-            out.push_str("Replication: Raft, every shard on every node\n");
+            out.push_str(&replication_line(&topology, servers.len()));
             for shard in &topology.shards {
                 out.push_str(&shard_line(shard, &servers));
             }
@@ -326,6 +326,23 @@ fn capitalized(text: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+/// `Replication: Raft, every shard on every node`, or, when the shards have fewer members
+/// than there are servers (`--replicas R`), `Replication: Raft, each shard on 2 of the 3
+/// nodes`.
+fn replication_line(topology: &crate::client::Topology, servers: usize) -> String {
+    let replicas = topology
+        .shards
+        .iter()
+        .map(|s| s.nodes.len())
+        .max()
+        .unwrap_or(0);
+    if replicas >= servers {
+        "Replication: Raft, every shard on every node\n".to_string()
+    } else {
+        format!("Replication: Raft, each shard on {replicas} of the {servers} nodes\n")
     }
 }
 
@@ -487,5 +504,33 @@ mod tests {
         assert_eq!(text, want);
         assert_eq!(nodes[0].count("KEYS"), 0, "the failed server is not asked");
         assert_eq!((nodes[1].count("KEYS"), nodes[2].count("KEYS")), (2, 1));
+    }
+
+    #[test]
+    fn the_replication_line_counts_each_shards_members() {
+        use crate::client::topology::{Shard, ShardNode, Topology};
+        let node = |server: usize| ShardNode {
+            id: server.to_string().repeat(40),
+            addr: format!("localhost:{}", 7001 + server),
+            server: Some(server),
+            leader: false,
+            health: "online".into(),
+        };
+        let topology = |replicas: usize| Topology {
+            shards: (0..3)
+                .map(|index| Shard {
+                    index,
+                    nodes: (0..replicas).map(|k| node((index + k) % 3)).collect(),
+                })
+                .collect(),
+        };
+        assert_eq!(
+            replication_line(&topology(3), 3),
+            "Replication: Raft, every shard on every node\n"
+        );
+        assert_eq!(
+            replication_line(&topology(2), 3),
+            "Replication: Raft, each shard on 2 of the 3 nodes\n"
+        );
     }
 }

@@ -42,6 +42,27 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no {n} consecutive free ports found");
 }
 
+/// The first of `n` consecutive ports that were all free a moment ago, low enough that their
+/// default cluster bus ports (`PORT + 10000`) exist, and those free too: for `minikv cluster
+/// --replicas`, which puts each node's bus there. Drawn at random from 10000-29999, below the
+/// kernel's ephemeral range (so a port given to another test's `free_port` rarely collides).
+pub fn free_ports_with_bus(n: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..200 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u16(n);
+        let base = 10_000 + (hasher.finish() % 20_000) as u16;
+        let held: Vec<_> = (0..n)
+            .flat_map(|i| [base + i, base + i + 10_000])
+            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == 2 * n as usize {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports with free bus ports found");
+}
+
 /// The `--servers` value for nodes on loopback at `ports`: `127.0.0.1:p1,127.0.0.1:p2,...`.
 pub fn servers_arg(ports: &[u16]) -> String {
     ports
@@ -266,7 +287,18 @@ impl ClusterProcess {
         wait: bool,
         setup: impl FnOnce(&mut Command),
     ) -> ClusterProcess {
-        let base = free_ports(3);
+        ClusterProcess::start_at(free_ports(3), data_dir, extra, wait, setup)
+    }
+
+    /// [`ClusterProcess::start_in_with`] on the ports from `base` (see [`free_ports`] and
+    /// [`free_ports_with_bus`]).
+    pub fn start_at(
+        base: u16,
+        data_dir: &Path,
+        extra: &[&str],
+        wait: bool,
+        setup: impl FnOnce(&mut Command),
+    ) -> ClusterProcess {
         let ports = [base, base + 1, base + 2];
         let base_text = base.to_string();
         let dir_text = data_dir.to_str().expect("UTF-8 temp path");

@@ -19,7 +19,7 @@ use openraft::BasicNode;
 use tokio::net::TcpStream;
 
 use super::wire::{self, Connection, Io};
-use super::{BusError, BusTls, GroupId, Request, Response};
+use super::{BusError, BusTls, Contacts, GroupId, Request, Response};
 use crate::replication::types::{NodeId, TypeConfig};
 
 /// The `RaftNetworkFactory` of one group's member: it reaches a peer at the address of its
@@ -31,6 +31,7 @@ pub struct BusNetwork {
     password: Option<Arc<str>>,
     tls: Option<BusTls>,
     connections: Arc<Mutex<HashMap<String, Link>>>,
+    contacts: Contacts,
 }
 
 /// One peer's connection slot: `None` until connected, and again after a failure. A tokio
@@ -58,7 +59,15 @@ impl BusNetwork {
             password,
             tls,
             connections: Arc::default(),
+            contacts: Contacts::default(),
         }
+    }
+
+    /// Records the outcome of every exchange in `contacts` (shared with the node's other
+    /// networks) instead of a table of its own.
+    pub fn contacts(mut self, contacts: Contacts) -> BusNetwork {
+        self.contacts = contacts;
+        self
     }
 
     /// The shared slot for `addr`.
@@ -80,6 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for BusNetwork {
             password: self.password.clone(),
             tls: self.tls.clone(),
             link: self.link(&node.addr),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -92,6 +102,7 @@ pub struct BusClient {
     password: Option<Arc<str>>,
     tls: Option<BusTls>,
     link: Link,
+    contacts: Contacts,
 }
 
 impl std::fmt::Debug for BusClient {
@@ -140,12 +151,19 @@ impl BusClient {
             Ok(response)
         })
         .await;
-        outcome.unwrap_or_else(|_| {
+        let outcome = outcome.unwrap_or_else(|_| {
             Err(Failure::Unreachable(BusError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("no answer from {} within {ttl:?}", self.addr),
             ))))
-        })
+        });
+        match &outcome {
+            Ok(_) => self.contacts.reached(&self.addr),
+            Err(Failure::Unreachable(e) | Failure::Network(e)) => {
+                self.contacts.failed(&self.addr, e);
+            }
+        }
+        outcome
     }
 
     /// The RPC error for a failed exchange or an answer of the wrong kind.

@@ -31,6 +31,7 @@
 
 mod call;
 mod client;
+mod contacts;
 mod tls;
 pub mod wire;
 
@@ -53,6 +54,7 @@ use tokio_util::task::TaskTracker;
 
 pub use call::{BusCaller, CallHandler, MAX_IDLE_PER_PEER};
 pub use client::{BusClient, BusNetwork};
+pub use contacts::Contacts;
 pub use tls::BusTls;
 
 use super::types::{NodeId, Raft, TypeConfig};

@@ -33,6 +33,24 @@ type Pending = (u64, u64, Vec<Effect>);
 /// The most effects one log entry carries (a bigger burst is split).
 const MAX_ENTRY_EFFECTS: usize = 4096;
 
+/// About the most bytes of keys and values one log entry carries, well under the bus's frame
+/// limit (a single bigger write still goes alone).
+const MAX_ENTRY_BYTES: usize = 4 << 20;
+
+/// Log entries proposed and not yet committed, at most. While they are on their way, what
+/// queues goes into the next entry: one entry, and one fsync per member, carries every write
+/// of that window (group commit).
+const IN_FLIGHT: usize = 2;
+
+/// The bytes of keys and values an effect carries (for [`MAX_ENTRY_BYTES`]).
+fn effect_bytes(e: &Effect) -> usize {
+    match e {
+        Effect::Put { key, value, .. } => key.len() + value.as_string().map_or(0, |v| v.len()),
+        Effect::Del { key, .. } | Effect::Expire { key, .. } => key.len(),
+        _ => 0,
+    }
+}
+
 /// The local member of one shard's group.
 pub struct Group {
     /// The shard (0-based).
@@ -385,7 +403,12 @@ impl Group {
 /// dropped: their node stepped down and rebuilds the shard anyway.
 async fn propose(group: Arc<Group>, mut rx: mpsc::UnboundedReceiver<Pending>) {
     let mut next: Option<Pending> = None;
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     loop {
+        // Wait for a free slot first: writes queue meanwhile and go out together.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let first = match next.take() {
             Some(p) => p,
             None => match rx.recv().await {
@@ -394,10 +417,12 @@ async fn propose(group: Arc<Group>, mut rx: mpsc::UnboundedReceiver<Pending>) {
             },
         };
         let (origin, mut seq, mut effects) = first;
-        while effects.len() < MAX_ENTRY_EFFECTS {
+        let mut bytes: usize = effects.iter().map(effect_bytes).sum();
+        while effects.len() < MAX_ENTRY_EFFECTS && bytes < MAX_ENTRY_BYTES {
             match rx.try_recv() {
                 Ok((o, s, e)) if o == origin => {
                     seq = s;
+                    bytes += e.iter().map(effect_bytes).sum::<usize>();
                     effects.extend(e);
                 }
                 Ok(other) => {
@@ -419,6 +444,8 @@ async fn propose(group: Arc<Group>, mut rx: mpsc::UnboundedReceiver<Pending>) {
             Ok(rx) => {
                 let group = group.clone();
                 tokio::spawn(async move {
+                    // The slot is free again once the entry is committed (or failed).
+                    let _slot = slot;
                     match rx.await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {

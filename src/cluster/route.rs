@@ -102,6 +102,53 @@ pub async fn execute(
     }
 }
 
+/// The shard to forward `request` to, when it can join a batch of requests forwarded
+/// together (a pipeline's consecutive requests for one remote shard go in one bus call):
+/// a plain keyed command for a shard another node leads, outside a transaction, on an
+/// authenticated connection, without a request-level password or database.
+pub fn batchable(
+    node: &Node,
+    cluster: &Cluster,
+    session: &mut Session,
+    request: &Request,
+) -> Option<usize> {
+    if request.password.is_some()
+        || request.db.is_some()
+        || session.multi.is_some()
+        || session.auth_required(node)
+    {
+        return None;
+    }
+    match plan(cluster, session, request) {
+        Plan::Remote(shard) => Some(shard),
+        _ => None,
+    }
+}
+
+/// Runs a batch of requests [`batchable`] chose for `shard` on its leader, in one bus call
+/// when it is remote; one answer per request (`None` where CLIENT REPLY says not to send).
+pub async fn forward_batch(
+    node: &Node,
+    cluster: &Cluster,
+    session: &mut Session,
+    shard: usize,
+    commands: Vec<Vec<Bytes>>,
+) -> Vec<Option<Reply>> {
+    let count = commands.len();
+    match on_shard(node, cluster, session, shard, commands).await {
+        Ok(replies) if replies.len() == count => replies
+            .into_iter()
+            .map(|r| session.answer(node, r))
+            .collect(),
+        Ok(_) => (0..count)
+            .map(|_| session.answer(node, cluster_down(shard)))
+            .collect(),
+        Err(e) => (0..count)
+            .map(|_| session.answer(node, e.clone()))
+            .collect(),
+    }
+}
+
 /// Where a request goes.
 enum Plan {
     /// Run here; `Some(shard)` when it names keys of a shard this node leads.

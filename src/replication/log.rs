@@ -162,9 +162,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let mut meta = self.meta();
-        meta.committed = committed;
-        self.on_disk(move |d| d.save_meta(&meta)).await?;
+        // In memory only: the committed id is an optimisation (a restarted member re-applies
+        // up to it without waiting for its leader), and an older one on disk is still a
+        // committed one. It reaches the disk with the next vote or purge. Writing it here
+        // cost two fsyncs and a rename on every commit.
         self.lock().committed = committed;
         Ok(())
     }
@@ -247,10 +248,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = LogStore::open(dir.path()).await.expect("open");
         let committed = Some(LogId::new(CommittedLeaderId::new(3, 2), 7));
+        // The committed id is kept in memory and reaches the disk with the next vote.
+        log.save_committed(committed).await.expect("committed");
         log.save_vote(&Vote::new_committed(3, 2))
             .await
             .expect("vote");
-        log.save_committed(committed).await.expect("committed");
         drop(log);
 
         let mut log = LogStore::open(dir.path()).await.expect("reopen");

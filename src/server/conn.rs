@@ -179,6 +179,8 @@ async fn serve<S: Transport, C: Codec>(
     let mut waiting_since = tokio::time::Instant::now();
     // Set when the client sent HTTP: answer what came before it, then close.
     let mut attacked = false;
+    // Requests waiting to be forwarded together (replicated cluster only).
+    let mut forwards = Forwards::default();
     loop {
         // A new batch: the previous one's clock reading is stale (see `Session::clock`).
         session.clock = None;
@@ -189,12 +191,38 @@ async fn serve<S: Transport, C: Codec>(
             } else {
                 codec.decode(&mut rbuf)
             };
+            // In a cluster, consecutive requests for one remote shard wait here and go to its
+            // leader together; anything else sends them first, keeping the replies in order.
+            if !matches!(decoded, Ok(Some(Incoming::Request(..)))) {
+                forwards.flush(node, session, &mut codec, &mut wbuf).await?;
+            }
             let (reply, shape) = match decoded {
                 Ok(Some(Incoming::Request(request, shape))) => {
                     let reply = match node.cluster() {
                         None => session.execute(node, &request),
                         Some(cluster) => {
-                            crate::cluster::route::execute(node, cluster, session, &request).await
+                            match crate::cluster::route::batchable(node, cluster, session, &request)
+                            {
+                                Some(shard) => {
+                                    if forwards.shard.is_some_and(|s| s != shard) {
+                                        forwards
+                                            .flush(node, session, &mut codec, &mut wbuf)
+                                            .await?;
+                                    }
+                                    forwards.push(shard, request.args, shape);
+                                    if forwards.full() {
+                                        forwards
+                                            .flush(node, session, &mut codec, &mut wbuf)
+                                            .await?;
+                                    }
+                                    continue;
+                                }
+                                None => {
+                                    forwards.flush(node, session, &mut codec, &mut wbuf).await?;
+                                    crate::cluster::route::execute(node, cluster, session, &request)
+                                        .await
+                                }
+                            }
                         }
                     };
                     codec.set_resp_version(session.protocol);
@@ -451,6 +479,54 @@ async fn durable(node: &Node, session: &mut Session) -> bool {
         return crate::cluster::admin::settle(node, session).await;
     }
     true
+}
+
+/// Consecutive requests of a pipeline for one shard another node leads, forwarded in one bus
+/// call when something else comes (or the pipeline ends).
+#[derive(Default)]
+struct Forwards {
+    shard: Option<usize>,
+    commands: Vec<Vec<bytes::Bytes>>,
+    shapes: Vec<ReplyShape>,
+    bytes: usize,
+}
+
+impl Forwards {
+    fn push(&mut self, shard: usize, args: Vec<bytes::Bytes>, shape: ReplyShape) {
+        self.shard = Some(shard);
+        self.bytes += args.iter().map(|a| a.len() + 8).sum::<usize>();
+        self.commands.push(args);
+        self.shapes.push(shape);
+    }
+
+    /// Whether the batch is as big as one bus call should carry.
+    fn full(&self) -> bool {
+        self.commands.len() >= 512 || self.bytes >= 4 << 20
+    }
+
+    /// Forwards what waits and encodes the replies, in order.
+    async fn flush<C: Codec>(
+        &mut self,
+        node: &Node,
+        session: &mut Session,
+        codec: &mut C,
+        wbuf: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        let (Some(shard), Some(cluster)) = (self.shard.take(), node.cluster()) else {
+            return Ok(());
+        };
+        let commands = std::mem::take(&mut self.commands);
+        let shapes = std::mem::take(&mut self.shapes);
+        self.bytes = 0;
+        let replies =
+            crate::cluster::route::forward_batch(node, cluster, session, shard, commands).await;
+        for (reply, shape) in replies.into_iter().zip(shapes) {
+            if let Some(reply) = reply {
+                codec.encode(&reply, &shape, wbuf)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a connection closes without answering: its writes' fate is unknown.

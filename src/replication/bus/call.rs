@@ -173,4 +173,4 @@ impl BusCaller {
 
 /// The most idle connections a [`BusCaller`] keeps per peer; calls in flight beyond it open
 /// connections of their own, closed after their answer.
-pub const MAX_IDLE_PER_PEER: usize = 8;
+pub const MAX_IDLE_PER_PEER: usize = 64;

@@ -67,8 +67,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 cargo test --all-targets
 cargo test --doc
 
-# The benchmark scripts docs/performance.md runs (tests/bench_scripts.rs runs them too).
-shellcheck scripts/bench/compare.sh scripts/bench/memory.sh
+# The benchmark scripts docs/performance.md and docs/reliability.md run (tests/bench_scripts.rs
+# runs those under scripts/bench/ too).
+shellcheck scripts/bench/*.sh scripts/*.sh
 
 # contrib/minikv.service, as docs/operations.md installs it. `systemd-analyze verify` fails
 # when ExecStart's program does not exist, so it checks a copy whose ExecStart names the binary

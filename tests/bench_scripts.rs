@@ -1,7 +1,8 @@
-//! The benchmark scripts that `docs/performance.md` runs, `scripts/bench/compare.sh` and
-//! `scripts/bench/memory.sh`, still run: each once against a real node at tiny sizes, checking
-//! the lines the doc quotes. Needs redis-server and redis-benchmark (`./scripts/test.sh`
-//! installs them).
+//! The benchmark scripts that `docs/performance.md` and `docs/reliability.md` run,
+//! `scripts/bench/compare.sh`, `memory.sh`, `replicated.sh` and `failover.sh`, still run: each
+//! once against real nodes at tiny sizes, checking the lines the docs quote (never the figures:
+//! these are not timed tests). Needs redis-server, redis-benchmark and python3
+//! (`./scripts/test.sh` installs them).
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::{require, run, NodeProcess};
+use common::process::{binary, require, run, NodeProcess};
 
 /// Bound for one script run: compare.sh makes 8 benchmark runs here, against a debug build.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(180);
@@ -90,6 +91,77 @@ fn memory_script_loads_the_keys_and_reports_bytes_per_key() {
         .find(|l| l.starts_with("RSS growth per key: "))
         .unwrap_or_else(|| panic!("no growth line: {}", out.report()));
     number_after(growth, "RSS growth per key: ");
+}
+
+#[test]
+fn replicated_script_measures_node_cluster_and_redis_with_replicas() {
+    require("redis-server", "redis-server", &["--version"]);
+    require("redis-benchmark", "redis-benchmark", &["--version"]);
+    let out = run(
+        script("replicated.sh")
+            .env("MINIKV", binary())
+            .env("ROUNDS", "1")
+            .env("N_P1", "2000")
+            .env("N_P16", "20000")
+            .env_remove("TESTS"),
+        None,
+        SCRIPT_LIMIT,
+    );
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("node ") && lines[0].contains("2 replicas"),
+        "header names the three sides: {}",
+        out.report()
+    );
+    for test in ["SET P=1: ", "GET P=1: ", "SET P=16: ", "GET P=16: "] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(test))
+            .unwrap_or_else(|| panic!("no `{test}` line: {}", out.report()));
+        for side in ["node ", "cluster ", "redis "] {
+            assert!(number_after(line, side) > 0.0, "{side}answered: {line}");
+        }
+        assert!(line.contains("[p50 ms "), "latencies shown: {line}");
+    }
+    let last = lines.last().expect("some output");
+    assert!(
+        last.starts_with("replicated: cluster/node SET P=1 ") && last.contains("GET P=16 "),
+        "the last line is the summary of ratios: {}",
+        out.report()
+    );
+}
+
+#[test]
+fn failover_script_times_each_kill_and_sums_them_up() {
+    require("python3", "python3", &["--version"]);
+    let out = run(
+        script("failover.sh")
+            .args(["2", "250"])
+            .env("MINIKV", binary())
+            .env_remove("KEEP_LOGS"),
+        None,
+        SCRIPT_LIMIT,
+    );
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for kill in ["kill 1: node ", "kill 2: node "] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(kill))
+            .unwrap_or_else(|| panic!("no `{kill}` line: {}", out.report()));
+        assert!(line.contains(" led shard 1 "), "names the leader: {line}");
+        number_after(line, " after ");
+    }
+    let last = lines.last().expect("some output");
+    assert!(
+        last.starts_with("failover: 2 kills, node timeout 250 ms: p50 "),
+        "the last line is the summary: {}",
+        out.report()
+    );
+    for label in ["p50 ", "p90 ", "max ", "misses "] {
+        number_after(last, label);
+    }
 }
 
 /// A command running `scripts/bench/<name>`.

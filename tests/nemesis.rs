@@ -13,7 +13,8 @@ use common::nemesis::{
 };
 use common::Rng;
 
-/// Faults per run (each followed by its repair).
+/// Faults per run (each followed by its repair), unless `NEMESIS_ROUNDS` says otherwise
+/// (`scripts/nemesis.sh` runs many more; CI keeps the default, about 15 s per test).
 const ROUNDS: usize = 4;
 /// How long a fault stays in force, and the quiet time after each repair.
 const FAULT: Duration = Duration::from_millis(1500);
@@ -45,7 +46,8 @@ fn run(netns: bool) {
     // which the history tolerates anyway).
     std::thread::sleep(QUIET);
     let workers = Workers::start(WORKERS, &addrs, &config, clock, seed);
-    for fault in schedule(&mut rng, ROUNDS, addrs.len(), netns) {
+    let rounds = rounds();
+    for fault in schedule(&mut rng, rounds, addrs.len(), netns) {
         eprintln!("nemesis: {fault:?}");
         cluster.apply(&fault);
         std::thread::sleep(FAULT);
@@ -78,7 +80,15 @@ fn run(netns: bool) {
             i + 1
         );
     }
-    if let Err(v) = check(&history) {
+    let verdict = check(&history);
+    // One line per run in a fixed format, which scripts/nemesis.sh adds up.
+    eprintln!(
+        "nemesis result: netns={netns} rounds={rounds} operations={} acknowledged={acked} \
+         indeterminate={unknown} violations={}",
+        history.len(),
+        usize::from(verdict.is_err())
+    );
+    if let Err(v) = verdict {
         panic!(
             "seed {seed}: {v}\nnode logs:\n{}",
             (0..addrs.len())
@@ -86,6 +96,17 @@ fn run(netns: bool) {
                 .collect::<Vec<_>>()
                 .join("\n---\n")
         );
+    }
+}
+
+/// Fault rounds per run: `NEMESIS_ROUNDS` when set to a positive number, else [`ROUNDS`].
+fn rounds() -> usize {
+    match std::env::var("NEMESIS_ROUNDS") {
+        Ok(text) => match text.parse() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("NEMESIS_ROUNDS must be a positive number, not {text:?}"),
+        },
+        Err(_) => ROUNDS,
     }
 }
 

@@ -18,9 +18,9 @@ for i in range(1,1000001):
 sys.stdout.buffer.write(b''.join(out))
 " | redis-cli -p $PORT --pipe > /dev/null; }
 for mode in quiet saving; do
-  rm -rf ${TMPDIR:-/tmp}/minikv-snap && mkdir -p ${TMPDIR:-/tmp}/minikv-snap
+  rm -rf "${TMPDIR:-/tmp}"/minikv-snap && mkdir -p "${TMPDIR:-/tmp}"/minikv-snap
   interval=3600; [ $mode = saving ] && interval=0.01
-  $BIN server 1 $PORT --threads 1 --data-dir ${TMPDIR:-/tmp}/minikv-snap --save-interval $interval > ${TMPDIR:-/tmp}/minikv-snap/log 2>&1 &
+  $BIN server 1 $PORT --threads 1 --data-dir "${TMPDIR:-/tmp}"/minikv-snap --save-interval $interval > "${TMPDIR:-/tmp}"/minikv-snap/log 2>&1 &
   pid=$!
   sleep 0.5; load
   echo "minikv $mode: $(run_bench)"
@@ -28,9 +28,9 @@ for mode in quiet saving; do
   kill $pid; wait $pid 2>/dev/null; pid=""
 done
 # Redis reference: BGSAVE back to back.
-rm -rf ${TMPDIR:-/tmp}/minikv-rsnap && mkdir -p ${TMPDIR:-/tmp}/minikv-rsnap
+rm -rf "${TMPDIR:-/tmp}"/minikv-rsnap && mkdir -p "${TMPDIR:-/tmp}"/minikv-rsnap
 for mode in quiet saving; do
-  redis-server --port $PORT --bind 127.0.0.1 --save '' --appendonly no --dir ${TMPDIR:-/tmp}/minikv-rsnap > /dev/null 2>&1 &
+  redis-server --port $PORT --bind 127.0.0.1 --save '' --appendonly no --dir "${TMPDIR:-/tmp}"/minikv-rsnap > /dev/null 2>&1 &
   pid=$!
   sleep 0.5; load
   if [ $mode = saving ]; then

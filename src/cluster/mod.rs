@@ -269,7 +269,7 @@ impl Cluster {
     }
 
     /// Whether node `member` (its member id) answered this node's last exchange with it, over
-    /// any shard or call, if that was recent (within [`CONTACT_WINDOW`]): `None` when nothing
+    /// any shard or call, if that was recent (within `CONTACT_WINDOW`): `None` when nothing
     /// recent is known (no traffic with it), and always `Some(true)` for this node itself.
     pub fn reachable(&self, member: u64) -> Option<bool> {
         if member == ClusterSpec::member_id(self.spec.me) {

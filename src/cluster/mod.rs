@@ -341,7 +341,7 @@ impl Cluster {
             .nodes
             .get(index)
             .ok_or_else(|| CallError::NotSent(format!("no node {member}")))?;
-        let payload = serde_json::to_vec(call).map_err(|e| CallError::NotSent(e.to_string()))?;
+        let payload = postcard::to_allocvec(call).map_err(|e| CallError::NotSent(e.to_string()))?;
         let answer = self
             .caller
             .call(&peer.bus, payload, CALL_TIMEOUT)
@@ -357,7 +357,7 @@ impl Cluster {
                     _ => CallError::Unknown(text),
                 }
             })?;
-        serde_json::from_slice(&answer)
+        postcard::from_bytes(&answer)
             .map_err(|e| CallError::Unknown(format!("node {member} answered badly: {e}")))
     }
 }
@@ -410,13 +410,55 @@ fn handler(node: Weak<Node>) -> CallHandler {
     Arc::new(move |payload: Vec<u8>| -> BoxFuture<'static, Vec<u8>> {
         let node = node.clone();
         Box::pin(async move {
-            let answer = match (serde_json::from_slice::<Call>(&payload), node.upgrade()) {
+            let answer = match (postcard::from_bytes::<Call>(&payload), node.upgrade()) {
                 (Err(e), _) => Answer::Refused(format!("unreadable call: {e}")),
                 (Ok(_), None) => Answer::Refused("node stopping".into()),
                 (Ok(call), Some(node)) => admin::answer(&node, call).await,
             };
             // An `Answer` always serialises (plain data).
-            serde_json::to_vec(&answer).unwrap_or_default()
+            postcard::to_allocvec(&answer).unwrap_or_default()
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Reply;
+    use bytes::Bytes;
+
+    #[test]
+    fn calls_and_answers_round_trip_through_the_bus_encoding() {
+        let call = Call::Forward(Forward {
+            shard: 2,
+            commands: vec![vec![
+                Bytes::from_static(b"SET"),
+                Bytes::from(vec![0u8, 255]),
+            ]],
+            protocol: 3,
+            hops: 1,
+        });
+        let bytes = postcard::to_allocvec(&call).expect("encodes");
+        let back: Call = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(format!("{back:?}"), format!("{call:?}"));
+        let replies = vec![
+            Reply::ok(),
+            Reply::Error("ERR x".into()),
+            Reply::Int(-3),
+            Reply::Bulk(Bytes::from_static(b"\x00\xff")),
+            Reply::Nil,
+            Reply::NilArray,
+            Reply::Array(vec![Reply::Int(1)]),
+            Reply::Map(vec![(Reply::text("k"), Reply::Double(1.5))]),
+            Reply::Set(vec![Reply::Bool(true)]),
+            Reply::Verbatim(Bytes::from_static(b"info")),
+        ];
+        let answer = Answer::Forwarded(Forwarded::Replies(replies.clone()));
+        let bytes = postcard::to_allocvec(&answer).expect("encodes");
+        match postcard::from_bytes::<Answer>(&bytes).expect("decodes") {
+            Answer::Forwarded(Forwarded::Replies(back)) => assert_eq!(back, replies),
+            other => panic!("decoded as {other:?}"),
+        }
+        assert!(postcard::from_bytes::<Call>(b"\xff\xff\xff").is_err());
+    }
 }

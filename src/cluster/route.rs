@@ -53,15 +53,48 @@ pub enum Forwarded {
     Unknown,
 }
 
-/// Runs `request` for a connection of a node in a replicated cluster; `None` when CLIENT
-/// REPLY says not to answer.
-pub async fn execute(
+/// Where a request goes, decided once per request by [`route`].
+pub struct Route {
+    plan: Plan,
+    /// It may join a batch forwarded together (see [`Route::batch_shard`]).
+    batchable: bool,
+}
+
+impl Route {
+    /// The shard to forward the request to when it can join a batch of requests forwarded
+    /// together (a pipeline's consecutive requests for one remote shard go in one bus call):
+    /// a plain keyed command for a shard another node leads, outside a transaction, on an
+    /// authenticated connection, without a request-level password or database.
+    pub fn batch_shard(&self) -> Option<usize> {
+        match self.plan {
+            Plan::Remote(shard) if self.batchable => Some(shard),
+            _ => None,
+        }
+    }
+}
+
+/// Decides where `request` runs (here, forwarded, split, refused...).
+pub fn route(node: &Node, cluster: &Cluster, session: &mut Session, request: &Request) -> Route {
+    let batchable = request.password.is_none()
+        && request.db.is_none()
+        && session.multi.is_none()
+        && !session.auth_required(node);
+    Route {
+        plan: plan(cluster, session, request),
+        batchable,
+    }
+}
+
+/// Runs `request` for a connection of a node in a replicated cluster, where [`route`]
+/// decided; `None` when CLIENT REPLY says not to answer.
+pub async fn run(
     node: &Node,
     cluster: &Cluster,
     session: &mut Session,
     request: &Request,
+    route: Route,
 ) -> Option<Reply> {
-    match plan(cluster, session, request) {
+    match route.plan {
         Plan::Local(None) => session.execute(node, request),
         Plan::Local(Some(shard)) => {
             let group = cluster.group(shard)?;
@@ -102,30 +135,7 @@ pub async fn execute(
     }
 }
 
-/// The shard to forward `request` to, when it can join a batch of requests forwarded
-/// together (a pipeline's consecutive requests for one remote shard go in one bus call):
-/// a plain keyed command for a shard another node leads, outside a transaction, on an
-/// authenticated connection, without a request-level password or database.
-pub fn batchable(
-    node: &Node,
-    cluster: &Cluster,
-    session: &mut Session,
-    request: &Request,
-) -> Option<usize> {
-    if request.password.is_some()
-        || request.db.is_some()
-        || session.multi.is_some()
-        || session.auth_required(node)
-    {
-        return None;
-    }
-    match plan(cluster, session, request) {
-        Plan::Remote(shard) => Some(shard),
-        _ => None,
-    }
-}
-
-/// Runs a batch of requests [`batchable`] chose for `shard` on its leader, in one bus call
+/// Runs a batch of requests [`Route::batch_shard`] chose for `shard` on its leader, in one bus call
 /// when it is remote; one answer per request (`None` where CLIENT REPLY says not to send).
 pub async fn forward_batch(
     node: &Node,

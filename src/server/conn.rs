@@ -201,8 +201,9 @@ async fn serve<S: Transport, C: Codec>(
                     let reply = match node.cluster() {
                         None => session.execute(node, &request),
                         Some(cluster) => {
-                            match crate::cluster::route::batchable(node, cluster, session, &request)
-                            {
+                            let route =
+                                crate::cluster::route::route(node, cluster, session, &request);
+                            match route.batch_shard() {
                                 Some(shard) => {
                                     if forwards.shard.is_some_and(|s| s != shard) {
                                         forwards
@@ -219,8 +220,10 @@ async fn serve<S: Transport, C: Codec>(
                                 }
                                 None => {
                                     forwards.flush(node, session, &mut codec, &mut wbuf).await?;
-                                    crate::cluster::route::execute(node, cluster, session, &request)
-                                        .await
+                                    crate::cluster::route::run(
+                                        node, cluster, session, &request, route,
+                                    )
+                                    .await
                                 }
                             }
                         }

@@ -294,16 +294,7 @@ impl Db {
     /// Copies every live entry into one buffer per shard (see [`Shard::dump_into`]), each
     /// under its shard's lock for just a memcpy; the caller serialises outside any lock.
     pub fn dump(&self, now: Instant) -> Vec<Vec<u8>> {
-        self.shards
-            .iter()
-            .map(|shard| {
-                let mut shard = shard.lock().expect("shard lock poisoned");
-                shard.purge_expired(now);
-                let mut out = Vec::new();
-                shard.dump_into(&mut out);
-                out
-            })
-            .collect()
+        self.dump_matching(now, |_| true)
     }
 
     /// Like [`Db::dump`], for the live entries whose key `keep` accepts only. `keep` runs under

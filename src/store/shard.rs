@@ -358,10 +358,7 @@ impl Shard {
     /// buffer's growth): what a snapshot copies under the shard lock. Read it back with
     /// [`dump_entries`].
     pub fn dump_into(&self, out: &mut Vec<u8>) {
-        for item in self.table.iter() {
-            out.extend_from_slice(&(item.0.len() as u32).to_le_bytes());
-            out.extend_from_slice(&item.0);
-        }
+        self.dump_matching_into(out, |_| true);
     }
 
     /// Like [`Shard::dump_into`], for the entries whose key `keep` accepts only (a Raft group's

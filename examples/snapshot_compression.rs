@@ -73,6 +73,7 @@ fn image(keys: usize) -> Image {
         })
         .collect();
     Image {
+        slots: None,
         dbs: vec![DbImage { db: 0, entries }],
     }
 }

@@ -52,6 +52,8 @@ pub struct NodeConfig {
     /// Part of a replicated cluster (`--cluster`): the shards' Raft groups hold the data, in
     /// `raft-node{ID}/` under the data directory, instead of the snapshot file.
     pub cluster: Option<crate::cluster::ClusterSpec>,
+    /// Join a running replicated cluster through one of its nodes (`--join`).
+    pub join: Option<crate::cluster::operate::JoinSpec>,
 }
 
 impl Default for NodeConfig {
@@ -76,11 +78,17 @@ impl Default for NodeConfig {
             stop_writes_on_bgsave_error: false,
             tls: None,
             cluster: None,
+            join: None,
         }
     }
 }
 
 impl NodeConfig {
+    /// Whether the node is part of a replicated cluster (`--cluster` or `--join`).
+    pub fn clustered(&self) -> bool {
+        self.cluster.is_some() || self.join.is_some()
+    }
+
     /// The append-only log: `kv_store_server{ID}.aof` in the data directory.
     pub fn aof_path(&self) -> PathBuf {
         self.data_dir

@@ -71,6 +71,32 @@ pub enum Effect {
         /// The other.
         b: usize,
     },
+    /// A change to which slots a replicated cluster's group holds (slot moves, issue 11): only
+    /// a group's state machine acts on it; every other consumer ignores it.
+    Slots(SlotControl),
+}
+
+/// One step of a slot move, recorded in the log of the group it concerns (see
+/// `replication::slots`). Appended after the data effects so older logs decode unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SlotControl {
+    /// Target: start receiving these slots (their copies arrive as ordinary `Put`s).
+    Import(Vec<u16>),
+    /// Target: the slots are now its own (the source released them).
+    Activate(Vec<u16>),
+    /// Target: forget an import that will not complete.
+    Abort(Vec<u16>),
+    /// Source: no more writes to these slots (reads go on).
+    Freeze(Vec<u16>),
+    /// Source: writes to these slots again (a move rolled back).
+    Unfreeze(Vec<u16>),
+    /// Source: the slots belong to shard `to` (0-based) from here on; their keys go.
+    Release {
+        /// The slots.
+        slots: Vec<u16>,
+        /// The shard they went to.
+        to: usize,
+    },
 }
 
 /// A consumer of the effect stream.
@@ -150,6 +176,8 @@ impl Effect {
                 db(*b)?;
                 store.swap_dbs(*a, *b);
             }
+            // Not about one store's data: a group's state machine handles it itself.
+            Effect::Slots(_) => return Ok(()),
         }
         store.mark_dirty(1);
         Ok(())
@@ -162,7 +190,7 @@ impl Effect {
             | Effect::Del { db, .. }
             | Effect::Expire { db, .. }
             | Effect::FlushDb { db } => Some(*db),
-            Effect::FlushAll | Effect::SwapDb { .. } => None,
+            Effect::FlushAll | Effect::SwapDb { .. } | Effect::Slots(_) => None,
         }
     }
 }

@@ -48,6 +48,10 @@ enum Command {
         /// this node), each HOST:PORT or HOST:PORT@BUSPORT. Off by default.
         #[arg(long, value_name = "HOST:PORT,...")]
         cluster: Option<String>,
+        /// Join a running replicated cluster through one of its nodes: the node gets a new,
+        /// empty shard of its own (`minikv rebalance` gives it slots). Off by default.
+        #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["cluster", "replicas"])]
+        join: Option<String>,
         /// Nodes replicating each shard (default 3, or the number of nodes if fewer).
         #[arg(
             long,
@@ -59,7 +63,7 @@ enum Command {
         /// This node's cluster bus port (default PORT + 10000).
         #[arg(
             long,
-            requires = "cluster",
+            required = false,
             value_parser = whole::<u16>(1, 65535),
             allow_negative_numbers = true
         )]
@@ -270,13 +274,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             node,
             data_dir,
             cluster,
+            join,
             replicas,
             bus_port,
             timing,
         } => {
             init_logging();
+            if bus_port.is_some() && cluster.is_none() && join.is_none() {
+                anyhow::bail!("--bus-port needs --cluster or --join");
+            }
             create_data_dir(&data_dir)?;
             let mut config = node_config(&node, id, port, data_dir);
+            if let Some(target) = join {
+                config.join = Some(minikv::cluster::operate::JoinSpec {
+                    target,
+                    bus_port,
+                    node_timeout: Duration::from_millis(timing.cluster_node_timeout),
+                });
+            }
             if let Some(list) = cluster {
                 let mut spec =
                     minikv::cluster::ClusterSpec::parse(&list, id, port, replicas, bus_port)?;

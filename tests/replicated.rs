@@ -412,6 +412,7 @@ fn a_node_whose_disk_was_wiped_gets_a_full_copy() {
                 .map(|shards| {
                     shards
                         .flatten()
+                        .filter(|s| s.file_name().to_string_lossy().starts_with("shard-"))
                         .all(|s| s.path().join("snapshot/snapshot.bin").exists())
                 })
                 .unwrap_or(false)

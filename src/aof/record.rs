@@ -80,6 +80,8 @@ pub(super) fn encode(effects: &[Effect], out: &mut BytesMut) {
                     &[b"SWAPDB", m.format(*a).as_bytes(), n.format(*b).as_bytes()],
                 );
             }
+            // Only replicated clusters move slots, and they keep no append-only log.
+            Effect::Slots(_) => {}
         }
     }
 }

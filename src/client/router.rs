@@ -9,6 +9,18 @@
 
 use md5::{Digest, Md5};
 
+/// How many slots the keyspace of a replicated cluster is cut into: a multiple of the usual
+/// cluster sizes (12288 = 3 * 4096), so that with N shards and slot `s` on shard `s mod N`
+/// a new cluster of 1, 2, 3, 4, 6, 8 or 12 nodes routes exactly as `md5(key) mod N` does.
+pub const SLOTS: u16 = 12288;
+
+/// The slot of `key` in a replicated cluster: the same MD5 integer as [`node_for`], modulo
+/// [`SLOTS`]. A pure function.
+pub fn slot_of(key: &[u8]) -> u16 {
+    let digest: [u8; 16] = Md5::digest(key).into();
+    (u128::from_be_bytes(digest) % u128::from(SLOTS)) as u16
+}
+
 /// The index (0-based) of the server that owns `key` among `servers` servers: the MD5 digest
 /// read as a 128-bit big-endian integer, modulo the count. A pure function.
 ///
@@ -22,7 +34,23 @@ pub fn node_for(key: &[u8], servers: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::node_for;
+    use super::{node_for, slot_of, SLOTS};
+
+    #[test]
+    fn slots_route_as_the_spec_formula_for_divisors() {
+        for i in 0..2000u32 {
+            let key = format!("key:{i}");
+            let slot = slot_of(key.as_bytes());
+            assert!(slot < SLOTS);
+            for n in [1usize, 2, 3, 4, 6, 8, 12] {
+                assert_eq!(
+                    usize::from(slot) % n,
+                    node_for(key.as_bytes(), n),
+                    "{key} n {n}"
+                );
+            }
+        }
+    }
 
     /// Computed independently with Python:
     /// `int(hashlib.md5(k.encode()).hexdigest(), 16) % n`.

@@ -8,14 +8,14 @@ use bytes::Bytes;
 
 use super::group::Role;
 use super::route::{self, Forward, Forwarded};
-use super::{Answer, Call, Cluster, ClusterSpec};
+use super::{Answer, Call, Cluster};
 use crate::cmd::Session;
 use crate::effect::Effect;
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Reply, Request};
 
 /// Commands the cluster runs itself instead of one node's handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Special {
     /// FLUSHALL or FLUSHDB: every shard.
     Flush,
@@ -23,6 +23,12 @@ pub enum Special {
     Save,
     /// BGSAVE: the same, not waited for.
     BgSave,
+    /// CLUSTER MOVESLOTS FROM TO RANGE...: a slot move, on the source's leader.
+    MoveSlots(Vec<Bytes>),
+    /// CLUSTER REMOVENODE ID: a node out of the cluster.
+    RemoveNode(Vec<Bytes>),
+    /// CLUSTER JOIN ID CLIENT BUS: a node into the cluster.
+    Join(Vec<Bytes>),
 }
 
 /// The special form of a command, if it has one (arguments as Redis accepts them; anything
@@ -33,6 +39,12 @@ pub fn special(name: &str, args: &[Bytes]) -> Option<Special> {
         "flushall" | "flushdb" if plain(2) => Some(Special::Flush),
         "save" if plain(1) => Some(Special::Save),
         "bgsave" if plain(1) => Some(Special::BgSave),
+        "cluster" => match args.get(1).map(|a| a.to_ascii_lowercase()).as_deref() {
+            Some(b"moveslots") => Some(Special::MoveSlots(args.to_vec())),
+            Some(b"removenode") => Some(Special::RemoveNode(args.to_vec())),
+            Some(b"join") => Some(Special::Join(args.to_vec())),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -44,12 +56,23 @@ pub async fn run(node: &Node, cluster: &Cluster, session: &mut Session, special:
     }
     match special {
         Special::Flush => {
-            for shard in 0..cluster.spec.shards() {
-                if let Err(e) = flush(node, cluster, shard).await {
+            for shard in cluster.table().shards.keys() {
+                if let Err(e) = flush(node, cluster, *shard).await {
                     return e;
                 }
             }
             Reply::ok()
+        }
+        Special::MoveSlots(args) | Special::RemoveNode(args) | Special::Join(args) => {
+            // The node's own handle, for calls that outlive this request's borrow.
+            let Some(cluster) = node.cluster() else {
+                return Reply::Error("ERR This instance has cluster support disabled".into());
+            };
+            match args.get(1).map(|a| a.to_ascii_lowercase()).as_deref() {
+                Some(b"moveslots") => super::operate::move_slots(cluster, &args).await,
+                Some(b"removenode") => super::operate::remove_node(cluster, &args).await,
+                _ => super::operate::join(cluster, &args).await,
+            }
         }
         Special::Save | Special::BgSave => {
             for group in cluster.groups() {
@@ -104,14 +127,20 @@ async fn flush_here(node: &Node, cluster: &Cluster, shard: usize) -> Option<u64>
         if group.role() != Role::Leader {
             return None;
         }
+        let slots = &cluster.slots;
+        // The switch before the gate, as everywhere.
+        let _switch = slots.switch.write().expect("slots switch poisoned");
         let _gate = node.store.gate().exclusive();
-        let spec = &cluster.spec;
-        let removed: usize = node
-            .store
-            .dbs()
-            .iter()
-            .map(|db| db.retain(|key| spec.shard_of(key) != shard))
-            .sum();
+        let now = tokio::time::Instant::now();
+        let before: usize = node.store.dbs().iter().map(|db| db.counts(now).0).sum();
+        {
+            // The group's keys only, staged ones included, as its followers will.
+            let mut guard = slots.lock();
+            let held = guard.group_slots(shard);
+            guard.replace(shard, held, |_, _| {});
+        }
+        let after: usize = node.store.dbs().iter().map(|db| db.counts(now).0).sum();
+        let removed = before.saturating_sub(after);
         node.store.mark_dirty(removed as u64);
         let (origin, seq) = group.submit(&[Effect::FlushAll]);
         (origin, seq, removed)
@@ -128,11 +157,30 @@ pub async fn answer(node: &Arc<Node>, call: Call) -> Answer {
         return Answer::Refused("this node is not in a cluster".into());
     };
     match call {
-        Call::Leaders => Answer::Leaders(
-            (0..cluster.spec.shards())
-                .map(|s| cluster.leader_of(s))
-                .collect(),
-        ),
+        Call::Leaders => {
+            let mut shards: Vec<usize> = cluster.table().shards.keys().copied().collect();
+            shards.extend(cluster.groups().iter().map(|g| g.shard));
+            shards.push(super::META);
+            shards.sort_unstable();
+            shards.dedup();
+            Answer::Leaders(
+                shards
+                    .into_iter()
+                    .map(|s| (s, cluster.leader_of(s)))
+                    .collect(),
+            )
+        }
+        Call::Table => Answer::Table(cluster.table().encode().unwrap_or_default()),
+        Call::ChangeTable(change) => cluster.change_table_here(change).await,
+        Call::Control(shard, control) => {
+            super::migrate::control_here(cluster, shard, control).await
+        }
+        Call::Import(shard, packed) => super::migrate::import(cluster, shard, &packed).await,
+        Call::Move(m) => super::migrate::drive(cluster, m).await,
+        Call::Reconfigure(shard) => match super::membership::reconfigure(cluster, shard).await {
+            Ok(()) => Answer::Done,
+            Err(e) => Answer::Failed(e),
+        },
         Call::Flush(shard) => match flush_here(node, cluster, shard).await {
             Some(n) => Answer::Flushed(Ok(n)),
             None => Answer::Flushed(Err(cluster.leader_of(shard))),
@@ -171,8 +219,15 @@ async fn forwarded(node: &Arc<Node>, cluster: &Cluster, forward: Forward) -> For
             db: None,
             password: None,
         };
-        let reply = route::run_local(node, &group, &mut session, &request, read).await;
-        replies.push(reply.unwrap_or(Reply::Nil));
+        match route::run_local(node, cluster, &group, &mut session, &request, read).await {
+            route::Local::Ran(reply) => replies.push(reply.unwrap_or(Reply::Nil)),
+            route::Local::Moved(shard) => {
+                if !settle(node, &mut session).await {
+                    return Forwarded::Unknown;
+                }
+                return Forwarded::Moved { replies, shard };
+            }
+        }
     }
     if !settle(node, &mut session).await {
         return Forwarded::Unknown;
@@ -215,7 +270,9 @@ pub fn cluster_command(node: &Node, args: &[Bytes]) -> Reply {
     match sub.as_slice() {
         b"info" => Reply::Verbatim(Bytes::from(info(cluster))),
         b"myid" => Reply::Bulk(Bytes::from(cluster.spec.node_name(cluster.spec.me))),
+        b"myshardid" => Reply::Int(cluster.me as i64),
         b"shards" => shards(cluster),
+        b"slots" => slots(cluster),
         b"help" => Reply::Array(
             [
                 "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -225,6 +282,12 @@ pub fn cluster_command(node: &Node, args: &[Bytes]) -> Reply {
                 "    Return the node id.",
                 "SHARDS",
                 "    Return information about slot range mappings and the nodes of each shard.",
+                "SLOTS",
+                "    Return information about slot range mappings (each range with its nodes).",
+                "MOVESLOTS <from-shard> <to-shard> <start>-<end> [<start>-<end> ...]",
+                "    Move slots between shards online; replies with what moved.",
+                "REMOVENODE <node-id>",
+                "    Remove a node whose shard owns no slot from every group.",
                 "HELP",
                 "    Print this help.",
             ]
@@ -244,18 +307,28 @@ pub fn cluster_command(node: &Node, args: &[Bytes]) -> Reply {
 
 /// CLUSTER INFO's text.
 fn info(cluster: &Cluster) -> String {
-    let shards = cluster.spec.shards();
-    let led = (0..shards).filter(|s| cluster.leader_of(*s) != 0).count();
-    let epoch = cluster.groups().map(|g| g.term()).max().unwrap_or(0);
+    let table = cluster.table();
+    let shards = table.shards.len();
+    let led = table
+        .shards
+        .keys()
+        .filter(|s| cluster.leader_of(**s) != 0)
+        .count();
+    let epoch = table.epoch;
+    let my_epoch = cluster.groups().iter().map(|g| g.term()).max().unwrap_or(0);
     let state = if led == shards { "ok" } else { "fail" };
+    let assigned = table.slots.len();
     let lines = [
         format!("cluster_state:{state}"),
+        format!("cluster_slots_assigned:{assigned}"),
+        format!("cluster_slots_ok:{assigned}"),
         format!("cluster_shards_with_leader:{led}"),
-        format!("cluster_known_nodes:{}", cluster.spec.nodes.len()),
+        format!("cluster_known_nodes:{}", table.nodes.len()),
         format!("cluster_size:{shards}"),
-        format!("cluster_replicas_per_shard:{}", cluster.spec.replicas),
+        format!("cluster_replicas_per_shard:{}", table.replicas),
         format!("cluster_current_epoch:{epoch}"),
-        format!("cluster_my_epoch:{epoch}"),
+        format!("cluster_my_epoch:{my_epoch}"),
+        format!("cluster_migrations_in_progress:{}", table.moves.len()),
         format!(
             "cluster_stats_messages_forwarded:{}",
             cluster.forwarded.load(std::sync::atomic::Ordering::Relaxed)
@@ -296,24 +369,33 @@ fn health(cluster: &Cluster, shard: usize, member: u64) -> &'static str {
     }
 }
 
-/// CLUSTER SHARDS in Redis 7's shape: per shard its `slots` (empty: shards are by
-/// `md5(key) mod N`, not slots, until slots come), `shard-index` (1-based), and its `nodes`,
-/// each with id, port, ip, endpoint, role (master/replica), replication offset and health.
+/// One node of a shard as CLUSTER SHARDS shows it: `(ip, port, id)`, its role and health.
+fn node_fields(cluster: &Cluster, shard: usize, member: u64) -> (String, i64, String) {
+    let table = cluster.table();
+    let (ip, port) = table
+        .peer(member)
+        .and_then(|p| p.client.rsplit_once(':'))
+        .map(|(h, p)| (h.to_string(), p.parse::<i64>().unwrap_or(0)))
+        .unwrap_or_default();
+    let client = table.peer(member).map_or("", |p| p.client.as_str());
+    let _ = shard;
+    (ip, port, super::spec::node_name(member, client))
+}
+
+/// CLUSTER SHARDS in Redis 7's shape: per shard its `slots` (flat list of inclusive
+/// ranges), `shard-index` (1-based), and its `nodes`, each with id, port, ip, endpoint, role
+/// (master/replica), replication offset and health.
 fn shards(cluster: &Cluster) -> Reply {
-    let spec = &cluster.spec;
-    let list = (0..spec.shards())
-        .map(|shard| {
+    let table = cluster.table();
+    let list = table
+        .shards
+        .iter()
+        .map(|(&shard, members)| {
             let leader = cluster.leader_of(shard);
-            let nodes = spec
-                .members(shard)
-                .into_iter()
-                .map(|m| {
-                    let member = ClusterSpec::member_id(m);
-                    let (ip, port) = spec.nodes[m]
-                        .client
-                        .rsplit_once(':')
-                        .map(|(h, p)| (h.to_string(), p.parse::<i64>().unwrap_or(0)))
-                        .unwrap_or_default();
+            let nodes = members
+                .iter()
+                .map(|&member| {
+                    let (ip, port, id) = node_fields(cluster, shard, member);
                     let offset = cluster.group(shard).map_or(0, |g| g.progress().0 as i64);
                     let role = if member == leader {
                         "master"
@@ -321,10 +403,7 @@ fn shards(cluster: &Cluster) -> Reply {
                         "replica"
                     };
                     Reply::Map(vec![
-                        (
-                            Reply::text("id"),
-                            Reply::Bulk(Bytes::from(spec.node_name(m))),
-                        ),
+                        (Reply::text("id"), Reply::Bulk(Bytes::from(id))),
                         (Reply::text("port"), Reply::Int(port)),
                         (Reply::text("ip"), Reply::bulk(&ip)),
                         (Reply::text("endpoint"), Reply::bulk(&ip)),
@@ -337,8 +416,14 @@ fn shards(cluster: &Cluster) -> Reply {
                     ])
                 })
                 .collect();
+            let ranges = table
+                .owned(shard)
+                .ranges()
+                .into_iter()
+                .flat_map(|(a, b)| [Reply::Int(i64::from(a)), Reply::Int(i64::from(b))])
+                .collect();
             Reply::Map(vec![
-                (Reply::text("slots"), Reply::Array(Vec::new())),
+                (Reply::text("slots"), Reply::Array(ranges)),
                 (Reply::text("shard-index"), Reply::Int(shard as i64 + 1)),
                 (Reply::text("nodes"), Reply::Array(nodes)),
             ])
@@ -347,10 +432,39 @@ fn shards(cluster: &Cluster) -> Reply {
     Reply::Array(list)
 }
 
+/// CLUSTER SLOTS in Redis's shape: per contiguous range of one shard's slots, the range and
+/// its nodes (`[ip, port, id]`), the leader first.
+fn slots(cluster: &Cluster) -> Reply {
+    let table = cluster.table();
+    let mut out = Vec::new();
+    for (&shard, members) in &table.shards {
+        let leader = cluster.leader_of(shard);
+        let mut ordered: Vec<u64> = members.iter().copied().filter(|m| *m == leader).collect();
+        ordered.extend(members.iter().copied().filter(|m| *m != leader));
+        let nodes: Vec<Reply> = ordered
+            .iter()
+            .map(|&m| {
+                let (ip, port, id) = node_fields(cluster, shard, m);
+                Reply::Array(vec![
+                    Reply::bulk(&ip),
+                    Reply::Int(port),
+                    Reply::Bulk(Bytes::from(id)),
+                ])
+            })
+            .collect();
+        for (a, b) in table.owned(shard).ranges() {
+            let mut entry = vec![Reply::Int(i64::from(a)), Reply::Int(i64::from(b))];
+            entry.extend(nodes.iter().cloned());
+            out.push(Reply::Array(entry));
+        }
+    }
+    Reply::Array(out)
+}
+
 /// INFO's replication lines: `role` (master when this node leads any shard, as Redis tools
 /// read it), then one line per local shard.
 pub fn replication_lines(cluster: &Cluster) -> Vec<(String, String)> {
-    let leads = cluster.groups().any(|g| g.role() == Role::Leader);
+    let leads = cluster.groups().iter().any(|g| g.role() == Role::Leader);
     let mut lines = vec![
         (
             "role".to_string(),
@@ -359,7 +473,11 @@ pub fn replication_lines(cluster: &Cluster) -> Vec<(String, String)> {
         ("cluster_enabled".to_string(), "1".to_string()),
         (
             "cluster_shards".to_string(),
-            cluster.spec.shards().to_string(),
+            cluster.table().shards.len().to_string(),
+        ),
+        (
+            "cluster_migrations_in_progress".to_string(),
+            cluster.table().moves.len().to_string(),
         ),
     ];
     for g in cluster.groups() {

@@ -16,12 +16,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
 use openraft::{BasicNode, ServerState};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::spec::ClusterSpec;
+use crate::client::router::slot_of;
 use crate::effect::Effect;
+use crate::replication::slots::SlotSet;
 use crate::replication::state_machine::Scope;
 use crate::replication::types::Speculation;
 use crate::replication::{BusNetwork, Groups, LogStore, Raft, StateMachine};
@@ -88,6 +92,26 @@ pub struct Group {
     epoch: Instant,
     lease: Duration,
     groups: Groups,
+    /// A slot move out of this shard is copying: [`Group::submit`] notes the keys written.
+    tracking: AtomicBool,
+    /// The slots tracked and the keys written to them since tracking began.
+    dirty: Mutex<Option<(SlotSet, HashSet<Bytes>)>>,
+}
+
+/// What [`Group::start`] needs.
+pub struct Setup {
+    /// The group's bus id: the shard (0-based), or the meta group's.
+    pub shard: usize,
+    /// This member's id (its node id).
+    pub me: u64,
+    /// `--cluster-node-timeout`.
+    pub node_timeout: Duration,
+    /// The keys its state machine owns.
+    pub scope: Scope,
+    /// The store it applies to.
+    pub store: Arc<Store>,
+    /// Its directory (log and snapshot).
+    pub dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Group {
@@ -113,24 +137,28 @@ pub enum Role {
 }
 
 impl Group {
-    /// Starts the local member of `shard`: opens its log and state machine under `dir`,
-    /// starts its `Raft` and registers it with the bus, and, on the shard's first node of a
-    /// fresh cluster, bootstraps the group with its members.
+    /// Starts the local member of a group: opens its log and state machine under `setup.dir`,
+    /// starts its `Raft` and registers it with the bus. Bootstrapping is the caller's
+    /// ([`Group::bootstrap`]).
     ///
     /// # Errors
     /// A message naming the directory or openraft's reason.
     pub async fn start(
-        spec: &ClusterSpec,
-        shard: usize,
-        store: Arc<Store>,
-        dir: &std::path::Path,
+        setup: Setup,
         network: BusNetwork,
         groups: Groups,
     ) -> Result<Arc<Group>, String> {
-        let me = ClusterSpec::member_id(spec.me);
-        let timeout = spec.node_timeout.as_millis() as u64;
+        let Setup {
+            shard,
+            me,
+            node_timeout,
+            scope,
+            store,
+            dir: group_dir,
+        } = setup;
+        let timeout = node_timeout.as_millis() as u64;
         let config = openraft::Config {
-            cluster_name: format!("minikv-shard-{}", shard + 1),
+            cluster_name: format!("minikv-group-{}", shard + 1),
             heartbeat_interval: (timeout / 5).max(10),
             election_timeout_min: timeout.max(20),
             election_timeout_max: (timeout * 2).max(40),
@@ -142,12 +170,10 @@ impl Group {
         .validate()
         .map_err(|e| format!("raft configuration: {e}"))?;
         let config = Arc::new(config);
-        let group_dir = dir.join(format!("shard-{}", shard + 1));
         let log = LogStore::open(group_dir.join("log"))
             .await
             .map_err(|e| format!("opening {}: {e}", group_dir.join("log").display()))?;
         let speculation = Arc::new(Speculation::default());
-        let scope = Scope::new(shard, spec.shards());
         let sm = StateMachine::open(
             store,
             scope,
@@ -183,6 +209,8 @@ impl Group {
             epoch: Instant::now(),
             lease: Duration::from_millis(config.election_timeout_min / 2),
             groups,
+            tracking: AtomicBool::new(false),
+            dirty: Mutex::new(None),
         });
         tokio::spawn(propose(group.clone(), rx));
         tokio::spawn(watch(group.clone()));
@@ -200,23 +228,35 @@ impl Group {
         self.groups.abstain(self.shard as u64, true);
     }
 
-    /// Bootstraps the group with every member of `spec`'s placement (on its first node of a
-    /// fresh cluster only: the caller checks that no peer has the group already).
-    pub async fn bootstrap(&self, spec: &ClusterSpec) {
-        let nodes: std::collections::BTreeMap<u64, BasicNode> = spec
-            .members(self.shard)
-            .iter()
-            .map(|m| {
-                (
-                    ClusterSpec::member_id(*m),
-                    BasicNode::new(spec.nodes[*m].bus.clone()),
-                )
-            })
-            .collect();
+    /// Bootstraps the group with `members` (on its home node of a fresh group only: the
+    /// caller checks that no peer has the group already).
+    pub async fn bootstrap(&self, members: BTreeMap<u64, BasicNode>) {
         // NotAllowed means it is initialized already: nothing to do.
-        if let Err(e) = self.raft().initialize(nodes).await {
+        if let Err(e) = self.raft().initialize(members).await {
             tracing::debug!(shard = self.shard + 1, "initialize: {e}");
         }
+    }
+
+    /// Starts noting the keys written to `slots` (a move out of them is copying).
+    pub fn track(&self, slots: SlotSet) {
+        *self.dirty.lock().expect("group dirty lock poisoned") = Some((slots, HashSet::new()));
+        self.tracking.store(true, Ordering::Release);
+    }
+
+    /// Stops noting, and returns the keys written since [`Group::track`].
+    pub fn untrack(&self) -> HashSet<Bytes> {
+        self.tracking.store(false, Ordering::Release);
+        self.dirty
+            .lock()
+            .expect("group dirty lock poisoned")
+            .take()
+            .map(|(_, keys)| keys)
+            .unwrap_or_default()
+    }
+
+    /// The local state machine.
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.sm
     }
 
     /// Stops the member for good (node shutdown).
@@ -284,12 +324,31 @@ impl Group {
     /// command's key locks. Returns `(origin, seq)`, what the connection waits for before
     /// replying.
     pub fn submit(&self, effects: &[Effect]) -> (u64, u64) {
+        if self.tracking.load(Ordering::Acquire) {
+            self.note(effects);
+        }
         let queue = self.queue.lock().expect("group queue lock poisoned");
         let origin = self.speculation.origin.load(Ordering::Acquire);
         let seq = self.speculation.submitted.fetch_add(1, Ordering::AcqRel) + 1;
         // The proposer only stops with the runtime; nothing to tell anyone then.
         let _ = queue.send((origin, seq, effects.to_vec()));
         (origin, seq)
+    }
+
+    fn note(&self, effects: &[Effect]) {
+        let mut dirty = self.dirty.lock().expect("group dirty lock poisoned");
+        let Some((slots, keys)) = dirty.as_mut() else {
+            return;
+        };
+        for e in effects {
+            if let Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } =
+                e
+            {
+                if slots.contains(slot_of(key)) {
+                    keys.insert(key.clone());
+                }
+            }
+        }
     }
 
     /// The point a read that ran now must wait for: everything submitted before it.

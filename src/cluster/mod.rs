@@ -3,51 +3,90 @@
 //! command and runs it on the leader of its keys' shard, and a write is acknowledged only once
 //! a majority of the shard's members have it.
 //!
-//! Rooms: [`spec`] reads the command line (addresses, placement), [`group`] is this node's
-//! member of one shard's group (proposer, leadership, lease, rebuild), [`route`] decides
-//! where each request runs and forwards it, and [`admin`] answers what concerns the cluster
-//! as a whole (CLUSTER INFO/SHARDS/MYID, INFO replication, FLUSHALL, SAVE). The bus
-//! ([`crate::replication::bus`]) carries Raft's RPCs and the forwarded requests.
+//! Slots (issue 11): keys map to [`SLOTS`](crate::client::router::SLOTS) slots by MD5, and
+//! slots to shards through the cluster's [`Table`], kept by the *meta group*, a Raft group of
+//! every node; slots move between shards online ([`migrate`]), nodes join and leave
+//! ([`membership`]).
+//!
+//! Rooms: [`spec`] reads the command line (addresses, placement), [`table`] is the cluster's
+//! table, [`group`] is this node's member of one group (proposer, leadership, lease,
+//! rebuild), [`route`] decides where each request runs and forwards it, [`migrate`] moves
+//! slots, [`membership`] starts and stops local members and changes groups' members, and
+//! [`admin`] answers what concerns the cluster as a whole (CLUSTER INFO/SHARDS/SLOTS/MYID,
+//! INFO replication, FLUSHALL, SAVE). The bus ([`crate::replication::bus`]) carries Raft's
+//! RPCs, the forwarded requests and the calls between nodes.
 
 pub mod admin;
 pub mod group;
+pub mod membership;
+pub mod migrate;
+pub mod operate;
 pub mod route;
 pub mod spec;
+pub mod table;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use group::{Group, Role};
 pub use spec::{ClusterSpec, Peer, SpecError};
+pub use table::{Move, Table};
 
+use crate::effect::{Effect, SlotControl};
 use crate::node::Node;
 use crate::replication::bus::{self, BusCaller, BusError, BusTls, CallHandler, Contacts};
-use crate::replication::{BusNetwork, Groups};
+use crate::replication::slots::Slots;
+use crate::replication::{Batch, BusNetwork, Groups, Scope};
+use crate::store::{Store, Value};
 use route::{Forward, Forwarded};
 
 /// How long one bus call may take before the caller treats the peer as gone.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a slot move (one `CLUSTER MOVESLOTS` batch) may take.
+pub const MOVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How recent the last exchange with a peer must be to say whether it is up: leaders send
 /// heartbeats every fraction of the node timeout, and retry unreachable peers about every
 /// half second, so anything older means no traffic with it (nothing to go by).
 const CONTACT_WINDOW: Duration = Duration::from_secs(5);
 
+/// The meta group's bus id (shard ids are below it).
+pub const META: usize = 1 << 16;
+
 /// What nodes ask each other over the bus besides Raft's own RPCs.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Call {
     /// Run commands on the leader of a shard.
     Forward(Forward),
-    /// Which member leads each shard, as this node knows it (member id, 0: none).
+    /// Which member leads each shard (and the meta group, as [`META`]), as this node knows
+    /// it (member id, 0: none).
     Leaders,
     /// Remove every key of a shard (FLUSHALL/FLUSHDB on the cluster), on its leader.
     Flush(usize),
+    /// The table as this node has it.
+    Table,
+    /// Change the table, on the meta group's leader.
+    ChangeTable(table::Change),
+    /// Append a slot change to a shard's log, on its leader.
+    Control(usize, SlotControl),
+    /// Append copied keys (a zstd-compressed postcard list of effects) to a shard's log, on
+    /// its leader.
+    Import(usize, Vec<u8>),
+    /// Move slots from one shard to another, on the source's leader.
+    Move(Move),
+    /// Make a shard's Raft members match the table, on its leader.
+    Reconfigure(usize),
 }
 
 /// The answer to a [`Call`].
@@ -56,9 +95,19 @@ pub enum Answer {
     /// For [`Call::Forward`].
     Forwarded(Forwarded),
     /// For [`Call::Leaders`]: per shard.
-    Leaders(Vec<u64>),
+    Leaders(Vec<(usize, u64)>),
     /// For [`Call::Flush`]: keys removed, or the leader to ask instead (`Err`).
     Flushed(Result<u64, u64>),
+    /// For [`Call::Table`] and [`Call::ChangeTable`]: the table's encoding.
+    Table(Vec<u8>),
+    /// For [`Call::Move`]: what moved.
+    Moved(migrate::MoveStats),
+    /// Done ([`Call::Control`], [`Call::Import`], [`Call::Reconfigure`]).
+    Done,
+    /// This node does not lead the group; the leader it knows of (0: none). Nothing ran.
+    NotLeader(u64),
+    /// The call was understood but failed; the text says why (a `-ERR` or `-TRYAGAIN`).
+    Failed(String),
     /// The request could not be read.
     Refused(String),
 }
@@ -76,36 +125,65 @@ pub enum CallError {
 
 /// This node's part of the replicated cluster.
 pub struct Cluster {
-    /// The cluster's shape.
+    /// The cluster's shape as the command line gave it (this node, timeouts).
     pub spec: ClusterSpec,
-    groups: Vec<Option<Arc<Group>>>,
+    /// This node's member id.
+    pub me: u64,
+    groups: RwLock<BTreeMap<usize, Arc<Group>>>,
+    meta: Arc<Group>,
+    meta_store: Arc<Store>,
+    table: RwLock<Arc<Table>>,
+    /// Woken whenever the table changes.
+    pub table_changed: Notify,
+    /// Which group's copy of each slot the node's store holds.
+    pub slots: Arc<Slots>,
     caller: BusCaller,
-    /// For shards this node does not replicate: the leader as last learned (0: unknown).
-    remote_leaders: Vec<AtomicU64>,
+    /// For shards this node does not replicate: the leader as last learned.
+    remote_leaders: Mutex<HashMap<usize, u64>>,
     /// Requests forwarded to other nodes (INFO).
     pub forwarded: AtomicU64,
     /// The bus address actually bound.
     pub bus_addr: std::net::SocketAddr,
     /// How the last exchange with each peer went, over any shard's traffic or a call.
     contacts: Contacts,
+    /// What starting another local member needs.
+    kit: Kit,
+    /// Serialises table changes on the meta group's leader (compare-and-set).
+    table_lock: tokio::sync::Mutex<()>,
+    /// Moves this node drives, by id, and the moves in the table first seen when.
+    pub(crate) moves: Mutex<(HashSet<u64>, HashMap<u64, tokio::time::Instant>)>,
+}
+
+/// What starting a local member needs.
+struct Kit {
+    store: Arc<Store>,
+    dir: PathBuf,
+    password: Option<Arc<str>>,
+    tls: Option<BusTls>,
+    groups: Groups,
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
-            .field("me", &self.spec.me)
+            .field("me", &self.me)
             .field("groups", &self.groups)
             .finish()
     }
 }
 
 impl Cluster {
-    /// Binds the cluster bus, serves it, and starts this node's member of every shard it
-    /// replicates (bootstrapping the shards it is first of, on a fresh data directory).
+    /// Binds the cluster bus, serves it, starts the meta group and this node's member of
+    /// every shard it replicates (bootstrapping the groups it is home of, on a fresh data
+    /// directory). `joined` is the table a node that just joined got back (`--join`).
     ///
     /// # Errors
-    /// A message naming the bus address or the shard that could not start.
-    pub async fn start(node: &Arc<Node>, spec: ClusterSpec) -> Result<Arc<Cluster>, String> {
+    /// A message naming the bus address or the group that could not start.
+    pub async fn start(
+        node: &Arc<Node>,
+        spec: ClusterSpec,
+        joined: Option<Table>,
+    ) -> Result<Arc<Cluster>, String> {
         let bus_addr = spec.nodes[spec.me].bus.clone();
         let bind_addr = match bus_addr.rsplit_once(':') {
             Some((_, port)) => format!("{}:{port}", node.config.host),
@@ -129,96 +207,157 @@ impl Cluster {
             Some(handler),
             node.shutdown.clone(),
         ));
-        let dir = node
-            .config
-            .data_dir
-            .join(format!("raft-node{}", spec.me + 1));
+        let me = ClusterSpec::member_id(spec.me);
+        let dir = node.config.data_dir.join(format!("raft-node{me}"));
         let contacts = Contacts::default();
-        let mut members = Vec::new();
-        for shard in 0..spec.shards() {
-            if !spec.members(shard).contains(&spec.me) {
-                members.push(None);
-                continue;
+        let meta_store = Arc::new(Store::new(1, 1));
+        let meta = Group::start(
+            group::Setup {
+                shard: META,
+                me,
+                node_timeout: spec.node_timeout,
+                scope: Scope::all(),
+                store: meta_store.clone(),
+                dir: dir.join("meta"),
+            },
+            BusNetwork::new(META as u64, password.clone(), tls.clone()).contacts(contacts.clone()),
+            groups.clone(),
+        )
+        .await?;
+        let mut table = Table::genesis(&spec);
+        for candidate in [joined, table::load(&dir), stored_table(&meta_store)]
+            .into_iter()
+            .flatten()
+        {
+            if candidate.epoch >= table.epoch {
+                table = candidate;
             }
-            let network = BusNetwork::new(shard as u64, password.clone(), tls.clone())
-                .contacts(contacts.clone());
-            let group = Group::start(
-                &spec,
-                shard,
-                node.store.clone(),
-                &dir,
-                network,
-                groups.clone(),
-            )
-            .await?;
-            members.push(Some(group));
         }
         let cluster = Arc::new(Cluster {
-            remote_leaders: (0..spec.shards()).map(|_| AtomicU64::new(0)).collect(),
-            caller: BusCaller::new(password, tls),
+            me,
+            caller: BusCaller::new(password.clone(), tls.clone()),
             spec,
-            groups: members,
+            groups: RwLock::default(),
+            meta,
+            meta_store,
+            table: RwLock::new(Arc::new(table)),
+            table_changed: Notify::new(),
+            slots: Arc::new(Slots::new(node.store.clone())),
+            remote_leaders: Mutex::default(),
             forwarded: AtomicU64::new(0),
             bus_addr: bound,
             contacts,
+            kit: Kit {
+                store: node.store.clone(),
+                dir,
+                password,
+                tls,
+                groups,
+            },
+            table_lock: tokio::sync::Mutex::new(()),
+            moves: Mutex::default(),
         });
-        cluster.bootstrap().await;
-        if cluster.groups.iter().any(Option::is_none) {
-            tokio::spawn(follow_remote_leaders(
-                Arc::downgrade(&cluster),
-                node.shutdown.clone(),
-            ));
-        }
+        cluster.bootstrap_meta().await;
+        membership::start_members(&cluster).await?;
+        tokio::spawn(watch_table(Arc::downgrade(&cluster), node.shutdown.clone()));
+        tokio::spawn(membership::run(
+            Arc::downgrade(&cluster),
+            node.shutdown.clone(),
+        ));
+        tokio::spawn(follow_remote_leaders(
+            Arc::downgrade(&cluster),
+            node.shutdown.clone(),
+        ));
         Ok(cluster)
     }
 
-    /// For every local member without any Raft state (a fresh cluster, or a node whose data
-    /// directory was wiped): when no peer knows a leader for its shard, the shard's first node
-    /// bootstraps the group; when a peer does, the member rejoins the group as it is and does
-    /// not vote until it has caught up (it may have acknowledged entries it no longer has).
-    async fn bootstrap(&self) {
-        for group in self.groups() {
-            if !group.pristine().await {
-                continue;
-            }
-            let mut known = false;
-            for member in self.spec.members(group.shard) {
-                if member == self.spec.me {
-                    continue;
-                }
-                if let Ok(Answer::Leaders(leaders)) = self
-                    .call(ClusterSpec::member_id(member), &Call::Leaders)
-                    .await
-                {
-                    known |= leaders.get(group.shard).is_some_and(|l| *l != 0);
-                }
-            }
-            if known {
-                tracing::warn!(
-                    shard = group.shard + 1,
-                    "this node has no data for the shard but its peers do: rejoining the \
-                     group, without voting until it has caught up"
-                );
-                group.abstain_until_caught_up();
-            } else if self.spec.members(group.shard).first() == Some(&self.spec.me) {
-                group.bootstrap(&self.spec).await;
+    /// Bootstraps the meta group on a fresh cluster: its voters are the nodes the cluster
+    /// started with, and the first of them initialises it when no peer knows a leader.
+    async fn bootstrap_meta(&self) {
+        if !self.meta.pristine().await {
+            return;
+        }
+        let table = self.table();
+        if table.epoch > 0
+            || !table.nodes.contains_key(&self.me)
+            || self.spec.nodes.len() <= self.spec.me
+        {
+            return;
+        }
+        let mut known = false;
+        for member in table.nodes.keys().filter(|m| **m != self.me) {
+            if let Ok(Answer::Leaders(leaders)) = self.call(*member, &Call::Leaders).await {
+                known |= leaders.iter().any(|(s, l)| *s == META && *l != 0);
             }
         }
+        if known {
+            self.meta.abstain_until_caught_up();
+        } else if table.nodes.keys().next() == Some(&self.me) {
+            let voters: BTreeMap<u64, BasicNode> = table
+                .nodes
+                .iter()
+                .map(|(id, p)| (*id, BasicNode::new(p.bus.clone())))
+                .collect();
+            self.meta.bootstrap(voters).await;
+        }
+    }
+
+    /// The table as this node knows it.
+    pub fn table(&self) -> Arc<Table> {
+        self.table
+            .read()
+            .expect("cluster table lock poisoned")
+            .clone()
+    }
+
+    /// Takes `table` if it is newer than the one held (persisting it); true when it was.
+    pub fn offer_table(&self, table: Table) -> bool {
+        {
+            let mut held = self.table.write().expect("cluster table lock poisoned");
+            if table.epoch <= held.epoch {
+                return false;
+            }
+            *held = Arc::new(table.clone());
+        }
+        if let Err(e) = table::save(&self.kit.dir, &table) {
+            tracing::warn!("keeping the cluster table on disk: {e}");
+        }
+        self.table_changed.notify_waiters();
+        true
+    }
+
+    /// The meta group's local member.
+    pub fn meta(&self) -> &Arc<Group> {
+        &self.meta
     }
 
     /// This node's member of `shard`, if it replicates it.
     pub fn group(&self, shard: usize) -> Option<Arc<Group>> {
-        self.groups.get(shard).and_then(Clone::clone)
+        self.groups
+            .read()
+            .expect("cluster groups lock poisoned")
+            .get(&shard)
+            .cloned()
     }
 
-    /// Every local member.
-    pub fn groups(&self) -> impl Iterator<Item = &Arc<Group>> {
-        self.groups.iter().flatten()
+    /// Every local member of a shard.
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.groups
+            .read()
+            .expect("cluster groups lock poisoned")
+            .values()
+            .cloned()
+            .collect()
     }
 
-    /// The leader of `shard` as this node knows it (member id, 0: none).
+    /// The leader of `shard` (or [`META`]) as this node knows it (member id, 0: none).
     pub fn leader_of(&self, shard: usize) -> u64 {
-        match self.group(shard) {
+        let local = if shard == META {
+            Some(self.meta.clone())
+        } else {
+            self.group(shard)
+        };
+        match local {
             Some(g) => match g.role() {
                 Role::Leader | Role::Starting => g.me,
                 Role::Follower(l) => l,
@@ -226,16 +365,18 @@ impl Cluster {
             },
             None => self
                 .remote_leaders
-                .get(shard)
-                .map_or(0, |l| l.load(Ordering::Relaxed)),
+                .lock()
+                .expect("remote leaders lock poisoned")
+                .get(&shard)
+                .copied()
+                .unwrap_or(0),
         }
     }
 
     /// The client address of `shard`'s leader, if one is known.
-    pub fn leader_addr(&self, shard: usize) -> Option<&str> {
+    pub fn leader_addr(&self, shard: usize) -> Option<String> {
         let leader = self.leader_of(shard);
-        let index = usize::try_from(leader).ok()?.checked_sub(1)?;
-        self.spec.nodes.get(index).map(|p| p.client.as_str())
+        self.table().peer(leader).map(|p| p.client.clone())
     }
 
     /// For a shard this node does not replicate: asks its members who leads it.
@@ -246,20 +387,9 @@ impl Cluster {
             if known != 0 {
                 return Role::Follower(known);
             }
-            for member in self.spec.members(shard) {
-                let Ok(Answer::Leaders(leaders)) = self
-                    .call(ClusterSpec::member_id(member), &Call::Leaders)
-                    .await
-                else {
-                    continue;
-                };
-                if let (Some(&l), Some(slot)) = (leaders.get(shard), self.remote_leaders.get(shard))
-                {
-                    if l != 0 {
-                        slot.store(l, Ordering::Relaxed);
-                        return Role::Follower(l);
-                    }
-                }
+            self.refresh_remote_leader(shard).await;
+            if self.leader_of(shard) != 0 {
+                continue;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Role::Unknown;
@@ -272,39 +402,46 @@ impl Cluster {
     /// any shard or call, if that was recent (within `CONTACT_WINDOW`): `None` when nothing
     /// recent is known (no traffic with it), and always `Some(true)` for this node itself.
     pub fn reachable(&self, member: u64) -> Option<bool> {
-        if member == ClusterSpec::member_id(self.spec.me) {
+        if member == self.me {
             return Some(true);
         }
-        let index = usize::try_from(member).ok()?.checked_sub(1)?;
-        let peer = self.spec.nodes.get(index)?;
+        let table = self.table();
+        let peer = table.peer(member)?;
         self.contacts.reachable(&peer.bus, CONTACT_WINDOW)
     }
 
-    /// Asks the members of `shard` (one this node does not replicate) who leads it, and
-    /// remembers the first leader named; none (no member answered, or none knows a leader)
-    /// is remembered as unknown.
+    /// Asks the members of `shard` (one this node does not replicate, or [`META`]) who leads
+    /// it, and remembers the first leader named; none is remembered as unknown.
     async fn refresh_remote_leader(&self, shard: usize) {
+        let table = self.table();
+        let members: Vec<u64> = if shard == META {
+            table.nodes.keys().copied().collect()
+        } else {
+            table.members(shard).to_vec()
+        };
         let mut leader = 0;
-        for member in self.spec.members(shard) {
-            if let Ok(Answer::Leaders(leaders)) = self
-                .call(ClusterSpec::member_id(member), &Call::Leaders)
-                .await
-            {
-                if let Some(&l) = leaders.get(shard).filter(|l| **l != 0) {
-                    leader = l;
+        for member in members.into_iter().filter(|m| *m != self.me) {
+            if let Ok(Answer::Leaders(leaders)) = self.call(member, &Call::Leaders).await {
+                if let Some((_, l)) = leaders.iter().find(|(s, l)| *s == shard && *l != 0) {
+                    leader = *l;
                     break;
                 }
             }
         }
-        if let Some(slot) = self.remote_leaders.get(shard) {
-            slot.store(leader, Ordering::Relaxed);
-        }
+        self.remote_leaders
+            .lock()
+            .expect("remote leaders lock poisoned")
+            .insert(shard, leader);
     }
 
     /// Drops a leader that did not answer as one.
     pub fn forget_leader(&self, shard: usize, leader: u64) {
-        if let Some(slot) = self.remote_leaders.get(shard) {
-            let _ = slot.compare_exchange(leader, 0, Ordering::Relaxed, Ordering::Relaxed);
+        let mut known = self
+            .remote_leaders
+            .lock()
+            .expect("remote leaders lock poisoned");
+        if known.get(&shard) == Some(&leader) {
+            known.insert(shard, 0);
         }
     }
 
@@ -332,19 +469,27 @@ impl Cluster {
     /// [`CallError::NotSent`] when the call certainly did not reach the peer (it may be
     /// retried elsewhere), [`CallError::Unknown`] when it may have run there.
     pub async fn call(&self, member: u64, call: &Call) -> Result<Answer, CallError> {
-        let index = usize::try_from(member)
-            .ok()
-            .and_then(|m| m.checked_sub(1))
-            .ok_or_else(|| CallError::NotSent(format!("no node {member}")))?;
-        let peer = self
-            .spec
-            .nodes
-            .get(index)
+        self.call_within(member, call, CALL_TIMEOUT).await
+    }
+
+    /// [`Cluster::call`] with its own time limit.
+    ///
+    /// # Errors
+    /// As [`Cluster::call`].
+    pub async fn call_within(
+        &self,
+        member: u64,
+        call: &Call,
+        limit: Duration,
+    ) -> Result<Answer, CallError> {
+        let table = self.table();
+        let peer = table
+            .peer(member)
             .ok_or_else(|| CallError::NotSent(format!("no node {member}")))?;
         let payload = postcard::to_allocvec(call).map_err(|e| CallError::NotSent(e.to_string()))?;
         let answer = self
             .caller
-            .call(&peer.bus, payload, CALL_TIMEOUT)
+            .call(&peer.bus, payload, limit)
             .await
             .inspect(|_| self.contacts.reached(&peer.bus))
             .map_err(|e| {
@@ -360,21 +505,201 @@ impl Cluster {
         postcard::from_bytes(&answer)
             .map_err(|e| CallError::Unknown(format!("node {member} answered badly: {e}")))
     }
+
+    /// Calls the leader of `shard` (or [`META`]), following one change of leader: the answer
+    /// it gave, or the error text.
+    ///
+    /// # Errors
+    /// A `TRYAGAIN` text when no leader answered.
+    pub async fn call_leader(
+        &self,
+        shard: usize,
+        call: &Call,
+        limit: Duration,
+    ) -> Result<Answer, String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = String::from("no leader known");
+        while tokio::time::Instant::now() < deadline {
+            let mut leader = self.leader_of(shard);
+            if leader == 0 {
+                self.refresh_remote_leader(shard).await;
+                leader = self.leader_of(shard);
+            }
+            if leader == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            match self.call_within(leader, call, limit).await {
+                Ok(Answer::NotLeader(other)) => {
+                    self.forget_leader(shard, leader);
+                    last = format!("node {leader} no longer leads (leader: {other})");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(answer) => return Ok(answer),
+                Err(CallError::NotSent(e)) => {
+                    self.forget_leader(shard, leader);
+                    last = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(CallError::Unknown(e)) => return Err(format!("TRYAGAIN {e}")),
+            }
+        }
+        Err(format!("TRYAGAIN group {}: {last}", shard + 1))
+    }
+
+    /// Changes the table through the meta group's leader (wherever it is); returns the new
+    /// table, also taken here.
+    ///
+    /// # Errors
+    /// The text of a refusal (`ERR ...`) or of a failure to reach the leader (`TRYAGAIN ...`).
+    pub async fn change_table(&self, change: table::Change) -> Result<Arc<Table>, String> {
+        match self
+            .call_leader(META, &Call::ChangeTable(change), CALL_TIMEOUT)
+            .await?
+        {
+            Answer::Table(bytes) => {
+                let table = Table::decode(&bytes)?;
+                self.offer_table(table);
+                Ok(self.table())
+            }
+            Answer::Failed(e) => Err(e),
+            other => Err(format!("TRYAGAIN unexpected answer {other:?}")),
+        }
+    }
+
+    /// On the meta group's leader: applies `change` to the table (compare-and-set: the
+    /// change checks the table it finds) and commits it.
+    pub(crate) async fn change_table_here(&self, change: table::Change) -> Answer {
+        if self.meta.role() != Role::Leader {
+            return Answer::NotLeader(self.leader_of(META));
+        }
+        let _serial = self.table_lock.lock().await;
+        // The applied table: everything this leader committed is in it.
+        let current = stored_table(&self.meta_store).unwrap_or_else(|| (*self.table()).clone());
+        let next = match change.apply(&current) {
+            Ok(Some(next)) => next,
+            Ok(None) => return Answer::Table(current.encode().unwrap_or_default()),
+            Err(e) => return Answer::Failed(e),
+        };
+        let bytes = match next.encode() {
+            Ok(b) => b,
+            Err(e) => return Answer::Failed(format!("ERR {e}")),
+        };
+        let put = Effect::Put {
+            db: 0,
+            key: bytes::Bytes::from_static(table::TABLE_KEY),
+            value: Value::String(bytes::Bytes::from(bytes.clone())),
+            expires_at_ms: None,
+        };
+        match self.meta.raft().client_write(Batch::of(vec![put])).await {
+            Ok(_) => {
+                self.offer_table(next);
+                Answer::Table(bytes)
+            }
+            Err(e) => Answer::Failed(format!("TRYAGAIN the table change did not commit: {e}")),
+        }
+    }
+
+    /// Appends `effects` to `shard`'s log on its local leader (not speculatively: every
+    /// member, this one included, applies them when they commit).
+    ///
+    /// # Errors
+    /// `None` when this node does not lead the shard; the failure's text otherwise.
+    pub(crate) async fn append_here(
+        &self,
+        shard: usize,
+        effects: Vec<Effect>,
+    ) -> Result<(), Option<String>> {
+        let group = self.group(shard).ok_or(None)?;
+        if group.role() != Role::Leader {
+            return Err(None);
+        }
+        group
+            .raft()
+            .client_write(Batch::of(effects))
+            .await
+            .map(|_| ())
+            .map_err(|e| Some(format!("TRYAGAIN shard {}: {e}", shard + 1)))
+    }
+
+    /// The table as the meta group's leader has it now (taken here when newer), or this
+    /// node's when the leader cannot be asked.
+    pub async fn refresh_table(&self) -> Arc<Table> {
+        if let Ok(Answer::Table(bytes)) = self.call_leader(META, &Call::Table, CALL_TIMEOUT).await {
+            if let Ok(table) = Table::decode(&bytes) {
+                self.offer_table(table);
+            }
+        }
+        self.table()
+    }
+
+    /// Adds a started member to the node's groups.
+    fn add_group(&self, group: Arc<Group>) {
+        self.groups
+            .write()
+            .expect("cluster groups lock poisoned")
+            .insert(group.shard, group);
+    }
+
+    /// Removes a local member from the node's groups.
+    fn remove_group(&self, shard: usize) -> Option<Arc<Group>> {
+        self.groups
+            .write()
+            .expect("cluster groups lock poisoned")
+            .remove(&shard)
+    }
 }
 
-/// Keeps the leaders of the shards this node does not replicate (with `--replicas` below the
-/// number of nodes) up to date, asking their members every node timeout: CLUSTER INFO and
-/// SHARDS answer from what is known (without this, a shard never forwarded to counted as
-/// leaderless, so `cluster_state` stayed `fail`), and forwarding starts from a live leader.
-/// Ends with the node, or when the cluster is dropped.
+/// The table the meta store holds, if it holds one that decodes.
+fn stored_table(store: &Store) -> Option<Table> {
+    let db = store.db(0)?;
+    let bytes = {
+        let mut shard = db.shard(table::TABLE_KEY);
+        shard
+            .value(table::TABLE_KEY, tokio::time::Instant::now())?
+            .into_string()
+            .ok()?
+    };
+    match Table::decode(&bytes) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!("the meta group holds a table this node cannot read: {e}");
+            None
+        }
+    }
+}
+
+/// Takes every table the meta group applies. Ends with the node.
+async fn watch_table(cluster: Weak<Cluster>, shutdown: CancellationToken) {
+    loop {
+        let Some(c) = cluster.upgrade() else {
+            return;
+        };
+        if let Some(table) = stored_table(&c.meta_store) {
+            c.offer_table(table);
+        }
+        drop(c);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+}
+
+/// Keeps the leaders of the shards this node does not replicate (and of the meta group, when
+/// it does not lead it) up to date, asking their members every node timeout: CLUSTER INFO and
+/// SHARDS answer from what is known, and forwarding starts from a live leader. Ends with the
+/// node, or when the cluster is dropped.
 async fn follow_remote_leaders(cluster: Weak<Cluster>, shutdown: CancellationToken) {
     loop {
         let Some(c) = cluster.upgrade() else {
             return;
         };
         let period = c.spec.node_timeout;
-        for shard in (0..c.spec.shards()).filter(|s| c.group(*s).is_none()) {
-            c.refresh_remote_leader(shard).await;
+        let table = c.table();
+        for shard in table.shards.keys().filter(|s| c.group(**s).is_none()) {
+            c.refresh_remote_leader(*shard).await;
         }
         // Not held while sleeping: the node may drop its cluster meanwhile.
         drop(c);

@@ -51,6 +51,22 @@ pub enum Forwarded {
     /// The commands ran but this node stopped leading before they were committed: whether
     /// the group kept them is unknown.
     Unknown,
+    /// The first `replies.len()` commands ran; the rest are for keys whose slots moved to
+    /// `shard` (nothing of them ran).
+    Moved {
+        /// The replies of the commands that ran.
+        replies: Vec<Reply>,
+        /// The shard the rest go to.
+        shard: usize,
+    },
+}
+
+/// What running a request here came to.
+pub enum Local {
+    /// It ran (or was refused); the reply, unless CLIENT REPLY says not to send one.
+    Ran(Option<Reply>),
+    /// Its keys' slots belong to `shard` now: nothing ran.
+    Moved(usize),
 }
 
 /// Where a request goes, decided once per request by [`route`].
@@ -98,7 +114,31 @@ pub async fn run(
         Plan::Local(None) => session.execute(node, request),
         Plan::Local(Some(shard)) => {
             let group = cluster.group(shard)?;
-            run_local(node, &group, session, request, request_is_read(request)).await
+            match run_local(
+                node,
+                cluster,
+                &group,
+                session,
+                request,
+                request_is_read(request),
+            )
+            .await
+            {
+                Local::Ran(reply) => reply,
+                Local::Moved(to) => {
+                    let reply = match authenticate(node, session, request) {
+                        Err(reply) => reply,
+                        Ok(()) => {
+                            let commands = vec![request.args.clone()];
+                            match on_shard(node, cluster, session, to, commands).await {
+                                Ok(mut replies) => replies.pop().unwrap_or(Reply::Nil),
+                                Err(e) => e,
+                            }
+                        }
+                    };
+                    session.answer(node, reply)
+                }
+            }
         }
         Plan::Refuse(reply) => session.answer(node, reply),
         Plan::Remote(shard) => {
@@ -249,7 +289,7 @@ fn plan(cluster: &Cluster, session: &mut Session, request: &Request) -> Plan {
                 session
                     .watched
                     .iter()
-                    .map(|w| cluster.spec.shard_of(&w.key)),
+                    .map(|w| cluster.table().shard_of(&w.key)),
             );
             all.sort_unstable();
             all.dedup();
@@ -282,7 +322,9 @@ fn plan(cluster: &Cluster, session: &mut Session, request: &Request) -> Plan {
                     format!(
                         "TRYAGAIN WATCH must be sent to the leader of shard {} ({})",
                         shard + 1,
-                        cluster.leader_addr(*shard).unwrap_or("no leader")
+                        cluster
+                            .leader_addr(*shard)
+                            .unwrap_or_else(|| "no leader".into())
                     )
                     .into(),
                 ));
@@ -309,10 +351,12 @@ fn leads(cluster: &Cluster, shard: usize) -> bool {
 
 /// The shards of the keys `args` names, in key order (repeats kept).
 fn shards_of(cluster: &Cluster, spec: &crate::cmd::CommandSpec, args: &[Bytes]) -> Vec<usize> {
-    crate::cmd::capture::keys(spec, args, 0)
-        .into_iter()
-        .map(|(_, k)| cluster.spec.shard_of(k))
-        .collect()
+    let keys = crate::cmd::capture::keys(spec, args, 0);
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    let table = cluster.table();
+    keys.into_iter().map(|(_, k)| table.shard_of(k)).collect()
 }
 
 /// Splits a multi-key command whose keys span shards into one command per shard.
@@ -324,8 +368,9 @@ fn split_plan(cluster: &Cluster, name: &str, args: &[Bytes]) -> Option<Plan> {
         _ => return None,
     };
     let mut parts: Vec<(usize, Vec<Bytes>)> = Vec::new();
+    let table = cluster.table();
     for chunk in args.get(1..)?.chunks(step) {
-        let shard = cluster.spec.shard_of(chunk.first()?);
+        let shard = table.shard_of(chunk.first()?);
         match parts.iter_mut().find(|(s, _)| *s == shard) {
             Some((_, part)) => part.extend(chunk.iter().cloned()),
             None => {
@@ -390,15 +435,18 @@ fn authenticate(node: &Node, session: &mut Session, request: &Request) -> Result
 }
 
 /// Runs `commands` on the leader of `shard`: here if this node leads it, else on the leader
-/// over the bus (following one change of leader).
+/// over the bus (following changes of leader, and slots that moved to another shard).
 async fn on_shard(
     node: &Node,
     cluster: &Cluster,
     session: &mut Session,
-    shard: usize,
-    commands: Vec<Vec<Bytes>>,
+    mut shard: usize,
+    mut commands: Vec<Vec<Bytes>>,
 ) -> Result<Vec<Reply>, Reply> {
-    for _ in 0..3 {
+    let mut done: Vec<Reply> = Vec::new();
+    let mut attempts = 0;
+    while attempts < 6 {
+        attempts += 1;
         let role = match cluster.group(shard) {
             Some(g) => g.await_leader(LEADER_WAIT).await,
             None => cluster.remote_leader(shard, LEADER_WAIT).await,
@@ -408,7 +456,8 @@ async fn on_shard(
                 let Some(group) = cluster.group(shard) else {
                     break;
                 };
-                let mut replies = Vec::new();
+                let mut moved = None;
+                let mut ran = 0;
                 for args in &commands {
                     let request = Request {
                         args: args.clone(),
@@ -416,11 +465,23 @@ async fn on_shard(
                         password: None,
                     };
                     let read = request_is_read(&request);
-                    if let Some(r) = run_local(node, &group, session, &request, read).await {
-                        replies.push(r);
+                    match run_local(node, cluster, &group, session, &request, read).await {
+                        Local::Ran(Some(r)) => done.push(r),
+                        Local::Ran(None) => {}
+                        Local::Moved(to) => {
+                            moved = Some(to);
+                            break;
+                        }
+                    }
+                    ran += 1;
+                }
+                match moved {
+                    None => return Ok(done),
+                    Some(to) => {
+                        commands.drain(..ran);
+                        shard = to;
                     }
                 }
-                return Ok(replies);
             }
             Role::Follower(leader) => {
                 let forward = Forward {
@@ -430,7 +491,15 @@ async fn on_shard(
                     hops: 0,
                 };
                 match cluster.forward(leader, &forward).await {
-                    Ok(Forwarded::Replies(replies)) => return Ok(replies),
+                    Ok(Forwarded::Replies(replies)) => {
+                        done.extend(replies);
+                        return Ok(done);
+                    }
+                    Ok(Forwarded::Moved { replies, shard: to }) => {
+                        commands.drain(..replies.len().min(commands.len()));
+                        done.extend(replies);
+                        shard = to;
+                    }
                     Ok(Forwarded::NotLeader(_)) => {
                         cluster.forget_leader(shard, leader);
                         continue;
@@ -471,35 +540,94 @@ pub fn cluster_down(shard: usize) -> Reply {
 
 /// Runs `request` here, against a shard this node leads: reads confirm leadership first when
 /// the lease has lapsed, then the command runs with the shard's speculation pause held for
-/// reading, and leaves its mark for the connection to wait on.
+/// reading, and leaves its mark for the connection to wait on. The keys' slots must be served
+/// here by the shard ([`Slots::serves`](crate::replication::slots::Slots::serves)): while a
+/// move has them frozen or not yet activated, the command waits; once the table gives them
+/// to another shard, nothing runs and the answer says where they went.
 pub async fn run_local(
     node: &Node,
+    cluster: &Cluster,
     group: &Group,
     session: &mut Session,
     request: &Request,
     read: bool,
-) -> Option<Reply> {
+) -> Local {
     // Elected but still applying what earlier terms committed: nothing may run before that.
     if group.await_ready(LEADER_WAIT).await != Role::Leader {
-        return session.answer(node, cluster_down(group.shard));
+        return Local::Ran(session.answer(node, cluster_down(group.shard)));
     }
     if read && !group.lease_valid() {
         if let Err(e) = group.raft().ensure_linearizable().await {
             tracing::debug!(shard = group.shard + 1, "read refused: {e}");
-            return session.answer(node, cluster_down(group.shard));
+            return Local::Ran(session.answer(node, cluster_down(group.shard)));
         }
     }
-    let reply = {
-        let _pause = group.speculation.pause.read().await;
-        if group.role() != Role::Leader {
-            drop(_pause);
-            return session.answer(node, cluster_down(group.shard));
+    let keys = request_keys(session, request);
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let reply = {
+            let _pause = group.speculation.pause.read().await;
+            if group.role() != Role::Leader {
+                drop(_pause);
+                return Local::Ran(session.answer(node, cluster_down(group.shard)));
+            }
+            // Held while the command runs: no slot's keys move or go meanwhile.
+            let _switch = cluster.slots.switch.read().expect("slots switch poisoned");
+            let served = keys
+                .iter()
+                .all(|k| cluster.slots.serves(group.shard, k, !read));
+            served.then(|| session.execute(node, request))
+        };
+        if let Some(reply) = reply {
+            let (origin, seq) = group.mark();
+            session.cluster_marks.push((group.shard, origin, seq));
+            return Local::Ran(reply);
         }
-        session.execute(node, request)
+        let table = cluster.table();
+        if let Some(other) = keys
+            .iter()
+            .map(|k| table.shard_of(k))
+            .find(|s| *s != group.shard)
+        {
+            return Local::Moved(other);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Local::Ran(session.answer(
+                node,
+                Reply::Error("TRYAGAIN the keys' slots are being moved; try again later".into()),
+            ));
+        }
+        // A move is finishing (frozen, or not yet activated here): wait for it.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The keys a request touches here: its own, or, for EXEC, those of the queued commands.
+fn request_keys(session: &Session, request: &Request) -> Vec<Bytes> {
+    let Some(name) = request.args.first() else {
+        return Vec::new();
     };
-    let (origin, seq) = group.mark();
-    session.cluster_marks.push((group.shard, origin, seq));
-    reply
+    let Some(spec) = lookup(name) else {
+        return Vec::new();
+    };
+    if spec.name == "exec" {
+        if let Some(multi) = &session.multi {
+            return multi
+                .queued
+                .iter()
+                .flat_map(|(s, r)| {
+                    crate::cmd::capture::keys(s, &r.args, 0)
+                        .into_iter()
+                        .map(|(_, k)| k.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+    }
+    crate::cmd::capture::keys(spec, &request.args, 0)
+        .into_iter()
+        .map(|(_, k)| k.clone())
+        .collect()
 }
 
 /// EXEC for a transaction whose keys are on another node's shard: the queued commands go to

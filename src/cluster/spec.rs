@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::client::router::node_for;
 
 /// One node of the cluster as the list names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Peer {
     /// Where clients reach it: `host:port`.
     pub client: String,
@@ -214,11 +214,17 @@ impl ClusterSpec {
     /// A node's 40-hex-digit id as CLUSTER MYID and CLUSTER SHARDS show it: derived from its
     /// position and client address, so it is the same on every node and across restarts.
     pub fn node_name(&self, index: usize) -> String {
-        use sha2::{Digest, Sha256};
         let addr = self.nodes.get(index).map_or("", |p| p.client.as_str());
-        let digest = Sha256::digest(format!("minikv-node/{}/{addr}", index + 1).as_bytes());
-        digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
+        node_name(ClusterSpec::member_id(index), addr)
     }
+}
+
+/// Node `member`'s 40-hex-digit id, from its id and client address (see
+/// [`ClusterSpec::node_name`]).
+pub fn node_name(member: u64, client: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("minikv-node/{member}/{client}").as_bytes());
+    digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -333,7 +333,10 @@ fn publish(node: &Node, session: &mut Session, in_exec: bool) {
         // the rest with CROSSSLOT.
         let shard = capture.effects.iter().find_map(|e| match e {
             Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } => {
-                Some(cluster.spec.shard_of(key))
+                cluster
+                    .slots
+                    .serving(crate::client::router::slot_of(key))
+                    .group
             }
             _ => None,
         });

@@ -261,7 +261,7 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             ),
             (
                 "cluster-enabled",
-                if c.cluster.is_some() { "yes" } else { "no" }.into(),
+                if c.clustered() { "yes" } else { "no" }.into(),
             ),
             (
                 "slowlog-log-slower-than",

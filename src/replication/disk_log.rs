@@ -330,7 +330,7 @@ fn write_meta(dir: &Path, meta: &Meta) -> Result<(), LogFileError> {
 
 /// Temp file, fsync, rename (atomic on POSIX: readers see the old file or the new one),
 /// then fsync of the directory so the rename itself survives a crash.
-pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp)?;
     file.write_all(bytes)?;

@@ -30,6 +30,7 @@ pub mod bus;
 pub mod disk_log;
 pub mod log;
 pub mod network;
+pub mod slots;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

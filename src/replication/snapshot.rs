@@ -30,6 +30,10 @@ use super::types::NodeId;
 pub struct Image {
     /// The databases that hold keys, in index order.
     pub dbs: Vec<DbImage>,
+    /// What the group holds (issue 11); absent in images written before slots, which hold a
+    /// group's genesis share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<super::slots::GroupSlots>,
 }
 
 /// One database in an [`Image`].
@@ -317,6 +321,7 @@ mod tests {
 
     fn image() -> Image {
         Image {
+            slots: None,
             dbs: vec![DbImage {
                 db: 0,
                 entries: (0..100)

@@ -56,18 +56,29 @@ use openraft::{
 };
 use tokio::time::Instant;
 
+use super::slots::{GroupSlots, Slots, Target};
 use super::snapshot::{self, FileError, SnapshotError};
 pub use super::snapshot::{DbImage, EntryImage, Image};
 use super::types::{Applied, NodeId, Speculation, TypeConfig};
-use crate::client::router::node_for;
+use crate::client::router::slot_of;
 use crate::effect::{ApplyError, Effect};
-use crate::store::{clock, dump_entries, Db, Kind, Prepared, Store};
+use crate::store::{clock, dump_entries, Kind, Store};
 
-/// The keys a group's state machine owns: those with `node_for(key, groups) == group`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scope {
-    group: usize,
-    groups: usize,
+/// The keys a group's state machine owns: every key, or the slots a group holds on this node
+/// (see [`super::slots`]).
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every key: a store that holds a single group.
+    All,
+    /// Group `group` of a replicated cluster.
+    Group {
+        /// The group (shard, 0-based).
+        group: usize,
+        /// The node's slots, over the same store as the state machine's.
+        slots: Arc<Slots>,
+        /// What the group holds before its log says anything (a new cluster's share).
+        genesis: GroupSlots,
+    },
 }
 
 /// A member's state machine; clones share it (a restarted member gets the same one back).
@@ -112,8 +123,24 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-/// An image checked and prepared for [`StateMachine::replace`]: per database, entries by shard.
-type Loads<'a> = Vec<(&'a Db, Vec<Vec<Prepared>>)>;
+/// An image checked for [`StateMachine::replace`]: what the group holds (for a group scope)
+/// and per database its live entries.
+#[derive(Default)]
+struct Loads {
+    slots: Option<GroupSlots>,
+    dbs: Vec<(usize, Vec<Checked>)>,
+}
+
+/// A group's copy: what it holds, and per database one dump per store shard.
+type Dumps = (Option<GroupSlots>, Vec<(usize, Vec<Vec<u8>>)>);
+
+/// One entry of an image, checked.
+struct Checked {
+    key: Bytes,
+    kind: Kind,
+    data: Bytes,
+    deadline: Option<Instant>,
+}
 
 /// Why one effect was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,39 +153,31 @@ enum Rejection {
 impl Scope {
     /// Every key: a store that holds a single group.
     pub fn all() -> Scope {
-        Scope {
-            group: 0,
-            groups: 1,
+        Scope::All
+    }
+
+    /// Group `group` (0-based) among the `shards` shards a new cluster started with, over the
+    /// node's `slots`.
+    pub fn group(group: usize, shards: usize, slots: Arc<Slots>) -> Scope {
+        Scope::Group {
+            group,
+            slots,
+            genesis: GroupSlots::genesis(group, shards),
         }
     }
 
-    /// Group `group` (0-based) of `groups`.
-    ///
-    /// # Panics
-    /// If `group >= groups` (which also rules out `groups == 0`): a configuration bug.
-    pub fn new(group: usize, groups: usize) -> Scope {
-        assert!(group < groups, "group {group} is not one of {groups}");
-        Scope { group, groups }
+    /// Group `group` of a new cluster of `shards` shards, alone on `store` (tests: one
+    /// state machine per store).
+    pub fn standalone(store: &Arc<Store>, group: usize, shards: usize) -> Scope {
+        Scope::group(group, shards, Arc::new(Slots::new(store.clone())))
     }
 
-    /// The group's index.
-    pub fn group(&self) -> usize {
-        self.group
-    }
-
-    /// How many groups the keyspace is split into.
-    pub fn groups(&self) -> usize {
-        self.groups
-    }
-
-    /// Whether the scope is the whole keyspace (one group).
-    pub fn is_all(&self) -> bool {
-        self.groups == 1
-    }
-
-    /// Whether `key` belongs to the group (one MD5 of the key, unless the scope is all).
-    pub fn owns(&self, key: &[u8]) -> bool {
-        self.is_all() || node_for(key, self.groups) == self.group
+    /// The group's index (0 for [`Scope::All`]).
+    pub fn index(&self) -> usize {
+        match self {
+            Scope::All => 0,
+            Scope::Group { group, .. } => *group,
+        }
     }
 }
 
@@ -173,6 +192,20 @@ impl StateMachine {
     /// The state machine of group `scope` over `store`, sharing `speculation` with the
     /// member's leader side; snapshots live in memory only.
     pub fn group(store: Arc<Store>, scope: Scope, speculation: Arc<Speculation>) -> Self {
+        if let Scope::Group {
+            group,
+            slots,
+            genesis,
+        } = &scope
+        {
+            // A group new to the node holds its genesis share until its log or a snapshot
+            // says otherwise; claiming it moves no key.
+            let _switch = slots.switch.write().expect("slots switch poisoned");
+            let mut guard = slots.lock();
+            if !guard.knows(*group) {
+                guard.replace(*group, genesis.clone(), |_, _| {});
+            }
+        }
         StateMachine {
             store,
             scope,
@@ -214,8 +247,8 @@ impl StateMachine {
     }
 
     /// The keys it owns.
-    pub fn scope(&self) -> Scope {
-        self.scope
+    pub fn scope(&self) -> &Scope {
+        &self.scope
     }
 
     /// What it shares with the member's leader side.
@@ -252,107 +285,145 @@ impl StateMachine {
     }
 
     /// Applies one batch; database-wide effects (FLUSHDB, FLUSHALL, SWAPDB) run with the gate
-    /// held exclusively, as they do on the command path, so no reader sees them half done.
+    /// held exclusively, as they do on the command path, so no reader sees them half done. In
+    /// a group, slot changes and flushes also hold the slots' switch (keys move or go).
     fn apply_batch(&self, batch: &[Effect], now: Instant) -> Applied {
         let alone = batch.iter().any(|e| {
             matches!(
                 e,
-                Effect::FlushDb { .. } | Effect::FlushAll | Effect::SwapDb { .. }
+                Effect::FlushDb { .. }
+                    | Effect::FlushAll
+                    | Effect::SwapDb { .. }
+                    | Effect::Slots(_)
             )
         });
-        let _gate = alone.then(|| self.store.gate().exclusive());
         let mut rejected = 0;
         let mut first = None;
-        for effect in batch {
-            if let Err(why) = self.apply_effect(effect, now) {
-                rejected += 1;
-                first.get_or_insert(why);
+        match &self.scope {
+            Scope::All => {
+                let _gate = alone.then(|| self.store.gate().exclusive());
+                for effect in batch {
+                    if let Err(why) = effect.apply(&self.store, now) {
+                        rejected += 1;
+                        first.get_or_insert(Rejection::NoSuchDb(why_db(why)));
+                    }
+                }
+            }
+            Scope::Group { group, slots, .. } => {
+                // The switch before the gate: the request path takes them in that order.
+                let _switch = alone.then(|| slots.switch.write().expect("slots switch poisoned"));
+                let _gate = alone.then(|| self.store.gate().exclusive());
+                let mut guard = slots.lock();
+                for effect in batch {
+                    let result = match effect {
+                        Effect::Put { key, .. }
+                        | Effect::Del { key, .. }
+                        | Effect::Expire { key, .. } => match guard.target(*group, slot_of(key)) {
+                            Target::Main => effect.apply(&self.store, now).map_err(no_such),
+                            Target::Staging(staging) => {
+                                effect.apply(&staging, now).map_err(no_such)
+                            }
+                            Target::None => Err(Rejection::OtherGroup),
+                        },
+                        Effect::FlushDb { .. } | Effect::FlushAll => {
+                            // The group's keys only: every slot it holds starts empty again.
+                            let held = guard.group_slots(*group);
+                            guard.replace(*group, held, |_, _| {});
+                            Ok(())
+                        }
+                        Effect::SwapDb { .. } => Err(Rejection::SwapInGroup),
+                        Effect::Slots(control) => {
+                            guard.control(*group, control);
+                            Ok(())
+                        }
+                    };
+                    if let Err(why) = result {
+                        rejected += 1;
+                        first.get_or_insert(why);
+                    }
+                }
             }
         }
         if let Some(first) = first {
             tracing::warn!(
                 rejected,
                 ?first,
-                group = self.scope.group,
+                group = self.scope.index(),
                 "effects this member cannot apply: a database past its --databases, a key of \
-                 another group, or SWAPDB in a group"
+                 a slot the group does not hold, or SWAPDB in a group"
             );
         }
         Applied { rejected }
     }
 
-    fn apply_effect(&self, effect: &Effect, now: Instant) -> Result<(), Rejection> {
-        let scope = self.scope;
-        let no_such = |ApplyError::NoSuchDb(db)| Rejection::NoSuchDb(db);
-        if scope.is_all() {
-            return effect.apply(&self.store, now).map_err(no_such);
-        }
-        let other = |k: &[u8]| !scope.owns(k);
-        match effect {
-            Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } => {
-                if !scope.owns(key) {
-                    return Err(Rejection::OtherGroup);
-                }
-                effect.apply(&self.store, now).map_err(no_such)
-            }
-            Effect::FlushDb { db } => {
-                let db = self.store.db(*db).ok_or(Rejection::NoSuchDb(*db))?;
-                db.retain(other);
-                self.store.mark_dirty(1);
-                Ok(())
-            }
-            Effect::FlushAll => {
-                for db in self.store.dbs() {
-                    db.retain(other);
-                }
-                self.store.mark_dirty(1);
-                Ok(())
-            }
-            Effect::SwapDb { .. } => Err(Rejection::SwapInGroup),
-        }
-    }
-
-    /// Copies the group's live entries: per database that has any, one dump per shard. Taken
-    /// with the gate shared, as the snapshot task does: a transaction is wholly in or out.
-    fn dump(&self, now: Instant) -> Vec<(usize, Vec<Vec<u8>>)> {
+    /// Copies the group's live entries: per database that has any, one dump per shard, and
+    /// what the group holds. Taken with the gate shared, as the snapshot task does: a
+    /// transaction is wholly in or out.
+    fn dump(&self, now: Instant) -> Dumps {
         let _gate = self.store.gate().shared(u64::MAX);
-        let scope = self.scope;
-        self.store
-            .dbs()
-            .iter()
-            .enumerate()
-            .map(|(i, db)| match scope.is_all() {
-                true => (i, db.dump(now)),
-                false => (i, db.dump_matching(now, |k| scope.owns(k))),
-            })
-            .filter(|(_, shards)| shards.iter().any(|d| !d.is_empty()))
-            .collect()
+        let keep = |(_, shards): &(usize, Vec<Vec<u8>>)| shards.iter().any(|d| !d.is_empty());
+        match &self.scope {
+            Scope::All => (
+                None,
+                self.store
+                    .dbs()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, db)| (i, db.dump(now)))
+                    .filter(keep)
+                    .collect(),
+            ),
+            Scope::Group { group, slots, .. } => {
+                // Held throughout: no slot change or effect of any group lands meanwhile.
+                let guard = slots.lock();
+                let held = guard.group_slots(*group);
+                let staging = guard.staging(*group);
+                let mut dumps: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
+                for (i, db) in self.store.dbs().iter().enumerate() {
+                    let mut shards =
+                        db.dump_matching(now, |k| slots.serving(slot_of(k)).group == Some(*group));
+                    if let Some(st) = staging.as_ref().and_then(|st| st.db(i)) {
+                        shards.extend(st.dump(now));
+                    }
+                    dumps.push((i, shards));
+                }
+                (Some(held), dumps.into_iter().filter(keep).collect())
+            }
+        }
     }
 
-    /// Checks every entry of `image` and prepares it for [`StateMachine::replace`]; nothing
-    /// in the store changes.
-    fn prepare(&self, image: Image, now: Instant) -> Result<Loads<'_>, SnapshotError> {
-        let mut loads = Vec::with_capacity(image.dbs.len());
+    /// Checks every entry of `image` for [`StateMachine::replace`]; nothing in the store
+    /// changes.
+    fn prepare(&self, image: Image, now: Instant) -> Result<Loads, SnapshotError> {
+        let slots = match &self.scope {
+            Scope::All => None,
+            Scope::Group { genesis, .. } => Some(image.slots.unwrap_or_else(|| genesis.clone())),
+        };
+        let mut loads = Loads {
+            dbs: Vec::with_capacity(image.dbs.len()),
+            slots: None,
+        };
         for DbImage { db: index, entries } in image.dbs {
-            let Some(db) = self.store.db(index) else {
+            if self.store.db(index).is_none() {
                 tracing::warn!(
                     db = index,
                     "snapshot names a database this member does not have"
                 );
                 continue;
-            };
-            let mut by_shard: Vec<Vec<Prepared>> =
-                (0..db.shard_count()).map(|_| Vec::new()).collect();
+            }
+            let mut checked = Vec::with_capacity(entries.len());
             for e in entries {
                 let kind = Kind::from_name(e.kind.as_bytes())
                     .ok_or_else(|| SnapshotError::Refused(format!("unknown type {:?}", e.kind)))?;
-                if !self.scope.owns(&e.key) {
-                    return Err(SnapshotError::Refused(format!(
-                        "key {:?} is not in group {} of {}",
-                        String::from_utf8_lossy(&e.key),
-                        self.scope.group,
-                        self.scope.groups
-                    )));
+                if let Some(held) = &slots {
+                    if !held.held.contains(slot_of(&e.key)) {
+                        return Err(SnapshotError::Refused(format!(
+                            "key {:?} is in slot {}, which group {} does not hold",
+                            String::from_utf8_lossy(&e.key),
+                            slot_of(&e.key),
+                            self.scope.index() + 1,
+                        )));
+                    }
                 }
                 let deadline = match e.expires_at_ms {
                     None => None,
@@ -366,34 +437,65 @@ impl StateMachine {
                         }
                     },
                 };
-                let (shard, prepared) = db.prepare(&e.key, kind, &e.data, deadline);
-                if let Some(slot) = by_shard.get_mut(shard) {
-                    slot.push(prepared);
-                }
+                checked.push(Checked {
+                    key: e.key,
+                    kind,
+                    data: e.data,
+                    deadline,
+                });
             }
-            loads.push((db, by_shard));
+            loads.dbs.push((index, checked));
         }
+        loads.slots = slots;
         Ok(loads)
     }
 
     /// Decodes a frame and prepares its image.
-    fn prepare_frame(&self, frame: &[u8]) -> Result<Loads<'_>, SnapshotError> {
+    fn prepare_frame(&self, frame: &[u8]) -> Result<Loads, SnapshotError> {
         self.prepare(snapshot::decode(frame)?, Instant::now())
     }
 
-    /// Replaces the group's keys with `loads` (none: just removes them), with the gate held
-    /// exclusively: readers see the old contents or the new, never a mix.
-    fn replace(&self, loads: Option<Loads<'_>>) {
-        let _gate = self.store.gate().exclusive();
-        let scope = self.scope;
-        for db in self.store.dbs() {
-            match scope.is_all() {
-                true => db.clear(),
-                false => db.retain(|k| !scope.owns(k)),
-            };
-        }
-        for (db, by_shard) in loads.into_iter().flatten() {
-            db.load(by_shard);
+    /// Replaces the group's keys with `loads` (none: back to the state before any entry),
+    /// with the gate held exclusively: readers see the old contents or the new, never a mix.
+    fn replace(&self, loads: Option<Loads>) {
+        let load_into = |loads: &Loads, store: &Store, keep: &dyn Fn(&[u8]) -> bool| {
+            for (index, entries) in &loads.dbs {
+                let Some(db) = store.db(*index) else {
+                    continue;
+                };
+                let mut by_shard: Vec<Vec<_>> = (0..db.shard_count()).map(|_| Vec::new()).collect();
+                for e in entries.iter().filter(|e| keep(&e.key)) {
+                    let (shard, prepared) = db.prepare(&e.key, e.kind, &e.data, e.deadline);
+                    if let Some(list) = by_shard.get_mut(shard) {
+                        list.push(prepared);
+                    }
+                }
+                db.load(by_shard);
+            }
+        };
+        match &self.scope {
+            Scope::All => {
+                let _gate = self.store.gate().exclusive();
+                for db in self.store.dbs() {
+                    db.clear();
+                }
+                if let Some(loads) = &loads {
+                    load_into(loads, &self.store, &|_| true);
+                }
+            }
+            Scope::Group {
+                group,
+                slots,
+                genesis,
+            } => {
+                let _switch = slots.switch.write().expect("slots switch poisoned");
+                let _gate = self.store.gate().exclusive();
+                let loads = loads.unwrap_or_default();
+                let held = loads.slots.clone().unwrap_or_else(|| genesis.clone());
+                slots.lock().replace(*group, held, |store, keep| {
+                    load_into(&loads, store, &|k| keep(slot_of(k)))
+                });
+            }
         }
         self.store.mark_dirty(1);
     }
@@ -426,6 +528,10 @@ impl StateMachine {
         let file = snapshot::file_path(dir);
         std::fs::create_dir_all(dir).map_err(|e| file_error(&file, e.into()))?;
         let Some((meta, frame)) = snapshot::read_file(dir)? else {
+            // A group with no snapshot starts from its genesis share of the slots.
+            if matches!(self.scope, Scope::Group { .. }) {
+                self.replace(None);
+            }
             return Ok(());
         };
         let loads = self
@@ -483,9 +589,10 @@ impl SnapshotBuilder {
         machine: &StateMachine,
         meta: SnapshotMeta<NodeId, BasicNode>,
         generation: u64,
-        dumps: Vec<(usize, Vec<Vec<u8>>)>,
+        (slots, dumps): Dumps,
     ) -> Result<Snapshot<TypeConfig>, SnapshotError> {
         let image = Image {
+            slots,
             dbs: dumps
                 .into_iter()
                 .map(|(db, shards)| DbImage {
@@ -623,6 +730,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+fn no_such(e: ApplyError) -> Rejection {
+    Rejection::NoSuchDb(why_db(e))
+}
+
+fn why_db(e: ApplyError) -> usize {
+    match e {
+        ApplyError::NoSuchDb(db) => db,
     }
 }
 

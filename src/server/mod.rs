@@ -49,7 +49,7 @@ impl Server {
             }
             None => None,
         };
-        if config.cluster.is_some() && config.appendonly {
+        if config.clustered() && config.appendonly {
             return Err(Error::Startup(
                 "--appendonly is not used with --cluster: each shard's Raft log is the node's \
                  log (fsynced before a write is acknowledged)"
@@ -60,7 +60,7 @@ impl Server {
         let persister = node.persister.clone();
         let store = node.store.clone();
         // In a cluster the shards' groups restore the data (their snapshots and logs).
-        let restored = if node.config.cluster.is_some() {
+        let restored = if node.config.clustered() {
             0
         } else {
             tokio::task::spawn_blocking(move || persister.load(&store))
@@ -97,7 +97,15 @@ impl Server {
         node.port
             .store(u64::from(port), std::sync::atomic::Ordering::Relaxed);
         if let Some(spec) = node.config.cluster.clone() {
-            let cluster = crate::cluster::Cluster::start(&node, spec)
+            let cluster = crate::cluster::Cluster::start(&node, spec, None)
+                .await
+                .map_err(Error::Startup)?;
+            let _ = node.cluster.set(cluster);
+        } else if let Some(join) = node.config.join.clone() {
+            let (spec, table) = crate::cluster::operate::request_join(&node.config, port, &join)
+                .await
+                .map_err(Error::Startup)?;
+            let cluster = crate::cluster::Cluster::start(&node, spec, Some(table))
                 .await
                 .map_err(Error::Startup)?;
             let _ = node.cluster.set(cluster);
@@ -147,7 +155,7 @@ impl Server {
             config.cleanup_interval,
             node.shutdown.clone(),
         ));
-        if config.cluster.is_none() {
+        if !config.clustered() {
             tracker.spawn(persist::run(
                 node.persister.clone(),
                 node.store.clone(),

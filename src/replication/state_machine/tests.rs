@@ -3,6 +3,7 @@ use std::time::Duration;
 use openraft::CommittedLeaderId;
 
 use super::*;
+use crate::client::router::node_for;
 use crate::replication::types::Batch;
 
 type Contents = Vec<(usize, Bytes, crate::store::Value, Option<i64>)>;
@@ -23,10 +24,9 @@ fn contents(store: &Store) -> Contents {
 
 /// The entries of `contents` whose key group `group` of 3 owns.
 fn of_group(contents: &Contents, group: usize) -> Contents {
-    let scope = Scope::new(group, 3);
     contents
         .iter()
-        .filter(|e| scope.owns(&e.1))
+        .filter(|e| node_for(&e.1, 3) == group)
         .cloned()
         .collect()
 }
@@ -127,7 +127,11 @@ async fn a_snapshot_that_does_not_decode_is_an_error_not_a_panic() {
 #[tokio::test]
 async fn a_group_snapshot_holds_and_replaces_only_the_groups_keys() {
     let source = filled("new");
-    let mut from = StateMachine::group(source.clone(), Scope::new(1, 3), Arc::default());
+    let mut from = StateMachine::group(
+        source.clone(),
+        Scope::standalone(&source, 1, 3),
+        Arc::default(),
+    );
     let snapshot = build(&mut from).await;
     let image = snapshot::decode(snapshot.snapshot.get_ref()).expect("decodes");
     let keys: Vec<_> = image.dbs.iter().flat_map(|d| &d.entries).collect();
@@ -139,7 +143,11 @@ async fn a_group_snapshot_holds_and_replaces_only_the_groups_keys() {
     let target = filled("old");
     put(&target, 0, &key_of(1, 1000), "stale");
     let before = contents(&target);
-    let mut to = StateMachine::group(target.clone(), Scope::new(1, 3), Arc::default());
+    let mut to = StateMachine::group(
+        target.clone(),
+        Scope::standalone(&target, 1, 3),
+        Arc::default(),
+    );
     to.install_snapshot(&snapshot.meta, snapshot.snapshot)
         .await
         .expect("installs");
@@ -156,12 +164,19 @@ async fn an_image_with_a_key_of_another_group_is_refused_whole() {
     let snapshot = build(&mut StateMachine::new(source)).await;
     let target = filled("old");
     let before = contents(&target);
-    let mut to = StateMachine::group(target.clone(), Scope::new(2, 3), Arc::default());
+    let mut to = StateMachine::group(
+        target.clone(),
+        Scope::standalone(&target, 2, 3),
+        Arc::default(),
+    );
     let err = to
         .install_snapshot(&snapshot.meta, snapshot.snapshot)
         .await
         .expect_err("refused");
-    assert!(err.to_string().contains("not in group 2 of 3"), "{err}");
+    assert!(
+        err.to_string().contains("which group 3 does not hold"),
+        "{err}"
+    );
     assert_eq!(contents(&target), before);
 }
 
@@ -169,7 +184,11 @@ async fn an_image_with_a_key_of_another_group_is_refused_whole() {
 async fn flushes_in_a_group_remove_its_keys_only_and_swapdb_is_rejected() {
     let store = filled("v");
     let before = contents(&store);
-    let mut sm = StateMachine::group(store.clone(), Scope::new(0, 3), Arc::default());
+    let mut sm = StateMachine::group(
+        store.clone(),
+        Scope::standalone(&store, 0, 3),
+        Arc::default(),
+    );
     let batch = Batch::of(vec![
         Effect::FlushDb { db: 1 },
         Effect::SwapDb { a: 0, b: 1 },
@@ -300,8 +319,8 @@ async fn a_reset_drops_a_waiting_build_and_goes_back_to_the_snapshot() {
 #[tokio::test]
 async fn a_durable_group_reopens_from_its_snapshot_file_and_refuses_a_corrupt_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let scope = Scope::new(1, 3);
     let source = filled("v");
+    let scope = Scope::standalone(&source, 1, 3);
     let mut sm = StateMachine::open(source.clone(), scope, Arc::default(), dir.path())
         .await
         .expect("opens an empty directory");
@@ -314,8 +333,9 @@ async fn a_durable_group_reopens_from_its_snapshot_file_and_refuses_a_corrupt_on
 
     // Another process: a store holding other groups' keys only.
     let store = filled("other");
-    store.db(0).expect("db").retain(|k| !scope.owns(k));
-    store.db(1).expect("db").retain(|k| !scope.owns(k));
+    store.db(0).expect("db").retain(|k| node_for(k, 3) != 1);
+    store.db(1).expect("db").retain(|k| node_for(k, 3) != 1);
+    let scope = Scope::standalone(&store, 1, 3);
     let mut reopened = StateMachine::open(store.clone(), scope, Arc::default(), dir.path())
         .await
         .expect("reopens");
@@ -337,9 +357,10 @@ async fn a_durable_group_reopens_from_its_snapshot_file_and_refuses_a_corrupt_on
     let last_byte = bytes.len() - 1;
     bytes[last_byte] ^= 1;
     std::fs::write(&path, &bytes).expect("write");
+    let fresh = Arc::new(Store::new(2, 4));
     let err = StateMachine::open(
-        Arc::new(Store::new(2, 4)),
-        scope,
+        fresh.clone(),
+        Scope::standalone(&fresh, 1, 3),
         Arc::default(),
         dir.path(),
     )

@@ -516,13 +516,17 @@ mod tests {
             leader: false,
             health: "online".into(),
         };
-        let topology = |replicas: usize| Topology {
-            shards: (0..3)
-                .map(|index| Shard {
-                    index,
-                    nodes: (0..replicas).map(|k| node((index + k) % 3)).collect(),
-                })
-                .collect(),
+        let topology = |replicas: usize| {
+            Topology::new(
+                (0..3)
+                    .map(|index| Shard {
+                        index,
+                        slots: Vec::new(),
+                        nodes: (0..replicas).map(|k| node((index + k) % 3)).collect(),
+                    })
+                    .collect(),
+            )
+            .expect("a valid topology")
         };
         assert_eq!(
             replication_line(&topology(3), 3),

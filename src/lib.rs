@@ -49,7 +49,7 @@ pub mod stats;
 pub mod store;
 pub mod tls;
 
-pub use client::router::node_for;
+pub use client::router::{node_for, slot_of, SLOTS};
 pub use client::{ClientConfig, ClusterClient};
 pub use config::NodeConfig;
 pub use error::{Error, Result};

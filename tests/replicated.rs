@@ -486,14 +486,21 @@ fn servers_until(trio: &Trio, what: &str, done: impl Fn(&str) -> bool) -> String
     }
 }
 
-/// The `Shard N: ...` line of the REPL's `servers` output.
+/// The `Shard N: ...` line of the REPL's `servers` output, less its slots (`Shard N (4096
+/// slots: ...): ...` from a server with slots reads `Shard N: ...`).
 fn shard_line(servers: &str, shard: usize) -> String {
     let prefix = format!("Shard {shard}: ");
+    let slotted = format!("Shard {shard} (");
     servers
         .lines()
-        .find(|l| l.starts_with(&prefix))
+        .find_map(|l| {
+            if l.starts_with(&prefix) {
+                return Some(l.to_string());
+            }
+            let (_, rest) = l.strip_prefix(&slotted)?.split_once("): ")?;
+            Some(format!("{prefix}{rest}"))
+        })
         .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{servers}"))
-        .to_string()
 }
 
 /// How many lines of `text` are exactly `line`.

@@ -75,6 +75,11 @@ pub enum ClientError {
     /// A server number outside the configured list.
     #[error("no server {0}: servers are numbered from 1")]
     NoSuchServer(usize),
+    /// A shard id the replicated cluster does not have (as last reported): it was removed,
+    /// or joined since the client read the cluster's shards ([`super::ClusterClient::topology`]
+    /// reads them again).
+    #[error("no shard {0} in the cluster")]
+    NoSuchShard(usize),
     /// The connection broke, or the time ran out, after a command that is not idempotent
     /// (INCR, APPEND...; see [`super::retry::is_idempotent`]) was sent: the node (or a leader that
     /// just failed) may or may not have run it, so it is not sent again.

@@ -85,20 +85,49 @@ async fn read_command<R: tokio::io::AsyncBufRead + Unpin>(read: &mut R) -> Optio
 
 /// RESP bytes of a `CLUSTER SHARDS` reply for nodes on `ports` (all 127.0.0.1), where shard
 /// `i` is led by `ports[leaders[i]]` (or has no leader for `None`), every node holds every
-/// shard, and the nodes at the indices in `failed` are reported failed.
+/// shard, and the nodes at the indices in `failed` are reported failed. No shard reports
+/// slots, as from a server from before slots.
 pub fn shards_reply(ports: &[u16], leaders: &[Option<usize>], failed: &[usize]) -> Vec<u8> {
+    let shards: Vec<FakeShard> = leaders
+        .iter()
+        .enumerate()
+        .map(|(i, leader)| FakeShard {
+            id: i + 1,
+            slots: Vec::new(),
+            leader: *leader,
+        })
+        .collect();
+    slotted_shards_reply(ports, &shards, failed)
+}
+
+/// One shard of [`slotted_shards_reply`].
+pub struct FakeShard {
+    /// The 1-based shard id.
+    pub id: usize,
+    /// Inclusive slot ranges.
+    pub slots: Vec<(u16, u16)>,
+    /// The index in `ports` of the leader, if any.
+    pub leader: Option<usize>,
+}
+
+/// RESP bytes of a `CLUSTER SHARDS` reply listing `shards` in order, every node on `ports`
+/// (all 127.0.0.1) a member of each, the nodes at the indices in `failed` reported failed.
+pub fn slotted_shards_reply(ports: &[u16], shards: &[FakeShard], failed: &[usize]) -> Vec<u8> {
     let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
-    let mut out = format!("*{}\r\n", leaders.len());
-    for (shard, leader) in leaders.iter().enumerate() {
+    let mut out = format!("*{}\r\n", shards.len());
+    for shard in shards {
         out += "*6\r\n";
         out += &bulk("slots");
-        out += "*0\r\n";
+        out += &format!("*{}\r\n", shard.slots.len() * 2);
+        for (first, last) in &shard.slots {
+            out += &format!(":{first}\r\n:{last}\r\n");
+        }
         out += &bulk("shard-index");
-        out += &format!(":{}\r\n", shard + 1);
+        out += &format!(":{}\r\n", shard.id);
         out += &bulk("nodes");
         out += &format!("*{}\r\n", ports.len());
         for (i, port) in ports.iter().enumerate() {
-            let role = if *leader == Some(i) {
+            let role = if shard.leader == Some(i) {
                 "master"
             } else {
                 "replica"

@@ -2,11 +2,23 @@
 //! connections per node, times requests out and retries unreachable nodes.
 //!
 //! Shard `i` is served by server `i` of the list, as the spec has it, until a replicated
-//! cluster (nodes started with `--cluster`) says otherwise: on first use, and again whenever
-//! a request fails in a way that suggests a failover, the client asks one reachable node for
-//! `CLUSTER SHARDS` ([`topology`]) and sends each shard's requests to the leader it names.
-//! A node answering that with an error is part of a plain cluster; the client then never asks
-//! again and routes exactly as the spec does.
+//! cluster (nodes started with `--cluster`) says otherwise: on first use the client asks one
+//! reachable node for `CLUSTER SHARDS` ([`topology`]); from then on a key goes to the shard
+//! owning its slot ([`router::slot_of`]; by `md5(key) mod shards` for a server from before
+//! slots), and each shard's requests to the leader the reply names. A node answering with an
+//! error is part of a plain cluster; the client then never asks again and routes exactly as
+//! the spec does.
+//!
+//! The table is read again (each time by one task, whichever requests wait on it):
+//! - when a request fails in a way that suggests a failover ([`retry::suggests_failover`]);
+//! - on a `-MOVED <slot> <host:port>` or `-ASK <slot> <host:port>` reply, after which the
+//!   request is sent again to that address (after `ASKING` on the same connection for `ASK`,
+//!   as Redis Cluster clients do), at most [`MAX_REDIRECTS`] times;
+//! - when a node's `cluster_current_epoch` (`CLUSTER INFO`) changes: at most once per
+//!   [`ClientConfig::topology_check`], a request also carries `CLUSTER INFO` in its round trip.
+//!
+//! Nodes forward a request for a shard they do not lead, so a stale table costs a hop, never
+//! a wrong answer.
 //!
 //! It speaks RESP to the nodes and depends on `protocol` only, never on `server` or `store`.
 //!
@@ -23,6 +35,7 @@ mod error;
 pub mod node;
 pub mod retry;
 pub mod router;
+mod routing;
 pub mod topology;
 
 pub use error::{unavailable, ClientError};
@@ -30,14 +43,15 @@ pub use error::{unavailable, ClientError};
 #[cfg(test)]
 pub(crate) mod fake;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::protocol::Reply;
 use node::NodePool;
 pub use retry::{Backoff, RetryPolicy};
+use routing::{leader_in, shard_for, PoolTemplate, Route, Routing, ViewKind};
 pub use topology::Topology;
 
 /// A retry about to happen, reported to the observer (the REPL prints it).
@@ -66,6 +80,11 @@ pub struct ClientConfig {
     /// Connect to the nodes with TLS (build it with [`crate::tls::client_config`]); `None`
     /// connects with plain TCP.
     pub tls: Option<Arc<crate::tls::TlsClientConfig>>,
+    /// In a replicated cluster, how often at most a request also asks its node for
+    /// `CLUSTER INFO`, in the same round trip, to compare `cluster_current_epoch` with the one
+    /// that node reported before: a change (a failover, slots moved) makes the client read
+    /// `CLUSTER SHARDS` again. `None`: never. Plain clusters are never asked.
+    pub topology_check: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -78,9 +97,17 @@ impl Default for ClientConfig {
             pool_size: 16,
             password: None,
             tls: None,
+            topology_check: Some(DEFAULT_TOPOLOGY_CHECK),
         }
     }
 }
+
+/// The default [`ClientConfig::topology_check`]: once a second.
+pub const DEFAULT_TOPOLOGY_CHECK: Duration = Duration::from_secs(1);
+
+/// How many `MOVED`/`ASK` redirects one request follows before its last reply is returned as
+/// it came (a loop between nodes that disagree).
+pub const MAX_REDIRECTS: u32 = 5;
 
 type Observer = Arc<dyn Fn(RetryEvent) + Send + Sync>;
 
@@ -108,38 +135,11 @@ pub struct NodeStats {
 /// owner; every method takes `&self` and may be called concurrently.
 #[derive(Clone)]
 pub struct ClusterClient {
-    nodes: Arc<Vec<NodePool>>,
+    /// The configured servers' pools, index 0 being server 1.
+    nodes: Arc<Vec<Arc<NodePool>>>,
     policy: RetryPolicy,
     observer: Option<Observer>,
     routing: Arc<Routing>,
-}
-
-/// What the client knows of the cluster's leaders, shared by the client's clones.
-struct Routing {
-    /// The current view. A std mutex: read or replaced in passing, never held across `.await`.
-    view: Mutex<View>,
-    /// Held while one task asks the nodes, so that concurrent failures cause one query; a
-    /// tokio mutex because the query awaits.
-    refresh: tokio::sync::Mutex<()>,
-    /// `CLUSTER SHARDS` queries each server answered, subtracted from its STATS total.
-    queries: Vec<AtomicU64>,
-}
-
-/// The client's view of the cluster, with a generation that each query bumps.
-#[derive(Clone)]
-struct View {
-    kind: ViewKind,
-    generation: u64,
-}
-
-#[derive(Clone)]
-enum ViewKind {
-    /// Not asked yet, or no node answered: shard `i` goes to server `i`.
-    Unknown,
-    /// A node answered that cluster support is off: shard `i` is server `i`, for good.
-    Plain,
-    /// A replicated cluster's leaders as last reported.
-    Replicated(Arc<Topology>),
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -154,31 +154,22 @@ impl std::fmt::Debug for ClusterClient {
 impl ClusterClient {
     /// A client for `config.servers`. Connects lazily, on first use of each node.
     pub fn new(config: ClientConfig) -> Self {
+        let template = PoolTemplate {
+            pool_size: config.pool_size,
+            password: config.password,
+            tls: config.tls,
+        };
         let nodes = config
             .servers
             .iter()
-            .cloned()
-            .map(|addr| {
-                NodePool::new(addr, config.pool_size)
-                    .password(config.password.clone())
-                    .tls(config.tls.clone())
-            })
+            .map(|addr| Arc::new(template.pool(addr.clone())))
             .collect();
-        let queries = (0..config.servers.len())
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let routing = Routing::new(config.servers.len(), template, config.topology_check);
         ClusterClient {
             nodes: Arc::new(nodes),
             policy: config.retry,
             observer: None,
-            routing: Arc::new(Routing {
-                view: Mutex::new(View {
-                    kind: ViewKind::Unknown,
-                    generation: 0,
-                }),
-                refresh: tokio::sync::Mutex::new(()),
-                queries,
-            }),
+            routing: Arc::new(routing),
         }
     }
 
@@ -190,7 +181,7 @@ impl ClusterClient {
 
     /// The configured `host:port` list.
     pub fn servers(&self) -> Vec<&str> {
-        self.nodes.iter().map(NodePool::addr).collect()
+        self.nodes.iter().map(|n| n.addr()).collect()
     }
 
     /// The retry policy in force.
@@ -198,9 +189,22 @@ impl ClusterClient {
         self.policy
     }
 
-    /// The 0-based index of the node owning `key`.
+    /// The 0-based index of the shard owning `key` as the client sees the cluster now, which
+    /// is also the spec's server for it: `node_for(key, servers)` in a plain cluster (or before
+    /// the first request), and in a replicated one the shard owning the key's slot (or
+    /// `md5(key) mod shards` for a server from before slots).
     pub fn index_for(&self, key: &[u8]) -> usize {
-        router::node_for(key, self.nodes.len())
+        shard_for(&self.routing.view(), key, self.nodes.len())
+    }
+
+    /// The 0-based indices of the shards as the client sees the cluster now: a replicated
+    /// cluster's shard ids less one, in order (gaps possible: a removed node's shard is gone;
+    /// ids past the server count: a node joined), else `0..servers`, one per server.
+    pub fn shard_indices(&self) -> Vec<usize> {
+        match &self.routing.view().kind {
+            ViewKind::Replicated(topology) => topology.shards.iter().map(|s| s.index).collect(),
+            ViewKind::Unknown | ViewKind::Plain => (0..self.nodes.len()).collect(),
+        }
     }
 
     /// Sends any command to server `index` (0-based) with the retry policy. Error replies
@@ -266,37 +270,34 @@ impl ClusterClient {
         }
     }
 
-    /// Sends any command to the current leader of shard `shard` (0-based; the node the spec
-    /// names, server `shard + 1`, unless a replicated cluster says another node leads it),
-    /// with the retry policy: before each retry that follows a failure suggesting a failover
-    /// ([`retry::suggests_failover`]), the client asks the cluster who leads the shard now.
-    /// `CLUSTERDOWN` and `TRYAGAIN` replies are retried like unreachable nodes; other error
-    /// replies come back as `Ok(Reply::Error)`. Returns the 0-based index of the server that
-    /// answered, with its reply.
+    /// Sends any command to the current leader of shard `shard` (0-based: shard id `shard + 1`;
+    /// the node the spec names, server `shard + 1`, unless a replicated cluster says another
+    /// node leads it), with the retry policy: before each retry that follows a failure
+    /// suggesting a failover ([`retry::suggests_failover`]), the client asks the cluster who
+    /// leads the shard now. `CLUSTERDOWN` and `TRYAGAIN` replies are retried like unreachable
+    /// nodes; `MOVED` and `ASK` replies are followed (see the module doc); other error replies
+    /// come back as `Ok(Reply::Error)`. Returns the 0-based index of the server that answered,
+    /// with its reply (an index past the configured list names a node only a redirect named).
     ///
     /// # Errors
     /// [`ClientError::RetriesExhausted`] (naming the shard's number, the spec's `Server i`)
     /// when no leader answered; [`ClientError::OutcomeUnknown`] when a command that is not
-    /// idempotent lost its reply.
+    /// idempotent lost its reply; [`ClientError::NoSuchServer`] (plain cluster) or
+    /// [`ClientError::NoSuchShard`] (replicated) for a shard the cluster does not have.
     pub async fn call_shard(
         &self,
         shard: usize,
         args: Vec<Bytes>,
     ) -> Result<(usize, Reply), ClientError> {
-        let (server, mut replies) = self.shard_pipeline(shard, vec![args]).await?;
-        let reply = replies
-            .pop()
-            .ok_or_else(|| ClientError::Protocol("the node sent no reply".into()))?;
-        Ok((server, reply))
+        self.route(Route::Shard(shard), args).await
     }
 
     /// The 0-based index of the server this client sends shard `shard`'s requests to now,
-    /// without asking the cluster.
+    /// without asking the cluster: the shard's leader when it is a configured server; else
+    /// (no leader, or one outside the list) the shard's home server `shard`, or a configured
+    /// member of the shard, or server 0, which forward the request.
     pub fn leader_of(&self, shard: usize) -> usize {
-        match &self.routing.view().kind {
-            ViewKind::Replicated(topology) => topology.leader(shard).unwrap_or(shard),
-            ViewKind::Unknown | ViewKind::Plain => shard,
-        }
+        leader_in(&self.routing.view(), shard, self.nodes.len())
     }
 
     /// True when the nodes are a replicated cluster (asks them on first use).
@@ -318,137 +319,6 @@ impl ClusterClient {
         }
     }
 
-    /// The batch for one shard, with the retry policy (see [`ClusterClient::call_shard`]).
-    async fn shard_pipeline(
-        &self,
-        shard: usize,
-        commands: Vec<Vec<Bytes>>,
-    ) -> Result<(usize, Vec<Reply>), ClientError> {
-        if shard >= self.nodes.len() {
-            return Err(ClientError::NoSuchServer(shard + 1));
-        }
-        self.discover().await;
-        let mut retries: u32 = 0;
-        loop {
-            let generation = self.routing.view().generation;
-            let server = self.leader_of(shard);
-            let result = self.nodes[server]
-                .pipeline(commands.clone(), self.policy.timeout)
-                .await
-                .and_then(|replies| match replies.iter().find_map(transient) {
-                    Some(text) => Err(ClientError::Server(text)),
-                    None => Ok(replies),
-                });
-            if let Err(e) = &result {
-                // As in `pipeline`: each attempt's cause shows with RUST_LOG=debug.
-                tracing::debug!(
-                    server = shard + 1,
-                    leader = server + 1,
-                    attempt = retries.saturating_add(1),
-                    of = self.policy.retries.saturating_add(1),
-                    "attempt failed: {e}"
-                );
-            }
-            let e = match result {
-                Ok(replies) => return Ok((server, replies)),
-                Err(e) => e,
-            };
-            let retryable = retry::is_retryable(&e) || transient_error(&e);
-            if !retryable {
-                if retry::suggests_failover(&e) {
-                    // Not retried (its outcome is unknown), but the next request should go to
-                    // whoever leads now.
-                    self.refresh(generation, Some(server)).await;
-                }
-                return Err(e);
-            }
-            if retries >= self.policy.retries {
-                return Err(ClientError::RetriesExhausted {
-                    server: shard + 1,
-                    retries,
-                    last: Box::new(e),
-                });
-            }
-            retries += 1;
-            if let Some(observer) = &self.observer {
-                observer(RetryEvent {
-                    server: shard + 1,
-                    attempt: retries,
-                    of: self.policy.retries,
-                });
-            }
-            tokio::time::sleep(self.policy.delay_before(retries)).await;
-            // After the pause, so that an election under way has had time to finish.
-            if retry::suggests_failover(&e) {
-                self.refresh(generation, Some(server)).await;
-            }
-        }
-    }
-
-    /// Asks the nodes on first use.
-    async fn discover(&self) {
-        let view = self.routing.view();
-        if matches!(view.kind, ViewKind::Unknown) && view.generation == 0 {
-            self.refresh(0, None).await;
-        }
-    }
-
-    /// Asks the nodes for `CLUSTER SHARDS` unless the cluster is plain or another task already
-    /// asked since `seen` (the view's generation when the caller's request failed). Servers
-    /// are asked in list order, `avoid` (the one that just failed) last; the first usable
-    /// answer wins. No answer leaves the routing as it was.
-    async fn refresh(&self, seen: u64, avoid: Option<usize>) {
-        let _one_at_a_time = self.routing.refresh.lock().await;
-        let view = self.routing.view();
-        if view.generation != seen || matches!(view.kind, ViewKind::Plain) {
-            return;
-        }
-        let order = (0..self.nodes.len())
-            .filter(|&i| Some(i) != avoid)
-            .chain(avoid.filter(|&i| i < self.nodes.len()));
-        let mut kind = None;
-        for index in order {
-            let query = vec![b("CLUSTER"), b("SHARDS")];
-            let reply = match self.nodes[index].call(&query, self.policy.timeout).await {
-                Ok(reply) => reply,
-                Err(e) => {
-                    tracing::debug!(server = index + 1, "topology query failed: {e}");
-                    continue;
-                }
-            };
-            self.routing.queries[index].fetch_add(1, Ordering::Relaxed);
-            match reply {
-                // `ERR This instance has cluster support disabled`, or `ERR unknown command`
-                // from a node that predates replication: a plain cluster.
-                Reply::Error(e) if e.starts_with("ERR") => {
-                    kind = Some(ViewKind::Plain);
-                    break;
-                }
-                Reply::Error(e) => {
-                    tracing::debug!(server = index + 1, "topology query refused: {e}");
-                }
-                reply => match topology::parse_shards(&reply, &self.servers_owned()) {
-                    Ok(t) if t.shards.len() == self.nodes.len() => {
-                        kind = Some(ViewKind::Replicated(Arc::new(t)));
-                        break;
-                    }
-                    Ok(t) => tracing::warn!(
-                        server = index + 1,
-                        "CLUSTER SHARDS lists {} shards for {} servers; routing by the list",
-                        t.shards.len(),
-                        self.nodes.len()
-                    ),
-                    Err(e) => tracing::warn!(server = index + 1, "bad CLUSTER SHARDS reply: {e}"),
-                },
-            }
-        }
-        let mut view = self.routing.view.lock().expect("routing lock poisoned");
-        view.generation += 1;
-        if let Some(kind) = kind {
-            view.kind = kind;
-        }
-    }
-
     fn servers_owned(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr().to_string()).collect()
     }
@@ -456,7 +326,7 @@ impl ClusterClient {
     /// Sends a keyed command to the key's shard leader; error replies become
     /// [`ClientError::Server`].
     async fn keyed(&self, key: &[u8], args: Vec<Bytes>) -> Result<Reply, ClientError> {
-        match self.call_shard(self.index_for(key), args).await?.1 {
+        match self.route(Route::Key(key), args).await?.1 {
             Reply::Error(e) => Err(ClientError::Server(e.into_owned())),
             reply => Ok(reply),
         }
@@ -546,8 +416,8 @@ impl ClusterClient {
     }
 
     /// KEYS `pattern` of shard `shard` (0-based) from its leader, with the index of the
-    /// server that answered. In a replicated cluster every node holds copies of other shards:
-    /// only the keys of `shard` (`node_for(key, N) == shard`) are kept.
+    /// server that answered. In a replicated cluster a node holds copies of other shards: only
+    /// the keys of `shard` (by [`ClusterClient::index_for`]) are kept.
     ///
     /// # Errors
     /// As [`ClusterClient::call_shard`], or an unexpected reply.
@@ -591,7 +461,7 @@ impl ClusterClient {
             };
             *slot = *n;
         }
-        let queries = self.routing.queries[index].load(Ordering::Relaxed);
+        let queries = self.routing.queries_to(index);
         stats.total_requests = stats
             .total_requests
             .saturating_sub(i64::try_from(queries).unwrap_or(i64::MAX));
@@ -612,6 +482,8 @@ impl ClusterClient {
     /// # Errors
     /// Any node unreachable, or an error reply.
     pub async fn mget(&self, keys: &[&[u8]]) -> Result<Vec<Option<Bytes>>, ClientError> {
+        // The grouping needs the table.
+        self.discover().await;
         let groups = self.group(keys.iter().copied());
         let calls = groups.iter().map(|(index, positions)| {
             let mut args = vec![b("MGET")];
@@ -640,6 +512,8 @@ impl ClusterClient {
     /// # Errors
     /// Any node unreachable, or an error reply.
     pub async fn mset(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), ClientError> {
+        // The grouping needs the table.
+        self.discover().await;
         let groups = self.group(pairs.iter().map(|(k, _)| *k));
         let calls = groups.iter().map(|(index, positions)| {
             let mut args = vec![b("MSET")];
@@ -658,9 +532,10 @@ impl ClusterClient {
 
     /// Groups key positions by shard, in order of first appearance.
     fn group<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Vec<(usize, Vec<usize>)> {
+        let view = self.routing.view();
         let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
         for (pos, key) in keys.enumerate() {
-            let index = self.index_for(key);
+            let index = shard_for(&view, key, self.nodes.len());
             match groups.iter_mut().find(|(i, _)| *i == index) {
                 Some((_, positions)) => positions.push(pos),
                 None => groups.push((index, vec![pos])),
@@ -668,25 +543,6 @@ impl ClusterClient {
         }
         groups
     }
-}
-
-impl Routing {
-    fn view(&self) -> View {
-        self.view.lock().expect("routing lock poisoned").clone()
-    }
-}
-
-/// The text of a `CLUSTERDOWN` or `TRYAGAIN` reply in a batch.
-fn transient(reply: &Reply) -> Option<String> {
-    match reply {
-        Reply::Error(e) if retry::is_transient_reply(e) => Some(e.to_string()),
-        _ => None,
-    }
-}
-
-/// True for a `CLUSTERDOWN` or `TRYAGAIN` reply turned into an error.
-fn transient_error(error: &ClientError) -> bool {
-    matches!(error, ClientError::Server(text) if retry::is_transient_reply(text))
 }
 
 fn key_list(reply: Reply) -> Result<Vec<Bytes>, ClientError> {

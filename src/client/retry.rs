@@ -143,9 +143,9 @@ pub fn is_transient_reply(text: &str) -> bool {
 /// True when running `command` twice leaves the same state as running it once, so it may be
 /// sent again after a connection closed without a reply (its outcome unknown). These are the
 /// commands the client library issues itself (SET, GET, GETWITHTTL, DEL, EXPIRE, MGET, MSET,
-/// KEYS, STATS, CLUSTER) plus read-only ones (PING, DBSIZE, EXISTS, TTL, PTTL, TYPE, STRLEN,
-/// INFO). Anything else (INCR, APPEND, LPUSH, ...) is sent once: a lost reply is reported as
-/// [`ClientError::OutcomeUnknown`], never retried. (A retried EXPIRE restarts its countdown a
+/// KEYS, STATS, CLUSTER, ASKING) plus read-only ones (PING, DBSIZE, EXISTS, TTL, PTTL, TYPE,
+/// STRLEN, INFO). Anything else (INCR, APPEND, LPUSH, ...) is sent once: a lost reply is
+/// reported as [`ClientError::OutcomeUnknown`], never retried. (A retried EXPIRE restarts its countdown a
 /// moment later; a retried SET or DEL may overwrite another client's write made in between,
 /// which is the usual last-writer-wins of these commands.)
 pub fn is_idempotent(command: &[Bytes]) -> bool {
@@ -170,6 +170,7 @@ const IDEMPOTENT: &[&str] = &[
     "KEYS",
     "STATS",
     "CLUSTER",
+    "ASKING",
     "PING",
     "DBSIZE",
     "EXISTS",

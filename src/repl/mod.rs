@@ -161,6 +161,9 @@ impl Repl {
         F: FnOnce(&'a ClusterClient, &'a str) -> Fut,
         Fut: std::future::Future<Output = Result<Result<String, String>, ClientError>>,
     {
+        // The key's shard depends on the cluster's table: learn it first (a plain cluster is
+        // asked once, as the request itself would).
+        self.client.replicated().await;
         let server = self.client.index_for(key.as_bytes()) + 1;
         block(server, f(&self.client, key).await)
     }
@@ -224,8 +227,10 @@ impl Repl {
         let mut text = String::new();
         let mut outcome = Outcome::Ok;
         let line = "=".repeat(NARROW);
-        for shard in 0..self.client.servers().len() {
-            if shard > 0 {
+        // By shard id: ids may have gaps (a removed node) or exceed the server count (a node
+        // joined).
+        for (n, shard) in self.client.shard_indices().into_iter().enumerate() {
+            if n > 0 {
                 text.push('\n');
             }
             // The header goes out before the request so retry notices appear under it.
@@ -255,7 +260,8 @@ impl Repl {
     }
 
     /// The spec's SERVER CONFIGURATION block; for a replicated cluster, one more line per
-    /// shard before its closing line: the leader, the followers and their health.
+    /// shard before its closing line: its slots (see [`slots_text`]), the leader, the
+    /// followers and their health.
     async fn servers(&self) -> String {
         let line = "=".repeat(WIDE);
         let mut out = format!("{line}\nSERVER CONFIGURATION\n{line}\n");
@@ -271,7 +277,7 @@ impl Repl {
         if let Some(topology) = self.client.topology().await {
             out.push_str(&replication_line(&topology, servers.len()));
             for shard in &topology.shards {
-                out.push_str(&shard_line(shard, &servers));
+                out.push_str(&shard_line(shard, &servers, topology.has_slots()));
             }
         }
         out.push_str(&format!("{line}\n"));
@@ -346,9 +352,11 @@ fn replication_line(topology: &crate::client::Topology, servers: usize) -> Strin
     }
 }
 
-/// `Shard 1: leader Server 1 (localhost:7001), followers Server 2 (online), Server 3
-/// (failed)`; a node missing from the server list shows as the address it reports.
-fn shard_line(shard: &Shard, servers: &[&str]) -> String {
+/// `Shard 1 (4096 slots: 0-4095): leader Server 1 (localhost:7001), followers Server 2
+/// (online), Server 3 (failed)`; a node missing from the server list shows as the address it
+/// reports. The slots part is left out when no shard reports slots (a server from before
+/// slots): `Shard 1: leader ...`.
+fn shard_line(shard: &Shard, servers: &[&str], slotted: bool) -> String {
     let name = |node: &ShardNode| match node.server {
         Some(i) => format!("Server {}", i + 1),
         None => node.addr.clone(),
@@ -369,8 +377,51 @@ fn shard_line(shard: &Shard, servers: &[&str]) -> String {
     } else {
         format!("followers {}", followers.join(", "))
     };
-    format!("Shard {}: {leader}, {followers}\n", shard.index + 1)
+    let slots = if slotted {
+        format!(" ({})", slots_text(&shard.slots))
+    } else {
+        String::new()
+    };
+    format!("Shard {}{slots}: {leader}, {followers}\n", shard.index + 1)
 }
+
+/// A shard's slots in a line's width: the count, then the ranges (`first-last`, or one slot
+/// alone) when there are at most [`RANGES_SHOWN`], else the first [`RANGES_SHOWN`] and the
+/// number of ranges:
+///
+/// ```text
+/// 0 slots
+/// 1 slot: 77
+/// 4096 slots: 0-4095
+/// 4097 slots: 0-4095, 8000
+/// 4096 slots in 4096 ranges: 1, 4, 7, ...
+/// ```
+///
+/// (The initial table gives slot `s` to shard `s mod N + 1`, one range per slot: listing them
+/// all would fill the screen.)
+fn slots_text(ranges: &[(u16, u16)]) -> String {
+    let count: usize = ranges
+        .iter()
+        .map(|&(first, last)| usize::from(last.saturating_sub(first)) + 1)
+        .sum();
+    let range = |&(first, last): &(u16, u16)| {
+        if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        }
+    };
+    let shown: Vec<String> = ranges.iter().take(RANGES_SHOWN).map(range).collect();
+    let noun = if count == 1 { "slot" } else { "slots" };
+    match ranges.len() {
+        0 => format!("{count} {noun}"),
+        n if n <= RANGES_SHOWN => format!("{count} {noun}: {}", shown.join(", ")),
+        n => format!("{count} {noun} in {n} ranges: {}, ...", shown.join(", ")),
+    }
+}
+
+/// How many slot ranges a `servers` shard line shows.
+const RANGES_SHOWN: usize = 3;
 
 /// `  Keys (2): a, b`, or `  Keys (0): (none)`.
 fn keys_text(keys: &[bytes::Bytes]) -> String {
@@ -516,13 +567,17 @@ mod tests {
             leader: false,
             health: "online".into(),
         };
-        let topology = |replicas: usize| Topology {
-            shards: (0..3)
-                .map(|index| Shard {
-                    index,
-                    nodes: (0..replicas).map(|k| node((index + k) % 3)).collect(),
-                })
-                .collect(),
+        let topology = |replicas: usize| {
+            Topology::new(
+                (0..3)
+                    .map(|index| Shard {
+                        index,
+                        slots: Vec::new(),
+                        nodes: (0..replicas).map(|k| node((index + k) % 3)).collect(),
+                    })
+                    .collect(),
+            )
+            .expect("a valid topology")
         };
         assert_eq!(
             replication_line(&topology(3), 3),
@@ -531,6 +586,122 @@ mod tests {
         assert_eq!(
             replication_line(&topology(2), 3),
             "Replication: Raft, each shard on 2 of the 3 nodes\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn shards_show_their_slots_and_sparse_ids() {
+        use crate::client::fake::{slotted_shards_reply, FakeShard};
+        use crate::slot_of;
+        // Shard 2 was removed; shard 4 owns one range. Each node answers KEYS with its number.
+        let ports: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let mut nodes = Vec::new();
+        for index in 0..3 {
+            let ports = ports.clone();
+            nodes.push(
+                FakeNode::start(move |words| {
+                    let reply = match words[0].to_ascii_uppercase().as_str() {
+                        "CLUSTER" => {
+                            let ports = ports.lock().expect("ports lock").clone();
+                            let interleaved = (0..1333).map(|i| (3 * i, 3 * i)).collect();
+                            return Answer::Raw(slotted_shards_reply(
+                                &ports,
+                                &[
+                                    FakeShard {
+                                        id: 1,
+                                        slots: interleaved,
+                                        leader: Some(0),
+                                    },
+                                    FakeShard {
+                                        id: 3,
+                                        slots: vec![(1, 1), (4000, 4099)],
+                                        leader: Some(2),
+                                    },
+                                    FakeShard {
+                                        id: 4,
+                                        slots: vec![(12000, 12287)],
+                                        leader: None,
+                                    },
+                                ],
+                                &[],
+                            ));
+                        }
+                        "SET" => "+OK\r\n".to_string(),
+                        "KEYS" => format!("*1\r\n$1\r\n{}\r\n", index + 1),
+                        _ => "-ERR unexpected\r\n".to_string(),
+                    };
+                    Answer::Raw(reply.into_bytes())
+                })
+                .await,
+            );
+        }
+        *ports.lock().expect("ports lock") = nodes.iter().map(|n| n.port).collect();
+        let servers: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("localhost:{}", n.port))
+            .collect();
+        let config = ClientConfig {
+            servers: servers.clone(),
+            ..ClientConfig::default()
+        };
+        let out: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let repl = Repl::new(config, out.clone());
+        let key = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| (12000..=12287).contains(&slot_of(k.as_bytes())))
+            .expect("a key of shard 4");
+        for line in ["servers".to_string(), format!("set {key} v"), "keys".into()] {
+            assert_eq!(repl.execute(&line).await, Outcome::Ok, "{line}");
+        }
+        let text = String::from_utf8(out.lock().expect("sink lock").clone()).expect("UTF-8");
+        let [s1, s3] = [&servers[0], &servers[2]];
+        let followers =
+            |a: &str, b: &str| format!("followers Server {a} (online), Server {b} (online)");
+        for line in [
+            format!(
+                "Shard 1 (1333 slots in 1333 ranges: 0, 3, 6, ...): leader Server 1 ({s1}), {}",
+                followers("2", "3")
+            ),
+            format!(
+                "Shard 3 (101 slots: 1, 4000-4099): leader Server 3 ({s3}), \
+                 followers Server 1 (online), Server 2 (online)"
+            ),
+            "Shard 4 (288 slots: 12000-12287): no leader (election under way), followers \
+             Server 1 (online), Server 2 (online), Server 3 (online)"
+                .to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        // The key's block names its shard (4); shard 4 has no leader: its home server is
+        // past the list, so a member takes the request and forwards it.
+        assert!(
+            text.contains("✓ SUCCESS (Server 4)\n  Key set successfully\n"),
+            "{text}"
+        );
+        let narrow = "=".repeat(NARROW);
+        let headers: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("Shard ") && !l.contains(':'))
+            .collect();
+        assert_eq!(headers, ["Shard 1", "Shard 3", "Shard 4"]);
+        assert!(text.contains(&format!(
+            "{narrow}\nShard 3\n{narrow}\n✓ SUCCESS (Server 3)\n"
+        )));
+    }
+
+    #[test]
+    fn slots_show_as_a_count_and_a_few_ranges() {
+        assert_eq!(slots_text(&[]), "0 slots");
+        assert_eq!(slots_text(&[(77, 77)]), "1 slot: 77");
+        assert_eq!(slots_text(&[(0, 4095)]), "4096 slots: 0-4095");
+        assert_eq!(
+            slots_text(&[(0, 4095), (8000, 8000), (9000, 9001)]),
+            "4099 slots: 0-4095, 8000, 9000-9001"
+        );
+        let interleaved: Vec<(u16, u16)> = (0..4096).map(|i| (3 * i + 1, 3 * i + 1)).collect();
+        assert_eq!(
+            slots_text(&interleaved),
+            "4096 slots in 4096 ranges: 1, 4, 7, ..."
         );
     }
 }

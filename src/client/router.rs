@@ -20,9 +20,20 @@ pub fn node_for(key: &[u8], servers: usize) -> usize {
     (u128::from_be_bytes(digest) % servers as u128) as usize
 }
 
+/// The slot of `key` in a replicated cluster: the same MD5 integer as [`node_for`], modulo
+/// [`SLOTS`]. A pure function.
+pub fn slot_of(key: &[u8]) -> u16 {
+    let digest: [u8; 16] = Md5::digest(key).into();
+    // The remainder is below SLOTS, which fits a u16.
+    (u128::from_be_bytes(digest) % u128::from(SLOTS)) as u16
+}
+
+/// Number of slots of a replicated cluster; every slot belongs to exactly one shard.
+pub const SLOTS: u16 = 12288;
+
 #[cfg(test)]
 mod tests {
-    use super::node_for;
+    use super::{node_for, slot_of, SLOTS};
 
     /// Computed independently with Python:
     /// `int(hashlib.md5(k.encode()).hexdigest(), 16) % n`.
@@ -41,6 +52,22 @@ mod tests {
         ];
         for (key, n, want) in vectors {
             assert_eq!(node_for(key.as_bytes(), *n), *want, "key {key:?} n {n}");
+        }
+    }
+
+    /// Computed with Python: `int(hashlib.md5(k.encode()).hexdigest(), 16) % 12288`.
+    #[test]
+    fn slot_of_matches_python_hashlib_vectors() {
+        let vectors: &[(&str, u16)] = &[
+            ("user:alice", 4131),
+            ("user:bob", 11235),
+            ("", 4734),
+            ("foo", 1240),
+            ("key:000000001", 8438),
+        ];
+        for (key, want) in vectors {
+            assert_eq!(slot_of(key.as_bytes()), *want, "key {key:?}");
+            assert!(slot_of(key.as_bytes()) < SLOTS);
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `CLUSTER SHARDS` with an error; [`parse_shards`] is not called then, and the client keeps
 //! the spec's routing, server `i` for shard `i`.
 
+use super::router::SLOTS;
 use crate::protocol::Reply;
 
 /// What `CLUSTER SHARDS` said about a replicated cluster, with each node matched to the
@@ -21,6 +22,9 @@ pub struct Topology {
 pub struct Shard {
     /// The 0-based shard index (the reply's 1-based `shard-index` minus one).
     pub index: usize,
+    /// The slots the shard owns, as inclusive `(start, end)` ranges in the reply's order
+    /// (ascending); empty for a shard owning nothing, or a reply without `slots`.
+    pub slots: Vec<(u16, u16)>,
     /// The shard's nodes in the reply's order: at most one [`ShardNode::leader`].
     pub nodes: Vec<ShardNode>,
 }
@@ -74,6 +78,20 @@ impl Shard {
 /// array of shards, each with `shard-index` and a `nodes` array of `port`/`ip`/`endpoint`/
 /// `role`/`health` fields); unknown fields are ignored.
 pub fn parse_shards(reply: &Reply, servers: &[String]) -> Result<Topology, String> {
+    let shards = parse_shard_list(reply, servers)?;
+    if shards.iter().enumerate().any(|(i, s)| s.index != i) {
+        return Err("the shard indices are not 1 to N".into());
+    }
+    Ok(Topology { shards })
+}
+
+/// Parses a `CLUSTER SHARDS` reply as [`parse_shards`] does, but accepts gaps in the shard
+/// ids (a removed node's shard leaves one); the shards come sorted by index.
+///
+/// # Errors
+/// As [`parse_shards`]; also a shard id listed twice, and a `slots` field that is not a flat
+/// array of `start, end` pairs below [`super::router::SLOTS`] with `start <= end`.
+pub fn parse_shard_list(reply: &Reply, servers: &[String]) -> Result<Vec<Shard>, String> {
     let Reply::Array(entries) = reply else {
         return Err("CLUSTER SHARDS did not answer an array".into());
     };
@@ -94,13 +112,48 @@ pub fn parse_shards(reply: &Reply, servers: &[String]) -> Result<Topology, Strin
             .map(|n| parse_node(n, servers))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("shard {}: {e}", position + 1))?;
-        shards.push(Shard { index, nodes });
+        let slots = match field(&fields, "slots") {
+            Some(list) => parse_slots(list).map_err(|e| format!("shard {}: {e}", position + 1))?,
+            None => Vec::new(),
+        };
+        shards.push(Shard {
+            index,
+            slots,
+            nodes,
+        });
     }
     shards.sort_by_key(|s| s.index);
-    if shards.iter().enumerate().any(|(i, s)| s.index != i) {
-        return Err("the shard indices are not 1 to N".into());
+    if let Some(twice) = shards.windows(2).find(|w| w[0].index == w[1].index) {
+        return Err(format!("shard {} is listed twice", twice[0].index + 1));
     }
-    Ok(Topology { shards })
+    Ok(shards)
+}
+
+/// The `slots` field: a flat array `[start1, end1, start2, end2, ...]` of inclusive ranges.
+fn parse_slots(list: &Reply) -> Result<Vec<(u16, u16)>, String> {
+    let Reply::Array(items) = list else {
+        return Err("slots is not an array".into());
+    };
+    if items.len() % 2 != 0 {
+        return Err("slots has an odd number of entries".into());
+    }
+    let slot = |r: &Reply| match r {
+        Reply::Int(n) => u16::try_from(*n)
+            .ok()
+            .filter(|s| *s < SLOTS)
+            .ok_or_else(|| format!("slot {n} is not from 0 to {}", SLOTS - 1)),
+        _ => Err("a slot is not an integer".to_string()),
+    };
+    items
+        .chunks(2)
+        .map(|pair| {
+            let (start, end) = (slot(&pair[0])?, slot(&pair[1])?);
+            if start > end {
+                return Err(format!("slot range {start}-{end} is reversed"));
+            }
+            Ok((start, end))
+        })
+        .collect()
 }
 
 /// The 0-based index of the entry of `servers` naming `host:port`, `localhost` and
@@ -144,7 +197,7 @@ fn parse_node(node: &Reply, servers: &[String]) -> Result<ShardNode, String> {
 }
 
 /// A RESP2 flat name/value array or a RESP3 map as name/value pairs.
-fn fields(reply: &Reply) -> Option<Vec<(&[u8], &Reply)>> {
+pub(crate) fn fields(reply: &Reply) -> Option<Vec<(&[u8], &Reply)>> {
     match reply {
         Reply::Map(pairs) => pairs.iter().map(|(k, v)| name(k).map(|k| (k, v))).collect(),
         Reply::Array(items) if items.len() % 2 == 0 => items
@@ -163,7 +216,8 @@ fn name(reply: &Reply) -> Option<&[u8]> {
     }
 }
 
-fn field<'a>(fields: &[(&[u8], &'a Reply)], name: &str) -> Option<&'a Reply> {
+/// The value of the pair named `name` (without case) among `fields`.
+pub(crate) fn field<'a>(fields: &[(&[u8], &'a Reply)], name: &str) -> Option<&'a Reply> {
     fields
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
@@ -305,6 +359,60 @@ pub(crate) mod tests {
         assert!(parse_shards(&bad_port, &servers).is_ok(), "port 0 parses");
         let odd = Reply::Array(vec![Reply::Array(vec![bulk("nodes")])]);
         assert!(parse_shards(&odd, &servers).is_err());
+    }
+
+    /// A shard owning `slots` (a flat start, end, start, end... list).
+    fn shard_with_slots(index: i64, slots: &[i64]) -> Reply {
+        Reply::Array(vec![
+            bulk("slots"),
+            Reply::Array(slots.iter().map(|s| Reply::Int(*s)).collect()),
+            bulk("shard-index"),
+            Reply::Int(index),
+            bulk("nodes"),
+            Reply::Array(vec![node('a', "127.0.0.1", 7001, "master", "online")]),
+        ])
+    }
+
+    #[test]
+    fn slot_ranges_parse_and_shard_ids_may_have_gaps() {
+        let reply = Reply::Array(vec![
+            shard_with_slots(3, &[100, 12287]),
+            shard_with_slots(1, &[0, 9, 10, 99]),
+            shard_with_slots(4, &[]),
+        ]);
+        let shards = parse_shard_list(&reply, &servers()).expect("valid");
+        let got: Vec<(usize, Vec<(u16, u16)>)> =
+            shards.into_iter().map(|s| (s.index, s.slots)).collect();
+        assert_eq!(
+            got,
+            [
+                (0, vec![(0, 9), (10, 99)]),
+                (2, vec![(100, 12287)]),
+                (3, vec![])
+            ]
+        );
+        // The routing view still wants shards 1 to N.
+        assert!(parse_shards(&reply, &servers()).is_err());
+    }
+
+    #[test]
+    fn bad_slot_lists_are_refused_with_a_reason() {
+        let refused = |slots: &[i64]| {
+            parse_shard_list(&Reply::Array(vec![shard_with_slots(1, slots)]), &servers())
+                .expect_err("bad slots")
+        };
+        assert_eq!(refused(&[1]), "shard 1: slots has an odd number of entries");
+        assert_eq!(
+            refused(&[0, 12288]),
+            "shard 1: slot 12288 is not from 0 to 12287"
+        );
+        assert_eq!(refused(&[-1, 3]), "shard 1: slot -1 is not from 0 to 12287");
+        assert_eq!(refused(&[9, 3]), "shard 1: slot range 9-3 is reversed");
+        let twice = Reply::Array(vec![shard_with_slots(2, &[]), shard_with_slots(2, &[])]);
+        assert_eq!(
+            parse_shard_list(&twice, &servers()),
+            Err("shard 2 is listed twice".into())
+        );
     }
 
     #[test]

@@ -520,6 +520,7 @@ mod tests {
             shards: (0..3)
                 .map(|index| Shard {
                     index,
+                    slots: Vec::new(),
                     nodes: (0..replicas).map(|k| node((index + k) % 3)).collect(),
                 })
                 .collect(),

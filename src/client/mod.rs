@@ -21,6 +21,7 @@
 
 mod error;
 pub mod node;
+pub mod rebalance;
 pub mod retry;
 pub mod router;
 pub mod topology;

@@ -1,6 +1,7 @@
 //! The crate's error type: one variant per boundary, joined here.
 
 use crate::aof::AofError;
+use crate::client::rebalance::RebalanceError;
 use crate::client::ClientError;
 use crate::launch::LaunchError;
 use crate::persist::PersistError;
@@ -22,6 +23,9 @@ pub enum Error {
     /// A client request failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A rebalance or a node removal stopped.
+    #[error(transparent)]
+    Rebalance(#[from] RebalanceError),
     /// Serving a set of nodes could not start or stop cleanly.
     #[error(transparent)]
     Launch(#[from] LaunchError),

@@ -21,6 +21,7 @@
 //! - [`launch`]: serving a set of nodes in one process until Ctrl+C or SIGTERM.
 //! - [`client`]: the cluster client (routing to shard leaders, pooling, retries); [`repl`]: the
 //!   spec's REPL, [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
+//!   [`client::rebalance`]: slot moves for `minikv rebalance` and `minikv remove-node`.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
 //! - [`replication`]: Raft groups (openraft) replicating the effect stream, and the cluster bus
 //!   (their RPCs over TCP).

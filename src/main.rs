@@ -1,6 +1,7 @@
-//! The `minikv` command: `server`, `client` (the REPL) and `cluster`. Parses arguments, sets up
-//! logging, and calls the library: [`minikv::launch`] serves nodes, [`minikv::repl::terminal`]
-//! runs the client.
+//! The `minikv` command: `server`, `client` (the REPL), `cluster`, and the operator commands
+//! `rebalance` and `remove-node`. Parses arguments, sets up logging, and calls the library:
+//! [`minikv::launch`] serves nodes, [`minikv::repl::terminal`] runs the client,
+//! [`minikv::client::rebalance`] moves slots.
 //!
 //! Every flag is checked by its value parser, so a bad value is refused by clap, before
 //! anything starts, with one message naming the flag, the value and what was expected.
@@ -152,6 +153,53 @@ enum Command {
         #[command(flatten)]
         timing: ClusterTiming,
     },
+    /// Move slots of a replicated cluster until every shard owns as many (12288 / shards, give
+    /// or take one); run it again after an interruption to continue.
+    Rebalance {
+        #[command(flatten)]
+        slots: SlotArgs,
+    },
+    /// Move every slot of shard ID to the other shards, then take node ID out of the cluster.
+    RemoveNode {
+        /// The node to remove (its shard has the same id).
+        #[arg(value_parser = whole::<u64>(1, u64::MAX), allow_negative_numbers = true)]
+        id: u64,
+        #[command(flatten)]
+        slots: SlotArgs,
+    },
+}
+
+/// The flags of `rebalance` and `remove-node`.
+#[derive(clap::Args)]
+struct SlotArgs {
+    /// Comma-separated host:port list of the cluster's nodes: any of them will do, the next
+    /// one is tried when one fails.
+    #[arg(long, value_name = "HOST:PORT,...", value_parser = parse_servers)]
+    servers: Servers,
+    /// Most slots per CLUSTER MOVESLOTS call.
+    #[arg(
+        long,
+        value_name = "SLOTS",
+        default_value_t = minikv::client::rebalance::DEFAULT_BATCH,
+        value_parser = whole::<usize>(1, u64::from(minikv::client::router::SLOTS)),
+        allow_negative_numbers = true
+    )]
+    batch: usize,
+    /// Password of password-protected nodes (sent with AUTH on every new connection).
+    #[arg(long, env = "MINIKV_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Connect to the nodes with TLS (needs --tls-ca).
+    #[arg(long, requires = "tls_ca")]
+    tls: bool,
+    /// PEM CA certificates that sign the nodes' certificates.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for nodes that require one (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -396,7 +444,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             client(config, command)
         }
+        Command::Rebalance { slots } => move_slots(slots, None),
+        Command::RemoveNode { id, slots } => move_slots(slots, Some(id)),
     }
+}
+
+/// Runs a rebalance, or the removal of node `remove`, printing its progress (a bar when
+/// standard error is a terminal, else one line per call on standard output).
+fn move_slots(args: SlotArgs, remove: Option<u64>) -> anyhow::Result<ExitCode> {
+    use minikv::client::rebalance::{self, Options, Printer};
+    init_client_logging();
+    let tls = match (args.tls, args.tls_ca) {
+        (true, Some(ca)) => Some(
+            minikv::tls::client_config(&minikv::tls::ClientTls {
+                ca,
+                cert: args.tls_cert,
+                key: args.tls_key,
+            })
+            .context("setting up TLS")?,
+        ),
+        _ => None,
+    };
+    let options = Options {
+        batch: args.batch,
+        password: args.password.filter(|p| !p.is_empty()),
+        tls,
+        ..Options::new(args.servers.0)
+    };
+    let bar = std::io::stderr().is_terminal();
+    let mut printer = Printer::new(std::io::stdout(), std::io::stderr(), bar);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match remove {
+            Some(id) => rebalance::remove_node(&options, id, &mut printer)
+                .await
+                .with_context(|| format!("removing node {id}")),
+            None => rebalance::rebalance(&options, &mut printer)
+                .await
+                .context("rebalancing"),
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn node_config(args: &NodeArgs, id: u64, port: u16, data_dir: PathBuf) -> NodeConfig {

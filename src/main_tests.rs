@@ -217,3 +217,20 @@ fn ready_line_names_other_ports_and_hosts() {
          7001'; Ctrl+C stops and saves"
     );
 }
+
+#[test]
+fn rebalance_batch_defaults_to_256_and_remove_node_takes_an_id() {
+    match parsed(&["rebalance", "--servers", "localhost:7001,localhost:7002"]).command {
+        Command::Rebalance { slots } => {
+            assert_eq!(slots.batch, 256);
+            assert_eq!(slots.servers.0, ["localhost:7001", "localhost:7002"]);
+        }
+        _ => unreachable!("parsed a rebalance command"),
+    }
+    match parsed(&["remove-node", "4", "--servers", "h:1", "--batch", "12288"]).command {
+        Command::RemoveNode { id, slots } => assert_eq!((id, slots.batch), (4, 12288)),
+        _ => unreachable!("parsed a remove-node command"),
+    }
+    let message = refused(&["rebalance", "--servers", "h:1", "--batch", "12289"]);
+    assert!(message.contains("from 1 to 12288"), "{message}");
+}

@@ -1,5 +1,6 @@
 //! The `minikv` command as a newcomer meets it in the first hour, through the real binary: bad
-//! flags and start-up failures refused with a message in words, the cluster's ready line, the
+//! flags and start-up failures refused with a message in words (the operator commands
+//! `rebalance` and `remove-node` too, against a stand-in cluster), the cluster's ready line, the
 //! node password taken from the environment, and a stop signal saving every acknowledged write
 //! even when standard output and error are pipes nobody reads any more (`minikv cluster 2>&1 |
 //! tee log`, whose `tee` the same Ctrl+C stops).
@@ -274,6 +275,139 @@ fn cluster_flags_that_cannot_work_exit_non_zero_naming_the_problem() {
             "nothing listens on {port}"
         );
     }
+}
+
+#[test]
+fn rebalance_and_remove_node_refuse_bad_flags_naming_them() {
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["rebalance"],
+            "the following required arguments were not provided:\n  --servers <HOST:PORT,...>",
+        ),
+        (
+            &["rebalance", "--servers", "localhost:7001", "--batch", "0"],
+            "invalid value '0' for '--batch <SLOTS>': expected a whole number from 1 to 12288",
+        ),
+        (
+            &["rebalance", "--servers", "localhost:7001", "--batch", "-3"],
+            "invalid value '-3' for '--batch <SLOTS>'",
+        ),
+        (
+            &["rebalance", "--servers", "localhost:7001,nonsense"],
+            "'nonsense' is not host:port",
+        ),
+        (
+            &["remove-node", "--servers", "localhost:7001"],
+            "the following required arguments were not provided:\n  <ID>",
+        ),
+        (
+            &["remove-node", "0", "--servers", "localhost:7001"],
+            "invalid value '0' for '<ID>': expected a whole number, 1 or more",
+        ),
+        (
+            &["remove-node", "two", "--servers", "localhost:7001"],
+            "invalid value 'two' for '<ID>'",
+        ),
+    ];
+    for (args, message) in cases {
+        let run = minikv(args);
+        assert_ne!(run.status.code(), Some(0), "{args:?}: {}", run.report());
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.report());
+        assert_eq!(run.stdout, "", "{args:?}: nothing started");
+    }
+}
+
+#[test]
+fn remove_node_of_an_unknown_shard_exits_1_naming_the_shards() {
+    let port = fake_slot_cluster();
+    let servers = format!("127.0.0.1:{port}");
+    let run = minikv(&["remove-node", "9", "--servers", &servers]);
+    assert_eq!(run.status.code(), Some(1), "{}", run.report());
+    assert_eq!(
+        run.stderr,
+        "minikv: removing node 9: no shard 9 in the cluster (its shards: 1, 2, 3)\n"
+    );
+}
+
+#[test]
+fn rebalance_of_a_balanced_cluster_says_so_and_exits_0() {
+    let port = fake_slot_cluster();
+    // The first server refuses connections: the next one is used.
+    let servers = format!("127.0.0.1:{},127.0.0.1:{port}", free_port());
+    let run = minikv(&["rebalance", "--servers", &servers]);
+    run.assert_success();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.report());
+    assert_eq!(lines[0], "already balanced: 3 shards with 4096 slots each");
+    assert!(
+        lines[1].starts_with("done: slots=0 keys=0 bytes=0 wire=0 seconds="),
+        "{}",
+        run.report()
+    );
+}
+
+#[test]
+fn rebalance_with_no_reachable_server_exits_1_at_once() {
+    let servers = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+    let run = minikv(&["rebalance", "--servers", &servers]);
+    assert_eq!(run.status.code(), Some(1), "{}", run.report());
+    assert!(
+        run.stderr.starts_with(
+            "minikv: rebalancing: no server of the list answered CLUSTER SHARDS; the last \
+             failure: connection refused by 127.0.0.1:"
+        ),
+        "{}",
+        run.report()
+    );
+}
+
+/// A stand-in for a replicated cluster of three shards owning 4096 slots each: it answers
+/// every command with that `CLUSTER SHARDS` reply (the commands above send nothing else).
+/// Returns its port; the thread ends with the test process.
+fn fake_slot_cluster() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+    let mut reply = "*3\r\n".to_string();
+    for shard in 0..3u16 {
+        reply += "*6\r\n";
+        reply += &bulk("slots");
+        reply += &format!("*2\r\n:{}\r\n:{}\r\n", shard * 4096, shard * 4096 + 4095);
+        reply += &bulk("shard-index");
+        reply += &format!(":{}\r\n", shard + 1);
+        reply += &bulk("nodes");
+        reply += "*1\r\n*4\r\n";
+        reply += &bulk("port");
+        reply += &format!(":{port}\r\n");
+        reply += &bulk("role");
+        reply += &bulk("master");
+    }
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                let mut read = BufReader::new(stream.try_clone().expect("clone the socket"));
+                let mut write = stream;
+                // One command: `*N`, then N pairs of `$len` and the word.
+                let mut line = String::new();
+                while read.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let words: usize = line.trim_end().trim_start_matches('*').parse().unwrap_or(0);
+                    for _ in 0..words * 2 {
+                        line.clear();
+                        if read.read_line(&mut line).is_err() {
+                            return;
+                        }
+                    }
+                    if write.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
 }
 
 #[test]

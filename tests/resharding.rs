@@ -261,17 +261,16 @@ impl Load {
                     let key = format!("k{i}");
                     let value = format!("w{w}-{seq}");
                     let c = fastrand::usize(0..conns.len());
-                    let write = seq % 2 == 0;
+                    let write = seq.is_multiple_of(2);
                     let mut outcome: RedisResult<()> = Ok(());
                     for _ in 0..5 {
                         if conns[c].is_none() {
                             conns[c] = try_conn(ports[c]);
                         }
                         outcome = match conns[c].as_mut() {
-                            None => Err(redis::RedisError::from((
-                                redis::ErrorKind::IoError,
-                                "node down",
-                            ))),
+                            None => {
+                                Err(redis::RedisError::from((redis::ErrorKind::Io, "node down")))
+                            }
                             Some(con) if write => {
                                 redis::cmd("SET").arg(&key).arg(&value).query(con)
                             }
@@ -330,7 +329,7 @@ fn preload(port: u16) {
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(500) {
         let mut pipe = redis::pipe();
         for i in chunk {
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 pipe.cmd("SET")
                     .arg(format!("k{i}"))
                     .arg(format!("v{i}"))
@@ -355,7 +354,8 @@ fn verify(port: u16, ledger: &Ledger) {
     let mut c = conn(port);
     let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
     for chunk in keys.chunks(500) {
-        let values: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query(&mut c).expect("MGET");
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(chunk).query(&mut c).expect("MGET");
         for (key, got) in chunk.iter().zip(values) {
             let i: usize = key[1..].parse().expect("index");
             let want = ledger
@@ -377,7 +377,10 @@ fn verify(port: u16, ledger: &Ledger) {
             continue; // SET without EX cleared its TTL
         }
         let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut c).expect("TTL");
-        assert!((3000..=3600).contains(&ttl), "{key} has TTL {ttl} after the moves");
+        assert!(
+            (3000..=3600).contains(&ttl),
+            "{key} has TTL {ttl} after the moves"
+        );
     }
 }
 
@@ -386,7 +389,11 @@ fn verify(port: u16, ledger: &Ledger) {
 fn assert_balanced(ports: &[u16], shards: usize) {
     let table = shard_slots(ports[0]).expect("CLUSTER SHARDS");
     for p in ports {
-        assert_eq!(shard_slots(*p).as_ref(), Some(&table), "node {p} sees another table");
+        assert_eq!(
+            shard_slots(*p).as_ref(),
+            Some(&table),
+            "node {p} sees another table"
+        );
     }
     assert_eq!(table.len(), shards, "{table:?}");
     let share = usize::from(SLOTS) / shards;
@@ -446,7 +453,11 @@ fn grows_three_four_five_and_shrinks_back_to_three_under_load() {
     }
     assert_balanced(&nodes.live_ports(), 3);
     let (ledger, failures, ops) = load.finish();
-    assert!(failures.is_empty(), "{} of {ops} operations failed: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {ops} operations failed: {failures:?}",
+        failures.len()
+    );
     assert!(ops > 100, "the load barely ran ({ops} operations)");
     for port in nodes.live_ports() {
         verify(port, &ledger);

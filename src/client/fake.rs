@@ -155,3 +155,36 @@ pub fn slotted_shards_reply(ports: &[u16], shards: &[FakeShard], failed: &[usize
     }
     out.into_bytes()
 }
+
+/// RESP bytes of a `CLUSTER SHARDS` reply listing each shard of `owners` (id -> inclusive
+/// slot ranges) with its `slots`, every shard led by one node at `127.0.0.1:port`.
+pub fn slots_reply(
+    owners: &std::collections::BTreeMap<u64, Vec<(u16, u16)>>,
+    port: u16,
+) -> Vec<u8> {
+    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+    let mut out = format!("*{}\r\n", owners.len());
+    for (id, ranges) in owners {
+        out += "*6\r\n";
+        out += &bulk("slots");
+        out += &format!("*{}\r\n", ranges.len() * 2);
+        for (start, end) in ranges {
+            out += &format!(":{start}\r\n:{end}\r\n");
+        }
+        out += &bulk("shard-index");
+        out += &format!(":{id}\r\n");
+        out += &bulk("nodes");
+        out += "*1\r\n*10\r\n";
+        out += &bulk("id");
+        out += &bulk(&format!("{id}").repeat(40));
+        out += &bulk("port");
+        out += &format!(":{port}\r\n");
+        out += &bulk("ip");
+        out += &bulk("127.0.0.1");
+        out += &bulk("role");
+        out += &bulk("master");
+        out += &bulk("health");
+        out += &bulk("online");
+    }
+    out.into_bytes()
+}

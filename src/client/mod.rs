@@ -33,6 +33,7 @@
 
 mod error;
 pub mod node;
+pub mod rebalance;
 pub mod retry;
 pub mod router;
 mod routing;

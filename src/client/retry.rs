@@ -143,15 +143,23 @@ pub fn is_transient_reply(text: &str) -> bool {
 /// True when running `command` twice leaves the same state as running it once, so it may be
 /// sent again after a connection closed without a reply (its outcome unknown). These are the
 /// commands the client library issues itself (SET, GET, GETWITHTTL, DEL, EXPIRE, MGET, MSET,
-/// KEYS, STATS, CLUSTER, ASKING) plus read-only ones (PING, DBSIZE, EXISTS, TTL, PTTL, TYPE,
-/// STRLEN, INFO). Anything else (INCR, APPEND, LPUSH, ...) is sent once: a lost reply is
-/// reported as [`ClientError::OutcomeUnknown`], never retried. (A retried EXPIRE restarts its countdown a
+/// KEYS, STATS, the CLUSTER queries) plus read-only ones (PING, DBSIZE, EXISTS, TTL, PTTL, TYPE,
+/// STRLEN, INFO). Anything else (INCR, APPEND, LPUSH, CLUSTER MOVESLOTS: sent twice, a move
+/// that happened is refused as "not owned") is sent once: a lost reply is reported as
+/// [`ClientError::OutcomeUnknown`], never retried. (A retried EXPIRE restarts its countdown a
 /// moment later; a retried SET or DEL may overwrite another client's write made in between,
 /// which is the usual last-writer-wins of these commands.)
 pub fn is_idempotent(command: &[Bytes]) -> bool {
     let Some(name) = command.first() else {
         return true;
     };
+    if name.eq_ignore_ascii_case(b"CLUSTER") {
+        return command.get(1).is_some_and(|sub| {
+            CLUSTER_QUERIES
+                .iter()
+                .any(|known| sub.eq_ignore_ascii_case(known.as_bytes()))
+        });
+    }
     IDEMPOTENT
         .iter()
         .any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
@@ -169,7 +177,6 @@ const IDEMPOTENT: &[&str] = &[
     "MSET",
     "KEYS",
     "STATS",
-    "CLUSTER",
     "ASKING",
     "PING",
     "DBSIZE",
@@ -179,6 +186,18 @@ const IDEMPOTENT: &[&str] = &[
     "TYPE",
     "STRLEN",
     "INFO",
+];
+
+/// The CLUSTER subcommands [`is_idempotent`] accepts: the ones that only read.
+const CLUSTER_QUERIES: &[&str] = &[
+    "SHARDS",
+    "SLOTS",
+    "INFO",
+    "NODES",
+    "MYID",
+    "KEYSLOT",
+    "COUNTKEYSINSLOT",
+    "GETKEYSINSLOT",
 ];
 
 /// The default cap of [`Backoff::exponential`]: as long as the spec's request timeout.
@@ -218,6 +237,8 @@ mod tests {
             &["get", "k"],
             &["MSET", "a", "1"],
             &["del", "k"],
+            &["CLUSTER", "SHARDS"],
+            &["cluster", "info"],
         ] {
             assert!(is_idempotent(&cmd(safe)), "{safe:?}");
         }
@@ -225,6 +246,9 @@ mod tests {
             &["INCR", "k"][..],
             &["incrby", "k", "2"],
             &["APPEND", "k", "v"],
+            &["CLUSTER", "MOVESLOTS", "1", "2", "0-9"],
+            &["CLUSTER", "REMOVENODE", "3"],
+            &["CLUSTER"],
         ] {
             assert!(!is_idempotent(&cmd(unsafe_)), "{unsafe_:?}");
         }

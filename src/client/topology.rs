@@ -141,6 +141,19 @@ impl Shard {
 /// `[first1, last1, first2, last2, ...]`) and a `nodes` array of `port`/`ip`/`endpoint`/
 /// `role`/`health` fields), or that [`Topology::new`] refuses; unknown fields are ignored.
 pub fn parse_shards(reply: &Reply, servers: &[String]) -> Result<Topology, String> {
+    Topology::new(parse_shard_list(reply, servers)?)
+}
+
+/// The shards of a `CLUSTER SHARDS` reply, in the reply's order, unchecked as a whole (what
+/// `minikv rebalance` reads; [`parse_shards`] also checks that no slot has two owners).
+///
+/// # Errors
+/// As [`parse_shards`].
+pub fn parse_shard_list(reply: &Reply, servers: &[String]) -> Result<Vec<Shard>, String> {
+    parse_shard_entries(reply, servers)
+}
+
+fn parse_shard_entries(reply: &Reply, servers: &[String]) -> Result<Vec<Shard>, String> {
     let Reply::Array(entries) = reply else {
         return Err("CLUSTER SHARDS did not answer an array".into());
     };
@@ -172,7 +185,7 @@ pub fn parse_shards(reply: &Reply, servers: &[String]) -> Result<Topology, Strin
             nodes,
         });
     }
-    Topology::new(shards)
+    Ok(shards)
 }
 
 /// The 0-based index of the entry of `servers` naming `host:port`, `localhost` and
@@ -296,7 +309,7 @@ fn parse_node(node: &Reply, servers: &[String]) -> Result<ShardNode, String> {
 }
 
 /// A RESP2 flat name/value array or a RESP3 map as name/value pairs.
-fn fields(reply: &Reply) -> Option<Vec<(&[u8], &Reply)>> {
+pub(crate) fn fields(reply: &Reply) -> Option<Vec<(&[u8], &Reply)>> {
     match reply {
         Reply::Map(pairs) => pairs.iter().map(|(k, v)| name(k).map(|k| (k, v))).collect(),
         Reply::Array(items) if items.len() % 2 == 0 => items
@@ -315,7 +328,7 @@ fn name(reply: &Reply) -> Option<&[u8]> {
     }
 }
 
-fn field<'a>(fields: &[(&[u8], &'a Reply)], name: &str) -> Option<&'a Reply> {
+pub(crate) fn field<'a>(fields: &[(&[u8], &'a Reply)], name: &str) -> Option<&'a Reply> {
     fields
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))

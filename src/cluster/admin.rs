@@ -170,7 +170,7 @@ pub async fn answer(node: &Arc<Node>, call: Call) -> Answer {
                     .collect(),
             )
         }
-        Call::Table => Answer::Table(cluster.table().encode().unwrap_or_default()),
+        Call::Table => cluster.table_here(),
         Call::ChangeTable(change) => cluster.change_table_here(change).await,
         Call::Control(shard, control) => {
             super::migrate::control_here(cluster, shard, control).await

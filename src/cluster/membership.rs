@@ -129,13 +129,20 @@ async fn round(cluster: &Arc<Cluster>) -> Result<(), String> {
         }
     }
     for group in cluster.groups() {
-        let wanted = table.members(group.shard).contains(&cluster.me);
-        if !wanted && !in_membership(&group, cluster.me) || !table.shards.contains_key(&group.shard)
-        {
-            let empty = cluster.slots.held(group.shard).held.is_empty();
-            if table.shards.contains_key(&group.shard) || empty {
+        if !table.shards.contains_key(&group.shard) {
+            // A shard taken out of the table owned no slot when it was (REMOVENODE checks):
+            // whatever its member still holds here was committed to other shards, so it
+            // goes now, even before the group's own Release reaches this member (its leader
+            // may be gone for good). Asked again first: the table here may be behind.
+            let fresh = cluster.refresh_table().await;
+            if fresh.is_some_and(|t| !t.shards.contains_key(&group.shard)) {
                 stop_member(cluster, &group).await;
             }
+            continue;
+        }
+        let wanted = table.members(group.shard).contains(&cluster.me);
+        if !wanted && !in_membership(&group, cluster.me) {
+            stop_member(cluster, &group).await;
             continue;
         }
         if group.role() == Role::Leader {

@@ -221,8 +221,11 @@ async fn copy_and_switch(
     send(cluster, m.to, delta, stats).await?;
     if let Err(e) = cluster.change_table(Change::CommitMove(id)).await {
         // The answer may have been lost after the change: the table says.
-        let table = cluster.refresh_table().await;
-        if !m.slots.iter().all(|s| table.owner(*s) == m.to) {
+        let committed = cluster
+            .refresh_table()
+            .await
+            .is_some_and(|t| m.slots.iter().all(|s| t.owner(*s) == m.to));
+        if !committed {
             return Err(e);
         }
     }
@@ -249,13 +252,16 @@ async fn finish(cluster: &Arc<Cluster>, m: &Move) {
 /// finishes it), lifts the freeze and aborts the import.
 async fn call_off(cluster: &Arc<Cluster>, m: &Move, id: u64) {
     if cluster.change_table(Change::CancelMove(id)).await.is_err() {
-        let table = cluster.refresh_table().await;
+        let Some(table) = cluster.refresh_table().await else {
+            // No meta leader to say whether it committed: the reconcilers will finish it.
+            return;
+        };
         if m.slots.iter().all(|s| table.owner(*s) == m.to) {
             finish(cluster, m).await;
             return;
         }
         if table.moves.contains_key(&id) {
-            // Neither committed nor cancelled (no meta leader): the reconcilers will.
+            // Neither committed nor cancelled: the reconcilers will.
             return;
         }
     }
@@ -384,23 +390,17 @@ pub async fn control_here(cluster: &Arc<Cluster>, shard: usize, control: SlotCon
 pub async fn reconcile(cluster: &Arc<Cluster>, group: &Arc<Group>, table: &Table) {
     let shard = group.shard;
     let held = cluster.slots.held(shard);
-    let mut release: std::collections::BTreeMap<usize, Vec<u16>> = Default::default();
-    let (mut activate, mut abort, mut unfreeze) = (Vec::new(), Vec::new(), Vec::new());
-    for s in held.held.iter() {
-        let owner = table.owner(s);
-        let moving = table.moving(s);
-        if held.importing.contains(s) {
-            if owner == shard {
-                activate.push(s);
-            } else if moving.is_none_or(|(_, m)| m.to != shard) {
-                abort.push(s);
-            }
-        } else if owner != shard {
-            release.entry(owner).or_default().push(s);
-        } else if held.frozen.contains(s) && moving.is_none() {
-            unfreeze.push(s);
-        }
+    let mut planned = steps_for(shard, &held, table);
+    let nothing = |p: &Steps| p.0.is_empty() && p.1.is_empty() && p.2.is_empty() && p.3.is_empty();
+    if !nothing(&planned) {
+        // Acting on a table this node has not caught up with could undo a move (a slot
+        // that moved away and back): decide on the meta group leader's table only.
+        planned = match cluster.refresh_table().await {
+            Some(fresh) => steps_for(shard, &held, &fresh),
+            None => return,
+        };
     }
+    let (release, activate, abort, unfreeze) = planned;
     let mut steps: Vec<SlotControl> = Vec::new();
     if !activate.is_empty() {
         steps.push(SlotControl::Activate(activate));
@@ -452,6 +452,37 @@ pub async fn reconcile(cluster: &Arc<Cluster>, group: &Arc<Group>, table: &Table
             tracing::debug!("cancelling move {id}: {e}");
         }
     }
+}
+
+/// Releases by target shard, then the slots to activate, abort and unfreeze.
+type Steps = (
+    std::collections::BTreeMap<usize, Vec<u16>>,
+    Vec<u16>,
+    Vec<u16>,
+    Vec<u16>,
+);
+
+/// What `shard`'s leader should append so what it holds matches `table`: releases by
+/// target, activations, aborts, unfreezes.
+fn steps_for(shard: usize, held: &crate::replication::slots::GroupSlots, table: &Table) -> Steps {
+    let mut release: std::collections::BTreeMap<usize, Vec<u16>> = Default::default();
+    let (mut activate, mut abort, mut unfreeze) = (Vec::new(), Vec::new(), Vec::new());
+    for s in held.held.iter() {
+        let owner = table.owner(s);
+        let moving = table.moving(s);
+        if held.importing.contains(s) {
+            if owner == shard {
+                activate.push(s);
+            } else if moving.is_none_or(|(_, m)| m.to != shard) {
+                abort.push(s);
+            }
+        } else if owner != shard {
+            release.entry(owner).or_default().push(s);
+        } else if held.frozen.contains(s) && moving.is_none() {
+            unfreeze.push(s);
+        }
+    }
+    (release, activate, abort, unfreeze)
 }
 
 /// A value from its dumped form.

@@ -622,15 +622,31 @@ impl Cluster {
             .map_err(|e| Some(format!("TRYAGAIN shard {}: {e}", shard + 1)))
     }
 
-    /// The table as the meta group's leader has it now (taken here when newer), or this
-    /// node's when the leader cannot be asked.
-    pub async fn refresh_table(&self) -> Arc<Table> {
-        if let Ok(Answer::Table(bytes)) = self.call_leader(META, &Call::Table, CALL_TIMEOUT).await {
-            if let Ok(table) = Table::decode(&bytes) {
-                self.offer_table(table);
+    /// The table as the meta group's leader has applied it (taken here too when newer):
+    /// `None` when no leader answered. Unlike [`Cluster::table`], it cannot be behind a change
+    /// the meta group committed before the call.
+    pub async fn refresh_table(&self) -> Option<Arc<Table>> {
+        match self.call_leader(META, &Call::Table, CALL_TIMEOUT).await {
+            Ok(Answer::Table(bytes)) => {
+                let table = Table::decode(&bytes).ok()?;
+                self.offer_table(table.clone());
+                Some(Arc::new(table))
             }
+            _ => None,
         }
-        self.table()
+    }
+
+    /// On the meta group's leader (ready: everything committed before is applied): its
+    /// table, for [`Cluster::refresh_table`].
+    pub(crate) fn table_here(&self) -> Answer {
+        if self.meta.role() != Role::Leader {
+            return Answer::NotLeader(self.leader_of(META));
+        }
+        let table = stored_table(&self.meta_store).unwrap_or_else(|| (*self.table()).clone());
+        match table.encode() {
+            Ok(bytes) => Answer::Table(bytes),
+            Err(e) => Answer::Failed(format!("ERR {e}")),
+        }
     }
 
     /// Adds a started member to the node's groups.

@@ -592,10 +592,27 @@ pub async fn run_local(
             return Local::Moved(other);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Local::Ran(session.answer(
-                node,
-                Reply::Error("TRYAGAIN the keys' slots are being moved; try again later".into()),
-            ));
+            let why = keys
+                .iter()
+                .map(|k| crate::client::router::slot_of(k))
+                .find(|slot| {
+                    let s = cluster.slots.serving(*slot);
+                    s.group != Some(group.shard) || s.importing || (!read && s.frozen)
+                })
+                .map(|slot| {
+                    let s = cluster.slots.serving(slot);
+                    format!(
+                        "slot {slot} of shard {}: held here by {}{}{}",
+                        group.shard + 1,
+                        s.group
+                            .map_or("no shard".into(), |g| format!("shard {}", g + 1)),
+                        if s.importing { ", importing" } else { "" },
+                        if s.frozen { ", frozen" } else { "" },
+                    )
+                })
+                .unwrap_or_default();
+            let text = format!("TRYAGAIN the keys' slots are being moved ({why}); try again later");
+            return Local::Ran(session.answer(node, Reply::Error(text.into())));
         }
         // A move is finishing (frozen, or not yet activated here): wait for it.
         tokio::time::sleep(Duration::from_millis(2)).await;

@@ -369,8 +369,8 @@ fn health(cluster: &Cluster, shard: usize, member: u64) -> &'static str {
     }
 }
 
-/// One node of a shard as CLUSTER SHARDS shows it: `(ip, port, id)`, its role and health.
-fn node_fields(cluster: &Cluster, shard: usize, member: u64) -> (String, i64, String) {
+/// One node as CLUSTER SHARDS and SLOTS show it: `(ip, port, id)`.
+fn node_fields(cluster: &Cluster, member: u64) -> (String, i64, String) {
     let table = cluster.table();
     let (ip, port) = table
         .peer(member)
@@ -378,7 +378,6 @@ fn node_fields(cluster: &Cluster, shard: usize, member: u64) -> (String, i64, St
         .map(|(h, p)| (h.to_string(), p.parse::<i64>().unwrap_or(0)))
         .unwrap_or_default();
     let client = table.peer(member).map_or("", |p| p.client.as_str());
-    let _ = shard;
     (ip, port, super::spec::node_name(member, client))
 }
 
@@ -395,7 +394,7 @@ fn shards(cluster: &Cluster) -> Reply {
             let nodes = members
                 .iter()
                 .map(|&member| {
-                    let (ip, port, id) = node_fields(cluster, shard, member);
+                    let (ip, port, id) = node_fields(cluster, member);
                     let offset = cluster.group(shard).map_or(0, |g| g.progress().0 as i64);
                     let role = if member == leader {
                         "master"
@@ -444,7 +443,7 @@ fn slots(cluster: &Cluster) -> Reply {
         let nodes: Vec<Reply> = ordered
             .iter()
             .map(|&m| {
-                let (ip, port, id) = node_fields(cluster, shard, m);
+                let (ip, port, id) = node_fields(cluster, m);
                 Reply::Array(vec![
                     Reply::bulk(&ip),
                     Reply::Int(port),

@@ -12,11 +12,10 @@
 //! rebuilds the shard from what its log and snapshot say was committed (`Group::rebuild`).
 //! See `Speculation` in `replication::types` for the counters.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use openraft::{BasicNode, ServerState};

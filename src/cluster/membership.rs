@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::group::{self, Group, Role};
 use super::table::{Table, META_VOTERS};
-use super::{Answer, Call, Cluster, META};
+use super::{Answer, Call, Cluster};
 use crate::replication::{BusNetwork, Scope};
 
 /// How often the node compares its members with the table.
@@ -316,8 +316,5 @@ pub async fn wait_removed(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(format!(
-        "TRYAGAIN node {member} is still in the meta group ({})",
-        META
-    ))
+    Err(format!("TRYAGAIN node {member} is still in the meta group"))
 }

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod group;
 pub mod membership;
+pub mod meta;
 pub mod migrate;
 pub mod operate;
 pub mod route;
@@ -47,7 +48,7 @@ use crate::node::Node;
 use crate::replication::bus::{self, BusCaller, BusError, BusTls, CallHandler, Contacts};
 use crate::replication::slots::Slots;
 use crate::replication::{Batch, BusNetwork, Groups, Scope};
-use crate::store::{Store, Value};
+use crate::store::Store;
 use route::{Forward, Forwarded};
 
 /// How long one bus call may take before the caller treats the peer as gone.
@@ -225,7 +226,7 @@ impl Cluster {
         )
         .await?;
         let mut table = Table::genesis(&spec);
-        for candidate in [joined, table::load(&dir), stored_table(&meta_store)]
+        for candidate in [joined, table::load(&dir), meta::stored_table(&meta_store)]
             .into_iter()
             .flatten()
         {
@@ -259,7 +260,10 @@ impl Cluster {
         });
         cluster.bootstrap_meta().await;
         membership::start_members(&cluster).await?;
-        tokio::spawn(watch_table(Arc::downgrade(&cluster), node.shutdown.clone()));
+        tokio::spawn(meta::watch_table(
+            Arc::downgrade(&cluster),
+            node.shutdown.clone(),
+        ));
         tokio::spawn(membership::run(
             Arc::downgrade(&cluster),
             node.shutdown.clone(),
@@ -314,7 +318,7 @@ impl Cluster {
     pub fn offer_table(&self, table: Table) -> bool {
         {
             let mut held = self.table.write().expect("cluster table lock poisoned");
-            if table.epoch <= held.epoch {
+            if !table.supersedes(&held) {
                 return false;
             }
             *held = Arc::new(table.clone());
@@ -547,59 +551,6 @@ impl Cluster {
         Err(format!("TRYAGAIN group {}: {last}", shard + 1))
     }
 
-    /// Changes the table through the meta group's leader (wherever it is); returns the new
-    /// table, also taken here.
-    ///
-    /// # Errors
-    /// The text of a refusal (`ERR ...`) or of a failure to reach the leader (`TRYAGAIN ...`).
-    pub async fn change_table(&self, change: table::Change) -> Result<Arc<Table>, String> {
-        match self
-            .call_leader(META, &Call::ChangeTable(change), CALL_TIMEOUT)
-            .await?
-        {
-            Answer::Table(bytes) => {
-                let table = Table::decode(&bytes)?;
-                self.offer_table(table);
-                Ok(self.table())
-            }
-            Answer::Failed(e) => Err(e),
-            other => Err(format!("TRYAGAIN unexpected answer {other:?}")),
-        }
-    }
-
-    /// On the meta group's leader: applies `change` to the table (compare-and-set: the
-    /// change checks the table it finds) and commits it.
-    pub(crate) async fn change_table_here(&self, change: table::Change) -> Answer {
-        if self.meta.role() != Role::Leader {
-            return Answer::NotLeader(self.leader_of(META));
-        }
-        let _serial = self.table_lock.lock().await;
-        // The applied table: everything this leader committed is in it.
-        let current = stored_table(&self.meta_store).unwrap_or_else(|| (*self.table()).clone());
-        let next = match change.apply(&current) {
-            Ok(Some(next)) => next,
-            Ok(None) => return Answer::Table(current.encode().unwrap_or_default()),
-            Err(e) => return Answer::Failed(e),
-        };
-        let bytes = match next.encode() {
-            Ok(b) => b,
-            Err(e) => return Answer::Failed(format!("ERR {e}")),
-        };
-        let put = Effect::Put {
-            db: 0,
-            key: bytes::Bytes::from_static(table::TABLE_KEY),
-            value: Value::String(bytes::Bytes::from(bytes.clone())),
-            expires_at_ms: None,
-        };
-        match self.meta.raft().client_write(Batch::of(vec![put])).await {
-            Ok(_) => {
-                self.offer_table(next);
-                Answer::Table(bytes)
-            }
-            Err(e) => Answer::Failed(format!("TRYAGAIN the table change did not commit: {e}")),
-        }
-    }
-
     /// Appends `effects` to `shard`'s log on its local leader (not speculatively: every
     /// member, this one included, applies them when they commit).
     ///
@@ -622,33 +573,6 @@ impl Cluster {
             .map_err(|e| Some(format!("TRYAGAIN shard {}: {e}", shard + 1)))
     }
 
-    /// The table as the meta group's leader has applied it (taken here too when newer):
-    /// `None` when no leader answered. Unlike [`Cluster::table`], it cannot be behind a change
-    /// the meta group committed before the call.
-    pub async fn refresh_table(&self) -> Option<Arc<Table>> {
-        match self.call_leader(META, &Call::Table, CALL_TIMEOUT).await {
-            Ok(Answer::Table(bytes)) => {
-                let table = Table::decode(&bytes).ok()?;
-                self.offer_table(table.clone());
-                Some(Arc::new(table))
-            }
-            _ => None,
-        }
-    }
-
-    /// On the meta group's leader (ready: everything committed before is applied): its
-    /// table, for [`Cluster::refresh_table`].
-    pub(crate) fn table_here(&self) -> Answer {
-        if self.meta.role() != Role::Leader {
-            return Answer::NotLeader(self.leader_of(META));
-        }
-        let table = stored_table(&self.meta_store).unwrap_or_else(|| (*self.table()).clone());
-        match table.encode() {
-            Ok(bytes) => Answer::Table(bytes),
-            Err(e) => Answer::Failed(format!("ERR {e}")),
-        }
-    }
-
     /// Adds a started member to the node's groups.
     fn add_group(&self, group: Arc<Group>) {
         self.groups
@@ -663,43 +587,6 @@ impl Cluster {
             .write()
             .expect("cluster groups lock poisoned")
             .remove(&shard)
-    }
-}
-
-/// The table the meta store holds, if it holds one that decodes.
-fn stored_table(store: &Store) -> Option<Table> {
-    let db = store.db(0)?;
-    let bytes = {
-        let mut shard = db.shard(table::TABLE_KEY);
-        shard
-            .value(table::TABLE_KEY, tokio::time::Instant::now())?
-            .into_string()
-            .ok()?
-    };
-    match Table::decode(&bytes) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::error!("the meta group holds a table this node cannot read: {e}");
-            None
-        }
-    }
-}
-
-/// Takes every table the meta group applies. Ends with the node.
-async fn watch_table(cluster: Weak<Cluster>, shutdown: CancellationToken) {
-    loop {
-        let Some(c) = cluster.upgrade() else {
-            return;
-        };
-        if let Some(table) = stored_table(&c.meta_store) {
-            c.offer_table(table);
-        }
-        drop(c);
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
     }
 }
 

@@ -276,6 +276,12 @@ impl Table {
         }
     }
 
+    /// Whether this table supersedes `other` (a later epoch): what a node keeps of the tables
+    /// it is offered, in whatever order they arrive.
+    pub fn supersedes(&self, other: &Table) -> bool {
+        self.epoch > other.epoch
+    }
+
     /// The shard owning `key`.
     pub fn shard_of(&self, key: &[u8]) -> usize {
         self.owner(slot_of(key))
@@ -366,5 +372,105 @@ mod tests {
         let back = Table::decode(&table.encode().expect("encodes")).expect("decodes");
         assert_eq!(back, table);
         assert!(Table::decode(b"\x01\x02").is_err());
+    }
+
+    fn peer(id: u64) -> Peer {
+        Peer {
+            client: format!("h:{id}"),
+            bus: format!("h:{}", id + 10_000),
+        }
+    }
+
+    proptest::proptest! {
+        /// Random changes make a sequence of tables; each node receives them in a random
+        /// order, some twice, and keeps the one that supersedes what it has. Once every table
+        /// has reached every node, all nodes hold the last table and agree on the owner of
+        /// every key; every table along the way gives every slot one owner that exists.
+        #[test]
+        fn nodes_agree_on_every_owner_once_the_epoch_has_propagated(
+            ops in proptest::collection::vec((0u8..5, 0usize..6, 0usize..6, 0u16..SLOTS, 1u16..400), 1..40),
+            deliveries in proptest::collection::vec(proptest::collection::vec(0usize..1000, 1..60), 4),
+        ) {
+            let spec = ClusterSpec::parse("h:1,h:2,h:3", 1, 1, None, None).expect("parses");
+            let mut tables = vec![Table::genesis(&spec)];
+            let mut next_id = 4u64;
+            for (i, (kind, a, b, start, len)) in ops.into_iter().enumerate() {
+                let current = tables.last().expect("genesis").clone();
+                let shards: Vec<usize> = current.shards.keys().copied().collect();
+                let from = shards[a % shards.len()];
+                let to = shards[b % shards.len()];
+                let change = match kind {
+                    0 | 1 => {
+                        let slots: Vec<u16> = (start..start.saturating_add(len).min(SLOTS))
+                            .filter(|s| current.owner(*s) == from)
+                            .collect();
+                        Change::BeginMove(i as u64, Move { slots, from, to })
+                    }
+                    2 => match current.moves.keys().next() {
+                        Some(id) if a % 2 == 0 => Change::CommitMove(*id),
+                        Some(id) => Change::CancelMove(*id),
+                        None => Change::CancelMove(u64::MAX),
+                    },
+                    3 => {
+                        next_id += 1;
+                        Change::Join(next_id, peer(next_id))
+                    }
+                    _ => Change::Remove(current.nodes.keys().copied().nth(a % current.nodes.len()).expect("a node")),
+                };
+                if let Ok(Some(next)) = change.apply(&current) {
+                    proptest::prop_assert_eq!(next.epoch, current.epoch + 1);
+                    for s in 0..SLOTS {
+                        proptest::prop_assert!(next.shards.contains_key(&next.owner(s)));
+                    }
+                    tables.push(next);
+                }
+            }
+            let last = tables.last().expect("some table").clone();
+            let mut nodes: Vec<Table> = vec![tables[0].clone(); 4];
+            for (node, order) in nodes.iter_mut().zip(&deliveries) {
+                let mut sequence: Vec<usize> = order.iter().map(|i| i % tables.len()).collect();
+                sequence.extend(0..tables.len());
+                for i in sequence {
+                    if tables[i].supersedes(node) {
+                        *node = tables[i].clone();
+                    }
+                }
+            }
+            for node in &nodes {
+                proptest::prop_assert_eq!(node, &last);
+                for i in 0..200 {
+                    let key = format!("key:{i}");
+                    proptest::prop_assert_eq!(node.shard_of(key.as_bytes()), last.shard_of(key.as_bytes()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn removing_a_node_needs_its_shard_empty_and_replaces_it_in_every_group() {
+        let spec = ClusterSpec::parse("h:1,h:2,h:3", 1, 1, None, None).expect("parses");
+        let table = Table::genesis(&spec);
+        let joined = Change::Join(4, peer(4))
+            .apply(&table)
+            .expect("joins")
+            .expect("changed");
+        assert_eq!(joined.members(3).len(), 3);
+        assert!(
+            Change::Remove(1).apply(&joined).is_err(),
+            "shard 1 owns slots"
+        );
+        let removed = Change::Remove(4)
+            .apply(&joined)
+            .expect("removes")
+            .expect("changed");
+        assert!(!removed.shards.contains_key(&3));
+        assert!(removed
+            .shards
+            .values()
+            .all(|m| !m.contains(&4) && m.len() == 3));
+        assert!(
+            Change::Join(4, peer(4)).apply(&removed).is_err(),
+            "ids are not reused"
+        );
     }
 }

@@ -26,6 +26,9 @@ use tempfile::TempDir;
 /// mean by a wide margin (binomial spread about 1 % at 5 shards).
 const KEYS: usize = 20_000;
 
+/// Keys the cluster client writes (`c0..`), besides the preloaded ones.
+const CLIENT_KEYS: usize = 2_000;
+
 /// A cluster of `minikv server` processes, started with `--cluster` or added with `--join`.
 struct Nodes {
     ports: BTreeMap<u64, u16>,
@@ -308,6 +311,59 @@ impl Load {
                 }
             }));
         }
+        // The cluster client: its own keys (`c{i}`), routed by its slot table.
+        let (stop, ops, failures, ledger) = (
+            load.stop.clone(),
+            load.ops.clone(),
+            load.failures.clone(),
+            load.ledger.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let client = minikv::ClusterClient::new(minikv::ClientConfig {
+                servers: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+                ..minikv::ClientConfig::default()
+            });
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let key = format!("c{}", fastrand::usize(0..CLIENT_KEYS));
+                let value = format!("c-{seq}");
+                let outcome = runtime.block_on(async {
+                    if seq.is_multiple_of(2) {
+                        client
+                            .set(key.as_bytes(), value.as_bytes(), None)
+                            .await
+                            .map(|_| true)
+                    } else {
+                        client.get(key.as_bytes()).await.map(|_| false)
+                    }
+                });
+                match outcome {
+                    Ok(true) => {
+                        ledger.lock().expect("ledger").acked.insert(key, value);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        ledger
+                            .lock()
+                            .expect("ledger")
+                            .unknown
+                            .entry(key.clone())
+                            .or_default()
+                            .push(value);
+                        failures
+                            .lock()
+                            .expect("failures")
+                            .push(format!("cluster client, {key}: {e}"));
+                    }
+                }
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
         Load { threads, ..load }
     }
 
@@ -370,6 +426,15 @@ fn verify(port: u16, ledger: &Ledger) {
                 "{key}: {got}, but {want} was acknowledged last"
             );
         }
+    }
+    for (key, want) in ledger.acked.iter().filter(|(k, _)| k.starts_with('c')) {
+        let got: Option<String> = redis::cmd("GET").arg(key).query(&mut c).expect("GET");
+        let maybe = ledger.unknown.get(key).cloned().unwrap_or_default();
+        let got = got.unwrap_or_else(|| panic!("{key} is gone (last acknowledged {want})"));
+        assert!(
+            &got == want || maybe.contains(&got),
+            "{key}: {got}, but {want} was acknowledged last (cluster client)"
+        );
     }
     for i in (0..KEYS).step_by(10) {
         let key = format!("k{i}");

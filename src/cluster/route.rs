@@ -125,6 +125,11 @@ pub async fn run(
             .await
             {
                 Local::Ran(reply) => reply,
+                Local::Moved(to) if session.multi.is_some() => {
+                    // EXEC of a transaction whose slots moved: it runs where they are now.
+                    let reply = exec_remote(node, cluster, session, to).await;
+                    session.answer(node, reply)
+                }
                 Local::Moved(to) => {
                     let reply = match authenticate(node, session, request) {
                         Err(reply) => reply,
@@ -573,9 +578,7 @@ pub async fn run_local(
             }
             // Held while the command runs: no slot's keys move or go meanwhile.
             let _switch = cluster.slots.switch.read().expect("slots switch poisoned");
-            let served = keys
-                .iter()
-                .all(|k| cluster.slots.serves(group.shard, k, !read));
+            let served = keys.iter().all(|k| cluster.slots.serves(group.shard, k));
             served.then(|| session.execute(node, request))
         };
         if let Some(reply) = reply {
@@ -597,7 +600,7 @@ pub async fn run_local(
                 .map(|k| crate::client::router::slot_of(k))
                 .find(|slot| {
                     let s = cluster.slots.serving(*slot);
-                    s.group != Some(group.shard) || s.importing || (!read && s.frozen)
+                    s.group != Some(group.shard) || s.importing || s.frozen
                 })
                 .map(|slot| {
                     let s = cluster.slots.serving(slot);

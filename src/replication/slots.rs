@@ -13,9 +13,9 @@
 //!
 //! What a group holds is replicated state ([`GroupSlots`], in the group's snapshots): the
 //! slots it holds, which of them it is still importing (not served yet), and which are
-//! frozen (a move is under way: reads only). [`SlotControl`] entries in the group's log change
-//! it. A group's leader serves a slot only when [`Slots::serving`] says the slot's authority
-//! here is that group, the import is over, and (for writes) the slot is not frozen; it holds
+//! frozen (a move is finishing: not served either). [`SlotControl`] entries in the group's log change
+//! it. A group's leader serves a slot only when [`Slots::serves`] says the slot's authority
+//! here is that group, the import is over, and the slot is not frozen; it holds
 //! [`Slots::switch`] for reading while it checks and runs the command, and every change that
 //! moves or removes a slot's keys holds it for writing, so no command sees a slot half moved.
 //!
@@ -157,7 +157,7 @@ pub struct GroupSlots {
     pub held: SlotSet,
     /// Held slots still being imported: not served until the source releases them.
     pub importing: SlotSet,
-    /// Held slots being moved away: served for reads only.
+    /// Held slots being moved away: not served until the move ends.
     pub frozen: SlotSet,
 }
 
@@ -259,10 +259,11 @@ impl Slots {
     }
 
     /// Whether `group` may run a command on `key` here now: the slot's authority is the
-    /// group, its import is over, and a write finds it not frozen.
-    pub fn serves(&self, group: usize, key: &[u8], write: bool) -> bool {
+    /// group, its import is over, and no move has it frozen. (Reads wait while it is frozen
+    /// too: once the move commits, the target may take writes a read here would miss.)
+    pub fn serves(&self, group: usize, key: &[u8]) -> bool {
         let s = self.serving(slot_of(key));
-        s.group == Some(group) && !s.importing && !(write && s.frozen)
+        s.group == Some(group) && !s.importing && !s.frozen
     }
 
     /// Locks the node's slots for a group's state machine. Never held across an await.
@@ -621,7 +622,7 @@ mod tests {
             g.replace(1, GroupSlots::default(), |_, _| {});
         }
         put(&store, &key, "old");
-        assert!(slots.serves(0, &key, true));
+        assert!(slots.serves(0, &key));
         let _w = slots.switch.write().expect("switch");
         let mut g = slots.lock();
         // Group 1 imports: its copy goes to staging while group 0's is the store's.
@@ -680,7 +681,7 @@ mod tests {
         put(&store, &key, "v");
         assert!(slots.serving(slot).importing);
         g.control(1, &SlotControl::Activate(vec![slot]));
-        assert!(slots.serves(1, &key, true));
+        assert!(slots.serves(1, &key));
         g.control(1, &SlotControl::Abort(vec![other]));
         assert_eq!(slots.serving(other).group, Some(0));
         assert!(!g.group_slots(1).held.contains(other));

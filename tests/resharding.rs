@@ -202,6 +202,51 @@ fn shard_slots(port: u16) -> Option<BTreeMap<u64, Vec<u16>>> {
     Some(out)
 }
 
+/// The client port of the leader of shard `shard`, as node `port` reports it.
+fn shard_leader(port: u16, shard: u64) -> Option<u16> {
+    let mut c = try_conn(port)?;
+    let reply: Value = redis::cmd("CLUSTER").arg("SHARDS").query(&mut c).ok()?;
+    let Value::Array(shards) = reply else {
+        return None;
+    };
+    for entry in shards {
+        let Value::Array(fields) = entry else {
+            continue;
+        };
+        let id = fields
+            .chunks(2)
+            .find(|p| p[0] == Value::BulkString(b"shard-index".to_vec()))
+            .map(|p| p[1].clone());
+        if id != Some(Value::Int(shard as i64)) {
+            continue;
+        }
+        let nodes = fields
+            .chunks(2)
+            .find(|p| p[0] == Value::BulkString(b"nodes".to_vec()))
+            .map(|p| p[1].clone());
+        let Some(Value::Array(nodes)) = nodes else {
+            return None;
+        };
+        for node in nodes {
+            let Value::Array(f) = node else { continue };
+            let master = f.chunks(2).any(|p| {
+                p[0] == Value::BulkString(b"role".to_vec())
+                    && p[1] == Value::BulkString(b"master".to_vec())
+            });
+            if master {
+                return f
+                    .chunks(2)
+                    .find(|p| p[0] == Value::BulkString(b"port".to_vec()))
+                    .and_then(|p| match p[1] {
+                        Value::Int(n) => Some(n as u16),
+                        _ => None,
+                    });
+            }
+        }
+    }
+    None
+}
+
 /// Runs `minikv ARGS...` to completion; its exit status and output.
 fn run_cli(args: &[&str]) -> (bool, String) {
     let out = Command::new(binary())
@@ -551,33 +596,33 @@ fn kills_during_moves_leave_a_valid_table_and_lose_nothing() {
     let _ = cli.kill();
     let _ = cli.wait();
 
-    // A source leader (node 1 leads shard 1 unless it failed over) killed mid-move.
-    let mut cli = Command::new(binary())
-        .args(["rebalance", "--servers", &servers, "--batch", "64"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("rebalance");
-    std::thread::sleep(Duration::from_millis(300));
-    nodes.kill(1);
-    let status = cli.wait().expect("rebalance ends");
-    // It may end either way (it keeps going when a new leader takes over); the cluster
-    // must be valid, and a rerun balances it.
-    let _ = status;
-    nodes.run(1);
-    wait_ok(nodes.ports[&1]);
-
-    // The target's leader (node 4 leads shard 4) killed mid-move.
-    let mut cli = Command::new(binary())
-        .args(["rebalance", "--servers", &servers, "--batch", "64"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("rebalance");
-    std::thread::sleep(Duration::from_millis(300));
-    nodes.kill(4);
-    let _ = cli.wait();
-    nodes.run(4);
-    for p in nodes.live_ports() {
-        wait_ok(p);
+    // A source leader killed mid-move, then a target leader: each time a rebalance runs,
+    // and the kill comes once a move is recorded in the table (copying or switching).
+    for (victim, role) in [(1, "source"), (4, "target")] {
+        let mut cli = Command::new(binary())
+            .args(["rebalance", "--servers", &servers, "--batch", "64"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rebalance");
+        wait_until_blocking("a move recorded in the table", WAIT * 3, || {
+            nodes
+                .live_ports()
+                .iter()
+                .any(|p| info(*p).contains("cluster_migrations_in_progress:1"))
+        });
+        let leads = shard_leader(nodes.ports[&victim], victim) == Some(nodes.ports[&victim]);
+        nodes.kill(victim);
+        // The rebalance goes too, so that moves are left for the next kill; the table must
+        // stay valid, and a rerun balances it.
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = cli.kill();
+        let _ = cli.wait();
+        eprintln!("killed node {victim} (leading shard {victim}: {leads}), the {role} of the moves, mid-move");
+        nodes.run(victim);
+        for p in nodes.live_ports() {
+            wait_ok(p);
+        }
     }
 
     // No move is left half done, and a rerun ends balanced.

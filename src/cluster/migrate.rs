@@ -63,9 +63,12 @@ pub struct MoveStats {
     pub ms: u64,
 }
 
-/// A move whose driver is not on this node is cancelled after this long (the driver died, or
-/// lost its leadership and gave up).
-pub const ORPHAN_AFTER: Duration = Duration::from_secs(30);
+/// A move out of a shard this node leads, driven elsewhere, is cancelled after this long: its
+/// driver was the shard's previous leader, which died or lost its leadership. Cancelling a
+/// driver that is in fact still going is safe (commit and cancel are both compare-and-set on
+/// the move's record: if the commit wins, the slots are released instead), so the grace is
+/// only long enough for a commit under way to land, and the slots are not frozen for long.
+pub const ORPHAN_AFTER: Duration = Duration::from_secs(3);
 
 /// About the most bytes of keys and values one import chunk carries.
 const CHUNK_BYTES: usize = 1 << 20;

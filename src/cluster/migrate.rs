@@ -19,8 +19,8 @@
 //! 6. **Commit**: one table change (`CommitMove`) gives the slots to the target: this is the
 //!    moment the move happens, decided by the meta group alone, so a slot is never owned by
 //!    two shards or by none.
-//! 7. **Finish**: the source's log gets `Release(slots)` (its members drop the keys) and the
-//!    target's `Activate(slots)` (it serves them).
+//! 7. **Finish**: the target's log gets `Activate(slots)` (it serves them), then the
+//!    source's `Release(slots)` (its members drop the keys).
 //!
 //! Anything failing before the commit calls the move off (`CancelMove`, then `Unfreeze` at
 //! the source and `Abort` at the target). A driver that dies leaves the table to say what
@@ -236,18 +236,20 @@ async fn copy_and_switch(
     Ok(())
 }
 
-/// After the commit: the source drops the slots, the target serves them. Best effort: the
-/// shards' leaders [`reconcile`] anything left.
+/// After the commit: the target serves the slots, then the source drops them. The target
+/// goes first: the source serves nothing of them any more (they are frozen there), and
+/// dropping them scans its store, which the slots' clients need not wait for. Best effort:
+/// the shards' leaders [`reconcile`] anything left.
 async fn finish(cluster: &Arc<Cluster>, m: &Move) {
+    if let Err(e) = control(cluster, m.to, SlotControl::Activate(m.slots.clone())).await {
+        tracing::warn!(shard = m.to + 1, "activating moved slots: {e}");
+    }
     let release = SlotControl::Release {
         slots: m.slots.clone(),
         to: m.to,
     };
     if let Err(e) = control(cluster, m.from, release).await {
         tracing::warn!(shard = m.from + 1, "releasing moved slots: {e}");
-    }
-    if let Err(e) = control(cluster, m.to, SlotControl::Activate(m.slots.clone())).await {
-        tracing::warn!(shard = m.to + 1, "activating moved slots: {e}");
     }
 }
 

@@ -13,11 +13,14 @@
 //!
 //! What a group holds is replicated state ([`GroupSlots`], in the group's snapshots): the
 //! slots it holds, which of them it is still importing (not served yet), and which are
-//! frozen (a move is finishing: not served either). [`SlotControl`] entries in the group's log change
-//! it. A group's leader serves a slot only when [`Slots::serves`] says the slot's authority
+//! frozen (a move is finishing: not served either). [`SlotControl`] entries in the group's
+//! log change it. A group's leader serves a slot only when [`Slots::serves`] says the slot's authority
 //! here is that group, the import is over, and the slot is not frozen; it holds
-//! [`Slots::switch`] for reading while it checks and runs the command, and every change that
-//! moves or removes a slot's keys holds it for writing, so no command sees a slot half moved.
+//! [`Slots::switch`] for reading while it checks and runs the command. Freezing a slot on the
+//! leader ([`Slots::freeze_now`]) and wiping a group's keys (a flush, a snapshot installed)
+//! hold it for writing, so no command runs across them. Moving or dropping a slot's keys
+//! needs no such pause: nothing serves that slot meanwhile (it is frozen or importing, and a
+//! group waiting for it becomes its authority only once its keys are in).
 //!
 //! This module knows the store and slots, never the cluster's table or the network.
 
@@ -205,8 +208,8 @@ pub struct Slots {
     /// Per slot: `(group + 1) << 2 | importing << 1 | frozen` for its authority (0: none).
     state: Vec<AtomicU32>,
     inner: Mutex<Inner>,
-    /// Held for reading by a command that checked [`Slots::serving`] while it runs; for
-    /// writing while a slot's keys move or go.
+    /// Held for reading by a command that checked [`Slots::serves`] while it runs; for
+    /// writing while a slot freezes or a group's keys are wiped.
     pub switch: RwLock<()>,
 }
 

@@ -286,15 +286,12 @@ impl StateMachine {
 
     /// Applies one batch; database-wide effects (FLUSHDB, FLUSHALL, SWAPDB) run with the gate
     /// held exclusively, as they do on the command path, so no reader sees them half done. In
-    /// a group, slot changes and flushes also hold the slots' switch (keys move or go).
+    /// a group, flushes also hold the slots' switch (keys go).
     fn apply_batch(&self, batch: &[Effect], now: Instant) -> Applied {
         let alone = batch.iter().any(|e| {
             matches!(
                 e,
-                Effect::FlushDb { .. }
-                    | Effect::FlushAll
-                    | Effect::SwapDb { .. }
-                    | Effect::Slots(_)
+                Effect::FlushDb { .. } | Effect::FlushAll | Effect::SwapDb { .. }
             )
         });
         let mut rejected = 0;
@@ -310,7 +307,10 @@ impl StateMachine {
                 }
             }
             Scope::Group { group, slots, .. } => {
-                // The switch before the gate: the request path takes them in that order.
+                // The switch before the gate: the request path takes them in that order. Slot
+                // changes need neither: the slots whose keys they move or drop are served by
+                // no command meanwhile (frozen or importing, and a group waiting for a slot is
+                // its authority only once its keys are in), so the node's other slots go on.
                 let _switch = alone.then(|| slots.switch.write().expect("slots switch poisoned"));
                 let _gate = alone.then(|| self.store.gate().exclusive());
                 let mut guard = slots.lock();

@@ -54,7 +54,8 @@
 # BATCH (256, rebalance's --batch), SAMPLE (20000), NODE_TIMEOUT_MS (unset: the nodes'
 # default; else every node's --cluster-node-timeout), SAMPLES (a file: every probe request as
 # a tab-separated line: phase, seconds into it, ms, node, command, error), KEEP_LOGS (set: keep the
-# node logs' directory and print its path; it is kept anyway when a check fails). Every
+# node logs' directory and print its path on standard error; it is kept anyway when a check
+# fails). Every
 # process it starts is stopped by its PID when it exits.
 set -euo pipefail
 export LC_ALL=C
@@ -621,7 +622,8 @@ finally:
             p.kill()
             p.wait()
     if KEEP or not ok:
-        print("node logs in %s" % work, file=sys.stderr if not ok else sys.stdout)
+        # On standard error, so that the summary stays the last line of standard output.
+        print("node logs in %s" % work, file=sys.stderr)
     else:
         shutil.rmtree(work, ignore_errors=True)
 sys.exit(0 if ok else 1)

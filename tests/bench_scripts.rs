@@ -1,5 +1,6 @@
 //! The benchmark scripts that `docs/performance.md` and `docs/reliability.md` run,
-//! `scripts/bench/compare.sh`, `memory.sh`, `replicated.sh` and `failover.sh`, still run: each
+//! `scripts/bench/compare.sh`, `memory.sh`, `replicated.sh`, `failover.sh` and `rebalance.sh`,
+//! still run: each
 //! once against real nodes at tiny sizes, checking the lines the docs quote (never the figures:
 //! these are not timed tests). Needs redis-server, redis-benchmark and python3
 //! (`./scripts/test.sh` installs them).
@@ -160,6 +161,61 @@ fn failover_script_times_each_kill_and_sums_them_up() {
         out.report()
     );
     for label in ["p50 ", "p90 ", "max ", "misses "] {
+        number_after(last, label);
+    }
+}
+
+#[test]
+fn rebalance_script_moves_a_quarter_of_the_keys_and_checks_them() {
+    require("python3", "python3", &["--version"]);
+    let out = run(
+        script("rebalance.sh")
+            .arg("3000")
+            .env("MINIKV", binary())
+            .env("BEFORE_S", "1")
+            .env("SAMPLE", "3000")
+            .env_remove("BATCH")
+            .env_remove("PROBE_RATE")
+            .env_remove("NODE_TIMEOUT_MS")
+            .env_remove("SAMPLES")
+            .env_remove("KEEP_LOGS"),
+        None,
+        SCRIPT_LIMIT,
+    );
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for start in [
+        "loaded 3000 keys (300 with a TTL) ",
+        "node 4 joined in ",
+        "plan: move 3072 slots in 12 calls ",
+        "done: slots=3072 ",
+        "checked: slots 1=3072 2=3072 3=3072 4=3072; ",
+        "probe before: ",
+        "probe during: ",
+        "cpu during: ",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(start)),
+            "no `{start}` line: {}",
+            out.report()
+        );
+    }
+    let last = lines.last().expect("some output");
+    assert!(
+        last.starts_with("rebalance: 3000 keys, 3 -> 4 shards: ") && last.ends_with("; check ok"),
+        "the last line is the summary, checks passed: {}",
+        out.report()
+    );
+    for label in [
+        "shards: ",
+        " in ",
+        " (",
+        "raw ",
+        "wire ",
+        "p99 before ",
+        "during ",
+        "(max ",
+    ] {
         number_after(last, label);
     }
 }

@@ -52,7 +52,7 @@
 #   this format; keep it when changing the script.
 #
 # Environment: MINIKV (./target/release/minikv), PROBE_RATE (500 requests/s), BEFORE_S (10),
-# BATCH (256, rebalance's --batch), SAMPLE (20000), NODE_TIMEOUT_MS (unset: the nodes'
+# BATCH (1024, rebalance's --batch), SAMPLE (20000), NODE_TIMEOUT_MS (unset: the nodes'
 # default; else every node's --cluster-node-timeout), SAMPLES (a file: every probe request as
 # a tab-separated line: phase, seconds into it, ms, node, command, error), KEEP_LOGS (set: keep the
 # node logs' directory and print its path on standard error; it is kept anyway when a check
@@ -70,7 +70,7 @@ positive() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 keys=${1:-1000000}
 rate=${PROBE_RATE:-500}
 before=${BEFORE_S:-10}
-batch=${BATCH:-256}
+batch=${BATCH:-1024}
 sample=${SAMPLE:-20000}
 for value in "$keys" "$rate" "$before" "$batch" "$sample"; do positive "$value" || usage; done
 minikv=${MINIKV:-./target/release/minikv}

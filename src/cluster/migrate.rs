@@ -169,21 +169,13 @@ async fn copy_and_switch(
     group.track(set.clone());
     control(cluster, m.to, SlotControl::Import(m.slots.clone())).await?;
     // The copy: what the store holds now, speculative writes included (the delta and the
-    // term check below make up for any of them the group loses).
-    let now = Instant::now();
-    let mut effects = Vec::new();
-    if let Some(db) = cluster.slots.store().db(0) {
-        for dump in db.dump_matching(now, |k| set.contains(slot_of(k))) {
-            for e in dump_entries(&dump) {
-                effects.push(Effect::Put {
-                    db: 0,
-                    key: Bytes::copy_from_slice(e.key),
-                    value: value_of(e.kind, e.data),
-                    expires_at_ms: e.deadline.map(clock::unix_ms_at),
-                });
-            }
-        }
-    }
+    // term check below make up for any of them the group loses). A scan of the whole store:
+    // off the executor.
+    let store = cluster.slots.store().clone();
+    let scan = set.clone();
+    let effects = tokio::task::spawn_blocking(move || copy_of(&store, &scan))
+        .await
+        .map_err(|e| format!("TRYAGAIN copying the slots: {e}"))?;
     send(cluster, m.to, effects, stats).await?;
     // Freeze: no command starts on the slots here from now on; everything that ran before
     // is committed before the Freeze entry is proposed.
@@ -488,6 +480,25 @@ fn steps_for(shard: usize, held: &crate::replication::slots::GroupSlots, table: 
         }
     }
     (release, activate, abort, unfreeze)
+}
+
+/// `Put`s of every live key of `set`'s slots in `store` (database 0, the cluster's only one).
+fn copy_of(store: &crate::store::Store, set: &SlotSet) -> Vec<Effect> {
+    let now = Instant::now();
+    let mut effects = Vec::new();
+    if let Some(db) = store.db(0) {
+        for dump in db.dump_matching(now, |k| set.contains(slot_of(k))) {
+            for e in dump_entries(&dump) {
+                effects.push(Effect::Put {
+                    db: 0,
+                    key: Bytes::copy_from_slice(e.key),
+                    value: value_of(e.kind, e.data),
+                    expires_at_ms: e.deadline.map(clock::unix_ms_at),
+                });
+            }
+        }
+    }
+    effects
 }
 
 /// A value from its dumped form.

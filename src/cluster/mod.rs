@@ -243,7 +243,7 @@ impl Cluster {
             meta_store,
             table: RwLock::new(Arc::new(table)),
             table_changed: Notify::new(),
-            slots: Arc::new(Slots::new(node.store.clone())),
+            slots: Slots::new(node.store.clone()),
             remote_leaders: Mutex::default(),
             forwarded: AtomicU64::new(0),
             bus_addr: bound,

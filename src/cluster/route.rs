@@ -587,10 +587,18 @@ pub async fn run_local(
             return Local::Ran(reply);
         }
         let table = cluster.table();
+        // A shard importing the slot waits whatever this node's table says (it may not have
+        // seen the move committed yet): sending the request back to the source would bounce.
+        let importing = {
+            let held = cluster.slots.held(group.shard);
+            keys.iter()
+                .any(|k| held.importing.contains(crate::client::router::slot_of(k)))
+        };
         if let Some(other) = keys
             .iter()
             .map(|k| table.shard_of(k))
             .find(|s| *s != group.shard)
+            .filter(|_| !importing)
         {
             return Local::Moved(other);
         }

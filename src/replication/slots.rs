@@ -205,6 +205,10 @@ pub struct Serving {
 #[derive(Debug)]
 pub struct Slots {
     main: Arc<Store>,
+    /// This value's own handle, for the threads that clear released slots.
+    me: std::sync::Weak<Slots>,
+    /// Slots whose keys a thread is removing from the store.
+    clearing: std::sync::atomic::AtomicUsize,
     /// Per slot: `(group + 1) << 2 | importing << 1 | frozen` for its authority (0: none).
     state: Vec<AtomicU32>,
     inner: Mutex<Inner>,
@@ -234,13 +238,59 @@ pub struct SlotsGuard<'a> {
 
 impl Slots {
     /// The slots of a node whose store is `main`; no group holds anything yet.
-    pub fn new(main: Arc<Store>) -> Slots {
-        Slots {
+    pub fn new(main: Arc<Store>) -> Arc<Slots> {
+        Arc::new_cyclic(|me| Slots {
             main,
+            me: me.clone(),
+            clearing: std::sync::atomic::AtomicUsize::new(0),
             state: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
             inner: Mutex::default(),
             switch: RwLock::new(()),
+        })
+    }
+
+    /// Whether released slots' keys are still being removed from the store (tests wait on
+    /// it).
+    pub fn clearing(&self) -> bool {
+        self.clearing.load(Ordering::Acquire) > 0
+    }
+
+    /// Removes the keys of `set`'s slots from the store, then lets the group waiting for each
+    /// slot (if any) take it over. The slots' authority is [`CLEARING`] meanwhile: no group
+    /// serves them or writes them into the store.
+    fn clear(&self, set: SlotSet) {
+        for db in self.main.dbs() {
+            db.retain(|k| !set.contains(slot_of(k)));
         }
+        self.main.mark_dirty(1);
+        let mut guard = self.lock();
+        let now = Instant::now();
+        let mut next: HashMap<usize, SlotSet> = HashMap::new();
+        for s in set.iter() {
+            if self.serving_raw(s) != Some(CLEARING) {
+                continue;
+            }
+            guard.set_authority(s, None);
+            if let Some(queue) = guard.inner.waiting.get_mut(&s) {
+                if !queue.is_empty() {
+                    next.entry(queue.remove(0)).or_default().insert(s);
+                }
+            }
+        }
+        for (g, slots) in next {
+            guard.claim(g, &slots, now);
+        }
+        drop(guard);
+        self.clearing.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The slot's authority as stored, [`CLEARING`] included.
+    fn serving_raw(&self, slot: u16) -> Option<usize> {
+        let v = self
+            .state
+            .get(usize::from(slot))
+            .map_or(0, |a| a.load(Ordering::Acquire));
+        (v >> 2).checked_sub(1).map(|g| g as usize)
     }
 
     /// The node's store.
@@ -462,35 +512,52 @@ impl SlotsGuard<'_> {
     }
 
     /// `group` no longer holds the slots of `set`: their keys go, and for each slot the next
-    /// group waiting takes over.
-    fn forget(&mut self, group: usize, set: &SlotSet, now: Instant) {
+    /// group waiting takes over. Where the group was the authority, its keys leave the store
+    /// on a thread of their own (a scan of the whole store), so the caller (a state machine
+    /// applying a `Release`) goes on at once; the waiting group takes over after that.
+    fn forget(&mut self, group: usize, set: &SlotSet, _now: Instant) {
         if set.is_empty() {
             return;
         }
-        self.drop_data(group, set, now);
+        let mut cleared = SlotSet::default();
+        let mut staged = SlotSet::default();
+        for s in set.iter() {
+            if self.slots.serving(s).group == Some(group) {
+                cleared.insert(s);
+            } else {
+                staged.insert(s);
+            }
+        }
+        if let Some(held) = self.inner.groups.get(&group) {
+            for db in held.staging.dbs() {
+                db.retain(|k| !staged.contains(slot_of(k)));
+            }
+        }
         let held = self.held_mut(group);
         for s in set.iter() {
             held.slots.held.remove(s);
             held.slots.importing.remove(s);
             held.slots.frozen.remove(s);
         }
-        let mut next: HashMap<usize, SlotSet> = HashMap::new();
         for s in set.iter() {
             if let Some(queue) = self.inner.waiting.get_mut(&s) {
                 queue.retain(|g| *g != group);
             }
-            if self.slots.serving(s).group != Some(group) {
-                continue;
-            }
-            self.set_authority(s, None);
-            if let Some(queue) = self.inner.waiting.get_mut(&s) {
-                if !queue.is_empty() {
-                    next.entry(queue.remove(0)).or_default().insert(s);
-                }
-            }
         }
-        for (g, slots) in next {
-            self.claim(g, &slots, now);
+        if cleared.is_empty() {
+            return;
+        }
+        for s in cleared.iter() {
+            self.set_authority(s, Some(CLEARING));
+        }
+        self.slots.clearing.fetch_add(1, Ordering::AcqRel);
+        match self.slots.me.upgrade() {
+            Some(slots) => {
+                std::thread::spawn(move || slots.clear(cleared));
+            }
+            None => {
+                self.slots.clearing.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
@@ -542,6 +609,9 @@ impl SlotsGuard<'_> {
         );
     }
 }
+
+/// The authority of a slot whose keys are being removed from the store (see [`Slots::clear`]).
+const CLEARING: usize = (1 << 29) - 1;
 
 /// Moves every key of the slots of `set` from `from` to `to` (same database indexes).
 fn move_slots(from: &Store, to: &Store, set: &SlotSet, now: Instant) {
@@ -602,6 +672,14 @@ mod tests {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
+    fn wait_cleared(slots: &Slots) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while slots.clearing() {
+            assert!(std::time::Instant::now() < deadline, "clearing never ended");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn ranges_round_trip_and_genesis_is_the_modulo() {
         let set = SlotSet::genesis(1, 3);
@@ -646,6 +724,10 @@ mod tests {
                 to: 1,
             },
         );
+        // Group 0's keys leave the store on a thread; then group 1 takes over.
+        drop(g);
+        wait_cleared(&slots);
+        let mut g = slots.lock();
         let s = slots.serving(slot);
         assert_eq!(
             s,
@@ -665,7 +747,6 @@ mod tests {
         let slots = Slots::new(store.clone());
         let (slot, other) = (3, 5);
         let key = key_in(slot);
-        let _w = slots.switch.write().expect("switch");
         let mut g = slots.lock();
         g.replace(0, GroupSlots::genesis(0, 1), |_, _| {});
         put(&store, &key, "v");
@@ -676,6 +757,10 @@ mod tests {
                 to: 1,
             },
         );
+        assert_eq!(slots.serving(slot).group, Some(CLEARING));
+        drop(g);
+        wait_cleared(&slots);
+        let mut g = slots.lock();
         assert_eq!(get(&store, &key), None);
         assert_eq!(slots.serving(slot).group, None);
         // A node that is only in the target: the import goes straight into the store.

@@ -169,7 +169,7 @@ impl Scope {
     /// Group `group` of a new cluster of `shards` shards, alone on `store` (tests: one
     /// state machine per store).
     pub fn standalone(store: &Arc<Store>, group: usize, shards: usize) -> Scope {
-        Scope::group(group, shards, Arc::new(Slots::new(store.clone())))
+        Scope::group(group, shards, Slots::new(store.clone()))
     }
 
     /// The group's index (0 for [`Scope::All`]).
@@ -668,6 +668,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     if self.speculation.passed(batch.origin, batch.seq) =>
                 {
                     Applied::default()
+                }
+                // A slot change scans the store (its keys move or go): off the executor, so
+                // the node's heartbeats and requests go on meanwhile.
+                EntryPayload::Normal(ref batch)
+                    if batch.effects.iter().any(|e| matches!(e, Effect::Slots(_))) =>
+                {
+                    let machine = self.clone();
+                    let effects = batch.effects.clone();
+                    tokio::task::spawn_blocking(move || machine.apply_batch(&effects, now))
+                        .await
+                        .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::error(e)))?
                 }
                 EntryPayload::Normal(ref batch) => self.apply_batch(&batch.effects, now),
                 EntryPayload::Membership(ref m) => {

@@ -633,7 +633,7 @@ fn list(ids: &[ShardId]) -> String {
 }
 
 /// `--batch`'s default: slots per `CLUSTER MOVESLOTS` call.
-pub const DEFAULT_BATCH: usize = 256;
+pub const DEFAULT_BATCH: usize = 1024;
 
 #[cfg(test)]
 mod tests;

@@ -100,21 +100,8 @@ enum Command {
         /// Seconds before one attempt times out.
         #[arg(long, default_value = "5", value_parser = seconds, allow_negative_numbers = true)]
         timeout: Duration,
-        /// Password of password-protected nodes (sent with AUTH on every new connection).
-        #[arg(long, env = "MINIKV_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
-        /// Connect to the nodes with TLS (needs --tls-ca).
-        #[arg(long, requires = "tls_ca")]
-        tls: bool,
-        /// PEM CA certificates that sign the nodes' certificates.
-        #[arg(long, value_name = "FILE", requires = "tls")]
-        tls_ca: Option<PathBuf>,
-        /// PEM client certificate, for nodes that require one (needs --tls-key).
-        #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
-        tls_cert: Option<PathBuf>,
-        /// PEM private key of --tls-cert.
-        #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
-        tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        connect: ConnectArgs,
         /// A command to run instead of the interactive loop, e.g. `get user:1`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -185,6 +172,13 @@ struct SlotArgs {
         allow_negative_numbers = true
     )]
     batch: usize,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// How the client commands reach password-protected or TLS nodes.
+#[derive(clap::Args)]
+struct ConnectArgs {
     /// Password of password-protected nodes (sent with AUTH on every new connection).
     #[arg(long, env = "MINIKV_PASSWORD", hide_env_values = true)]
     password: Option<String>,
@@ -200,6 +194,29 @@ struct SlotArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
     tls_key: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// The password (an empty one means none, as in Redis) and the TLS settings.
+    fn settings(
+        self,
+    ) -> anyhow::Result<(
+        Option<String>,
+        Option<std::sync::Arc<minikv::tls::TlsClientConfig>>,
+    )> {
+        let tls = match (self.tls, self.tls_ca) {
+            (true, Some(ca)) => Some(
+                minikv::tls::client_config(&minikv::tls::ClientTls {
+                    ca,
+                    cert: self.tls_cert,
+                    key: self.tls_key,
+                })
+                .context("setting up TLS")?,
+            ),
+            _ => None,
+        };
+        Ok((self.password.filter(|p| !p.is_empty()), tls))
+    }
 }
 
 #[derive(clap::Args)]
@@ -410,28 +427,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retry_delay,
             retry_backoff,
             timeout,
-            password,
-            tls,
-            tls_ca,
-            tls_cert,
-            tls_key,
+            connect,
             command,
         } => {
             init_client_logging();
-            let tls = match (tls, tls_ca) {
-                (true, Some(ca)) => Some(
-                    minikv::tls::client_config(&minikv::tls::ClientTls {
-                        ca,
-                        cert: tls_cert,
-                        key: tls_key,
-                    })
-                    .context("setting up TLS")?,
-                ),
-                _ => None,
-            };
+            let (password, tls) = connect.settings()?;
             let mut config = ClientConfig {
                 servers: servers.0,
-                password: password.filter(|p| !p.is_empty()),
+                password,
                 tls,
                 ..ClientConfig::default()
             };
@@ -454,20 +457,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn move_slots(args: SlotArgs, remove: Option<u64>) -> anyhow::Result<ExitCode> {
     use minikv::client::rebalance::{self, Options, Printer};
     init_client_logging();
-    let tls = match (args.tls, args.tls_ca) {
-        (true, Some(ca)) => Some(
-            minikv::tls::client_config(&minikv::tls::ClientTls {
-                ca,
-                cert: args.tls_cert,
-                key: args.tls_key,
-            })
-            .context("setting up TLS")?,
-        ),
-        _ => None,
-    };
+    let (password, tls) = args.connect.settings()?;
     let options = Options {
         batch: args.batch,
-        password: args.password.filter(|p| !p.is_empty()),
+        password,
         tls,
         ..Options::new(args.servers.0)
     };

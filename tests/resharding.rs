@@ -269,6 +269,17 @@ struct Ledger {
     unknown: HashMap<String, Vec<String>>,
 }
 
+/// Notes that `key` may now hold `value` (a write whose outcome is unknown).
+fn maybe_written(ledger: &Mutex<Ledger>, key: &str, value: &str) {
+    ledger
+        .lock()
+        .expect("ledger")
+        .unknown
+        .entry(key.to_string())
+        .or_default()
+        .push(value.to_string());
+}
+
 /// Writers and readers through every node until stopped; counts operations and failures (an
 /// operation that still fails after 5 tries, 200 ms apart).
 struct Load {
@@ -331,13 +342,7 @@ impl Load {
                             break;
                         }
                         if write {
-                            ledger
-                                .lock()
-                                .expect("ledger")
-                                .unknown
-                                .entry(key.clone())
-                                .or_default()
-                                .push(value.clone());
+                            maybe_written(&ledger, &key, &value);
                         }
                         std::thread::sleep(Duration::from_millis(200));
                         conns[c] = None;
@@ -393,13 +398,7 @@ impl Load {
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        ledger
-                            .lock()
-                            .expect("ledger")
-                            .unknown
-                            .entry(key.clone())
-                            .or_default()
-                            .push(value);
+                        maybe_written(&ledger, &key, &value);
                         failures
                             .lock()
                             .expect("failures")

@@ -219,10 +219,10 @@ fn ready_line_names_other_ports_and_hosts() {
 }
 
 #[test]
-fn rebalance_batch_defaults_to_256_and_remove_node_takes_an_id() {
+fn rebalance_batch_defaults_to_1024_and_remove_node_takes_an_id() {
     match parsed(&["rebalance", "--servers", "localhost:7001,localhost:7002"]).command {
         Command::Rebalance { slots } => {
-            assert_eq!(slots.batch, 256);
+            assert_eq!(slots.batch, 1024);
             assert_eq!(slots.servers.0, ["localhost:7001", "localhost:7002"]);
         }
         _ => unreachable!("parsed a rebalance command"),

@@ -5,7 +5,7 @@
 //! up before they count in a majority). The meta group's voters are the table's first
 //! [`META_VOTERS`] nodes; the others follow it as learners.
 //!
-//! Runs as one task per node ([`run`]), every [`PERIOD`], and on demand for a shard
+//! Runs as one task per node ([`run`]), every 200 ms, and on demand for a shard
 //! ([`reconfigure`], what `CLUSTER REMOVENODE` waits for).
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,6 @@
 //! The meta group's side of the cluster (issue 11): the table it keeps, changed by
 //! compare-and-set on its leader ([`Cluster::change_table`]), read back by every node
-//! ([`watch_table`]), and asked for fresh when a decision must not rest on a table this node
+//! (`watch_table`), and asked for fresh when a decision must not rest on a table this node
 //! has not caught up with ([`Cluster::refresh_table`]).
 
 use std::sync::{Arc, Weak};

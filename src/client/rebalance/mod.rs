@@ -1,7 +1,7 @@
 //! Slot moves for the operator commands `minikv rebalance` and `minikv remove-node`: read who
-//! owns which slots (`CLUSTER SHARDS`), plan the moves ([`plan`]), run them one
+//! owns which slots (`CLUSTER SHARDS`), plan the moves (`plan.rs`), run them one
 //! `CLUSTER MOVESLOTS from to start-end ...` call at a time, and report each
-//! ([`progress`]). It speaks RESP through [`super::node`] connections, like the rest of the
+//! (`progress.rs`). It speaks RESP through [`super::node`] connections, like the rest of the
 //! client, and knows nothing of how a node copies the keys.
 //!
 //! Any server of the list will do: every node answers these commands, forwarding them as

@@ -118,7 +118,13 @@ async fn run(
     m: &Move,
     id: u64,
 ) -> Result<MoveStats, String> {
-    let table = cluster.table();
+    let mut table = cluster.table();
+    if m.slots.iter().any(|s| table.owner(*s) != m.from) {
+        // This node may not have seen the last move yet: the meta leader's table decides.
+        if let Some(fresh) = cluster.refresh_table().await {
+            table = fresh;
+        }
+    }
     if let Some(s) = m.slots.iter().find(|s| table.owner(**s) != m.from) {
         return Err(format!(
             "ERR slot {s} is not owned by shard {} (it is shard {}'s)",

@@ -126,9 +126,12 @@ async fn start(cluster: Cluster) -> (Arc<Mutex<Cluster>>, Options) {
             FakeNode::start(move |words| state.lock().expect("cluster lock").answer(words)).await;
         servers.push(format!("127.0.0.1:{}", node.port));
     }
+    // Batches of 256 (not the default 1024): several calls per run, so a retry or a lost
+    // reply lands in the middle of one.
     let options = Options {
         pause: Duration::from_millis(10),
         stall_limit: Duration::from_secs(5),
+        batch: 256,
         ..Options::new(servers)
     };
     (shared, options)

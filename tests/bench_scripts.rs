@@ -187,7 +187,7 @@ fn rebalance_script_moves_a_quarter_of_the_keys_and_checks_them() {
     for start in [
         "loaded 3000 keys (300 with a TTL) ",
         "node 4 joined in ",
-        "plan: move 3072 slots in 12 calls ",
+        "plan: move 3072 slots in 3 calls ",
         "done: slots=3072 ",
         "checked: slots 1=3072 2=3072 3=3072 4=3072; ",
         "probe before: ",

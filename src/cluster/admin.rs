@@ -56,6 +56,13 @@ pub async fn run(node: &Node, cluster: &Cluster, session: &mut Session, special:
     }
     match special {
         Special::Flush => {
+            // A move's copy could bring flushed keys back: no flush while one is under way
+            // (and a move that sees a flush of its source calls itself off).
+            if !cluster.table().moves.is_empty() {
+                return Reply::Error(
+                    "TRYAGAIN slots are being moved; FLUSHALL/FLUSHDB after the move".into(),
+                );
+            }
             for shard in cluster.table().shards.keys() {
                 if let Err(e) = flush(node, cluster, *shard).await {
                     return e;
@@ -175,7 +182,10 @@ pub async fn answer(node: &Arc<Node>, call: Call) -> Answer {
         Call::Control(shard, control) => {
             super::migrate::control_here(cluster, shard, control).await
         }
-        Call::Import(shard, packed) => super::migrate::import(cluster, shard, &packed).await,
+        Call::Import(shard, id, packed) => {
+            super::migrate::import(cluster, shard, id, &packed).await
+        }
+        Call::Importing(shard, slots) => super::migrate::importing(cluster, shard, &slots),
         Call::Move(m) => super::migrate::drive(cluster, m).await,
         Call::Reconfigure(shard) => match super::membership::reconfigure(cluster, shard).await {
             Ok(()) => Answer::Done,

@@ -94,7 +94,18 @@ pub struct Group {
     /// A slot move out of this shard is copying: [`Group::submit`] notes the keys written.
     tracking: AtomicBool,
     /// The slots tracked and the keys written to them since tracking began.
-    dirty: Mutex<Option<(SlotSet, HashSet<Bytes>)>>,
+    dirty: Mutex<Option<Noted>>,
+    /// Held by a move driven out of this shard here, and by the reconciler while it plans and
+    /// appends, so the two never interleave on the leader.
+    pub mover: tokio::sync::Mutex<()>,
+}
+
+/// What [`Group::submit`] noted for a move out of the shard.
+struct Noted {
+    slots: SlotSet,
+    keys: HashSet<Bytes>,
+    /// The shard was flushed: the copy sent is stale.
+    flushed: bool,
 }
 
 /// What [`Group::start`] needs.
@@ -210,6 +221,7 @@ impl Group {
             groups,
             tracking: AtomicBool::new(false),
             dirty: Mutex::new(None),
+            mover: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(propose(group.clone(), rx));
         tokio::spawn(watch(group.clone()));
@@ -237,20 +249,32 @@ impl Group {
     }
 
     /// Starts noting the keys written to `slots` (a move out of them is copying).
-    pub fn track(&self, slots: SlotSet) {
-        *self.dirty.lock().expect("group dirty lock poisoned") = Some((slots, HashSet::new()));
+    /// False (and nothing changes) when another move out of the shard is noting already: one
+    /// move at a time per shard.
+    pub fn track(&self, slots: SlotSet) -> bool {
+        let mut dirty = self.dirty.lock().expect("group dirty lock poisoned");
+        if dirty.is_some() {
+            return false;
+        }
+        *dirty = Some(Noted {
+            slots,
+            keys: HashSet::new(),
+            flushed: false,
+        });
         self.tracking.store(true, Ordering::Release);
+        true
     }
 
-    /// Stops noting, and returns the keys written since [`Group::track`].
-    pub fn untrack(&self) -> HashSet<Bytes> {
+    /// Stops noting, and returns the keys written since [`Group::track`]; `None` when the
+    /// shard was flushed meanwhile (the move must be called off: its copy is stale).
+    pub fn untrack(&self) -> Option<HashSet<Bytes>> {
         self.tracking.store(false, Ordering::Release);
-        self.dirty
+        let noted = self
+            .dirty
             .lock()
             .expect("group dirty lock poisoned")
-            .take()
-            .map(|(_, keys)| keys)
-            .unwrap_or_default()
+            .take()?;
+        (!noted.flushed).then_some(noted.keys)
     }
 
     /// The local state machine.
@@ -336,16 +360,18 @@ impl Group {
 
     fn note(&self, effects: &[Effect]) {
         let mut dirty = self.dirty.lock().expect("group dirty lock poisoned");
-        let Some((slots, keys)) = dirty.as_mut() else {
+        let Some(noted) = dirty.as_mut() else {
             return;
         };
         for e in effects {
-            if let Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } =
-                e
-            {
-                if slots.contains(slot_of(key)) {
-                    keys.insert(key.clone());
+            match e {
+                Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. }
+                    if noted.slots.contains(slot_of(key)) =>
+                {
+                    noted.keys.insert(key.clone());
                 }
+                Effect::FlushDb { .. } | Effect::FlushAll => noted.flushed = true,
+                _ => {}
             }
         }
     }

@@ -81,6 +81,8 @@ pub async fn drive(cluster: &Arc<Cluster>, m: Move) -> Answer {
     let Some(group) = cluster.group(m.from).filter(|g| g.role() == Role::Leader) else {
         return Answer::NotLeader(cluster.leader_of(m.from));
     };
+    // One move at a time out of this shard here, and no reconciling meanwhile.
+    let _mover = group.mover.lock().await;
     let id = fastrand::u64(1..);
     cluster
         .moves
@@ -146,18 +148,37 @@ async fn run(
             ));
         }
     }
-    cluster
-        .change_table(Change::BeginMove(id, m.clone()))
-        .await?;
+    // Noting starts before anything else, in the term the freeze must be in. A ready leader
+    // only: one elected again may not have applied what another leader committed meanwhile.
+    let term = group.term();
+    if group.role() != Role::Leader {
+        return Err("TRYAGAIN the source's leader is not ready".into());
+    }
+    if !group.track(m.slots.iter().copied().collect()) {
+        return Err(format!(
+            "TRYAGAIN a move out of shard {} is under way",
+            m.from + 1
+        ));
+    }
+    if let Err(e) = cluster.change_table(Change::BeginMove(id, m.clone())).await {
+        group.untrack();
+        return Err(e);
+    }
     let mut stats = MoveStats {
         slots: m.slots.len() as u64,
         ..MoveStats::default()
     };
-    match copy_and_switch(cluster, group, m, id, &mut stats).await {
+    match copy_and_switch(cluster, group, m, id, term, &mut stats).await {
         Ok(()) => Ok(stats),
         Err(e) => {
             group.untrack();
-            call_off(cluster, m, id).await;
+            if group.role() == Role::Leader {
+                call_off(cluster, m, id).await;
+            } else {
+                // A deposed driver's late Unfreeze or Abort could land in a later move of the
+                // same slots: the shards' leaders reconcile this one instead.
+                let _ = cluster.change_table(Change::CancelMove(id)).await;
+            }
             Err(e)
         }
     }
@@ -168,11 +189,10 @@ async fn copy_and_switch(
     group: &Arc<Group>,
     m: &Move,
     id: u64,
+    term: u64,
     stats: &mut MoveStats,
 ) -> Result<(), String> {
-    let term = group.term();
     let set: SlotSet = m.slots.iter().copied().collect();
-    group.track(set.clone());
     control(cluster, m.to, SlotControl::Import(m.slots.clone())).await?;
     // The copy: what the store holds now, speculative writes included (the delta and the
     // term check below make up for any of them the group loses). A scan of the whole store:
@@ -182,7 +202,10 @@ async fn copy_and_switch(
     let effects = tokio::task::spawn_blocking(move || copy_of(&store, &scan))
         .await
         .map_err(|e| format!("TRYAGAIN copying the slots: {e}"))?;
-    send(cluster, m.to, effects, stats).await?;
+    send(cluster, m, id, effects, stats).await?;
+    if group.term() != term {
+        return Err("TRYAGAIN the source's leader changed during the copy".into());
+    }
     // Freeze: no command starts on the slots here from now on; everything that ran before
     // is committed before the Freeze entry is proposed.
     cluster.slots.freeze_now(m.from, &m.slots);
@@ -201,7 +224,12 @@ async fn copy_and_switch(
         return Err("TRYAGAIN the source's leader changed during the copy".into());
     }
     // The delta: every key written since the copy began, as it is now.
-    let dirty = group.untrack();
+    let Some(dirty) = group.untrack() else {
+        return Err(format!(
+            "TRYAGAIN shard {} was flushed during the move",
+            m.from + 1
+        ));
+    };
     let now = Instant::now();
     let mut delta = Vec::with_capacity(dirty.len());
     if let Some(db) = cluster.slots.store().db(0) {
@@ -219,7 +247,16 @@ async fn copy_and_switch(
             delta.push(effect);
         }
     }
-    send(cluster, m.to, delta, stats).await?;
+    send(cluster, m, id, delta, stats).await?;
+    // The target must still be importing every slot (nothing called its import off).
+    match cluster
+        .call_leader(m.to, &Call::Importing(m.to, m.slots.clone()), CALL_TIMEOUT)
+        .await?
+    {
+        Answer::Done => {}
+        Answer::Failed(e) => return Err(e),
+        other => return Err(format!("TRYAGAIN unexpected answer {other:?}")),
+    }
     if let Err(e) = cluster.change_table(Change::CommitMove(id)).await {
         // The answer may have been lost after the change: the table says.
         let committed = cluster
@@ -305,10 +342,12 @@ async fn control(cluster: &Arc<Cluster>, shard: usize, control: SlotControl) -> 
 /// Sends copied keys to `shard`'s leader in compressed chunks.
 async fn send(
     cluster: &Arc<Cluster>,
-    shard: usize,
+    m: &Move,
+    id: u64,
     effects: Vec<Effect>,
     stats: &mut MoveStats,
 ) -> Result<(), String> {
+    let shard = m.to;
     let mut chunk = Vec::new();
     let mut bytes = 0;
     let total = effects.len();
@@ -327,7 +366,7 @@ async fn send(
             stats.bytes += bytes as u64;
             stats.wire_bytes += packed.len() as u64;
             match cluster
-                .call_leader(shard, &Call::Import(shard, packed), CALL_TIMEOUT)
+                .call_leader(shard, &Call::Import(shard, id, packed), CALL_TIMEOUT)
                 .await?
             {
                 Answer::Done => {}
@@ -342,7 +381,7 @@ async fn send(
 }
 
 /// On the target's leader: the effects of an import chunk, appended to its log.
-pub async fn import(cluster: &Arc<Cluster>, shard: usize, packed: &[u8]) -> Answer {
+pub async fn import(cluster: &Arc<Cluster>, shard: usize, id: u64, packed: &[u8]) -> Answer {
     let mut raw = Vec::new();
     let decoded = zstd::stream::Decoder::new(packed)
         .map_err(|e| e.to_string())
@@ -356,10 +395,26 @@ pub async fn import(cluster: &Arc<Cluster>, shard: usize, packed: &[u8]) -> Answ
         Ok(e) => e,
         Err(e) => return Answer::Failed(format!("ERR unreadable import chunk: {e}")),
     };
+    // Chunks of a move the table no longer stands for (a driver that lost the race with a
+    // cancel, still sending) must not land in a later move of the same slots.
+    let mut table = cluster.table();
+    if table.moves.get(&id).is_none_or(|m| m.to != shard) {
+        match cluster.refresh_table().await {
+            Some(fresh) => table = fresh,
+            None => return Answer::Failed("TRYAGAIN no meta leader to check the move".into()),
+        }
+    }
+    let Some(m) = table.moves.get(&id).filter(|m| m.to == shard) else {
+        return Answer::Failed(format!(
+            "TRYAGAIN move {id} into shard {} is over",
+            shard + 1
+        ));
+    };
     let held = cluster.slots.held(shard);
     let foreign = effects.iter().any(|e| match e {
         Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } => {
-            !held.importing.contains(slot_of(key))
+            let slot = slot_of(key);
+            !held.importing.contains(slot) || !m.slots.contains(&slot)
         }
         _ => true,
     });
@@ -373,6 +428,24 @@ pub async fn import(cluster: &Arc<Cluster>, shard: usize, packed: &[u8]) -> Answ
         Ok(()) => Answer::Done,
         Err(None) => Answer::NotLeader(cluster.leader_of(shard)),
         Err(Some(e)) => Answer::Failed(e),
+    }
+}
+
+/// On the target's leader, before a move commits: whether it still imports every slot.
+pub fn importing(cluster: &Arc<Cluster>, shard: usize, slots: &[u16]) -> Answer {
+    if cluster
+        .group(shard)
+        .is_none_or(|g| g.role() != Role::Leader)
+    {
+        return Answer::NotLeader(cluster.leader_of(shard));
+    }
+    let held = cluster.slots.held(shard);
+    match slots.iter().find(|s| !held.importing.contains(**s)) {
+        None => Answer::Done,
+        Some(s) => Answer::Failed(format!(
+            "TRYAGAIN shard {} no longer imports slot {s}",
+            shard + 1
+        )),
     }
 }
 
@@ -391,6 +464,10 @@ pub async fn control_here(cluster: &Arc<Cluster>, shard: usize, control: SlotCon
 /// On the leader of `group`'s shard: brings what the group holds in line with the table (see
 /// the module docs).
 pub async fn reconcile(cluster: &Arc<Cluster>, group: &Arc<Group>, table: &Table) {
+    // A move driven here owns the shard's slot changes until it ends.
+    let Ok(_mover) = group.mover.try_lock() else {
+        return;
+    };
     let shard = group.shard;
     let held = cluster.slots.held(shard);
     let mut planned = steps_for(shard, &held, table);

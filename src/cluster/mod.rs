@@ -81,9 +81,11 @@ pub enum Call {
     ChangeTable(table::Change),
     /// Append a slot change to a shard's log, on its leader.
     Control(usize, SlotControl),
-    /// Append copied keys (a zstd-compressed postcard list of effects) to a shard's log, on
-    /// its leader.
-    Import(usize, Vec<u8>),
+    /// Append copied keys (a zstd-compressed postcard list of effects) of move `id` to a
+    /// shard's log, on its leader.
+    Import(usize, u64, Vec<u8>),
+    /// Whether a shard still imports these slots, on its leader (before a move commits).
+    Importing(usize, Vec<u16>),
     /// Move slots from one shard to another, on the source's leader.
     Move(Move),
     /// Make a shard's Raft members match the table, on its leader.

@@ -125,6 +125,15 @@ pub async fn run(
             .await
             {
                 Local::Ran(reply) => reply,
+                Local::Moved(_) if session.multi.is_some() && !session.watched.is_empty() => {
+                    // EXEC of a transaction watching keys whose slots moved: the other shard
+                    // cannot know whether they changed since WATCH, so it aborts, as EXEC does
+                    // when a watched key changed.
+                    session.multi = None;
+                    session.unwatch_all(&node.store);
+                    session.client.update_meta(|m| m.flags = "N");
+                    session.answer(node, Reply::NilArray)
+                }
                 Local::Moved(to) if session.multi.is_some() => {
                     // EXEC of a transaction whose slots moved: it runs where they are now.
                     let reply = exec_remote(node, cluster, session, to).await;

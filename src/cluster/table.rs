@@ -59,6 +59,10 @@ pub enum Change {
     Remove(u64),
 }
 
+/// The largest node id (so shard ids stay far below the meta group's bus id and fit the
+/// slot table's entries).
+pub const MAX_NODE_ID: u64 = 1024;
+
 /// Most voters of the meta group; other nodes follow it as learners.
 pub const META_VOTERS: usize = 5;
 
@@ -95,6 +99,14 @@ impl Change {
                         return Err(format!("TRYAGAIN slot {s} is moving already"));
                     }
                 }
+                // One move at a time out of a shard: a move's notes of the keys written
+                // meanwhile, and its freeze, are the shard's own.
+                if table.moves.values().any(|other| other.from == m.from) {
+                    return Err(format!(
+                        "TRYAGAIN a move out of shard {} is under way",
+                        m.from + 1
+                    ));
+                }
                 next.moves.insert(*id, m.clone());
             }
             Change::CommitMove(id) => {
@@ -121,6 +133,9 @@ impl Change {
                     .ok()
                     .and_then(|i| i.checked_sub(1))
                     .ok_or("ERR node ids start at 1")?;
+                if *id > MAX_NODE_ID {
+                    return Err(format!("ERR node ids go from 1 to {MAX_NODE_ID}"));
+                }
                 if table.nodes.contains_key(id)
                     || table.retired.contains(id)
                     || shard < table.genesis
@@ -472,5 +487,52 @@ mod tests {
             Change::Join(4, peer(4)).apply(&removed).is_err(),
             "ids are not reused"
         );
+        let too_big = Change::Join(MAX_NODE_ID + 1, peer(MAX_NODE_ID + 1)).apply(&removed);
+        assert!(too_big.is_err(), "ids stay below the meta group's bus id");
+    }
+
+    #[test]
+    fn one_move_at_a_time_out_of_a_shard_and_only_of_its_own_slots() {
+        let spec = ClusterSpec::parse("h:1,h:2,h:3", 1, 1, None, None).expect("parses");
+        let table = Table::genesis(&spec);
+        let first = Move {
+            slots: vec![0, 3],
+            from: 0,
+            to: 1,
+        };
+        let moving = Change::BeginMove(1, first.clone())
+            .apply(&table)
+            .expect("begins")
+            .expect("changed");
+        assert_eq!(
+            Change::BeginMove(1, first).apply(&moving),
+            Ok(None),
+            "idempotent"
+        );
+        let second = Move {
+            slots: vec![6],
+            from: 0,
+            to: 2,
+        };
+        let refused = Change::BeginMove(2, second.clone()).apply(&moving);
+        assert!(refused.is_err_and(|e| e.starts_with("TRYAGAIN")));
+        let not_owned = Move {
+            slots: vec![1],
+            from: 0,
+            to: 2,
+        };
+        assert!(Change::BeginMove(3, not_owned)
+            .apply(&table)
+            .is_err_and(|e| e.starts_with("ERR")));
+        let done = Change::CommitMove(1)
+            .apply(&moving)
+            .expect("commits")
+            .expect("changed");
+        assert_eq!((done.owner(0), done.owner(3)), (1, 1));
+        assert!(
+            Change::CancelMove(1).apply(&done).is_err(),
+            "commit or cancel, not both"
+        );
+        assert!(Change::BeginMove(2, second).apply(&done).is_ok());
     }
 }

@@ -633,7 +633,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 let e = AnyError::error("the state machine was reset during a snapshot build");
                 return Err(StorageIOError::read_state_machine(e).into());
             }
-            machine.dump(Instant::now())
+            // A scan of the group's keys: off the executor (the pause is still held).
+            let copier = machine.clone();
+            tokio::task::spawn_blocking(move || copier.dump(Instant::now()))
+                .await
+                .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e)))?
         };
         let (meta, generation) = (self.meta.clone(), self.generation);
         tokio::task::spawn_blocking(move || Self::finish(&machine, meta, generation, dumps))

@@ -345,6 +345,15 @@ fn replication_line(topology: &crate::client::Topology, servers: usize) -> Strin
         .map(|s| s.nodes.len())
         .max()
         .unwrap_or(0);
+    // The cluster's nodes, not only the listed ones (a node may have joined since).
+    let mut nodes: Vec<&str> = topology
+        .shards
+        .iter()
+        .flat_map(|s| s.nodes.iter().map(|n| n.id.as_str()))
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let servers = servers.max(nodes.len());
     if replicas >= servers {
         "Replication: Raft, every shard on every node\n".to_string()
     } else {
@@ -586,6 +595,25 @@ mod tests {
         assert_eq!(
             replication_line(&topology(2), 3),
             "Replication: Raft, each shard on 2 of the 3 nodes\n"
+        );
+        // A fourth node joined (not in the REPL's list): its shard on nodes 4, 1 and 2.
+        let mut shards = topology(3).shards;
+        shards.push(Shard {
+            index: 3,
+            slots: Vec::new(),
+            nodes: vec![
+                ShardNode {
+                    server: None,
+                    ..node(3)
+                },
+                node(0),
+                node(1),
+            ],
+        });
+        let grown = Topology::new(shards).expect("a valid topology");
+        assert_eq!(
+            replication_line(&grown, 3),
+            "Replication: Raft, each shard on 3 of the 4 nodes\n"
         );
     }
 

@@ -183,6 +183,16 @@ impl Effect {
         Ok(())
     }
 
+    /// The bytes of keys and values the effect carries (how big a log entry or a copied
+    /// chunk grows with it).
+    pub fn data_bytes(&self) -> usize {
+        match self {
+            Effect::Put { key, value, .. } => key.len() + value.as_string().map_or(0, |v| v.len()),
+            Effect::Del { key, .. } | Effect::Expire { key, .. } => key.len(),
+            _ => 0,
+        }
+    }
+
     /// The database the effect is in, for effects that touch one.
     pub fn db(&self) -> Option<usize> {
         match self {

@@ -869,6 +869,18 @@ fn secured_client(trio: &Trio, pki: &Pki, password: &str) -> ClusterClient {
     ClusterClient::new(config)
 }
 
+/// Waits until node `i`, asked through `client`, reports `cluster_state:ok`.
+fn wait_ok_through(runtime: &tokio::runtime::Runtime, client: &ClusterClient, i: usize) {
+    wait_until_blocking(
+        &format!("node {} cluster_state:ok", i + 1),
+        WAIT * 3,
+        || {
+            ask_node(runtime, client, i, &["CLUSTER", "INFO"])
+                .is_some_and(|t| t.contains("cluster_state:ok"))
+        },
+    );
+}
+
 /// Runs one command through `client` on server `i` (no retries) and returns its text.
 fn ask_node(
     runtime: &tokio::runtime::Runtime,
@@ -913,14 +925,7 @@ fn tls_and_a_password_protect_the_bus_and_a_wrong_password_cannot_join() {
         .expect("runtime");
     let client = secured_client(&trio, &pki, "s3cret");
     for i in 0..3 {
-        wait_until_blocking(
-            &format!("node {} cluster_state:ok", i + 1),
-            WAIT * 3,
-            || {
-                ask_node(&runtime, &client, i, &["CLUSTER", "INFO"])
-                    .is_some_and(|t| t.contains("cluster_state:ok"))
-            },
-        );
+        wait_ok_through(&runtime, &client, i);
     }
     // redis-cli over TLS with a client certificate and the password sees it too.
     let port = trio.ports[1].to_string();
@@ -962,14 +967,7 @@ fn tls_and_a_password_protect_the_bus_and_a_wrong_password_cannot_join() {
     });
     // The others carry on: shard 3 fails over to one of them, and they see node 3 failed.
     for i in 0..2 {
-        wait_until_blocking(
-            &format!("node {} cluster_state:ok", i + 1),
-            WAIT * 3,
-            || {
-                ask_node(&runtime, &client, i, &["CLUSTER", "INFO"])
-                    .is_some_and(|t| t.contains("cluster_state:ok"))
-            },
-        );
+        wait_ok_through(&runtime, &client, i);
     }
     wait_until_blocking(
         "a SET on shard 3 through node 1, without node 3",

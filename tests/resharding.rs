@@ -167,84 +167,68 @@ fn wait_ok(port: u16) {
     });
 }
 
-/// Per shard id, the slots CLUSTER SHARDS says it owns (as node `port` sees it).
-fn shard_slots(port: u16) -> Option<BTreeMap<u64, Vec<u16>>> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let mut c = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .ok()?;
+/// One shard as CLUSTER SHARDS shows it: its slots and its leader's client port.
+struct ShardView {
+    slots: Vec<u16>,
+    leader: Option<u16>,
+}
+
+/// CLUSTER SHARDS as node `port` sees it, by shard id.
+fn cluster_shards(port: u16) -> Option<BTreeMap<u64, ShardView>> {
+    let mut c = try_conn(port)?;
     let reply: Value = redis::cmd("CLUSTER").arg("SHARDS").query(&mut c).ok()?;
     let Value::Array(shards) = reply else {
         return None;
+    };
+    let field = |fields: &[Value], name: &str| {
+        fields
+            .chunks(2)
+            .find(|p| p[0] == Value::BulkString(name.as_bytes().to_vec()))
+            .map(|p| p[1].clone())
     };
     let mut out = BTreeMap::new();
     for shard in shards {
         let Value::Array(fields) = shard else {
             return None;
         };
-        let mut slots = Vec::new();
-        let mut id = 0;
-        for pair in fields.chunks(2) {
-            match (&pair[0], &pair[1]) {
-                (Value::BulkString(k), Value::Array(ranges)) if k == b"slots" => {
-                    for r in ranges.chunks(2) {
-                        if let (Value::Int(a), Value::Int(b)) = (&r[0], &r[1]) {
-                            slots.extend(*a as u16..=*b as u16);
-                        }
-                    }
+        let Some(Value::Int(id)) = field(&fields, "shard-index") else {
+            return None;
+        };
+        let mut view = ShardView {
+            slots: Vec::new(),
+            leader: None,
+        };
+        if let Some(Value::Array(ranges)) = field(&fields, "slots") {
+            for r in ranges.chunks(2) {
+                if let (Value::Int(a), Value::Int(b)) = (&r[0], &r[1]) {
+                    view.slots.extend(*a as u16..=*b as u16);
                 }
-                (Value::BulkString(k), Value::Int(i)) if k == b"shard-index" => id = *i as u64,
-                _ => {}
             }
         }
-        out.insert(id, slots);
+        if let Some(Value::Array(nodes)) = field(&fields, "nodes") {
+            for node in nodes {
+                let Value::Array(f) = node else { continue };
+                if field(&f, "role") == Some(Value::BulkString(b"master".to_vec())) {
+                    if let Some(Value::Int(p)) = field(&f, "port") {
+                        view.leader = Some(p as u16);
+                    }
+                }
+            }
+        }
+        out.insert(id as u64, view);
     }
     Some(out)
 }
 
+/// Per shard id, the slots CLUSTER SHARDS says it owns (as node `port` sees it).
+fn shard_slots(port: u16) -> Option<BTreeMap<u64, Vec<u16>>> {
+    let shards = cluster_shards(port)?;
+    Some(shards.into_iter().map(|(id, v)| (id, v.slots)).collect())
+}
+
 /// The client port of the leader of shard `shard`, as node `port` reports it.
 fn shard_leader(port: u16, shard: u64) -> Option<u16> {
-    let mut c = try_conn(port)?;
-    let reply: Value = redis::cmd("CLUSTER").arg("SHARDS").query(&mut c).ok()?;
-    let Value::Array(shards) = reply else {
-        return None;
-    };
-    for entry in shards {
-        let Value::Array(fields) = entry else {
-            continue;
-        };
-        let id = fields
-            .chunks(2)
-            .find(|p| p[0] == Value::BulkString(b"shard-index".to_vec()))
-            .map(|p| p[1].clone());
-        if id != Some(Value::Int(shard as i64)) {
-            continue;
-        }
-        let nodes = fields
-            .chunks(2)
-            .find(|p| p[0] == Value::BulkString(b"nodes".to_vec()))
-            .map(|p| p[1].clone());
-        let Some(Value::Array(nodes)) = nodes else {
-            return None;
-        };
-        for node in nodes {
-            let Value::Array(f) = node else { continue };
-            let master = f.chunks(2).any(|p| {
-                p[0] == Value::BulkString(b"role".to_vec())
-                    && p[1] == Value::BulkString(b"master".to_vec())
-            });
-            if master {
-                return f
-                    .chunks(2)
-                    .find(|p| p[0] == Value::BulkString(b"port".to_vec()))
-                    .and_then(|p| match p[1] {
-                        Value::Int(n) => Some(n as u16),
-                        _ => None,
-                    });
-            }
-        }
-    }
-    None
+    cluster_shards(port)?.remove(&shard)?.leader
 }
 
 /// Runs `minikv ARGS...` to completion; its exit status and output.

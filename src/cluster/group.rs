@@ -45,15 +45,6 @@ const MAX_ENTRY_BYTES: usize = 4 << 20;
 /// of that window (group commit).
 const IN_FLIGHT: usize = 2;
 
-/// The bytes of keys and values an effect carries (for [`MAX_ENTRY_BYTES`]).
-fn effect_bytes(e: &Effect) -> usize {
-    match e {
-        Effect::Put { key, value, .. } => key.len() + value.as_string().map_or(0, |v| v.len()),
-        Effect::Del { key, .. } | Effect::Expire { key, .. } => key.len(),
-        _ => 0,
-    }
-}
-
 /// The local member of one shard's group.
 pub struct Group {
     /// The shard (0-based).
@@ -501,12 +492,12 @@ async fn propose(group: Arc<Group>, mut rx: mpsc::UnboundedReceiver<Pending>) {
             },
         };
         let (origin, mut seq, mut effects) = first;
-        let mut bytes: usize = effects.iter().map(effect_bytes).sum();
+        let mut bytes: usize = effects.iter().map(Effect::data_bytes).sum();
         while effects.len() < MAX_ENTRY_EFFECTS && bytes < MAX_ENTRY_BYTES {
             match rx.try_recv() {
                 Ok((o, s, e)) if o == origin => {
                     seq = s;
-                    bytes += e.iter().map(effect_bytes).sum::<usize>();
+                    bytes += e.iter().map(Effect::data_bytes).sum::<usize>();
                     effects.extend(e);
                 }
                 Ok(other) => {

@@ -99,15 +99,21 @@ impl Cluster {
 
 /// The table the meta store holds, if it holds one that decodes.
 pub(crate) fn stored_table(store: &Store) -> Option<Table> {
+    decode_stored(&stored_bytes(store)?)
+}
+
+/// The table's bytes in the meta store, if it holds any.
+fn stored_bytes(store: &Store) -> Option<bytes::Bytes> {
     let db = store.db(0)?;
-    let bytes = {
-        let mut shard = db.shard(table::TABLE_KEY);
-        shard
-            .value(table::TABLE_KEY, tokio::time::Instant::now())?
-            .into_string()
-            .ok()?
-    };
-    match Table::decode(&bytes) {
+    let mut shard = db.shard(table::TABLE_KEY);
+    shard
+        .value(table::TABLE_KEY, tokio::time::Instant::now())?
+        .into_string()
+        .ok()
+}
+
+fn decode_stored(bytes: &[u8]) -> Option<Table> {
+    match Table::decode(bytes) {
         Ok(t) => Some(t),
         Err(e) => {
             tracing::error!("the meta group holds a table this node cannot read: {e}");
@@ -116,14 +122,19 @@ pub(crate) fn stored_table(store: &Store) -> Option<Table> {
     }
 }
 
-/// Takes every table the meta group applies. Ends with the node.
+/// Takes every table the meta group applies (decoding it only when its bytes changed). Ends
+/// with the node.
 pub(crate) async fn watch_table(cluster: Weak<Cluster>, shutdown: CancellationToken) {
+    let mut seen = bytes::Bytes::new();
     loop {
         let Some(c) = cluster.upgrade() else {
             return;
         };
-        if let Some(table) = stored_table(&c.meta_store) {
-            c.offer_table(table);
+        if let Some(bytes) = stored_bytes(&c.meta_store).filter(|b| *b != seen) {
+            if let Some(table) = decode_stored(&bytes) {
+                c.offer_table(table);
+            }
+            seen = bytes;
         }
         drop(c);
         tokio::select! {

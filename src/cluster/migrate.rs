@@ -352,12 +352,7 @@ async fn send(
     let mut bytes = 0;
     let total = effects.len();
     for (i, effect) in effects.into_iter().enumerate() {
-        if let Effect::Put { key, value, .. } = &effect {
-            bytes += key.len() + value.as_string().map_or(0, |v| v.len());
-        }
-        if let Effect::Del { key, .. } = &effect {
-            bytes += key.len();
-        }
+        bytes += effect.data_bytes();
         chunk.push(effect);
         if bytes >= CHUNK_BYTES || i + 1 == total {
             let raw = postcard::to_allocvec(&chunk).map_err(|e| format!("ERR encoding: {e}"))?;

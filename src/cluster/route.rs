@@ -576,7 +576,8 @@ pub async fn run_local(
             return Local::Ran(session.answer(node, cluster_down(group.shard)));
         }
     }
-    let keys = request_keys(session, request);
+    // One MD5 per key, here, for the whole wait.
+    let slots = request_slots(session, request);
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     loop {
         let reply = {
@@ -587,7 +588,7 @@ pub async fn run_local(
             }
             // Held while the command runs: no slot's keys move or go meanwhile.
             let _switch = cluster.slots.switch.read().expect("slots switch poisoned");
-            let served = keys.iter().all(|k| cluster.slots.serves(group.shard, k));
+            let served = slots.iter().all(|s| cluster.slots.serves(group.shard, *s));
             served.then(|| session.execute(node, request))
         };
         if let Some(reply) = reply {
@@ -600,26 +601,21 @@ pub async fn run_local(
         // seen the move committed yet): sending the request back to the source would bounce.
         let importing = {
             let held = cluster.slots.held(group.shard);
-            keys.iter()
-                .any(|k| held.importing.contains(crate::client::router::slot_of(k)))
+            slots.iter().any(|s| held.importing.contains(*s))
         };
-        if let Some(other) = keys
+        if let Some(other) = slots
             .iter()
-            .map(|k| table.shard_of(k))
+            .map(|s| table.owner(*s))
             .find(|s| *s != group.shard)
             .filter(|_| !importing)
         {
             return Local::Moved(other);
         }
         if tokio::time::Instant::now() >= deadline {
-            let why = keys
+            let why = slots
                 .iter()
-                .map(|k| crate::client::router::slot_of(k))
-                .find(|slot| {
-                    let s = cluster.slots.serving(*slot);
-                    s.group != Some(group.shard) || s.importing || s.frozen
-                })
-                .map(|slot| {
+                .find(|slot| !cluster.slots.serves(group.shard, **slot))
+                .map(|&slot| {
                     let s = cluster.slots.serving(slot);
                     format!(
                         "slot {slot} of shard {}: held here by {}{}{}",
@@ -639,32 +635,25 @@ pub async fn run_local(
     }
 }
 
-/// The keys a request touches here: its own, or, for EXEC, those of the queued commands.
-fn request_keys(session: &Session, request: &Request) -> Vec<Bytes> {
-    let Some(name) = request.args.first() else {
+/// The slots of the keys a request touches here: its own, or, for EXEC, those of the queued
+/// commands.
+fn request_slots(session: &Session, request: &Request) -> Vec<u16> {
+    use crate::client::router::slot_of;
+    let Some(spec) = request.args.first().and_then(|name| lookup(name)) else {
         return Vec::new();
     };
-    let Some(spec) = lookup(name) else {
-        return Vec::new();
-    };
-    if spec.name == "exec" {
-        if let Some(multi) = &session.multi {
-            return multi
-                .queued
-                .iter()
-                .flat_map(|(s, r)| {
-                    crate::cmd::capture::keys(s, &r.args, 0)
-                        .into_iter()
-                        .map(|(_, k)| k.clone())
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-        }
+    match &session.multi {
+        Some(multi) if spec.name == "exec" => multi
+            .queued
+            .iter()
+            .flat_map(|(s, r)| crate::cmd::capture::keys(s, &r.args, 0))
+            .map(|(_, k)| slot_of(k))
+            .collect(),
+        _ => crate::cmd::capture::keys(spec, &request.args, 0)
+            .into_iter()
+            .map(|(_, k)| slot_of(k))
+            .collect(),
     }
-    crate::cmd::capture::keys(spec, &request.args, 0)
-        .into_iter()
-        .map(|(_, k)| k.clone())
-        .collect()
 }
 
 /// EXEC for a transaction whose keys are on another node's shard: the queued commands go to

@@ -264,7 +264,6 @@ impl Slots {
         }
         self.main.mark_dirty(1);
         let mut guard = self.lock();
-        let now = Instant::now();
         let mut next: HashMap<usize, SlotSet> = HashMap::new();
         for s in set.iter() {
             if self.serving_raw(s) != Some(CLEARING) {
@@ -278,7 +277,7 @@ impl Slots {
             }
         }
         for (g, slots) in next {
-            guard.claim(g, &slots, now);
+            guard.claim(g, &slots);
         }
         drop(guard);
         self.clearing.fetch_sub(1, Ordering::AcqRel);
@@ -311,11 +310,11 @@ impl Slots {
         }
     }
 
-    /// Whether `group` may run a command on `key` here now: the slot's authority is the
+    /// Whether `group` may run a command on a key of `slot` here now: the slot's authority is the
     /// group, its import is over, and no move has it frozen. (Reads wait while it is frozen
     /// too: once the move commits, the target may take writes a read here would miss.)
-    pub fn serves(&self, group: usize, key: &[u8]) -> bool {
-        let s = self.serving(slot_of(key));
+    pub fn serves(&self, group: usize, slot: u16) -> bool {
+        let s = self.serving(slot);
         s.group == Some(group) && !s.importing && !s.frozen
     }
 
@@ -376,18 +375,17 @@ impl SlotsGuard<'_> {
     /// Applies one slot change of `group`'s log. The caller holds [`Slots::switch`] for
     /// writing (keys may move).
     pub fn control(&mut self, group: usize, control: &SlotControl) {
-        let now = Instant::now();
         match control {
             SlotControl::Import(slots) => {
                 let set: SlotSet = slots.iter().copied().collect();
-                self.drop_data(group, &set, now);
+                self.drop_data(group, &set);
                 let held = self.held_mut(group);
                 for s in set.iter() {
                     held.slots.held.insert(s);
                     held.slots.importing.insert(s);
                     held.slots.frozen.remove(s);
                 }
-                self.claim(group, &set, now);
+                self.claim(group, &set);
             }
             SlotControl::Activate(slots) => {
                 for &s in slots {
@@ -405,7 +403,7 @@ impl SlotsGuard<'_> {
                     .copied()
                     .filter(|s| held.slots.importing.contains(*s))
                     .collect();
-                self.forget(group, &set, now);
+                self.forget(group, &set);
             }
             SlotControl::Freeze(slots) => {
                 for &s in slots {
@@ -429,7 +427,7 @@ impl SlotsGuard<'_> {
                     .copied()
                     .filter(|s| held.slots.held.contains(*s))
                     .collect();
-                self.forget(group, &set, now);
+                self.forget(group, &set);
             }
         }
     }
@@ -443,7 +441,6 @@ impl SlotsGuard<'_> {
         slots: GroupSlots,
         mut load: impl FnMut(&Store, &dyn Fn(u16) -> bool),
     ) {
-        let now = Instant::now();
         let old = self.group_slots(group);
         let gone: SlotSet = old
             .held
@@ -455,10 +452,10 @@ impl SlotsGuard<'_> {
             .iter()
             .filter(|s| slots.held.contains(*s))
             .collect();
-        self.forget(group, &gone, now);
-        self.drop_data(group, &kept, now);
+        self.forget(group, &gone);
+        self.drop_data(group, &kept);
         self.held_mut(group).slots = slots.clone();
-        self.claim(group, &slots.held, now);
+        self.claim(group, &slots.held);
         for s in slots.held.iter() {
             self.publish(s);
         }
@@ -471,9 +468,8 @@ impl SlotsGuard<'_> {
     /// Forgets `group` on this node (its member stopped for good): every slot it held here is
     /// released.
     pub fn remove_group(&mut self, group: usize) {
-        let now = Instant::now();
         let held = self.group_slots(group).held;
-        self.forget(group, &held, now);
+        self.forget(group, &held);
         self.inner.groups.remove(&group);
     }
 
@@ -487,7 +483,7 @@ impl SlotsGuard<'_> {
 
     /// Makes `group` the authority of each slot of `set` that has none (its staged keys move
     /// in), and queues it for the others.
-    fn claim(&mut self, group: usize, set: &SlotSet, now: Instant) {
+    fn claim(&mut self, group: usize, set: &SlotSet) {
         let mut free = SlotSet::default();
         for s in set.iter() {
             match self.slots.serving(s).group {
@@ -505,7 +501,7 @@ impl SlotsGuard<'_> {
             return;
         }
         let staging = self.held_mut(group).staging.clone();
-        move_slots(&staging, &self.slots.main, &free, now);
+        move_slots(&staging, &self.slots.main, &free, Instant::now());
         for s in free.iter() {
             self.set_authority(s, Some(group));
         }
@@ -515,7 +511,7 @@ impl SlotsGuard<'_> {
     /// group waiting takes over. Where the group was the authority, its keys leave the store
     /// on a thread of their own (a scan of the whole store), so the caller (a state machine
     /// applying a `Release`) goes on at once; the waiting group takes over after that.
-    fn forget(&mut self, group: usize, set: &SlotSet, _now: Instant) {
+    fn forget(&mut self, group: usize, set: &SlotSet) {
         if set.is_empty() {
             return;
         }
@@ -562,7 +558,7 @@ impl SlotsGuard<'_> {
     }
 
     /// Removes `group`'s keys of the slots of `set`, wherever they are.
-    fn drop_data(&mut self, group: usize, set: &SlotSet, _now: Instant) {
+    fn drop_data(&mut self, group: usize, set: &SlotSet) {
         if set.is_empty() {
             return;
         }
@@ -703,7 +699,7 @@ mod tests {
             g.replace(1, GroupSlots::default(), |_, _| {});
         }
         put(&store, &key, "old");
-        assert!(slots.serves(0, &key));
+        assert!(slots.serves(0, slot));
         let _w = slots.switch.write().expect("switch");
         let mut g = slots.lock();
         // Group 1 imports: its copy goes to staging while group 0's is the store's.
@@ -769,7 +765,7 @@ mod tests {
         put(&store, &key, "v");
         assert!(slots.serving(slot).importing);
         g.control(1, &SlotControl::Activate(vec![slot]));
-        assert!(slots.serves(1, &key));
+        assert!(slots.serves(1, slot));
         g.control(1, &SlotControl::Abort(vec![other]));
         assert_eq!(slots.serving(other).group, Some(0));
         assert!(!g.group_slots(1).held.contains(other));

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 
-use super::{connection, keyspace, server, string, transaction, CommandError, Ctx};
+use super::{connection, keyspace, pubsub, server, string, transaction, CommandError, Ctx};
 use crate::protocol::Reply;
 use crate::stats::StatKind;
 
@@ -75,7 +75,7 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 }
 
 /// Builds a table row; keeps the table below readable.
-const fn cmd(
+pub(super) const fn cmd(
     name: &'static str,
     arity: i32,
     flags: &'static [&'static str],
@@ -254,12 +254,13 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("slowlog", -2, ADMIN, NO_KEYS, O, server::slowlog),
         cmd("monitor", 1, ADMIN, NO_KEYS, O, server::monitor),
     ];
+    table.extend(pubsub::commands());
     for (i, c) in table.iter_mut().enumerate() {
         c.id = i;
         c.write = c.flags.contains(&"write");
         c.container = matches!(
             c.name,
-            "client" | "config" | "command" | "object" | "memory" | "slowlog" | "debug"
+            "client" | "config" | "command" | "object" | "memory" | "slowlog" | "debug" | "pubsub"
         );
     }
     table

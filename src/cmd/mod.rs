@@ -14,13 +14,17 @@ pub mod args;
 pub mod capture;
 mod connection;
 mod docs;
+mod hash;
 mod keyspace;
+mod list;
 mod pubsub;
 mod server;
 mod session;
+mod set;
 mod string;
 mod table;
 mod transaction;
+mod zset;
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;

@@ -3,7 +3,7 @@
 //! task per peer, which sends what has queued up as one [`Call::Publish`] over the bus and
 //! waits for the answer before sending more, so a peer's subscribers get one publisher's
 //! messages in order. Best effort, as Redis Cluster's bus broadcast: never through Raft, a
-//! peer that is down or slow loses messages (its queue holds [`QUEUE`] at most; beyond that
+//! peer that is down or slow loses messages (its queue holds 16384 messages at most; beyond that
 //! new messages for it are dropped), and PUBLISH's reply counts this node's receivers only.
 
 use std::collections::HashMap;

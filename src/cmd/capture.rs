@@ -170,6 +170,8 @@ impl<'a> Locks<'a> {
 pub struct Writer<'c> {
     pub(super) shard: &'c mut Shard,
     pub(super) capture: &'c mut Capture,
+    /// Clients blocked on keys: served when a list or sorted set grows (see [`crate::block`]).
+    pub(super) blocking: &'c crate::block::Blocking,
     pub(super) db: usize,
     pub(super) now: Instant,
 }
@@ -237,6 +239,16 @@ impl Writer<'_> {
         create: bool,
         f: impl FnOnce(&mut Value) -> Result<(R, bool), WrongType>,
     ) -> Result<Option<R>, WrongType> {
+        let (db, blocking) = (self.db, self.blocking);
+        let f = |v: &mut Value| {
+            let out = f(v)?;
+            // A list or sorted set that changed may have grown: clients blocked on it take
+            // their elements now, under this lock, as part of this command's effects.
+            if out.1 && matches!(v, Value::List(_) | Value::ZSet(_)) {
+                blocking.serve(db, key, v);
+            }
+            Ok(out)
+        };
         let Some((result, changed)) = self.shard.update(key, kind, create, self.now, f)? else {
             return Ok(None);
         };
@@ -330,6 +342,10 @@ impl Writer<'_> {
     /// Sets `key` to `entry`; returns the previous live entry.
     #[inline]
     pub fn insert(&mut self, key: &Bytes, entry: Entry) -> Option<Entry> {
+        if matches!(entry.value, Value::List(_) | Value::ZSet(_)) {
+            // Clients blocked on the key run their commands again once the locks are gone.
+            self.blocking.wake(self.db, key);
+        }
         let old = self.shard.get(key, self.now);
         self.shard
             .put_value(key, &entry.value, entry.deadline, self.now);

@@ -11,6 +11,7 @@
 //! a socket.
 
 pub mod args;
+mod blocking;
 pub mod capture;
 mod connection;
 mod docs;
@@ -145,6 +146,7 @@ impl<'a> Ctx<'a> {
         Ok(Writer {
             shard,
             capture: &mut self.session.capture,
+            blocking: &self.node.blocking,
             db,
             now: self.now,
         })

@@ -161,6 +161,17 @@ impl Item {
         }
     }
 
+    /// The entry, moved out (a collection is not copied).
+    fn into_entry(self) -> Entry {
+        match self {
+            Item::Inline(_) => self.entry(),
+            Item::Boxed(b) => Entry {
+                value: b.value,
+                deadline: b.deadline.map(clock::from_micros),
+            },
+        }
+    }
+
     /// The entry with another deadline.
     fn redated(self, deadline: Option<u64>) -> Item {
         match self {
@@ -414,7 +425,7 @@ impl Shard {
     pub fn remove(&mut self, key: &[u8], now: Instant) -> Option<Entry> {
         let item = self.take(key)?;
         let live = item.deadline().is_none_or(|d| d > clock::to_micros(now));
-        live.then(|| item.entry())
+        live.then(|| item.into_entry())
     }
 
     /// Removes `key`; returns whether it was live.

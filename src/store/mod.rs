@@ -339,6 +339,19 @@ impl Db {
         ))
     }
 
+    /// Like [`Db::prepare`], from a value already decoded.
+    pub fn prepare_value(
+        &self,
+        key: &[u8],
+        value: Value,
+        deadline: Option<Instant>,
+    ) -> (usize, Prepared) {
+        (
+            self.shard_index(key),
+            Shard::prepare_value(&self.hasher, key, value, deadline),
+        )
+    }
+
     /// Inserts prepared entries, grouped by shard index (`by_shard[i]` goes to shard `i`).
     pub fn load(&self, by_shard: Vec<Vec<Prepared>>) {
         for (i, entries) in by_shard.into_iter().enumerate() {

@@ -262,5 +262,9 @@ fn infinite_and_nan_doubles_render_as_redis_spells_them() {
         Reply::Double(1.5),
     ]);
     let got = render(&mut codec, &reply, &ReplyShape::generic());
-    assert_eq!(got["result"], serde_json::json!(["inf", "-inf", 1.5]), "{got}");
+    assert_eq!(
+        got["result"],
+        serde_json::json!(["inf", "-inf", 1.5]),
+        "{got}"
+    );
 }

@@ -11,10 +11,12 @@
 //! a socket.
 
 pub mod args;
+mod bitmap;
 pub mod capture;
 mod connection;
 mod docs;
 mod keyspace;
+mod lcs;
 mod server;
 mod session;
 mod string;

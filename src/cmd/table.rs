@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 
-use super::{connection, keyspace, server, string, transaction, CommandError, Ctx};
+use super::{bitmap, connection, keyspace, lcs, server, string, transaction, CommandError, Ctx};
 use crate::protocol::Reply;
 use crate::stats::StatKind;
 
@@ -162,6 +162,14 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("incrby", 3, WF, KEY1, O, string::incrby),
         cmd("decrby", 3, WF, KEY1, O, string::decrby),
         cmd("incrbyfloat", 3, WF, KEY1, O, string::incrbyfloat),
+        cmd("setbit", 4, W, KEY1, O, bitmap::setbit),
+        cmd("getbit", 3, RF, KEY1, O, bitmap::getbit),
+        cmd("bitcount", -2, R, KEY1, O, bitmap::bitcount),
+        cmd("bitpos", -3, R, KEY1, O, bitmap::bitpos),
+        cmd("bitop", -4, W, (2, -1, 1), O, bitmap::bitop),
+        cmd("bitfield", -2, W, KEY1, O, bitmap::bitfield),
+        cmd("bitfield_ro", -2, RF, KEY1, O, bitmap::bitfield_ro),
+        cmd("lcs", -3, R, (1, 2, 1), O, lcs::lcs),
         cmd("del", -2, &["write"], ALL_KEYS, D, keyspace::del),
         cmd("unlink", -2, WD, ALL_KEYS, D, keyspace::del),
         cmd("exists", -2, RF, ALL_KEYS, O, keyspace::exists),

@@ -6,7 +6,8 @@
 //!   without start and end), BITOP (AND, OR, XOR, NOT over missing and unequal keys) and GET
 //!   run through `Session::execute` in random sequences and must match the model.
 //! - BITFIELD SET/GET of random types at random offsets matches the model's bits.
-//! - Offsets stop at the node's `proto-max-bulk-len`.
+//! - Offsets stop at the node's `proto-max-bulk-len`; keys of other types answer WRONGTYPE
+//!   where Redis does.
 //!
 //! Replies compared byte for byte with a real Redis are in `tests/differential/bitmap.redis`.
 
@@ -17,10 +18,12 @@ use std::collections::HashMap;
 use common::session;
 use minikv::node::Node;
 use minikv::protocol::{Reply, Request};
+use minikv::store::{List, Value as StoreValue};
 use minikv::NodeConfig;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
+use tokio::time::Instant;
 
 const KEYS: [&str; 3] = ["a", "b", "c"];
 
@@ -346,4 +349,75 @@ fn offsets_stop_at_proto_max_bulk_len() {
     );
     assert_eq!(call(&["SET", "y", "0123456789abcde"]), Some(Reply::ok()));
     assert_eq!(call(&["LCS", "y", "y", "LEN"]), Some(Reply::Int(15)));
+}
+
+/// Where Redis answers WRONGTYPE (or LCS's own text), and where a bitmap command writes over a
+/// key of another type (BITOP's destination) instead.
+#[test]
+fn other_types_are_refused_where_redis_refuses_them() {
+    let node = Node::new(NodeConfig::default());
+    let mut list = List::new();
+    list.push_back(b"x");
+    node.store.db(0).expect("db 0").shard(b"list").put_value(
+        b"list",
+        &StoreValue::List(list),
+        None,
+        Instant::now(),
+    );
+    let mut session = session(&node);
+    let mut call = |args: &[&str]| {
+        session.execute(
+            &node,
+            &Request::new(args.iter().map(|a| a.as_bytes().to_vec())),
+        )
+    };
+    let wrong = Some(Reply::error(
+        "WRONGTYPE Operation against a key holding the wrong kind of value",
+    ));
+    for args in [
+        &["SETBIT", "list", "0", "1"][..],
+        &["GETBIT", "list", "0"],
+        &["BITCOUNT", "list"],
+        // The type is checked before the arguments, as in Redis.
+        &["BITCOUNT", "list", "0"],
+        &["BITPOS", "list", "1", "x"],
+        &["BITOP", "AND", "dest", "list"],
+        &["BITOP", "OR", "dest", "missing", "list"],
+        &["BITFIELD", "list", "GET", "u8", "0"],
+        &["BITFIELD", "list", "SET", "u8", "0", "1"],
+        &["BITFIELD_RO", "list", "GET", "u8", "0"],
+    ] {
+        assert_eq!(call(args), wrong, "{args:?}");
+    }
+    // Arguments checked before the key come first.
+    assert_eq!(
+        call(&["BITPOS", "list", "2"]),
+        Some(Reply::error("ERR The bit argument must be 1 or 0."))
+    );
+    assert_eq!(
+        call(&["GETBIT", "list", "x"]),
+        Some(Reply::error(
+            "ERR bit offset is not an integer or out of range"
+        ))
+    );
+    assert_eq!(
+        call(&["BITFIELD_RO", "list", "SET", "u8", "0", "1"]),
+        Some(Reply::error(
+            "ERR BITFIELD_RO only supports the GET subcommand"
+        ))
+    );
+    let not_strings = Some(Reply::error(
+        "ERR The specified keys must contain string values",
+    ));
+    assert_eq!(call(&["LCS", "list", "missing"]), not_strings);
+    assert_eq!(call(&["LCS", "missing", "list", "IDX", "LEN"]), not_strings);
+    assert_eq!(call(&["EXISTS", "dest"]), Some(Reply::Int(0)));
+    // BITOP replaces its destination whatever it held.
+    assert_eq!(call(&["SET", "a", "x"]), Some(Reply::ok()));
+    assert_eq!(call(&["BITOP", "OR", "list", "a"]), Some(Reply::Int(1)));
+    assert_eq!(
+        call(&["TYPE", "list"]),
+        Some(Reply::Simple("string".into()))
+    );
+    assert_eq!(call(&["GET", "list"]), Some(Reply::bulk("x")));
 }

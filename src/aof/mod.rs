@@ -31,7 +31,7 @@ use crate::effect::{Effect, EffectSink};
 use record::{read_header, HEADER_LEN};
 use writer::{write_new, Writer};
 
-pub use record::{MAGIC, MAGIC_V1};
+pub use record::{MAGIC, MAGIC_V1, MAGIC_V2};
 
 /// Reading, writing or replaying the log failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,17 +153,20 @@ impl Aof {
         let (file, base, end) = match OpenOptions::new().read(true).append(true).open(&path) {
             Ok(mut file) => {
                 let (version, base) = read_header(&mut file, &path)?;
-                if version == 1 {
+                if version < 3 {
                     let mut records = Vec::new();
                     file.read_to_end(&mut records)
-                        .map_err(io("read the version 1 records of"))?;
-                    write_new(&path, base, &records).map_err(io("convert to version 2"))?;
+                        .map_err(io("read the older records of"))?;
+                    write_new(&path, base, &records).map_err(io("convert to version 3"))?;
                     file = OpenOptions::new()
                         .read(true)
                         .append(true)
                         .open(&path)
                         .map_err(io("reopen"))?;
-                    tracing::info!("{}: converted to log format version 2", path.display());
+                    tracing::info!(
+                        "{}: converted from log format version {version} to 3",
+                        path.display()
+                    );
                 }
                 let len = file.metadata().map_err(io("read the size of"))?.len();
                 (file, base, base + len.saturating_sub(HEADER_LEN))

@@ -2,17 +2,19 @@
 //!
 //! ```text
 //! file    = magic base records
-//! magic   = "MINIKV-AOF 2\n"            (version 1: "MINIKV-AOF 1\n", still read)
+//! magic   = "MINIKV-AOF 3\n"            (versions 1 and 2: "MINIKV-AOF 1\n", "...2\n", still read)
 //! base    = u64 little endian           absolute offset of the first record
 //! record  = len:u32 crc32:u32 payload   both little endian; crc32 of the payload
 //! payload = RESP multibulk commands, starting with SELECT db:
 //!           SELECT db | SET key value [PXAT unix-ms] | DEL key | FLUSHDB | FLUSHALL
 //!           | SWAPDB a b                                     (versions 1 and 2)
 //!           | PEXPIREAT key unix-ms | PERSIST key           (version 2)
+//!           | PUTV key type dump [PXAT unix-ms]            (version 3)
 //! ```
-//! A value record names its type by its command: `SET` stores a string (the data-types issue
-//! adds one record per type). Version 2 also writes deadline changes as such instead of
-//! rewriting the value; version 1 files are rewritten as version 2 when the log is opened.
+//! A value record names its type by its command: `SET` stores a string, `PUTV` a list, hash,
+//! set or sorted set (`type` as TYPE names it, `dump` its `store::value::dump` form). Version
+//! 2 also writes deadline changes as such instead of rewriting the value; older files are
+//! rewritten with the current header when the log is opened (their records are a subset).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -24,10 +26,13 @@ use super::AofError;
 use crate::effect::Effect;
 use crate::protocol::resp::RespLimits;
 use crate::protocol::{Incoming, RespCodec};
-use crate::store::Value;
+use crate::store::value::dump;
+use crate::store::{Kind, Value};
 
 /// The header of every log this build writes (followed by the 8-byte base offset).
-pub const MAGIC: &[u8] = b"MINIKV-AOF 2\n";
+pub const MAGIC: &[u8] = b"MINIKV-AOF 3\n";
+/// The header of logs written before collections: still read.
+pub const MAGIC_V2: &[u8] = b"MINIKV-AOF 2\n";
 /// The header of logs written before values had types: still read.
 pub const MAGIC_V1: &[u8] = b"MINIKV-AOF 1\n";
 /// Bytes before the first record.
@@ -60,6 +65,23 @@ pub(super) fn encode(effects: &[Effect], out: &mut BytesMut) {
                 ),
                 None => command(out, &[b"SET", key, value]),
             },
+            Effect::Put {
+                key,
+                value,
+                expires_at_ms,
+                ..
+            } => {
+                let mut data = Vec::new();
+                dump::value(value.as_ref(), &mut data);
+                let kind = value.kind().name().as_bytes();
+                match expires_at_ms {
+                    Some(at) => command(
+                        out,
+                        &[b"PUTV", key, kind, &data, b"PXAT", n.format(*at).as_bytes()],
+                    ),
+                    None => command(out, &[b"PUTV", key, kind, &data]),
+                }
+            }
             Effect::Del { key, .. } => command(out, &[b"DEL", key]),
             Effect::Expire {
                 key,
@@ -86,7 +108,7 @@ pub(super) fn encode(effects: &[Effect], out: &mut BytesMut) {
     }
 }
 
-/// Reads one record's payload back into effects (versions 1 and 2).
+/// Reads one record's payload back into effects (versions 1 to 3).
 pub(super) fn decode(payload: &[u8]) -> Result<Vec<Effect>, String> {
     let mut codec = RespCodec::new(RespLimits::default());
     let mut buf = BytesMut::from(payload);
@@ -122,6 +144,27 @@ pub(super) fn decode(payload: &[u8]) -> Result<Vec<Effect>, String> {
                 value: Value::String(args[2].clone()),
                 expires_at_ms: Some(parse(&args[4])?),
             },
+            (b"PUTV", 4 | 6) => {
+                let kind = Kind::from_name(&args[2])
+                    .filter(|k| *k != Kind::String)
+                    .ok_or_else(|| {
+                        format!(
+                            "PUTV of the unknown type \"{}\"",
+                            String::from_utf8_lossy(&args[2]).escape_debug()
+                        )
+                    })?;
+                let expires_at_ms = match args.get(3..) {
+                    Some([_, word, at]) if word.eq_ignore_ascii_case(b"PXAT") => Some(parse(at)?),
+                    Some([_]) => None,
+                    _ => return Err("PUTV with an unknown option".into()),
+                };
+                Effect::Put {
+                    db,
+                    key: key(),
+                    value: dump::load(kind, &args[3]).map_err(|e| e.to_string())?,
+                    expires_at_ms,
+                }
+            }
             (b"DEL", 2) => Effect::Del { db, key: key() },
             (b"PEXPIREAT", 3) => Effect::Expire {
                 db,
@@ -160,7 +203,7 @@ pub(super) fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// Reads the header: returns the format version (1 or 2) and the base offset.
+/// Reads the header: returns the format version (1 to 3) and the base offset.
 pub(super) fn read_header(file: &mut File, path: &Path) -> Result<(u32, u64), AofError> {
     let mut header = [0u8; HEADER_LEN as usize];
     file.seek(SeekFrom::Start(0))
@@ -177,7 +220,8 @@ pub(super) fn read_header(file: &mut File, path: &Path) -> Result<(u32, u64), Ao
             },
         })?;
     let version = match &header[..MAGIC.len()] {
-        m if m == MAGIC => 2,
+        m if m == MAGIC => 3,
+        m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
         _ => {
             return Err(AofError::Corrupt {
@@ -237,6 +281,26 @@ mod tests {
                 db: 3,
                 key: b(""),
                 value: Value::String(b("")),
+                expires_at_ms: None,
+            },
+            Effect::Put {
+                db: 1,
+                key: b("h"),
+                value: {
+                    let mut h = crate::store::Hash::new();
+                    h.insert(b"f", b"\r\n");
+                    Value::Hash(h)
+                },
+                expires_at_ms: Some(7),
+            },
+            Effect::Put {
+                db: 1,
+                key: b("z"),
+                value: {
+                    let mut z = crate::store::ZSet::new();
+                    z.insert(b"m", f64::NEG_INFINITY);
+                    Value::ZSet(z)
+                },
                 expires_at_ms: None,
             },
             Effect::Del { db: 0, key: b("d") },

@@ -46,7 +46,8 @@ use crate::client::router::slot_of;
 use crate::effect::{Effect, SlotControl};
 use crate::replication::slots::SlotSet;
 use crate::replication::Batch;
-use crate::store::{clock, dump_entries, Kind, Value};
+use crate::store::value::dump;
+use crate::store::{clock, dump_entries};
 
 /// What one move copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -567,21 +568,18 @@ fn copy_of(store: &crate::store::Store, set: &SlotSet) -> Vec<Effect> {
     if let Some(db) = store.db(0) {
         for dump in db.dump_matching(now, |k| set.contains(slot_of(k))) {
             for e in dump_entries(&dump) {
-                effects.push(Effect::Put {
-                    db: 0,
-                    key: Bytes::copy_from_slice(e.key),
-                    value: value_of(e.kind, e.data),
-                    expires_at_ms: e.deadline.map(clock::unix_ms_at),
-                });
+                // The dump was written by this very store a moment ago.
+                match dump::load(e.kind, e.data) {
+                    Ok(value) => effects.push(Effect::Put {
+                        db: 0,
+                        key: Bytes::copy_from_slice(e.key),
+                        value,
+                        expires_at_ms: e.deadline.map(clock::unix_ms_at),
+                    }),
+                    Err(err) => tracing::error!(%err, "a value to copy does not decode"),
+                }
             }
         }
     }
     effects
-}
-
-/// A value from its dumped form.
-fn value_of(kind: Kind, data: &[u8]) -> Value {
-    match kind {
-        Kind::String => Value::String(Bytes::copy_from_slice(data)),
-    }
 }

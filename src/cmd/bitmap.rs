@@ -16,17 +16,36 @@
 //! are `i1`..`i64` and `u1`..`u63`; an offset `#n` means n times the type's width.
 //!
 //! The handlers parse and check in Redis's order, so the first error reported is Redis's; the
-//! bit arithmetic is in `bits`. A bitmap is an ordinary string: a write copies it out, changes
-//! it and stores the whole new value through the command's [`Writer`](super::capture::Writer).
+//! bit arithmetic is in `bits`. A bitmap is an ordinary string: a read borrows it in its shard
+//! (no copy), a write copies it out, changes it and stores the whole new value through the
+//! command's [`Writer`](super::capture::Writer), which keeps the effect stream exact.
 
 mod bits;
 
 use bytes::Bytes;
 
 use super::args::{int, is};
+use super::table::{cmd, CommandSpec, KEY1, R, RF, W};
 use super::{CommandError, Ctx};
 use crate::protocol::Reply;
 use bits::{BitOp, FieldType, Overflow};
+
+/// The bitmap family's rows of the command table, and LCS (a string command of Redis's
+/// `t_string.c`, kept beside them in `lcs`). Arity, flags and key positions are Redis 7.0's.
+pub(super) fn commands() -> Vec<CommandSpec> {
+    use crate::stats::StatKind::Other as O;
+    vec![
+        cmd("setbit", 4, W, KEY1, O, setbit),
+        cmd("getbit", 3, RF, KEY1, O, getbit),
+        cmd("bitcount", -2, R, KEY1, O, bitcount),
+        cmd("bitpos", -3, R, KEY1, O, bitpos),
+        // BITOP's destination is its first key, the sources follow.
+        cmd("bitop", -4, W, (2, -1, 1), O, bitop),
+        cmd("bitfield", -2, W, KEY1, O, bitfield),
+        cmd("bitfield_ro", -2, RF, KEY1, O, bitfield_ro),
+        cmd("lcs", -3, R, (1, 2, 1), O, super::lcs::lcs),
+    ]
+}
 
 pub(super) fn setbit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let offset = bit_offset(&args[2], 0, max_len(ctx))?;
@@ -62,18 +81,22 @@ pub(super) fn setbit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
 
 pub(super) fn getbit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let offset = bit_offset(&args[2], 0, max_len(ctx))?;
-    let Some(value) = read(ctx, &args[1])? else {
-        return Ok(Reply::Int(0));
-    };
-    let set = value
-        .get(byte_index(offset))
-        .is_some_and(|b| b & (0x80 >> (offset & 7)) != 0);
-    Ok(Reply::Int(i64::from(set)))
+    with_string(ctx, &args[1], |value| {
+        let set = value
+            .and_then(|v| v.get(byte_index(offset)))
+            .is_some_and(|b| b & (0x80 >> (offset & 7)) != 0);
+        Ok(Reply::Int(i64::from(set)))
+    })
 }
 
 pub(super) fn bitcount(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    with_string(ctx, &args[1], |value| count(value, args))
+}
+
+/// BITCOUNT on the string (`None`: a missing key).
+fn count(value: Option<&[u8]>, args: &[Bytes]) -> Result<Reply, CommandError> {
     // A missing key counts 0 before the arguments are even looked at, as in Redis.
-    let Some(value) = read(ctx, &args[1])? else {
+    let Some(value) = value else {
         return Ok(Reply::Int(0));
     };
     let range = match args.len() {
@@ -108,8 +131,13 @@ pub(super) fn bitpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         1 => true,
         _ => return Err(other("ERR The bit argument must be 1 or 0.")),
     };
+    with_string(ctx, &args[1], |value| position(value, bit, args))
+}
+
+/// BITPOS for `bit` on the string (`None`: a missing key).
+fn position(value: Option<&[u8]>, bit: bool, args: &[Bytes]) -> Result<Reply, CommandError> {
     // A missing key is an endless run of zeros.
-    let Some(value) = read(ctx, &args[1])? else {
+    let Some(value) = value else {
         return Ok(Reply::Int(if bit { -1 } else { 0 }));
     };
     let len = value.len() as i64;
@@ -137,7 +165,7 @@ pub(super) fn bitpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     if range.start > range.end {
         return Ok(Reply::Int(-1));
     }
-    let (mut pos, start, bytes) = search(&value, &range, bit);
+    let (mut pos, start, bytes) = search(value, &range, bit);
     // With an explicit end, the bits right of the range are not zero padding: a 0 found
     // just past the range is no answer.
     if end_given && !bit && pos == bytes << 3 {
@@ -274,18 +302,22 @@ fn bitfield_generic(
     let key = &args[1];
     let Some(highest) = highest_write else {
         // Only GETs: a read, whichever command.
-        let value = if read_only {
-            read(ctx, key)?
-        } else {
-            let entry = ctx.write(key)?.get(key);
-            ctx.node
-                .stats
-                .record_lookup(entry.is_some(), ctx.session.client.id);
-            entry.map(|e| e.value.into_string()).transpose()?
+        let gets = |value: Option<&[u8]>| {
+            let value = value.unwrap_or_default();
+            Ok(Reply::Array(
+                ops.iter().map(|op| get_field(value, op)).collect(),
+            ))
         };
-        let value = value.unwrap_or_default();
-        let replies = ops.iter().map(|op| get_field(&value, op)).collect();
-        return Ok(Reply::Array(replies));
+        if read_only {
+            return with_string(ctx, key, gets);
+        }
+        let hint = ctx.session.client.id;
+        let stats = &ctx.node.stats;
+        // BITFIELD is a write command: its key is locked already, read it through its writer.
+        let mut shard = ctx.write(key)?;
+        let value = shard.peek(key);
+        stats.record_lookup(value.is_some(), hint);
+        return gets(value.map(|v| v.as_string()).transpose()?);
     };
     if read_only {
         return Err(other("ERR BITFIELD_RO only supports the GET subcommand"));
@@ -438,16 +470,24 @@ fn search(value: &[u8], range: &Range, bit: bool) -> (i64, i64, i64) {
     (pos, start, bytes)
 }
 
-/// The string at `key` for a read command, counted as a keyspace hit or miss.
+/// Runs `f` on the string at `key` (`None` when the key is missing), borrowed: a read command
+/// copies nothing, so GETBIT on a large bitmap is O(1). The key counts as a keyspace hit or
+/// miss. The shard stays locked while `f` runs (synchronous work only, as every lock here),
+/// which keeps a BITCOUNT of a whole bitmap consistent.
 ///
 /// # Errors
-/// WRONGTYPE when the key holds another type.
-fn read(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<Bytes>, CommandError> {
-    let value = ctx.db().shard(key).value(key, ctx.now);
+/// WRONGTYPE when the key holds another type, and whatever `f` returns.
+fn with_string<R>(
+    ctx: &Ctx<'_>,
+    key: &[u8],
+    f: impl FnOnce(Option<&[u8]>) -> Result<R, CommandError>,
+) -> Result<R, CommandError> {
+    let mut shard = ctx.db().shard(key);
+    let value = shard.peek(key, ctx.now);
     ctx.node
         .stats
         .record_lookup(value.is_some(), ctx.session.client.id);
-    Ok(value.map(|v| v.into_string()).transpose()?)
+    f(value.map(|v| v.as_string()).transpose()?)
 }
 
 /// Redis's `getBitOffsetFromArgument`: a bit offset below `limit` bytes. With a field width

@@ -23,7 +23,7 @@ use super::args;
 use super::table::CommandSpec;
 use crate::effect::{unix_deadline, Effect};
 use crate::node::Node;
-use crate::store::{Entry, Kind, Shard, Value};
+use crate::store::{Entry, Hash, Kind, List, Set, Shard, Value, ValueRef, WrongType, ZSet};
 
 /// The effects of the running command (or of the transaction EXEC is running), kept in the
 /// session so the buffer's allocation is reused from command to command.
@@ -80,7 +80,7 @@ pub(super) fn lock_keys<'a>(
     let store = &node.store;
     // The single-key fast path (SET, INCR, EXPIRE...): no list, no sort. MOVE names a second
     // key (in another database) outside its key positions.
-    if spec.first_key == 1 && spec.last_key == 1 && spec.name != "move" {
+    if spec.single_key() && spec.name != "move" {
         let (Some(key), Some(d)) = (args.get(1), store.db(db)) else {
             return Locks::None;
         };
@@ -199,6 +199,121 @@ impl Writer<'_> {
         self.shard.kind(key, self.now)
     }
 
+    /// The live value of `key`, borrowed (no copy).
+    #[inline]
+    pub fn peek(&mut self, key: &[u8]) -> Option<ValueRef<'_>> {
+        self.shard.peek(key, self.now)
+    }
+
+    /// Changes the collection of `kind` under `key` in place: the one way list, hash, set and
+    /// sorted-set commands write. A missing key starts as an empty collection when `create`
+    /// holds; otherwise `f` is not called and `Ok(None)` returned. `f` returns its result and
+    /// whether it changed the value. After a change the key's WATCH version moves, a
+    /// collection left empty is deleted, and the effect is recorded (the key's new whole
+    /// value, or its deletion).
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds another kind.
+    pub fn update<R>(
+        &mut self,
+        key: &Bytes,
+        kind: Kind,
+        create: bool,
+        f: impl FnOnce(&mut Value) -> (R, bool),
+    ) -> Result<Option<R>, WrongType> {
+        self.update_with(key, kind, create, |v| {
+            if v.kind() == kind {
+                Ok(f(v))
+            } else {
+                Err(WrongType)
+            }
+        })
+    }
+
+    fn update_with<R>(
+        &mut self,
+        key: &Bytes,
+        kind: Kind,
+        create: bool,
+        f: impl FnOnce(&mut Value) -> Result<(R, bool), WrongType>,
+    ) -> Result<Option<R>, WrongType> {
+        let Some((result, changed)) = self.shard.update(key, kind, create, self.now, f)? else {
+            return Ok(None);
+        };
+        if let Some(exists) = changed {
+            let db = self.db;
+            let (shard, now) = (&mut *self.shard, self.now);
+            self.capture.record(|| {
+                let entry = exists.then(|| shard.get(key, now)).flatten();
+                match entry {
+                    Some(entry) => Effect::Put {
+                        db,
+                        key: key.clone(),
+                        value: entry.value,
+                        expires_at_ms: unix_deadline(entry.deadline),
+                    },
+                    None => Effect::Del {
+                        db,
+                        key: key.clone(),
+                    },
+                }
+            });
+        }
+        Ok(Some(result))
+    }
+
+    /// [`Writer::update`] for a list.
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds another kind.
+    pub fn update_list<R>(
+        &mut self,
+        key: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut List) -> (R, bool),
+    ) -> Result<Option<R>, WrongType> {
+        self.update_with(key, Kind::List, create, |v| Ok(f(v.as_list_mut()?)))
+    }
+
+    /// [`Writer::update`] for a hash.
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds another kind.
+    pub fn update_hash<R>(
+        &mut self,
+        key: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut Hash) -> (R, bool),
+    ) -> Result<Option<R>, WrongType> {
+        self.update_with(key, Kind::Hash, create, |v| Ok(f(v.as_hash_mut()?)))
+    }
+
+    /// [`Writer::update`] for a set.
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds another kind.
+    pub fn update_set<R>(
+        &mut self,
+        key: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut Set) -> (R, bool),
+    ) -> Result<Option<R>, WrongType> {
+        self.update_with(key, Kind::Set, create, |v| Ok(f(v.as_set_mut()?)))
+    }
+
+    /// [`Writer::update`] for a sorted set.
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds another kind.
+    pub fn update_zset<R>(
+        &mut self,
+        key: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut ZSet) -> (R, bool),
+    ) -> Result<Option<R>, WrongType> {
+        self.update_with(key, Kind::ZSet, create, |v| Ok(f(v.as_zset_mut()?)))
+    }
+
     /// Sets `key` to the string `value` with `deadline`.
     #[inline]
     pub fn put(&mut self, key: &Bytes, value: &Bytes, deadline: Option<Instant>) {
@@ -270,7 +385,13 @@ pub fn keys<'a>(spec: &CommandSpec, args: &'a [Bytes], db: usize) -> Vec<(usize,
         spec.last_key
     };
     let mut keys = Vec::new();
-    if spec.first_key > 0 && spec.step > 0 {
+    if let Some(positions) = spec.keys_fn {
+        keys.extend(
+            positions(args)
+                .into_iter()
+                .filter_map(|i| Some((db, args.get(i)?))),
+        );
+    } else if spec.first_key > 0 && spec.step > 0 {
         let mut i = spec.first_key;
         while i <= last && i < argc {
             keys.push((db, &args[i as usize]));

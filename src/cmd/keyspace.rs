@@ -408,18 +408,12 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
 
 /// The encoding Redis would report for a value (OBJECT ENCODING).
 pub(super) fn encoding(value: &Value) -> &'static str {
-    match value {
-        Value::String(s) if s.len() <= 20 && super::args::int(s).is_ok() => "int",
-        Value::String(s) if s.len() <= 44 => "embstr",
-        Value::String(_) => "raw",
-    }
+    value.encoding()
 }
 
 /// The bytes a value's payload takes (MEMORY USAGE, DEBUG OBJECT).
 pub(super) fn payload_len(value: &Value) -> usize {
-    match value {
-        Value::String(s) => s.len(),
-    }
+    value.memory_usage()
 }
 
 pub(super) fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {

@@ -15,13 +15,17 @@ mod bitmap;
 pub mod capture;
 mod connection;
 mod docs;
+mod hash;
 mod keyspace;
 mod lcs;
+mod list;
 mod server;
 mod session;
+mod set;
 mod string;
 mod table;
 mod transaction;
+mod zset;
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;

@@ -280,6 +280,13 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
                     .to_string(),
             ),
         ];
+        let mut params = params;
+        for limit in crate::store::value::limits::ALL {
+            params.push((limit.name, limit.get().to_string()));
+            if let Some(alias) = limit.alias {
+                params.push((alias, limit.get().to_string()));
+            }
+        }
         let mut out = Vec::new();
         for (name, value) in params {
             if args[2..]
@@ -556,6 +563,12 @@ fn config_set(ctx: &Ctx<'_>, name: &Bytes, value: &Bytes) -> Result<(), CommandE
             .ok_or_else(|| invalid("argument couldn't be parsed into an integer"))?;
         log.max_len
             .store(n as usize, std::sync::atomic::Ordering::Relaxed);
+    } else if let Some(limit) = std::str::from_utf8(name)
+        .ok()
+        .and_then(crate::store::value::limits::find)
+    {
+        let n = int(value).map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+        limit.set(n).map_err(|reason| invalid(&reason))?;
     } else {
         return Err(CommandError::Other(
             format!(

@@ -207,7 +207,7 @@ pub(super) fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandEr
         .iter()
         .map(|k| match db.shard(k).value(k, ctx.now) {
             Some(Value::String(v)) => Reply::Bulk(v),
-            None => Reply::Nil,
+            _ => Reply::Nil,
         })
         .collect();
     Ok(Reply::Array(values))

@@ -6,11 +6,20 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 
-use super::{bitmap, connection, keyspace, lcs, server, string, transaction, CommandError, Ctx};
+use super::{
+    bitmap, connection, hash, keyspace, list, server, set, string, transaction, zset, CommandError,
+    Ctx,
+};
 use crate::protocol::Reply;
 use crate::stats::StatKind;
 
 pub(super) type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Result<Reply, CommandError>;
+
+/// The positions of the keys in a command's arguments, for commands whose keys the
+/// (first, last, step) triple cannot describe (Redis's `movablekeys`: LMPOP's `numkeys`,
+/// ZUNIONSTORE's destination plus `numkeys` sources...). Positions past the arguments are
+/// ignored; a malformed command yields what it can and its handler reports the error.
+pub(super) type KeysFn = fn(&[Bytes]) -> Vec<usize>;
 
 /// One row of the command table.
 pub struct CommandSpec {
@@ -39,6 +48,8 @@ pub struct CommandSpec {
     /// Whether it has subcommands (see [`is_container`]; checked on every command).
     pub container: bool,
     pub(super) handler: Handler,
+    /// Where its keys are when `first_key..=last_key` by `step` does not say it all.
+    pub(super) keys_fn: Option<KeysFn>,
 }
 
 /// How a command passes the store's [`crate::store::Gate`].
@@ -74,8 +85,8 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     BY_NAME.get(std::str::from_utf8(upper).ok()?).copied()
 }
 
-/// Builds a table row; keeps the table below readable.
-const fn cmd(
+/// Builds a table row; keeps the tables readable (each family's `commands()` uses it too).
+pub(super) const fn cmd(
     name: &'static str,
     arity: i32,
     flags: &'static [&'static str],
@@ -97,6 +108,7 @@ const fn cmd(
         write: false,
         container: false,
         handler,
+        keys_fn: None,
     }
 }
 
@@ -108,20 +120,43 @@ impl CommandSpec {
     }
 
     /// Sets how the command passes the gate.
-    const fn gate(mut self, gate: GateMode) -> Self {
+    pub(super) const fn gate(mut self, gate: GateMode) -> Self {
         self.gate = gate;
         self
     }
+
+    /// Gives a command whose keys move with its arguments their positions (see [`KeysFn`]).
+    /// (Used by the data-type families as their commands land.)
+    /// `flags` should then include `movablekeys`, as Redis's COMMAND reports it.
+    #[allow(dead_code)]
+    pub(super) const fn keys_with(mut self, keys: KeysFn) -> Self {
+        self.keys_fn = Some(keys);
+        self
+    }
+
+    /// Whether the command names exactly one key, its first argument (the fast path for
+    /// locking and routing).
+    pub fn single_key(&self) -> bool {
+        self.first_key == 1 && self.last_key == 1 && self.keys_fn.is_none()
+    }
 }
 
-const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
-const KEY1: (i32, i32, i32) = (1, 1, 1);
-const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
-const W: &[&str] = &["write", "denyoom"];
-const WF: &[&str] = &["write", "denyoom", "fast"];
-const WD: &[&str] = &["write", "fast"];
-const R: &[&str] = &["readonly"];
-const RF: &[&str] = &["readonly", "fast"];
+/// Key positions: no keys.
+pub(super) const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
+/// Key positions: the first argument.
+pub(super) const KEY1: (i32, i32, i32) = (1, 1, 1);
+/// Key positions: every argument.
+pub(super) const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
+/// Flags: a write that may grow memory.
+pub(super) const W: &[&str] = &["write", "denyoom"];
+/// Flags: a fast write that may grow memory.
+pub(super) const WF: &[&str] = &["write", "denyoom", "fast"];
+/// Flags: a fast write that does not grow memory.
+pub(super) const WD: &[&str] = &["write", "fast"];
+/// Flags: a read.
+pub(super) const R: &[&str] = &["readonly"];
+/// Flags: a fast read.
+pub(super) const RF: &[&str] = &["readonly", "fast"];
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
 const CONN: &[&str] = &["noscript", "loading", "stale", "fast"];
 const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow-busy"];
@@ -162,14 +197,6 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("incrby", 3, WF, KEY1, O, string::incrby),
         cmd("decrby", 3, WF, KEY1, O, string::decrby),
         cmd("incrbyfloat", 3, WF, KEY1, O, string::incrbyfloat),
-        cmd("setbit", 4, W, KEY1, O, bitmap::setbit),
-        cmd("getbit", 3, RF, KEY1, O, bitmap::getbit),
-        cmd("bitcount", -2, R, KEY1, O, bitmap::bitcount),
-        cmd("bitpos", -3, R, KEY1, O, bitmap::bitpos),
-        cmd("bitop", -4, W, (2, -1, 1), O, bitmap::bitop),
-        cmd("bitfield", -2, W, KEY1, O, bitmap::bitfield),
-        cmd("bitfield_ro", -2, RF, KEY1, O, bitmap::bitfield_ro),
-        cmd("lcs", -3, R, (1, 2, 1), O, lcs::lcs),
         cmd("del", -2, &["write"], ALL_KEYS, D, keyspace::del),
         cmd("unlink", -2, WD, ALL_KEYS, D, keyspace::del),
         cmd("exists", -2, RF, ALL_KEYS, O, keyspace::exists),
@@ -262,6 +289,12 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("slowlog", -2, ADMIN, NO_KEYS, O, server::slowlog),
         cmd("monitor", 1, ADMIN, NO_KEYS, O, server::monitor),
     ];
+    // Each data-type family lists its own commands (one line per family here).
+    table.extend(list::commands());
+    table.extend(hash::commands());
+    table.extend(set::commands());
+    table.extend(zset::commands());
+    table.extend(bitmap::commands());
     for (i, c) in table.iter_mut().enumerate() {
         c.id = i;
         c.write = c.flags.contains(&"write");

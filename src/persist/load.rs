@@ -311,7 +311,9 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
                     }
                 },
             };
-            let (shard, prepared) = db.prepare(&key, kind, &data, deadline);
+            let (shard, prepared) = db
+                .prepare(&key, kind, &data, deadline)
+                .map_err(de::Error::custom)?;
             by_shard[shard].push(prepared);
             self.loader.loaded += 1;
         }

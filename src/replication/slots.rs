@@ -622,9 +622,14 @@ fn move_slots(from: &Store, to: &Store, set: &SlotSet, now: Instant) {
         let mut by_shard: Vec<Vec<_>> = (0..target.shard_count()).map(|_| Vec::new()).collect();
         for dump in &dumps {
             for e in dump_entries(dump) {
-                let (shard, prepared) = target.prepare(e.key, e.kind, e.data, e.deadline);
-                if let Some(list) = by_shard.get_mut(shard) {
-                    list.push(prepared);
+                // The dump was written by this very store a moment ago.
+                match target.prepare(e.key, e.kind, e.data, e.deadline) {
+                    Ok((shard, prepared)) => {
+                        if let Some(list) = by_shard.get_mut(shard) {
+                            list.push(prepared);
+                        }
+                    }
+                    Err(err) => tracing::error!(%err, "a staged value does not decode"),
                 }
             }
         }

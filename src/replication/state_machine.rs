@@ -62,6 +62,7 @@ pub use super::snapshot::{DbImage, EntryImage, Image};
 use super::types::{Applied, NodeId, Speculation, TypeConfig};
 use crate::client::router::slot_of;
 use crate::effect::{ApplyError, Effect};
+use crate::store::value::dump;
 use crate::store::{clock, dump_entries, Kind, Store};
 
 /// The keys a group's state machine owns: every key, or the slots a group holds on this node
@@ -415,6 +416,15 @@ impl StateMachine {
             for e in entries {
                 let kind = Kind::from_name(e.kind.as_bytes())
                     .ok_or_else(|| SnapshotError::Refused(format!("unknown type {:?}", e.kind)))?;
+                if kind != Kind::String {
+                    // Checked here, so a damaged image is refused before anything is replaced.
+                    dump::load(kind, &e.data).map_err(|err| {
+                        SnapshotError::Refused(format!(
+                            "key {:?}: {err}",
+                            String::from_utf8_lossy(&e.key)
+                        ))
+                    })?;
+                }
                 if let Some(held) = &slots {
                     if !held.held.contains(slot_of(&e.key)) {
                         return Err(SnapshotError::Refused(format!(
@@ -465,9 +475,14 @@ impl StateMachine {
                 };
                 let mut by_shard: Vec<Vec<_>> = (0..db.shard_count()).map(|_| Vec::new()).collect();
                 for e in entries.iter().filter(|e| keep(&e.key)) {
-                    let (shard, prepared) = db.prepare(&e.key, e.kind, &e.data, e.deadline);
-                    if let Some(list) = by_shard.get_mut(shard) {
-                        list.push(prepared);
+                    // Every value was decoded once already when the image was checked.
+                    match db.prepare(&e.key, e.kind, &e.data, e.deadline) {
+                        Ok((shard, prepared)) => {
+                            if let Some(list) = by_shard.get_mut(shard) {
+                                list.push(prepared);
+                            }
+                        }
+                        Err(err) => tracing::error!(%err, "a checked value does not decode"),
                     }
                 }
                 db.load(by_shard);

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 pub use shard::{dump_entries, Dumped, Entry, Prepared, Shard};
-pub use value::{Kind, Value, WrongType};
+pub use value::{DumpError, Hash, Kind, List, Set, Value, ValueRef, WrongType, ZSet};
 
 /// Shared handle to every database of a node.
 #[derive(Debug)]
@@ -323,17 +323,20 @@ impl Db {
     }
 
     /// Builds an entry for [`Db::load`], returning the shard it belongs to.
+    ///
+    /// # Errors
+    /// [`DumpError`] when a collection's dump does not decode.
     pub fn prepare(
         &self,
         key: &[u8],
         kind: Kind,
         data: &[u8],
         deadline: Option<Instant>,
-    ) -> (usize, Prepared) {
-        (
+    ) -> Result<(usize, Prepared), DumpError> {
+        Ok((
             self.shard_index(key),
-            Shard::prepare(&self.hasher, key, kind, data, deadline),
-        )
+            Shard::prepare(&self.hasher, key, kind, data, deadline)?,
+        ))
     }
 
     /// Inserts prepared entries, grouped by shard index (`by_shard[i]` goes to shard `i`).

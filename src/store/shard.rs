@@ -1,29 +1,26 @@
 //! One independently locked part of a keyspace: a compact hash table of entries, an ordered
 //! index of the deadlines of the keys that have one, and the versions of watched keys.
 //!
-//! Memory layout (the reason for this module's shape): each entry is a single heap allocation
-//! holding `[header][deadline?][key][value]`, where the header is a LEB128 varint of
-//! `key_len << 2 | out_of_line << 1 | has_deadline` and the deadline (8 bytes, microseconds on
-//! the store clock) is present only for keys with a TTL. The two low bits are the entry's type
-//! tag: `out_of_line = 0` means the value bytes that follow are a string ([`Kind::String`]);
-//! `out_of_line = 1` is reserved for values kept outside the entry (lists, hashes, sets and
-//! sorted sets, with the data-types issue) and never written yet. Strings pay nothing for the
-//! tag: keys up to 31 bytes still have a one-byte header. The table stores just that boxed slice (16 bytes a slot),
-//! so a key like `key:000000001` with a 10-byte value costs one 32-byte allocation plus its
-//! slot, against ~270 bytes with a `HashMap<Bytes, Entry>`. Every operation hashes the key
-//! once and probes the table once.
+//! Memory layout (the reason for this module's shape): a string entry is a single heap
+//! allocation holding `[header][deadline?][key][value]`, where the header is a LEB128 varint
+//! of `key_len << 2 | collection << 1 | has_deadline` and the deadline (8 bytes, microseconds
+//! on the store clock) is present only for keys with a TTL. So a key like `key:000000001`
+//! with a 10-byte value costs one 32-byte allocation plus its 16-byte table slot, against
+//! ~270 bytes with a `HashMap<Bytes, Entry>`. A list, hash, set or sorted set is a second kind
+//! of slot, a box of key, deadline and [`Value`], changed in place ([`Shard::update`]); the
+//! `collection` bit marks such an entry in a dump (where a type byte then precedes the value's
+//! [`dump`] form). Every operation hashes the key once and probes the table once.
 //!
 //! A shard is plain synchronous data; its owner wraps it in a mutex. It must never be held
 //! across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
 use hashbrown::hash_table::{self, HashTable};
 use tokio::time::Instant;
 
 use super::clock;
-use super::value::{Kind, Value};
+use super::value::{dump, DumpError, Kind, Value, ValueRef, WrongType};
 
 /// A value with its optional expiry deadline, owned (a copy out of the shard).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +52,21 @@ pub struct Prepared {
     item: Item,
 }
 
-/// One entry in its single allocation (see the module docs).
+/// One entry: a string in its single allocation, or a boxed collection (see the module docs).
+/// 16 bytes: the enum's tag hides in the string box's pointer.
 #[derive(Debug)]
-struct Item(Box<[u8]>);
+enum Item {
+    Inline(Box<[u8]>),
+    Boxed(Box<Boxed>),
+}
+
+/// A collection entry.
+#[derive(Debug)]
+struct Boxed {
+    key: Box<[u8]>,
+    deadline: Option<u64>,
+    value: Value,
+}
 
 impl Item {
     /// An entry holding the string `value`.
@@ -76,15 +85,27 @@ impl Item {
         }
         data.extend_from_slice(key);
         data.extend_from_slice(value);
-        Item(data.into_boxed_slice())
+        Item::Inline(data.into_boxed_slice())
     }
 
-    /// (offset of the key, key length, deadline).
-    fn layout(&self) -> (usize, usize, Option<u64>) {
-        let (word, mut offset) = get_varint(&self.0);
+    /// An entry holding `value` of any kind.
+    fn with_value(key: &[u8], value: Value, deadline: Option<u64>) -> Item {
+        match value {
+            Value::String(s) => Item::new(key, &s, deadline),
+            value => Item::Boxed(Box::new(Boxed {
+                key: key.into(),
+                deadline,
+                value,
+            })),
+        }
+    }
+
+    /// (offset of the key, key length, deadline) of an inline entry.
+    fn layout(data: &[u8]) -> (usize, usize, Option<u64>) {
+        let (word, mut offset) = get_varint(data);
         let deadline = if word & 1 == 1 {
             let mut raw = [0u8; 8];
-            raw.copy_from_slice(&self.0[offset..offset + 8]);
+            raw.copy_from_slice(&data[offset..offset + 8]);
             offset += 8;
             Some(u64::from_le_bytes(raw))
         } else {
@@ -93,36 +114,94 @@ impl Item {
         (offset, (word >> 2) as usize, deadline)
     }
 
-    /// The entry's type tag (see the module docs: only strings are stored so far).
     fn kind(&self) -> Kind {
-        Kind::String
+        match self {
+            Item::Inline(_) => Kind::String,
+            Item::Boxed(b) => b.value.kind(),
+        }
     }
 
     fn key(&self) -> &[u8] {
-        let (offset, len, _) = self.layout();
-        &self.0[offset..offset + len]
+        match self {
+            Item::Inline(data) => {
+                let (offset, len, _) = Item::layout(data);
+                &data[offset..offset + len]
+            }
+            Item::Boxed(b) => &b.key,
+        }
     }
 
-    fn value(&self) -> &[u8] {
-        let (offset, len, _) = self.layout();
-        &self.0[offset + len..]
+    /// The value, borrowed.
+    fn peek(&self) -> ValueRef<'_> {
+        match self {
+            Item::Inline(data) => {
+                let (offset, len, _) = Item::layout(data);
+                ValueRef::String(&data[offset + len..])
+            }
+            Item::Boxed(b) => b.value.as_ref(),
+        }
     }
 
     fn deadline(&self) -> Option<u64> {
-        self.layout().2
+        match self {
+            Item::Inline(data) => Item::layout(data).2,
+            Item::Boxed(b) => b.deadline,
+        }
     }
 
     /// The value, copied out.
     fn to_value(&self) -> Value {
-        match self.kind() {
-            Kind::String => Value::String(Bytes::copy_from_slice(self.value())),
-        }
+        self.peek().to_value()
     }
 
     fn entry(&self) -> Entry {
         Entry {
             value: self.to_value(),
             deadline: self.deadline().map(clock::from_micros),
+        }
+    }
+
+    /// The entry with another deadline.
+    fn redated(self, deadline: Option<u64>) -> Item {
+        match self {
+            Item::Inline(_) => {
+                let ValueRef::String(value) = self.peek() else {
+                    return self;
+                };
+                Item::new(self.key(), value, deadline)
+            }
+            Item::Boxed(mut b) => {
+                b.deadline = deadline;
+                Item::Boxed(b)
+            }
+        }
+    }
+
+    /// Appends the entry's dump record (see [`dump_entries`]).
+    fn dump_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Item::Inline(data) => {
+                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                out.extend_from_slice(data);
+            }
+            Item::Boxed(b) => {
+                let at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                let mut header = [0u8; 10];
+                let n = put_varint(
+                    &mut header,
+                    (b.key.len() as u64) << 2 | 2 | u64::from(b.deadline.is_some()),
+                );
+                out.extend_from_slice(&header[..n]);
+                if let Some(d) = b.deadline {
+                    out.extend_from_slice(&d.to_le_bytes());
+                }
+                out.extend_from_slice(&b.key);
+                out.push(b.value.kind().code());
+                dump::value(b.value.as_ref(), out);
+                let len = (out.len() - at - 4) as u32;
+                out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            }
         }
     }
 }
@@ -183,6 +262,27 @@ impl Shard {
     ) -> bool {
         match value {
             Value::String(s) => self.put(key, s, deadline, now),
+            other => self.put_item(
+                key,
+                Item::with_value(key, other.clone(), None),
+                deadline,
+                now,
+            ),
+        }
+    }
+
+    /// Sets `key` to `value` (of any kind, taken by value: a collection is not copied) with
+    /// `deadline`; returns whether a live key was replaced.
+    pub fn put_owned(
+        &mut self,
+        key: &[u8],
+        value: Value,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> bool {
+        match value {
+            Value::String(s) => self.put(key, &s, deadline, now),
+            other => self.put_item(key, Item::with_value(key, other, None), deadline, now),
         }
     }
 
@@ -195,9 +295,24 @@ impl Shard {
         deadline: Option<Instant>,
         now: Instant,
     ) -> bool {
+        self.put_item(key, Item::new(key, value, None), deadline, now)
+    }
+
+    /// Stores `item` (built without a deadline) under `key` with `deadline`.
+    fn put_item(
+        &mut self,
+        key: &[u8],
+        item: Item,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> bool {
         let hash = self.hasher.hash_one(key);
         let deadline = deadline.map(clock::to_micros);
-        let item = Item::new(key, value, deadline);
+        let item = if deadline.is_some() {
+            item.redated(deadline)
+        } else {
+            item
+        };
         let hasher = &self.hasher;
         let existed = match self
             .table
@@ -223,22 +338,42 @@ impl Shard {
     }
 
     /// Builds an entry for [`Shard::load`] without touching the shard, from a value in its
-    /// dumped form (see [`Dumped`]: for a string, its bytes).
+    /// dumped form (see [`Dumped`]: for a string, its bytes; for a collection, its
+    /// [`dump`] form).
+    ///
+    /// # Errors
+    /// [`DumpError`] when a collection's dump does not decode.
     pub fn prepare(
         hasher: &ahash::RandomState,
         key: &[u8],
         kind: Kind,
         data: &[u8],
         deadline: Option<Instant>,
-    ) -> Prepared {
+    ) -> Result<Prepared, DumpError> {
         let deadline = deadline.map(clock::to_micros);
         let item = match kind {
             Kind::String => Item::new(key, data, deadline),
+            kind => Item::with_value(key, dump::load(kind, data)?, deadline),
         };
-        Prepared {
+        Ok(Prepared {
             hash: hasher.hash_one(key),
             deadline,
             item,
+        })
+    }
+
+    /// Like [`Shard::prepare`], from a value already decoded.
+    pub fn prepare_value(
+        hasher: &ahash::RandomState,
+        key: &[u8],
+        value: Value,
+        deadline: Option<Instant>,
+    ) -> Prepared {
+        let deadline = deadline.map(clock::to_micros);
+        Prepared {
+            hash: hasher.hash_one(key),
+            deadline,
+            item: Item::with_value(key, value, deadline),
         }
     }
 
@@ -289,11 +424,83 @@ impl Shard {
 
     /// Sets or clears the deadline of a live key. Returns false when the key does not exist.
     pub fn set_deadline(&mut self, key: &[u8], deadline: Option<Instant>, now: Instant) -> bool {
-        let Some(value) = self.live(key, now).map(Item::to_value) else {
+        if self.live(key, now).is_none() {
+            return false;
+        }
+        let Some(item) = self.take(key) else {
             return false;
         };
-        self.put_value(key, &value, deadline, now);
+        let hash = self.hasher.hash_one(key);
+        let deadline = deadline.map(clock::to_micros);
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, item.redated(deadline), |i| hasher.hash_one(i.key()));
+        if let Some(d) = deadline {
+            self.deadlines.add(d, hash);
+        }
         true
+    }
+
+    /// The live value of `key`, borrowed (no copy: what read commands look at).
+    pub fn peek(&mut self, key: &[u8], now: Instant) -> Option<ValueRef<'_>> {
+        self.live(key, now).map(Item::peek)
+    }
+
+    /// Changes the collection under `key` in place. A missing key gets an empty collection of
+    /// `kind` first when `create` holds (and `None` is returned otherwise, without calling
+    /// `f`). `f` checks the value's kind (a string is refused before it) and returns its
+    /// result and whether it changed anything; a change bumps
+    /// the key's WATCH version, and a collection left empty is deleted (a key never holds an
+    /// empty collection). Returns `Ok(Some((result, Some(key still exists))))` after a
+    /// change, `Ok(Some((result, None)))` when nothing changed.
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds a string, or when `f` says so.
+    pub fn update<R>(
+        &mut self,
+        key: &[u8],
+        kind: Kind,
+        create: bool,
+        now: Instant,
+        f: impl FnOnce(&mut Value) -> Result<(R, bool), WrongType>,
+    ) -> Result<Option<(R, Option<bool>)>, WrongType> {
+        let hash = self.hasher.hash_one(key);
+        self.live(key, now);
+        match self.table.find_entry(hash, |i| i.key() == key) {
+            Ok(mut slot) => {
+                let Item::Boxed(b) = slot.get_mut() else {
+                    return Err(WrongType);
+                };
+                let (result, changed) = f(&mut b.value)?;
+                if !changed {
+                    return Ok(Some((result, None)));
+                }
+                let emptied = b.value.is_empty_collection();
+                if emptied {
+                    let (item, _) = slot.remove();
+                    if let Some(d) = item.deadline() {
+                        self.deadlines.remove(d, hash);
+                    }
+                }
+                self.touch(key);
+                Ok(Some((result, Some(!emptied))))
+            }
+            Err(_) if !create => Ok(None),
+            Err(_) => {
+                let mut value = Value::empty(kind);
+                let (result, changed) = f(&mut value)?;
+                if !changed || value.is_empty_collection() {
+                    return Ok(Some((result, None)));
+                }
+                let hasher = &self.hasher;
+                self.table
+                    .insert_unique(hash, Item::with_value(key, value, None), |i| {
+                        hasher.hash_one(i.key())
+                    });
+                self.touch(key);
+                Ok(Some((result, Some(true))))
+            }
+        }
     }
 
     /// Removes every key whose deadline is at or before `now`; returns how many.
@@ -365,8 +572,7 @@ impl Shard {
     /// share of a store that several groups use).
     pub fn dump_matching_into(&self, out: &mut Vec<u8>, mut keep: impl FnMut(&[u8]) -> bool) {
         for item in self.table.iter().filter(|i| keep(i.key())) {
-            out.extend_from_slice(&(item.0.len() as u32).to_le_bytes());
-            out.extend_from_slice(&item.0);
+            item.dump_into(out);
         }
     }
 
@@ -571,7 +777,8 @@ pub struct Dumped<'a> {
     pub key: &'a [u8],
     /// The value's type.
     pub kind: Kind,
-    /// The value's bytes: the string itself for [`Kind::String`].
+    /// The value's bytes: the string itself for [`Kind::String`], the [`dump`] form of a
+    /// collection.
     pub data: &'a [u8],
     /// The deadline, if the key has a TTL.
     pub deadline: Option<Instant>,
@@ -597,10 +804,16 @@ pub fn dump_entries(dump: &[u8]) -> impl Iterator<Item = Dumped<'_>> {
         };
         let key_len = (word >> 2) as usize;
         let key = raw.get(offset..offset + key_len)?;
-        let data = raw.get(offset + key_len..)?;
+        let mut data = raw.get(offset + key_len..)?;
+        let mut kind = Kind::String;
+        if word & 2 == 2 {
+            let (&code, rest) = data.split_first()?;
+            kind = Kind::from_code(code)?;
+            data = rest;
+        }
         Some(Dumped {
             key,
-            kind: Kind::String,
+            kind,
             data,
             deadline,
         })

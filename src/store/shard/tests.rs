@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::*;
+use crate::store::value::{Hash, List, ZSet};
 
 fn entry(v: &'static [u8], deadline: Option<Instant>) -> Entry {
     Entry {
@@ -137,7 +140,10 @@ fn the_deadline_sum_follows_every_change() {
         Shard::prepare(&hasher, b"x", Kind::String, b"w", secs(50)),
         Shard::prepare(&hasher, b"y", Kind::String, b"w", secs(60)),
         Shard::prepare(&hasher, b"z", Kind::String, b"w", None),
-    ];
+    ]
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .expect("strings always prepare");
     s.load(prepared);
     assert_deadline_sum(&s, "load over an existing key");
     assert_eq!(s.len_with_deadline(), 2);
@@ -195,13 +201,117 @@ fn watched_versions_move_on_every_change_only() {
 fn a_short_string_entry_costs_one_header_byte() {
     // memory.sh's keys (`key:000000001`, 13 bytes) with 10-byte values: the type tag must
     // not push the allocation past 24 bytes (a 32-byte malloc chunk).
+    let len = |item: &Item| match item {
+        Item::Inline(data) => data.len(),
+        Item::Boxed(_) => usize::MAX,
+    };
     let item = Item::new(b"key:000000001", b"vxxxxxxxxx", None);
-    assert_eq!(item.0.len(), 24);
+    assert_eq!(len(&item), 24);
     assert_eq!(item.kind(), Kind::String);
     let long = Item::new(&[b'k'; 31], b"", None);
+    assert_eq!(len(&long), 32, "keys up to 31 bytes keep a one-byte header");
     assert_eq!(
-        long.0.len(),
-        32,
-        "keys up to 31 bytes keep a one-byte header"
+        std::mem::size_of::<Item>(),
+        16,
+        "a table slot stays 16 bytes"
     );
+}
+
+fn push(l: &mut Value, item: &[u8]) -> Result<((), bool), WrongType> {
+    l.as_list_mut()?.push_back(item);
+    Ok(((), true))
+}
+
+#[test]
+fn collections_change_in_place_and_go_when_emptied() {
+    let mut s = shard();
+    let now = Instant::now();
+    let secs = |n: u64| Some(now + Duration::from_secs(n));
+    // A missing key without `create`: nothing runs.
+    assert_eq!(
+        s.update(b"l", Kind::List, false, now, |l| push(l, b"a")),
+        Ok(None)
+    );
+    assert!(!s.contains(b"l", now));
+    let version = s.watch(b"l");
+    assert_eq!(
+        s.update(b"l", Kind::List, true, now, |l| push(l, b"a")),
+        Ok(Some(((), Some(true))))
+    );
+    assert_eq!(s.kind(b"l", now), Some(Kind::List));
+    assert!(
+        s.version(b"l", now) > version,
+        "a change moves the WATCH version"
+    );
+    // A change that changes nothing leaves the version alone.
+    let version = s.version(b"l", now);
+    assert_eq!(
+        s.update(b"l", Kind::List, false, now, |_| Ok((7, false))),
+        Ok(Some((7, None)))
+    );
+    assert_eq!(s.version(b"l", now), version);
+    // The wrong kind: refused before `f`; strings too.
+    s.put(b"str", b"x", None, now);
+    assert_eq!(
+        s.update(b"str", Kind::List, true, now, |l| push(l, b"a")),
+        Err(WrongType)
+    );
+    assert_eq!(
+        s.update(b"l", Kind::Hash, true, now, |v| v
+            .as_hash_mut()
+            .map(|_| ((), true))),
+        Err(WrongType)
+    );
+    // A deadline stays through changes; emptying deletes the key and its deadline.
+    assert!(s.set_deadline(b"l", secs(100), now));
+    s.update(b"l", Kind::List, false, now, |l| push(l, b"b"))
+        .expect("a list");
+    let micros = |d: Option<Option<Instant>>| d.map(|d| d.map(clock::to_micros));
+    assert_eq!(micros(s.deadline(b"l", now)), micros(Some(secs(100))));
+    assert_eq!(s.len_with_deadline(), 1);
+    let emptied = s.update(b"l", Kind::List, false, now, |l| {
+        *l.as_list_mut()? = List::new();
+        Ok(((), true))
+    });
+    assert_eq!(emptied, Ok(Some(((), Some(false)))));
+    assert!(!s.contains(b"l", now));
+    assert_eq!(s.len_with_deadline(), 0);
+    // Creating without adding anything stores nothing.
+    assert_eq!(
+        s.update(b"h", Kind::Hash, true, now, |_| Ok(((), true))),
+        Ok(Some(((), None)))
+    );
+    assert!(!s.contains(b"h", now));
+}
+
+#[test]
+fn collections_dump_load_and_expire_like_strings() {
+    let mut s = shard();
+    let now = Instant::now();
+    let secs = |n: u64| Some(now + Duration::from_secs(n));
+    let mut h = Hash::new();
+    h.insert(b"f", b"v");
+    let mut z = ZSet::new();
+    z.insert(b"m", 2.5);
+    s.put_owned(b"h", Value::Hash(h.clone()), secs(10), now);
+    s.put_value(b"z", &Value::ZSet(z.clone()), None, now);
+    s.put(b"s", b"text", None, now);
+    let mut dump = Vec::new();
+    s.dump_into(&mut dump);
+    let mut other = shard();
+    let prepared = dump_entries(&dump)
+        .map(|e| Shard::prepare(&other.hasher, e.key, e.kind, e.data, e.deadline))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("a fresh dump loads");
+    other.load(prepared);
+    assert_eq!(other.value(b"h", now), Some(Value::Hash(h)));
+    let micros = |d: Option<Option<Instant>>| d.map(|d| d.map(clock::to_micros));
+    assert_eq!(micros(other.deadline(b"h", now)), micros(Some(secs(10))));
+    assert_eq!(other.value(b"z", now), Some(Value::ZSet(z)));
+    assert_eq!(other.peek(b"s", now).map(|v| v.kind()), Some(Kind::String));
+    // A damaged collection dump is refused.
+    assert!(Shard::prepare(&other.hasher, b"x", Kind::Set, b"\x01\x05", None).is_err());
+    // Expiry removes a collection as it removes a string.
+    assert_eq!(other.purge_expired(now + Duration::from_secs(11)), 1);
+    assert!(!other.contains(b"h", now));
 }

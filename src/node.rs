@@ -50,6 +50,8 @@ pub struct Node {
     pub monitors: AtomicUsize,
     /// This node's part of a replicated cluster (`--cluster`), set once before it serves.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Clients blocked on keys (BLPOP and friends).
+    pub blocking: crate::block::Blocking,
     next_client_id: AtomicU64,
 }
 
@@ -70,6 +72,7 @@ impl Node {
             monitors: AtomicUsize::new(0),
             aof: std::sync::OnceLock::new(),
             effect_sink: std::sync::OnceLock::new(),
+            blocking: crate::block::Blocking::default(),
             cluster: std::sync::OnceLock::new(),
             next_client_id: AtomicU64::new(1),
             config,

@@ -12,6 +12,7 @@
 
 pub mod args;
 mod bitmap;
+mod blocking;
 pub mod capture;
 mod connection;
 mod docs;
@@ -147,6 +148,7 @@ impl<'a> Ctx<'a> {
         Ok(Writer {
             shard,
             capture: &mut self.session.capture,
+            blocking: &self.node.blocking,
             db,
             now: self.now,
         })
@@ -337,14 +339,12 @@ fn publish(node: &Node, session: &mut Session, in_exec: bool) {
     if let Some(cluster) = node.cluster() {
         // Every key of one command (or transaction) is in one shard: the router refused
         // the rest with CROSSSLOT.
-        let shard = capture.effects.iter().find_map(|e| match e {
-            Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } => {
-                cluster
-                    .slots
-                    .serving(crate::client::router::slot_of(key))
-                    .group
-            }
-            _ => None,
+        let shard = capture.effects.iter().find_map(|e| {
+            let key = e.key()?;
+            cluster
+                .slots
+                .serving(crate::client::router::slot_of(key))
+                .group
         });
         if let Some(group) = shard.and_then(|s| cluster.group(s)) {
             group.submit(&capture.effects);

@@ -13,6 +13,7 @@
 //! - [`cmd`]: the command table, sessions, effect capture and every command's handler.
 //! - [`store`]: sharded keyspace, typed values, TTL index, expiry sweep, KEYS patterns.
 //! - [`effect`]: the effect stream every write produces, and the sink interface.
+//! - [`block`]: clients blocked on lists and sorted sets (BLPOP, BZPOPMIN...).
 //! - [`aof`]: the append-only log, an effect sink, and its replay.
 //! - [`persist`]: JSON snapshots, atomic writes, restore on start.
 //! - [`error`]: the crate's error type.
@@ -34,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod aof;
+pub mod block;
 pub mod client;
 pub mod cluster;
 pub mod cmd;

@@ -53,6 +53,8 @@ pub struct Node {
     /// Channel and pattern subscriptions (SUBSCRIBE, PUBLISH); an `Arc` so that each
     /// connection's subscriptions can remove themselves when it ends.
     pub pubsub: Arc<crate::pubsub::PubSub>,
+    /// Clients blocked on keys (BLPOP and friends).
+    pub blocking: crate::block::Blocking,
     next_client_id: AtomicU64,
 }
 
@@ -73,6 +75,7 @@ impl Node {
             monitors: AtomicUsize::new(0),
             aof: std::sync::OnceLock::new(),
             effect_sink: std::sync::OnceLock::new(),
+            blocking: crate::block::Blocking::default(),
             cluster: std::sync::OnceLock::new(),
             pubsub: Arc::default(),
             next_client_id: AtomicU64::new(1),

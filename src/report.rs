@@ -195,7 +195,7 @@ impl Report {
             clients: Clients {
                 connected: stats.connected_clients,
                 max: node.config.max_clients,
-                blocked: 0,
+                blocked: node.blocking.blocked_clients() as u64,
             },
             memory: Memory {
                 rss_bytes: rss_bytes(),

@@ -41,7 +41,7 @@ fn data_dir_with(files: &[(&str, &str)]) -> Arc<tempfile::TempDir> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_snapshot_loads_with_its_ttls_and_is_saved_back_as_version_2() {
+async fn a_version_1_snapshot_loads_with_its_ttls_and_is_saved_back_as_version_3() {
     let dir = data_dir_with(&[("v1_snapshot.json", "kv_store_server1.json")]);
     let node = spawn_node_in(dir, |c| c.id = 1).await;
     assert_eq!(node.restored, 9);
@@ -85,19 +85,19 @@ async fn a_version_1_snapshot_loads_with_its_ttls_and_is_saved_back_as_version_2
     );
     assert_eq!(int(&run::<Value>(&mut con, &[b"DBSIZE"]).await), 2);
 
-    // Saved again, the file is version 2 and loads into the same keys.
+    // Saved again, the file is version 3 and loads into the same keys.
     let path = node.snapshot_path();
     let _: Value = run::<Value>(&mut con, &[b"SAVE"]).await;
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
-    assert_eq!(saved["version"], 2);
+    assert_eq!(saved["version"], 3);
     let dir = node.stop().await;
     let again = spawn_node_in(dir, |c| c.id = 1).await;
     assert_eq!(again.restored, 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_log_replays_and_keeps_working_as_version_2() {
+async fn a_version_1_log_replays_and_keeps_working_as_version_3() {
     let dir = data_dir_with(&[("v1_log.aof", "kv_store_server1.aof")]);
     let node = spawn_node_in(dir, |c| {
         c.id = 1;

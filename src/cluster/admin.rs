@@ -219,6 +219,8 @@ async fn forwarded(node: &Arc<Node>, cluster: &Cluster, forward: Forward) -> For
     let mut session = Session::new(client);
     session.authenticated = true;
     session.protocol = forward.protocol;
+    // A blocking command forwarded here answers at once; its origin node waits and asks again.
+    session.may_block = false;
     let mut replies = Vec::with_capacity(forward.commands.len());
     for args in forward.commands {
         let read = args

@@ -341,8 +341,29 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         Ok(Reply::ok())
     } else if is(sub, "GETREDIR") {
         Ok(Reply::Int(-1))
+    } else if is(sub, "UNBLOCK") && (args.len() == 3 || args.len() == 4) {
+        // As Redis 7.0's clientCommand: the reason is checked before the id.
+        let error = match args.get(3) {
+            None => false,
+            Some(a) if is(a, "TIMEOUT") => false,
+            Some(a) if is(a, "ERROR") => true,
+            Some(_) => {
+                return Err(CommandError::Other(
+                    "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into(),
+                ))
+            }
+        };
+        let id = super::args::int(&args[2])?;
+        let done = u64::try_from(id).is_ok_and(|id| ctx.node.blocking.unblock(id, error));
+        Ok(Reply::Int(i64::from(done)))
     } else if is(sub, "UNBLOCK") {
-        Ok(Reply::Int(0))
+        Err(CommandError::Other(
+            format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+                text(sub)
+            )
+            .into(),
+        ))
     } else if is(sub, "HELP") {
         let lines = [
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

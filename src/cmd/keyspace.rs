@@ -22,7 +22,7 @@ use super::args::{int, is, text};
 use super::{CommandError, Ctx};
 use crate::effect::Effect;
 use crate::protocol::Reply;
-use crate::store::{clock, Kind, Value};
+use crate::store::{clock, Kind};
 
 pub(super) fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     // Every key's shard is held for the whole command: the deletion is atomic, as in Redis.
@@ -378,7 +378,11 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             text(sub).to_lowercase()
         )));
     }
-    let value = ctx.db().shard(&args[2]).value(&args[2], ctx.now);
+    let encoding = ctx
+        .db()
+        .shard(&args[2])
+        .peek(&args[2], ctx.now)
+        .map(|v| v.encoding());
     let known = ["ENCODING", "FREQ", "IDLETIME", "REFCOUNT"];
     if !known.iter().any(|w| is(sub, w)) {
         return Err(CommandError::UnknownSubcommand {
@@ -386,11 +390,11 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             sub: text(sub),
         });
     }
-    let Some(value) = value else {
+    let Some(encoding) = encoding else {
         return Ok(Reply::Nil);
     };
     if is(sub, "ENCODING") {
-        Ok(Reply::text(encoding(&value)))
+        Ok(Reply::text(encoding))
     } else if is(sub, "FREQ") {
         Err(CommandError::Other(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please \
@@ -406,16 +410,6 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     }
 }
 
-/// The encoding Redis would report for a value (OBJECT ENCODING).
-pub(super) fn encoding(value: &Value) -> &'static str {
-    value.encoding()
-}
-
-/// The bytes a value's payload takes (MEMORY USAGE, DEBUG OBJECT).
-pub(super) fn payload_len(value: &Value) -> usize {
-    value.memory_usage()
-}
-
 pub(super) fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let sub = &args[1];
     if is(sub, "USAGE") {
@@ -426,8 +420,8 @@ pub(super) fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         let size = ctx
             .db()
             .shard(key)
-            .get(key, ctx.now)
-            .map(|e| ENTRY_OVERHEAD + key.len() + payload_len(&e.value));
+            .peek(key, ctx.now)
+            .map(|v| ENTRY_OVERHEAD + key.len() + v.memory_usage());
         Ok(size.map_or(Reply::Nil, |n| Reply::Int(n as i64)))
     } else if is(sub, "HELP") {
         Ok(Reply::Array(vec![
@@ -483,6 +477,8 @@ pub(super) fn swapdb(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     if !ctx.node.store.swap_dbs(a, b) {
         return Err(CommandError::DbIndexOutOfRange);
     }
+    // Lists and sorted sets may have appeared under keys clients block on.
+    ctx.node.blocking.wake_all();
     ctx.record(Effect::SwapDb { a, b }, 1);
     Ok(Reply::ok())
 }

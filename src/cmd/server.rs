@@ -411,18 +411,17 @@ pub(super) fn debug(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
         Ok(Reply::ok())
     } else if is(sub, "OBJECT") && args.len() == 3 {
         let db = ctx.db();
-        let found = db.shard(&args[2]).value(&args[2], ctx.now);
-        let value = found.ok_or(CommandError::Other("ERR no such key".into()))?;
-        Ok(Reply::Simple(
-            format!(
-                "Value at:{:p} refcount:1 encoding:{} serializedlength:{} lru:0 \
-                 lru_seconds_idle:0",
-                &value,
-                super::keyspace::encoding(&value),
-                super::keyspace::payload_len(&value)
-            )
-            .into(),
-        ))
+        let mut shard = db.shard(&args[2]);
+        let value = shard
+            .peek(&args[2], ctx.now)
+            .ok_or(CommandError::Other("ERR no such key".into()))?;
+        let line = format!(
+            "Value at:{:p} refcount:1 encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
+            &value,
+            value.encoding(),
+            value.memory_usage()
+        );
+        Ok(Reply::Simple(line.into()))
     } else if is(sub, "HELP") {
         Ok(Reply::Array(vec![
             Reply::Simple("DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".into()),

@@ -63,6 +63,23 @@ pub struct Session {
     /// The connection's protocol tells pushes from replies without RESP3 (JSON): subscribed
     /// mode's restrictions do not apply to it.
     pub pushes_apart: bool,
+    /// Set by a blocking command that found nothing: the connection waits on it (see
+    /// [`crate::block`]) before running anything else.
+    pub blocked: Option<Blocked>,
+    /// Whether a blocking command may block here: false for requests forwarded from another
+    /// node of a cluster (their origin waits instead) and in scripts.
+    pub may_block: bool,
+}
+
+/// A blocked command: what it waits on and how it ends without elements.
+#[derive(Debug)]
+pub struct Blocked {
+    /// The registration, served by pushers.
+    pub waiter: std::sync::Arc<crate::block::Waiter>,
+    /// When the command gives up (`None`: never).
+    pub deadline: Option<Instant>,
+    /// Its reply when it gives up (a null of the command's shape).
+    pub timeout_reply: crate::protocol::Reply,
 }
 
 /// A transaction being queued.
@@ -119,6 +136,8 @@ impl Session {
             subscriptions: None,
             pushes: Vec::new(),
             pushes_apart: false,
+            blocked: None,
+            may_block: true,
         }
     }
 

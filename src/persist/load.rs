@@ -1,7 +1,7 @@
 //! Restoring a snapshot: a streaming serde visitor that checks the header and inserts each
 //! entry as it is parsed, strings borrowed from the file's bytes wherever they need no
-//! unescaping. Reads format versions 1 (untyped: every value a string) and 2 (a `"type"` per
-//! entry).
+//! unescaping. Reads format versions 1 (untyped: every value a string), 2 (a `"type"` per
+//! entry) and 3 (collections as JSON arrays).
 
 use std::borrow::Cow;
 
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{FORMAT, VERSION};
-use crate::store::{clock, Kind, Prepared, Store};
+use crate::store::{clock, Hash, Kind, List, Prepared, Set, Store, Value, ZSet};
 
 /// What a snapshot held besides its entries.
 pub(super) struct Loaded {
@@ -284,7 +284,6 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
         let mut by_shard: Vec<Vec<Prepared>> = (0..db.shard_count()).map(|_| Vec::new()).collect();
         while let Some(e) = seq.next_element::<EntryIn<'de>>()? {
             let key = decode_field(e.key, e.key_base64, "key").map_err(de::Error::custom)?;
-            let data = decode_field(e.value, e.value_base64, "value").map_err(de::Error::custom)?;
             let kind = match (e.kind, typed) {
                 (Some(name), true) => Kind::from_name(name.as_bytes()).ok_or_else(|| {
                     de::Error::custom(format!(
@@ -311,9 +310,36 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
                     }
                 },
             };
-            let (shard, prepared) = db
-                .prepare(&key, kind, &data, deadline)
-                .map_err(de::Error::custom)?;
+            let what = |e: String| {
+                de::Error::custom(format!(
+                    "the {} at key \"{}\": {e}",
+                    kind.name(),
+                    String::from_utf8_lossy(&key).escape_debug()
+                ))
+            };
+            let (shard, prepared) = match e.value {
+                Some(ValueIn::Elements(items)) => {
+                    if kind == Kind::String || self.loader.version < 3 || e.value_base64.is_some() {
+                        return Err(what(
+                            "a list of elements where a text value belongs".to_string(),
+                        ));
+                    }
+                    let value = collection(kind, items).map_err(what)?;
+                    db.prepare_value(&key, value, deadline)
+                }
+                text => {
+                    let text = match text {
+                        Some(ValueIn::Text(t)) => Some(t),
+                        _ => None,
+                    };
+                    let data =
+                        decode_field(text, e.value_base64, "value").map_err(de::Error::custom)?;
+                    // A collection as text: its binary dump (written only by development
+                    // builds between versions 2 and 3; read, never written).
+                    db.prepare(&key, kind, &data, deadline)
+                        .map_err(|e| what(e.to_string()))?
+                }
+            };
             by_shard[shard].push(prepared);
             self.loader.loaded += 1;
         }
@@ -332,10 +358,118 @@ struct EntryIn<'a> {
     #[serde(borrow, rename = "type")]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    value: Option<Cow<'a, str>>,
+    value: Option<ValueIn<'a>>,
     #[serde(borrow)]
     value_base64: Option<Cow<'a, str>>,
     expires_at_ms: Option<i64>,
+}
+
+/// An entry's `"value"`: a string's text, or (version 3) a collection's elements.
+enum ValueIn<'a> {
+    Text(Cow<'a, str>),
+    Elements(Vec<serde_json::Value>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ValueIn<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ValueIn<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, or an array of elements")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(ValueIn::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ValueIn::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(ValueIn::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(ValueIn::Elements(items))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A collection of `kind` from its JSON elements (format in `docs/persistence.md`).
+fn collection(kind: Kind, items: Vec<serde_json::Value>) -> Result<Value, String> {
+    if items.is_empty() {
+        return Err("it has no elements (a key never holds an empty collection)".into());
+    }
+    let pair = |item: serde_json::Value| -> Result<(serde_json::Value, serde_json::Value), String> {
+        match item {
+            serde_json::Value::Array(mut two) if two.len() == 2 => {
+                let second = two.pop().unwrap_or_default();
+                let first = two.pop().unwrap_or_default();
+                Ok((first, second))
+            }
+            other => Err(format!("{other} where a [first, second] pair belongs")),
+        }
+    };
+    Ok(match kind {
+        Kind::String => return Err("a string has no elements".into()),
+        Kind::List => {
+            let mut l = List::new();
+            for item in items {
+                l.push_back(&element(item)?);
+            }
+            Value::List(l)
+        }
+        Kind::Set => {
+            let mut s = Set::new();
+            for item in items {
+                s.insert(&element(item)?);
+            }
+            Value::Set(s)
+        }
+        Kind::Hash => {
+            let mut h = Hash::new();
+            for item in items {
+                let (field, value) = pair(item)?;
+                h.insert(&element(field)?, &element(value)?);
+            }
+            Value::Hash(h)
+        }
+        Kind::ZSet => {
+            let mut z = ZSet::new();
+            for item in items {
+                let (member, score) = pair(item)?;
+                let score = match &score {
+                    serde_json::Value::Number(n) => n.as_f64(),
+                    serde_json::Value::String(s) if s == "inf" || s == "+inf" => {
+                        Some(f64::INFINITY)
+                    }
+                    serde_json::Value::String(s) if s == "-inf" => Some(f64::NEG_INFINITY),
+                    _ => None,
+                }
+                .ok_or_else(|| format!("{score} is not a score"))?;
+                z.insert(&element(member)?, score);
+            }
+            Value::ZSet(z)
+        }
+    })
+}
+
+/// One element: a JSON string, or `{"base64": "..."}` for bytes that are not UTF-8.
+fn element(item: serde_json::Value) -> Result<Vec<u8>, String> {
+    match item {
+        serde_json::Value::String(s) => Ok(s.into_bytes()),
+        serde_json::Value::Object(map) if map.len() == 1 => match map.get("base64") {
+            Some(serde_json::Value::String(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b.as_bytes())
+                .map_err(|e| format!("an element's base64 does not decode: {e}")),
+            _ => Err("an element object other than {\"base64\": \"...\"}".into()),
+        },
+        other => Err(format!("{other} where an element (a string) belongs")),
+    }
 }
 
 fn decode_field<'a>(
@@ -366,6 +500,51 @@ mod tests {
             Ok(_) => panic!("accepted: {data}"),
             Err(reason) => reason,
         }
+    }
+
+    #[test]
+    fn bad_collections_are_refused_with_a_sentence() {
+        let file = |entry: &str| {
+            format!(
+                r#"{{"format":"minikv-snapshot","version":3,"databases":[{{"db":0,"entries":[{entry}]}}]}}"#
+            )
+        };
+        let cases = [
+            (r#"{"key":"l","type":"list","value":[]}"#, "has no elements"),
+            (
+                r#"{"key":"h","type":"hash","value":[["f"]]}"#,
+                "pair belongs",
+            ),
+            (
+                r#"{"key":"z","type":"zset","value":[["m","x"]]}"#,
+                "is not a score",
+            ),
+            (
+                r#"{"key":"s","type":"set","value":[1]}"#,
+                "where an element",
+            ),
+            (
+                r#"{"key":"s","type":"set","value":[{"hex":"00"}]}"#,
+                "element object",
+            ),
+            (
+                r#"{"key":"s","type":"set","value":[{"base64":"*"}]}"#,
+                "does not decode",
+            ),
+            (
+                r#"{"key":"k","type":"string","value":["a"]}"#,
+                "a text value belongs",
+            ),
+        ];
+        for (entry, want) in cases {
+            let got = refusal(&file(entry));
+            assert!(got.contains(want), "{entry}: {got}");
+        }
+        let v2 = r#"{"format":"minikv-snapshot","version":2,"databases":[{"db":0,"entries":[{"key":"l","type":"list","value":["a"]}]}]}"#;
+        assert!(refusal(v2).contains("a text value belongs"));
+        let good = file(r#"{"key":"z","type":"zset","value":[["m",1.5],["n","+inf"]]}"#);
+        let store = Store::new(16, 4);
+        assert_eq!(snapshot(good.as_bytes(), &store, 1).map(|l| l.keys), Ok(1));
     }
 
     #[test]
@@ -400,14 +579,14 @@ mod tests {
                  column 55)",
             ),
             (
-                r#"{"format": "minikv-snapshot", "version": 3, "databases": []}"#,
-                "it is version 3 of the format, written by a newer minikv: this one reads \
-                 versions 1 to 2 (at line 1, column 55)",
+                r#"{"format": "minikv-snapshot", "version": 4, "databases": []}"#,
+                "it is version 4 of the format, written by a newer minikv: this one reads \
+                 versions 1 to 3 (at line 1, column 55)",
             ),
             (
                 r#"{"format": "minikv-snapshot", "version": 99999999999, "databases": []}"#,
                 "it is version 99999999999 of the format, written by a newer minikv: this one \
-                 reads versions 1 to 2 (at line 1, column 65)",
+                 reads versions 1 to 3 (at line 1, column 65)",
             ),
             (
                 r#"{"format": "minikv-snapshot", "version": "2", "databases": []}"#,

@@ -31,9 +31,9 @@ use saver::set_priority;
 
 /// The `format` field every snapshot carries.
 pub const FORMAT: &str = "minikv-snapshot";
-/// The snapshot format version this build writes. Version 1 (before values had types) is
-/// still read: its entries are all strings.
-pub const VERSION: u32 = 2;
+/// The snapshot format version this build writes. Versions 1 (before values had types: its
+/// entries are all strings) and 2 (before collections) are still read.
+pub const VERSION: u32 = 3;
 
 /// Saving or loading a snapshot failed.
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +308,62 @@ mod tests {
         };
         store.db(0).expect("db").shard(key).insert(key, entry, now);
         store.mark_dirty(1);
+    }
+
+    #[test]
+    fn snapshot_round_trips_collections_as_readable_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kv_store_server1.json");
+        let store = Store::new(16, 4);
+        let now = Instant::now();
+        let mut list = crate::store::List::new();
+        list.push_back(b"a");
+        list.push_back(b"\xff");
+        let mut hash = crate::store::Hash::new();
+        hash.insert(b"f", b"v");
+        let mut set_ = crate::store::Set::new();
+        set_.insert(b"7");
+        let mut zset = crate::store::ZSet::new();
+        zset.insert(b"m", 1.1);
+        zset.insert(b"n", f64::NEG_INFINITY);
+        let values = [
+            (&b"l"[..], Value::List(list)),
+            (b"h", Value::Hash(hash)),
+            (b"s", Value::Set(set_)),
+            (b"z", Value::ZSet(zset)),
+        ];
+        for (key, value) in &values {
+            let entry = Entry {
+                value: value.clone(),
+                deadline: Some(now + Duration::from_secs(100)),
+            };
+            store.db(0).expect("db").shard(key).insert(key, entry, now);
+        }
+        store.mark_dirty(1);
+        let p = Persister::new(path.clone(), 1);
+        assert_eq!(p.save_if_dirty(&store).expect("save"), Some(4));
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            text.contains(r#""type":"list","value":["a",{"base64":"/w=="}]"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""type":"hash","value":[["f","v"]]"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""type":"set","value":["7"]"#), "{text}");
+        assert!(
+            text.contains(r#"["n","-inf"]"#) && text.contains(r#"["m",1.1]"#),
+            "{text}"
+        );
+        let restored = Store::new(16, 4);
+        assert_eq!(Persister::new(path, 1).load(&restored).expect("load"), 4);
+        let db = restored.db(0).expect("db");
+        for (key, value) in values {
+            let got = db.shard(key).get(key, now).expect("restored");
+            assert_eq!(got.value, value);
+            assert!(got.deadline.is_some());
+        }
     }
 
     #[test]

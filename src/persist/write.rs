@@ -7,7 +7,8 @@ use std::io::Write;
 use base64::Engine as _;
 
 use super::{FORMAT, VERSION};
-use crate::store::{clock, dump_entries};
+use crate::store::value::dump::{self, Element};
+use crate::store::{clock, dump_entries, Kind};
 
 /// Writes the snapshot JSON (format in `docs/persistence.md`) for the dumped shards; returns
 /// the number of entries written.
@@ -42,7 +43,11 @@ pub(super) fn snapshot(
             w.write_all(b",\"type\":\"")?;
             w.write_all(entry.kind.name().as_bytes())?;
             w.write_all(b"\",")?;
-            write_bytes_field(w, "value", entry.data)?;
+            if entry.kind == Kind::String {
+                write_bytes_field(w, "value", entry.data)?;
+            } else {
+                write_collection(w, entry.kind, entry.data)?;
+            }
             if let Some(d) = entry.deadline {
                 w.write_all(b",\"expires_at_ms\":")?;
                 w.write_all(itoa::Buffer::new().format(clock::unix_ms_at(d)).as_bytes())?;
@@ -54,6 +59,64 @@ pub(super) fn snapshot(
     }
     w.write_all(b"]}\n")?;
     Ok(count)
+}
+
+/// `"value":[...]` for a collection from its dump (format in `docs/persistence.md`): list and
+/// set elements as strings, hash fields as `[field, value]`, sorted-set members as
+/// `[member, score]`; a non-UTF-8 element as `{"base64":"..."}`; scores as JSON numbers (the
+/// shortest text that reads back as the same double) or `"inf"`/`"-inf"`.
+fn write_collection(w: &mut impl Write, kind: Kind, data: &[u8]) -> std::io::Result<()> {
+    w.write_all(b"\"value\":[")?;
+    let mut first = true;
+    let mut failed = Ok(());
+    let visited = dump::visit(kind, data, |e| {
+        if failed.is_err() {
+            return;
+        }
+        let sep: &[u8] = if first { b"" } else { b"," };
+        first = false;
+        failed = w.write_all(sep).and_then(|()| match e {
+            Element::Item(item) => write_element(w, item),
+            Element::Pair(field, value) => {
+                w.write_all(b"[")?;
+                write_element(w, field)?;
+                w.write_all(b",")?;
+                write_element(w, value)?;
+                w.write_all(b"]")
+            }
+            Element::Scored(member, score) => {
+                w.write_all(b"[")?;
+                write_element(w, member)?;
+                w.write_all(b",")?;
+                if score.is_infinite() {
+                    w.write_all(if score > 0.0 { b"\"inf\"" } else { b"\"-inf\"" })?;
+                } else {
+                    serde_json::to_writer(&mut *w, &score).map_err(std::io::Error::from)?;
+                }
+                w.write_all(b"]")
+            }
+        });
+    });
+    failed?;
+    // The dump was made from the store a moment ago; a failure here is a bug, not bad input.
+    visited.map_err(|e| std::io::Error::other(format!("a value to save does not decode: {e}")))?;
+    w.write_all(b"]")
+}
+
+/// One collection element: a JSON string for UTF-8, else `{"base64":"..."}`.
+fn write_element(w: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
+    match std::str::from_utf8(data) {
+        Ok(text) => serde_json::to_writer(&mut *w, text).map_err(std::io::Error::from),
+        Err(_) => {
+            w.write_all(b"{\"base64\":\"")?;
+            w.write_all(
+                base64::engine::general_purpose::STANDARD
+                    .encode(data)
+                    .as_bytes(),
+            )?;
+            w.write_all(b"\"}")
+        }
+    }
 }
 
 /// `"name":"text"` for UTF-8 data, else `"name_base64":"..."`. Plain printable ASCII (the

@@ -34,6 +34,9 @@ use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, ReplySha
 use crate::pubsub::{Delivery, Subscriber};
 use crate::server::sniff::{self, Protocol};
 use crate::tls::TlsAcceptor;
+use wait::{blocks_remotely, wait_blocked};
+
+mod wait;
 
 /// Flush replies early once this many bytes are pending, so a client pipelining thousands of
 /// requests without reading cannot make the node buffer their replies without bound.
@@ -234,6 +237,33 @@ async fn serve<S: Transport, C: Codec>(
                             }
                         }
                     };
+                    let reply =
+                        if session.blocked.is_some() || blocks_remotely(node, session, &request) {
+                            // Replies so far go out first: the client sees them while it waits.
+                            if !wbuf.is_empty() {
+                                if !durable(node, session).await {
+                                    return Err(unconfirmed());
+                                }
+                                write_out(&mut stream, &wbuf, stopped.as_mut(), None).await?;
+                                wbuf.clear();
+                            }
+                            let waited = wait_blocked(
+                                &mut stream,
+                                &mut rbuf,
+                                stopped.as_mut(),
+                                node,
+                                session,
+                                &request,
+                                reply,
+                            )
+                            .await?;
+                            match waited {
+                                Some(reply) => reply,
+                                None => return Ok(()),
+                            }
+                        } else {
+                            reply
+                        };
                     codec.set_resp_version(session.protocol);
                     // A first SUBSCRIBE (or one after RESET) brings a new feed of deliveries;
                     // what the old one still holds goes out first.

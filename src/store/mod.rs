@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-pub use shard::{dump_entries, Dumped, Entry, Prepared, Shard};
+pub use shard::{dump_entries, Change, Dumped, Entry, Prepared, Shard};
 pub use value::{DumpError, Hash, Kind, List, Set, Value, ValueRef, WrongType, ZSet};
 
 /// Shared handle to every database of a node.
@@ -337,6 +337,19 @@ impl Db {
             self.shard_index(key),
             Shard::prepare(&self.hasher, key, kind, data, deadline)?,
         ))
+    }
+
+    /// Like [`Db::prepare`], from a value already decoded.
+    pub fn prepare_value(
+        &self,
+        key: &[u8],
+        value: Value,
+        deadline: Option<Instant>,
+    ) -> (usize, Prepared) {
+        (
+            self.shard_index(key),
+            Shard::prepare_value(&self.hasher, key, value, deadline),
+        )
     }
 
     /// Inserts prepared entries, grouped by shard index (`by_shard[i]` goes to shard `i`).

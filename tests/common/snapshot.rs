@@ -42,7 +42,7 @@ fn parse(path: &Path, data: &[u8]) -> Value {
         )
     });
     assert_eq!(value["format"], "minikv-snapshot", "{}", path.display());
-    assert_eq!(value["version"], 2);
+    assert_eq!(value["version"], 3);
     for db in value["databases"].as_array().expect("databases array") {
         for e in db["entries"].as_array().expect("entries array") {
             assert_eq!(e["type"], "string", "every entry names its type: {e}");

@@ -7,7 +7,7 @@
 //! Loading checks everything: a dump that is cut short, too long, of an unknown format or
 //! with a NaN score is refused, never half loaded.
 
-use super::{Hash, Kind, List, Set, Value, ValueRef, ZSet};
+use super::{Kind, Value, ValueRef};
 
 /// The format byte every collection dump starts with.
 const FORMAT: u8 = 1;
@@ -38,6 +38,9 @@ pub enum DumpError {
     /// A collection without elements (a key never holds one).
     #[error("an empty {0}")]
     Empty(&'static str),
+    /// Elements asked of a string.
+    #[error("a string has no elements")]
+    NotACollection,
 }
 
 /// Appends the dump of `value` to `out`.
@@ -77,14 +80,72 @@ pub fn collection(value: ValueRef<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// One element of a collection's dump.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Element<'a> {
+    /// A list item or a set member.
+    Item(&'a [u8]),
+    /// A hash field and its value.
+    Pair(&'a [u8], &'a [u8]),
+    /// A sorted-set member and its score.
+    Scored(&'a [u8], f64),
+}
+
+/// Calls `f` on every element of a collection dump of `kind`, in dump order, after checking
+/// the whole dump decodes (nothing is visited from a damaged dump).
+///
+/// # Errors
+/// [`DumpError`] for a dump that does not decode completely, or a string's `kind`.
+pub fn visit<'a>(
+    kind: Kind,
+    data: &'a [u8],
+    mut f: impl FnMut(Element<'a>),
+) -> Result<(), DumpError> {
+    check(kind, data)?;
+    walk(kind, data, &mut f)
+}
+
 /// Decodes a dump of a value of `kind`.
 ///
 /// # Errors
 /// [`DumpError`] for a dump that does not decode completely.
 pub fn load(kind: Kind, data: &[u8]) -> Result<Value, DumpError> {
+    let mut value = Value::empty(kind);
+    match &mut value {
+        Value::String(s) => *s = bytes::Bytes::copy_from_slice(data),
+        Value::List(l) => visit(kind, data, |e| {
+            if let Element::Item(item) = e {
+                l.push_back(item);
+            }
+        })?,
+        Value::Set(s) => visit(kind, data, |e| {
+            if let Element::Item(m) = e {
+                s.insert(m);
+            }
+        })?,
+        Value::Hash(h) => visit(kind, data, |e| {
+            if let Element::Pair(field, v) = e {
+                h.insert(field, v);
+            }
+        })?,
+        Value::ZSet(z) => visit(kind, data, |e| {
+            if let Element::Scored(m, score) = e {
+                z.insert(m, score);
+            }
+        })?,
+    }
+    Ok(value)
+}
+
+/// Checks that a dump decodes completely, visiting nothing.
+fn check(kind: Kind, data: &[u8]) -> Result<(), DumpError> {
+    walk(kind, data, &mut |_| {})
+}
+
+fn walk<'a>(kind: Kind, data: &'a [u8], f: &mut impl FnMut(Element<'a>)) -> Result<(), DumpError> {
     let name = kind.name();
     if kind == Kind::String {
-        return Ok(Value::String(bytes::Bytes::copy_from_slice(data)));
+        return Err(DumpError::NotACollection);
     }
     let mut r = Reader { data, name };
     let format = r.byte()?;
@@ -95,47 +156,24 @@ pub fn load(kind: Kind, data: &[u8]) -> Result<Value, DumpError> {
     if count == 0 {
         return Err(DumpError::Empty(name));
     }
-    let value = match kind {
-        Kind::String => Value::String(bytes::Bytes::copy_from_slice(data)),
-        Kind::List => {
-            let mut l = List::new();
-            for _ in 0..count {
-                l.push_back(r.bytes()?);
-            }
-            Value::List(l)
-        }
-        Kind::Set => {
-            let mut s = Set::new();
-            for _ in 0..count {
-                s.insert(r.bytes()?);
-            }
-            Value::Set(s)
-        }
-        Kind::Hash => {
-            let mut h = Hash::new();
-            for _ in 0..count {
-                let field = r.bytes()?;
-                h.insert(field, r.bytes()?);
-            }
-            Value::Hash(h)
-        }
-        Kind::ZSet => {
-            let mut z = ZSet::new();
-            for _ in 0..count {
-                let member = r.bytes()?;
+    for _ in 0..count {
+        let first = r.bytes()?;
+        f(match kind {
+            Kind::Hash => Element::Pair(first, r.bytes()?),
+            Kind::ZSet => {
                 let score = f64::from_le_bytes(r.array()?);
                 if score.is_nan() {
                     return Err(DumpError::NanScore);
                 }
-                z.insert(member, score);
+                Element::Scored(first, score)
             }
-            Value::ZSet(z)
-        }
-    };
+            _ => Element::Item(first),
+        });
+    }
     if !r.data.is_empty() {
         return Err(DumpError::Trailing(name));
     }
-    Ok(value)
+    Ok(())
 }
 
 fn header(out: &mut Vec<u8>, count: usize) {

@@ -840,7 +840,10 @@ fn same_entry(got: Option<Entry>, want: Option<(Vec<u8>, Option<u64>)>, base: In
 fn string(value: StoreValue) -> Bytes {
     match value {
         StoreValue::String(s) => s,
-        other => panic!("the model stores strings only, found a {}", other.kind().name()),
+        other => panic!(
+            "the model stores strings only, found a {}",
+            other.kind().name()
+        ),
     }
 }
 

@@ -17,6 +17,7 @@ mod docs;
 mod hash;
 mod keyspace;
 mod list;
+mod long_double;
 mod server;
 mod session;
 mod set;

@@ -72,10 +72,11 @@ fn set_pairs(ctx: &mut Ctx<'_>, args: &[Bytes], name: &str) -> Result<usize, Com
     let key = &args[1];
     let created = ctx.write(key)?.update_hash(key, true, |h| {
         h.prepare_write(args[2..].iter().map(Bytes::len));
-        let created = args[2..]
-            .chunks_exact(2)
-            .filter(|pair| h.insert(&pair[0], &pair[1]))
-            .count();
+        let created = h.insert_pairs(
+            args[2..]
+                .chunks_exact(2)
+                .map(|pair| (&pair[0][..], &pair[1][..])),
+        );
         (created, true)
     })?;
     Ok(created.unwrap_or(0))
@@ -246,11 +247,13 @@ fn hrandfield(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> 
         return Err(other("ERR value is out of range"));
     }
     let n = count.unsigned_abs();
-    if count < 0 && n.saturating_mul(1 + u64::from(with_values)) > RANDOM_REPLY_MAX {
-        return Err(other("ERR value is out of range"));
-    }
+    let too_many = count < 0 && n.saturating_mul(1 + u64::from(with_values)) > RANDOM_REPLY_MAX;
     let resp3 = ctx.session.protocol >= 3;
     read(ctx, &args[1], Reply::Array(Vec::new()), |h| {
+        if too_many {
+            // Checked once the hash is found: a missing key still answers an empty array.
+            return Reply::error("ERR value is out of range");
+        }
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         let mut out = Vec::new();
         // RESP3 pairs a field with its value in a two-element array; RESP2 flattens them.

@@ -59,6 +59,7 @@ pub(super) fn insert(buf: &mut Box<[u8]>, field: &[u8], value: &[u8]) -> Option<
                 buf[end - old_len..end].copy_from_slice(value);
             } else {
                 let mut out = Vec::with_capacity(buf.len() - old_len + value.len() + 10);
+                // (A few spare bytes at most: the value's length may take fewer.)
                 out.extend_from_slice(&buf[..value_at]);
                 push_string(&mut out, value);
                 out.extend_from_slice(&buf[end..]);
@@ -69,11 +70,55 @@ pub(super) fn insert(buf: &mut Box<[u8]>, field: &[u8], value: &[u8]) -> Option<
         count += 1;
         at = end;
     }
-    let mut out = Vec::with_capacity(buf.len() + field.len() + value.len() + 20);
+    // Exactly sized: `into_boxed_slice` then keeps the allocation as it is.
+    let mut out = Vec::with_capacity(buf.len() + pair_len(field, value));
     out.extend_from_slice(buf);
     push(&mut out, field, value);
     *buf = out.into_boxed_slice();
     Some(count + 1)
+}
+
+/// Sets every pair, in order, with one new allocation for all of them (HSET of a whole
+/// object: the buffer is not regrown pair by pair). Returns (fields added, pairs now).
+pub(super) fn insert_many(buf: &mut Box<[u8]>, pairs: &[(&[u8], &[u8])]) -> (usize, usize) {
+    let mut out =
+        Vec::with_capacity(buf.len() + pairs.iter().map(|(f, v)| pair_len(f, v)).sum::<usize>());
+    out.extend_from_slice(buf);
+    let mut count = len(&out);
+    let mut added = 0;
+    for &(field, value) in pairs {
+        let mut at = 0;
+        let found = loop {
+            match pair_at(&out, at, field) {
+                Some((value_at, _, end, true)) => break Some((value_at, end)),
+                Some((_, _, end, false)) => at = end,
+                None => break None,
+            }
+        };
+        match found {
+            Some((value_at, end)) => {
+                let mut replacement = Vec::with_capacity(value.len() + 10);
+                push_string(&mut replacement, value);
+                out.splice(value_at..end, replacement);
+            }
+            None => {
+                push(&mut out, field, value);
+                added += 1;
+                count += 1;
+            }
+        }
+    }
+    *buf = out.into_boxed_slice();
+    (added, count)
+}
+
+/// The bytes a pair takes.
+fn pair_len(field: &[u8], value: &[u8]) -> usize {
+    varint_len(field.len()) + field.len() + varint_len(value.len()) + value.len()
+}
+
+fn varint_len(n: usize) -> usize {
+    (usize::BITS - n.leading_zeros()).div_ceil(7).max(1) as usize
 }
 
 /// The pair starting at offset `at`: (offset of its value's length, the value's length, the
@@ -114,7 +159,7 @@ pub(super) fn push(out: &mut Vec<u8>, field: &[u8], value: &[u8]) {
 
 /// A buffer of the one pair.
 pub(super) fn single(field: &[u8], value: &[u8]) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(field.len() + value.len() + 20);
+    let mut out = Vec::with_capacity(pair_len(field, value));
     push(&mut out, field, value);
     out.into_boxed_slice()
 }
@@ -169,5 +214,28 @@ mod tests {
         // A damaged buffer reads as far as it goes.
         assert_eq!(len(&buf[..buf.len() - 1]), 1);
         assert_eq!(iter(&[0x80, 0x80]).count(), 0);
+    }
+
+    #[test]
+    fn many_pairs_at_once_match_one_by_one() {
+        let pairs: [(&[u8], &[u8]); 5] = [
+            (b"a", b"1"),
+            (b"b", &[9u8; 130]),
+            (b"a", b"22"),
+            (b"c", b""),
+            (b"b", b"x"),
+        ];
+        let (mut one, mut many): (Box<[u8]>, Box<[u8]>) = (Box::default(), Box::default());
+        insert(&mut one, b"z", b"0");
+        insert(&mut many, b"z", b"0");
+        let added = pairs
+            .iter()
+            .filter(|(f, v)| insert(&mut one, f, v).is_some())
+            .count();
+        assert_eq!(insert_many(&mut many, &pairs), (added, 4));
+        assert_eq!(one, many);
+        assert_eq!(varint_len(0), 1);
+        assert_eq!(varint_len(127), 1);
+        assert_eq!(varint_len(128), 2);
     }
 }

@@ -11,6 +11,8 @@ use super::*;
 #[derive(Debug, Clone)]
 enum Op {
     Insert(Vec<u8>, Vec<u8>),
+    /// HSET's several pairs at once.
+    InsertMany(Vec<(Vec<u8>, Vec<u8>)>),
     Remove(Vec<u8>),
     /// `prepare_write` with one string of this length.
     Prepare(usize),
@@ -28,6 +30,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (field(), proptest::collection::vec(any::<u8>(), 0..12))
             .prop_map(|(f, v)| Op::Insert(f, v)),
+        2 => proptest::collection::vec(
+            (field(), proptest::collection::vec(any::<u8>(), 0..12)),
+            0..5,
+        )
+        .prop_map(Op::InsertMany),
         3 => field().prop_map(Op::Remove),
         1 => (0usize..12).prop_map(Op::Prepare),
     ]
@@ -91,6 +98,24 @@ proptest! {
                         m.order.push(f.clone());
                     }
                     m.map.insert(f, v);
+                    if !fits || m.map.len() > entries {
+                        prop_assert_eq!(h.encoding(), "hashtable");
+                    }
+                }
+                Op::InsertMany(pairs) => {
+                    let fits = pairs.iter().all(|(f, v)| f.len() <= value && v.len() <= value);
+                    let mut added = 0;
+                    for (f, v) in &pairs {
+                        if m.map.insert(f.clone(), v.clone()).is_none() {
+                            m.order.push(f.clone());
+                            added += 1;
+                        }
+                    }
+                    let got = h.insert_pairs_within(
+                        pairs.iter().map(|(f, v)| (&f[..], &v[..])),
+                        limits,
+                    );
+                    prop_assert_eq!(got, added);
                     if !fits || m.map.len() > entries {
                         prop_assert_eq!(h.encoding(), "hashtable");
                     }

@@ -21,6 +21,7 @@ mod keyspace;
 mod lcs;
 mod list;
 mod pubsub;
+mod long_double;
 mod server;
 mod session;
 mod set;

@@ -17,8 +17,8 @@
 //! LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]       -> [key, [element ...]] | nil array
 //! ```
 //! Replies, errors and the order of their checks are Redis 7.0's. Elements enter a list in
-//! one place only ([`push`]: LPUSH, RPUSH, their X forms and LMOVE's destination) and leave
-//! it from one end in one place ([`pop`]), the two places blocked clients will be woken
+//! one place only (`push`: LPUSH, RPUSH, their X forms and LMOVE's destination) and leave
+//! it from one end in one place (`pop`), the two places blocked clients will be woken
 //! from and served by. Read commands copy what they answer out of the list while the
 //! shard is locked (LRANGE: one `memcpy` per node) and build the reply after unlocking.
 
@@ -32,6 +32,7 @@ use super::{CommandError, Ctx};
 use crate::protocol::resp::parse_int;
 use crate::protocol::Reply;
 use crate::stats::StatKind::Other as O;
+use crate::store::value::list::Copied;
 use crate::store::{Kind, List, WrongType};
 
 /// The list family's rows of the command table (arity, flags and key positions as Redis
@@ -178,8 +179,10 @@ pub(super) fn pop(
                     c
                 }
             };
-            let items = copied.into_items(end == End::Tail);
-            (Some(Popped::Many(items)), n > 0)
+            (
+                Some(Popped::Many(copied.into_items(end == End::Tail))),
+                n > 0,
+            )
         }
     })?;
     Ok(popped.flatten())
@@ -316,7 +319,11 @@ fn lrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
         Some(l.copy_range(from, n))
     })?;
     // The shard is unlocked: the reply is built from the copy.
-    Ok(copied.map_or(Reply::Array(Vec::new()), |c| bulks(c.into_items(false))))
+    let mut items = Vec::with_capacity(copied.as_ref().map_or(0, Copied::len));
+    if let Some(c) = copied {
+        c.for_each_item(false, |b| items.push(Reply::Bulk(b)));
+    }
+    Ok(Reply::Array(items))
 }
 
 fn lindex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {

@@ -23,7 +23,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::limits;
-use node::{entry_at, entry_before, Encoded, Node};
+use node::{entry_at, entry_before, entry_len, Encoded, Node};
 
 pub use node::Item;
 
@@ -330,8 +330,8 @@ impl List {
                 // The range ends inside this node: find where.
                 let mut end = 0;
                 for _ in 0..left {
-                    match entry_at(bytes, end) {
-                        Some(e) => end += e.len,
+                    match entry_len(bytes, end) {
+                        Some(len) => end += len,
                         None => break,
                     }
                 }
@@ -593,11 +593,18 @@ impl Copied {
     /// The items as byte strings (string items are slices of one shared buffer), in list
     /// order or `reverse`d.
     pub fn into_items(self, reverse: bool) -> Vec<Bytes> {
-        let raw = Bytes::from(self.raw);
         let mut out = Vec::with_capacity(self.count);
-        let mut push = |at: usize| -> Option<usize> {
+        self.for_each_item(reverse, |b| out.push(b));
+        out
+    }
+
+    /// Calls `f` with each item as a byte string (string items are slices of one shared
+    /// buffer), in list order or `reverse`d.
+    pub fn for_each_item(self, reverse: bool, mut f: impl FnMut(Bytes)) {
+        let raw = Bytes::from(self.raw);
+        let mut one = |at: usize| -> Option<usize> {
             let e = entry_at(&raw, at)?;
-            out.push(match e.item {
+            f(match e.item {
                 Item::Str(s) => {
                     let from = at + (e.content.len() - s.len());
                     raw.slice(from..from + s.len())
@@ -609,7 +616,7 @@ impl Copied {
         if reverse {
             let mut end = raw.len();
             while let Some(at) = entry_before(&raw, end) {
-                if push(at).is_none() {
+                if one(at).is_none() {
                     break;
                 }
                 end = at;
@@ -617,13 +624,12 @@ impl Copied {
         } else {
             let mut at = 0;
             while at < raw.len() {
-                match push(at) {
+                match one(at) {
                     Some(len) => at += len,
                     None => break,
                 }
             }
         }
-        out
     }
 }
 

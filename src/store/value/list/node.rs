@@ -138,11 +138,30 @@ pub(super) struct Entry<'a> {
     pub(super) len: usize,
 }
 
+/// The length of the entry starting at `buf[at]`, without decoding it (LRANGE's walk to
+/// the end of its range).
+#[inline]
+pub(super) fn entry_len(buf: &[u8], at: usize) -> Option<usize> {
+    let first = *buf.get(at)?;
+    let (word, h) = if first & 0x80 == 0 {
+        // The common case: a one-byte header (a payload under 64 bytes).
+        (u64::from(first), 1)
+    } else {
+        get_varint(buf.get(at..)?)?
+    };
+    let content = h + usize::try_from(word >> 1).ok()?;
+    let len = content + backlen_width(content as u64);
+    (at + len <= buf.len()).then_some(len)
+}
+
 /// Decodes the entry starting at `buf[at]`.
 #[inline]
 pub(super) fn entry_at(buf: &[u8], at: usize) -> Option<Entry<'_>> {
     let rest = buf.get(at..)?;
-    let (word, h) = get_varint(rest)?;
+    let (word, h) = match rest.first() {
+        Some(&b) if b & 0x80 == 0 => (u64::from(b), 1),
+        _ => get_varint(rest)?,
+    };
     let plen = usize::try_from(word >> 1).ok()?;
     let payload = rest.get(h..h.checked_add(plen)?)?;
     let item = if word & 1 == 1 {
@@ -385,8 +404,8 @@ impl Node {
         }
         let mut at = self.start;
         for _ in 0..n {
-            match self.entry(at) {
-                Some(e) => at += e.len,
+            match entry_len(&self.buf[..self.end], at) {
+                Some(len) => at += len,
                 None => break,
             }
         }

@@ -2,13 +2,20 @@
 //! holds them all (16, 32 or 64 bits), searched by binary search. Like Redis's, it widens
 //! when a value does not fit and never narrows.
 //!
-//! Each width is its own boxed slice: a set of ten small integers is one 20-byte allocation
-//! (Redis's `intset` blob adds an 8-byte header). Inserting and removing reallocate to the
-//! exact length, as `intsetResize` does.
+//! Up to [`TINY`] 16-bit values live inside the set's own 24 bytes, with no allocation at
+//! all (the common "a few small ids" set). Beyond that each width is its own boxed slice: 100
+//! small integers are one 200-byte allocation (Redis's `intset` blob adds an 8-byte header).
+//! Inserting and removing reallocate to the exact length, as `intsetResize` does.
+
+/// How many 16-bit values fit inline: the enum's tag and the length take 2 of its 24 bytes.
+pub(super) const TINY: usize = 11;
 
 /// A sorted set of distinct integers at one of three widths.
 #[derive(Debug, Clone)]
 pub(super) enum IntSet {
+    /// At most [`TINY`] values that fit in 16 bits, inline: the length, then the values
+    /// (those past the length are unused).
+    Tiny(u8, [i16; TINY]),
     /// Every value fits in 16 bits.
     I16(Box<[i16]>),
     /// Every value fits in 32 bits.
@@ -19,7 +26,7 @@ pub(super) enum IntSet {
 
 impl Default for IntSet {
     fn default() -> Self {
-        IntSet::I16(Box::default())
+        IntSet::Tiny(0, [0; TINY])
     }
 }
 
@@ -27,6 +34,7 @@ impl IntSet {
     /// Number of values.
     pub(super) fn len(&self) -> usize {
         match self {
+            IntSet::Tiny(len, _) => usize::from(*len),
             IntSet::I16(v) => v.len(),
             IntSet::I32(v) => v.len(),
             IntSet::I64(v) => v.len(),
@@ -36,6 +44,7 @@ impl IntSet {
     /// The value at `index` in ascending order.
     pub(super) fn get(&self, index: usize) -> Option<i64> {
         match self {
+            IntSet::Tiny(..) => self.tiny().get(index).map(|&n| i64::from(n)),
             IntSet::I16(v) => v.get(index).map(|&n| i64::from(n)),
             IntSet::I32(v) => v.get(index).map(|&n| i64::from(n)),
             IntSet::I64(v) => v.get(index).copied(),
@@ -49,6 +58,9 @@ impl IntSet {
 
     /// Adds `value`; true when it was not there.
     pub(super) fn insert(&mut self, value: i64) -> bool {
+        if self.contains(value) {
+            return false;
+        }
         if !self.fits(value) {
             self.widen(value);
         }
@@ -56,6 +68,12 @@ impl IntSet {
             return false;
         };
         match self {
+            IntSet::Tiny(len, values) => {
+                let n = usize::from(*len);
+                values.copy_within(at..n, at + 1);
+                values[at] = value as i16;
+                *len += 1;
+            }
             IntSet::I16(v) => *v = inserted(v, at, value as i16),
             IntSet::I32(v) => *v = inserted(v, at, value as i32),
             IntSet::I64(v) => *v = inserted(v, at, value),
@@ -80,6 +98,10 @@ impl IntSet {
             return;
         }
         match self {
+            IntSet::Tiny(len, values) => {
+                values.copy_within(index + 1..usize::from(*len), index);
+                *len -= 1;
+            }
             IntSet::I16(v) => *v = removed(v, index),
             IntSet::I32(v) => *v = removed(v, index),
             IntSet::I64(v) => *v = removed(v, index),
@@ -94,6 +116,7 @@ impl IntSet {
     /// Bytes of the packed values.
     pub(super) fn bytes(&self) -> usize {
         match self {
+            IntSet::Tiny(..) => 0,
             IntSet::I16(v) => v.len() * 2,
             IntSet::I32(v) => v.len() * 4,
             IntSet::I64(v) => v.len() * 8,
@@ -103,9 +126,9 @@ impl IntSet {
     /// The index of `value`, or where it would go.
     fn position(&self, value: i64) -> Result<usize, usize> {
         match self {
-            IntSet::I16(v) => match i16::try_from(value) {
-                Ok(n) => v.binary_search(&n),
-                Err(_) => Err(if value < 0 { 0 } else { v.len() }),
+            IntSet::Tiny(..) | IntSet::I16(_) => match i16::try_from(value) {
+                Ok(n) => self.tiny().binary_search(&n),
+                Err(_) => Err(if value < 0 { 0 } else { self.len() }),
             },
             IntSet::I32(v) => match i32::try_from(value) {
                 Ok(n) => v.binary_search(&n),
@@ -118,16 +141,29 @@ impl IntSet {
     /// Whether `value` fits the current width.
     fn fits(&self, value: i64) -> bool {
         match self {
+            IntSet::Tiny(len, _) => usize::from(*len) < TINY && i16::try_from(value).is_ok(),
             IntSet::I16(_) => i16::try_from(value).is_ok(),
             IntSet::I32(_) => i32::try_from(value).is_ok(),
             IntSet::I64(_) => true,
         }
     }
 
-    /// Re-packs every value at the width `value` needs (`intsetUpgradeAndAdd`'s first half).
+    /// The 16-bit values of a tiny or 16-bit set (empty for the wider ones).
+    fn tiny(&self) -> &[i16] {
+        match self {
+            IntSet::Tiny(len, values) => &values[..usize::from(*len)],
+            IntSet::I16(v) => v,
+            _ => &[],
+        }
+    }
+
+    /// Re-packs every value at the width `value` needs (`intsetUpgradeAndAdd`'s first half),
+    /// or moves a full tiny set to the heap.
     fn widen(&mut self, value: i64) {
         let values = self.iter();
-        *self = if i32::try_from(value).is_ok() {
+        *self = if i16::try_from(value).is_ok() {
+            IntSet::I16(values.map(|n| n as i16).collect())
+        } else if i32::try_from(value).is_ok() {
             IntSet::I32(values.map(|n| n as i32).collect())
         } else {
             IntSet::I64(values.collect())

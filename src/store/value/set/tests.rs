@@ -201,7 +201,10 @@ proptest! {
     }
 
     #[test]
-    fn behaves_as_a_btreeset(ops in proptest::collection::vec(op(), 0..120), max in 0usize..8) {
+    fn behaves_as_a_btreeset(
+        ops in proptest::collection::vec(op(), 0..120),
+        max in prop_oneof![0usize..8, Just(512)],
+    ) {
         let mut set = Set::new();
         let mut model = BTreeSet::new();
         let mut table = false;
@@ -294,4 +297,22 @@ fn scan_survives_a_table_that_doubles_and_halves_between_calls() {
         panic!("a table")
     };
     assert!(t.buckets() >= start);
+}
+
+#[test]
+fn a_few_small_integers_stay_inline() {
+    let mut s = Set::new();
+    for n in 0..intset::TINY as i64 {
+        s.insert(itoa::Buffer::new().format(n * 1000 - 5000).as_bytes());
+    }
+    assert_eq!(s.memory_usage(), 0, "no allocation");
+    assert!(!s.insert(b"0"));
+    assert!(s.insert(b"1"), "a 12th moves to the heap");
+    assert!(s.memory_usage() > 0);
+    assert_eq!(s.len(), intset::TINY + 1);
+    let mut t = Set::new();
+    t.insert(b"1");
+    t.insert(b"100000");
+    assert_eq!(sorted(&t), [b"1".to_vec(), b"100000".to_vec()]);
+    assert!(t.remove(b"1") && t.contains(b"100000"));
 }

@@ -24,9 +24,11 @@
 use bytes::Bytes;
 
 use super::args::{int, is};
+use super::capture::Delta;
 use super::long_double;
 use super::table::{cmd, CommandSpec, KEY1, R, RF, WD, WF};
 use super::{CommandError, Ctx};
+use crate::effect::Edit;
 use crate::protocol::Reply;
 use crate::stats::StatKind::Other as O;
 use crate::store::{pattern, Hash};
@@ -70,68 +72,93 @@ fn set_pairs(ctx: &mut Ctx<'_>, args: &[Bytes], name: &str) -> Result<usize, Com
         return Err(CommandError::WrongArity(name.into()));
     }
     let key = &args[1];
-    let created = ctx.write(key)?.update_hash(key, true, |h| {
-        h.prepare_write(args[2..].iter().map(Bytes::len));
-        let created = h.insert_pairs(
-            args[2..]
-                .chunks_exact(2)
-                .map(|pair| (&pair[0][..], &pair[1][..])),
-        );
-        (created, true)
-    })?;
+    let created = ctx
+        .write(key)?
+        .update_hash_edit(key, true, |h, recording| {
+            h.prepare_write(args[2..].iter().map(Bytes::len));
+            let created = h.insert_pairs(
+                args[2..]
+                    .chunks_exact(2)
+                    .map(|pair| (&pair[0][..], &pair[1][..])),
+            );
+            let delta = if recording {
+                let pairs = args[2..].chunks_exact(2);
+                Delta::Edit(Edit::HashSet(
+                    pairs.map(|p| (p[0].clone(), p[1].clone())).collect(),
+                ))
+            } else {
+                Delta::Changed
+            };
+            (created, delta)
+        })?;
     Ok(created.unwrap_or(0))
 }
 
 fn hsetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let (key, field, value) = (&args[1], &args[2], &args[3]);
-    let set = ctx.write(key)?.update_hash(key, true, |h| {
-        if h.contains(field) {
-            return (false, false);
-        }
-        h.prepare_write([field.len(), value.len()]);
-        h.insert(field, value);
-        (true, true)
-    })?;
+    let set = ctx
+        .write(key)?
+        .update_hash_edit(key, true, |h, recording| {
+            if h.contains(field) {
+                return (false, Delta::Unchanged);
+            }
+            h.prepare_write([field.len(), value.len()]);
+            h.insert(field, value);
+            (true, set_field(recording, field, value))
+        })?;
     Ok(Reply::Int(i64::from(set.unwrap_or(false))))
 }
 
 fn hdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let key = &args[1];
-    let removed = ctx.write(key)?.update_hash(key, false, |h| {
-        let mut removed = 0;
-        for field in &args[2..] {
-            if h.remove(field) {
-                removed += 1;
-                if h.is_empty() {
-                    break;
+    let removed = ctx
+        .write(key)?
+        .update_hash_edit(key, false, |h, recording| {
+            let mut removed = Vec::new();
+            for field in &args[2..] {
+                if h.remove(field) {
+                    removed.push(field.clone());
+                    if h.is_empty() {
+                        break;
+                    }
                 }
             }
-        }
-        (removed, removed > 0)
-    })?;
+            let n = removed.len() as i64;
+            let delta = match (n, recording) {
+                (0, _) => Delta::Unchanged,
+                (_, true) => Delta::Edit(Edit::HashDel(removed)),
+                (_, false) => Delta::Changed,
+            };
+            (n, delta)
+        })?;
     Ok(Reply::Int(removed.unwrap_or(0)))
 }
 
 fn hincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let by = int(&args[3])?;
     let (key, field) = (&args[1], &args[2]);
-    let result = ctx.write(key)?.update_hash(key, true, |h| {
-        let current = match h.get(field) {
-            Some(v) => match crate::protocol::resp::parse_int(v) {
-                Some(n) => n,
-                None => return (Err(other("ERR hash value is not an integer")), false),
-            },
-            None => 0,
-        };
-        let Some(next) = current.checked_add(by) else {
-            return (
-                Err(other("ERR increment or decrement would overflow")),
-                false,
-            );
-        };
-        h.insert(field, itoa::Buffer::new().format(next).as_bytes());
-        (Ok(next), true)
-    })?;
+    let result = ctx
+        .write(key)?
+        .update_hash_edit(key, true, |h, recording| {
+            let current = match h.get(field) {
+                Some(v) => match crate::protocol::resp::parse_int(v) {
+                    Some(n) => n,
+                    None => {
+                        let e = Err(other("ERR hash value is not an integer"));
+                        return (e, Delta::Unchanged);
+                    }
+                },
+                None => 0,
+            };
+            let Some(next) = current.checked_add(by) else {
+                let e = Err(other("ERR increment or decrement would overflow"));
+                return (e, Delta::Unchanged);
+            };
+            let mut text = itoa::Buffer::new();
+            let text = text.format(next).as_bytes();
+            h.insert(field, text);
+            (Ok(next), set_field(recording, field, text))
+        })?;
     result.unwrap_or(Ok(0)).map(Reply::Int)
 }
 
@@ -141,26 +168,44 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError
         return Err(other("ERR value is NaN or Infinity"));
     }
     let (key, field) = (&args[1], &args[2]);
-    let result = ctx.write(key)?.update_hash(key, true, |h| {
-        let current = match h.get(field) {
-            Some(v) => match long_double::parse(v) {
-                Some(n) => n,
-                None => return (Err(other("ERR hash value is not a float")), false),
-            },
-            None => long_double::ZERO,
-        };
-        // INCRBYFLOAT's arithmetic and text (x87 `long double`, as Redis).
-        let Some(next) = long_double::sum(current, by) else {
-            return (
-                Err(other("ERR increment would produce NaN or Infinity")),
-                false,
-            );
-        };
-        let text = long_double::text(next);
-        h.insert(field, &text);
-        (Ok(text), true)
-    })?;
+    let result = ctx
+        .write(key)?
+        .update_hash_edit(key, true, |h, recording| {
+            let current = match h.get(field) {
+                Some(v) => match long_double::parse(v) {
+                    Some(n) => n,
+                    None => {
+                        return (
+                            Err(other("ERR hash value is not a float")),
+                            Delta::Unchanged,
+                        )
+                    }
+                },
+                None => long_double::ZERO,
+            };
+            // INCRBYFLOAT's arithmetic and text (x87 `long double`, as Redis).
+            let Some(next) = long_double::sum(current, by) else {
+                return (
+                    Err(other("ERR increment would produce NaN or Infinity")),
+                    Delta::Unchanged,
+                );
+            };
+            let text = long_double::text(next);
+            h.insert(field, &text);
+            let delta = set_field(recording, field, &text);
+            (Ok(text), delta)
+        })?;
     result.unwrap_or_else(|| Ok(Bytes::new())).map(Reply::Bulk)
+}
+
+/// The effect of a write that set one field: its edit when effects are recorded.
+fn set_field(recording: bool, field: &Bytes, value: &[u8]) -> Delta {
+    if recording {
+        let pair = (field.clone(), Bytes::copy_from_slice(value));
+        Delta::Edit(Edit::HashSet(vec![pair]))
+    } else {
+        Delta::Changed
+    }
 }
 
 fn hget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {

@@ -120,39 +120,15 @@ impl Edit {
 }
 
 fn remove_fields(h: &mut Hash, fields: &[Bytes]) -> bool {
-    let before = h.len();
-    let mut kept = Hash::new();
-    h.for_each(|f, v| {
-        if !fields.iter().any(|x| x == f) {
-            kept.insert(f, v);
-        }
-    });
-    *h = kept;
-    h.len() != before
+    fields.iter().fold(false, |any, f| h.remove(f) | any)
 }
 
 fn remove_members(s: &mut Set, members: &[Bytes]) -> bool {
-    let before = s.len();
-    let mut kept = Set::new();
-    s.for_each(|m| {
-        if !members.iter().any(|x| x == m) {
-            kept.insert(m);
-        }
-    });
-    *s = kept;
-    s.len() != before
+    members.iter().fold(false, |any, m| s.remove(m) | any)
 }
 
 fn remove_scored(z: &mut ZSet, members: &[Bytes]) -> bool {
-    let before = z.len();
-    let mut kept = ZSet::new();
-    z.for_each(|m, score| {
-        if !members.iter().any(|x| x == m) {
-            kept.insert(m, score);
-        }
-    });
-    *z = kept;
-    z.len() != before
+    members.iter().fold(false, |any, m| z.remove(m) | any)
 }
 
 #[cfg(test)]

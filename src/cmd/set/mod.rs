@@ -35,8 +35,10 @@ mod multi;
 use bytes::Bytes;
 
 use super::args::{int, is};
+use super::capture::Delta;
 use super::table::{cmd, CommandSpec, KEY1, NO_KEYS, R, RF, W, WD, WF};
 use super::{CommandError, Ctx};
+use crate::effect::Edit;
 use crate::protocol::Reply;
 use crate::stats::StatKind::Other as O;
 use crate::store::{pattern, Set};
@@ -102,19 +104,44 @@ fn bulks(set: &Set) -> Vec<Reply> {
 }
 
 fn sadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let added = ctx.write(&args[1])?.update_set(&args[1], true, |s| {
-        let added = args[2..].iter().filter(|m| s.insert(m)).count();
-        (added, added > 0)
-    })?;
+    let added = ctx
+        .write(&args[1])?
+        .update_set_edit(&args[1], true, |s, recording| {
+            let added: Vec<&Bytes> = args[2..].iter().filter(|m| s.insert(m)).collect();
+            let n = added.len();
+            (
+                n,
+                members_delta(n, recording, || {
+                    Edit::SetAdd(added.into_iter().cloned().collect())
+                }),
+            )
+        })?;
     Ok(Reply::Int(added.unwrap_or(0) as i64))
 }
 
 fn srem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let removed = ctx.write(&args[1])?.update_set(&args[1], false, |s| {
-        let removed = args[2..].iter().filter(|m| s.remove(m)).count();
-        (removed, removed > 0)
-    })?;
+    let removed = ctx
+        .write(&args[1])?
+        .update_set_edit(&args[1], false, |s, recording| {
+            let removed: Vec<&Bytes> = args[2..].iter().filter(|m| s.remove(m)).collect();
+            let n = removed.len();
+            (
+                n,
+                members_delta(n, recording, || {
+                    Edit::SetRem(removed.into_iter().cloned().collect())
+                }),
+            )
+        })?;
     Ok(Reply::Int(removed.unwrap_or(0) as i64))
+}
+
+/// The effect of a write that added or removed `n` members: `edit` when effects are recorded.
+fn members_delta(n: usize, recording: bool, edit: impl FnOnce() -> Edit) -> Delta {
+    match (n, recording) {
+        (0, _) => Delta::Unchanged,
+        (_, true) => Delta::Edit(edit()),
+        (_, false) => Delta::Changed,
+    }
 }
 
 fn smembers(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -154,14 +181,21 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     }
     let key = &args[1];
     let Some(count) = args.get(2) else {
-        let popped = ctx.write(key)?.update_set(key, false, |s| {
-            let Some(i) = (!s.is_empty()).then(|| fastrand::usize(..s.len())) else {
-                return (None, false);
-            };
-            let member = s.get(i).map(|m| m.to_bytes());
-            s.remove_at(i);
-            (member, true)
-        })?;
+        let popped = ctx
+            .write(key)?
+            .update_set_edit(key, false, |s, recording| {
+                let Some(i) = (!s.is_empty()).then(|| fastrand::usize(..s.len())) else {
+                    return (None, Delta::Unchanged);
+                };
+                let member = s.get(i).map(|m| m.to_bytes());
+                s.remove_at(i);
+                // The member chosen, not the choice: replicas and the log remove that one.
+                let delta = match &member {
+                    Some(m) if recording => Delta::Edit(Edit::SetRem(vec![m.clone()])),
+                    _ => Delta::Changed,
+                };
+                (member, delta)
+            })?;
         return Ok(popped.flatten().map_or(Reply::Nil, Reply::Bulk));
     };
     let count = int(count)

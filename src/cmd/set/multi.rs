@@ -13,7 +13,9 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::super::args::{int, is};
+use super::super::capture::Delta;
 use super::super::{CommandError, Ctx};
+use crate::effect::Edit;
 use crate::protocol::Reply;
 use crate::stats::Stats;
 use crate::store::{Db, Entry, Kind, Set, Shard, Value};
@@ -214,16 +216,23 @@ pub(super) fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
         let there = Held(ctx).with(src, |s| s.is_some_and(|s| s.contains(member)))?;
         return Ok(Reply::Int(i64::from(there)));
     }
-    let removed = ctx.write(src)?.update_set(src, false, |s| {
-        let removed = s.remove(member);
-        (removed, removed)
-    })?;
+    let edit = |recording: bool, edit: fn(Vec<Bytes>) -> Edit, done: bool| match (done, recording) {
+        (false, _) => Delta::Unchanged,
+        (true, true) => Delta::Edit(edit(vec![member.clone()])),
+        (true, false) => Delta::Changed,
+    };
+    let removed = ctx
+        .write(src)?
+        .update_set_edit(src, false, |s, recording| {
+            let removed = s.remove(member);
+            (removed, edit(recording, Edit::SetRem, removed))
+        })?;
     if removed != Some(true) {
         return Ok(Reply::Int(0));
     }
-    ctx.write(dst)?.update_set(dst, true, |s| {
+    ctx.write(dst)?.update_set_edit(dst, true, |s, recording| {
         let added = s.insert(member);
-        ((), added)
+        ((), edit(recording, Edit::SetAdd, added))
     })?;
     Ok(Reply::Int(1))
 }

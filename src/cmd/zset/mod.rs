@@ -24,8 +24,10 @@ mod range;
 use bytes::Bytes;
 
 use super::args::{int, is};
+use super::capture::Delta;
 use super::table::{cmd, CommandSpec, KEY1, R, RF, W, WD, WF};
 use super::{CommandError, Ctx};
+use crate::effect::{Edit, Score};
 use crate::protocol::Reply;
 use crate::stats::StatKind::Other as O;
 use crate::store::ZSet;
@@ -285,24 +287,42 @@ fn add_generic(
         .chunks_exact(2)
         .map(|p| score_arg(&p[0]))
         .collect::<Result<Vec<f64>, _>>()?;
-    let result = ctx.write(key)?.update_zset(key, !f.xx, |z| {
-        let (mut added, mut updated, mut last) = (0i64, 0i64, None);
-        for (pair, &score) in pairs.chunks_exact(2).zip(&scores) {
-            match add_one(z, &pair[1], score, f) {
-                Outcome::Added(s) => {
-                    added += 1;
-                    last = Some(s);
+    let result = ctx
+        .write(key)?
+        .update_zset_edit(key, !f.xx, |z, recording| {
+            let (mut added, mut updated, mut last) = (0i64, 0i64, None);
+            // The members written with their final scores (ZINCRBY's result, not its increment).
+            let mut written = Vec::new();
+            let mut nan = false;
+            for (pair, &score) in pairs.chunks_exact(2).zip(&scores) {
+                match add_one(z, &pair[1], score, f) {
+                    Outcome::Added(s) => {
+                        added += 1;
+                        last = Some(s);
+                        written.push((pair[1].clone(), Score::new(s)));
+                    }
+                    Outcome::Updated(s) => {
+                        updated += 1;
+                        last = Some(s);
+                        written.push((pair[1].clone(), Score::new(s)));
+                    }
+                    Outcome::Unchanged(s) => last = s,
+                    Outcome::Nan => {
+                        nan = true;
+                        break;
+                    }
                 }
-                Outcome::Updated(s) => {
-                    updated += 1;
-                    last = Some(s);
-                }
-                Outcome::Unchanged(s) => last = s,
-                Outcome::Nan => return (Err(()), added + updated > 0),
             }
-        }
-        (Ok((added, updated, last)), added + updated > 0)
-    })?;
+            let delta = match (written.is_empty(), recording) {
+                (true, _) => Delta::Unchanged,
+                (false, true) => Delta::Edit(Edit::ZSetPut(written)),
+                (false, false) => Delta::Changed,
+            };
+            if nan {
+                return (Err(()), delta);
+            }
+            (Ok((added, updated, last)), delta)
+        })?;
     let Some(result) = result else {
         // XX on a missing key.
         return Ok(if f.incr { Reply::Nil } else { Reply::Int(0) });
@@ -348,16 +368,26 @@ fn add_one(z: &mut ZSet, member: &[u8], score: f64, f: AddFlags) -> Outcome {
 
 fn zrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let key = &args[1];
-    let removed = ctx.write(key)?.update_zset(key, false, |z| {
-        let mut n = 0;
-        for m in &args[2..] {
-            n += i64::from(z.remove(m));
-            if z.is_empty() {
-                break;
+    let removed = ctx
+        .write(key)?
+        .update_zset_edit(key, false, |z, recording| {
+            let mut gone = Vec::new();
+            for m in &args[2..] {
+                if z.remove(m) {
+                    gone.push(m.clone());
+                }
+                if z.is_empty() {
+                    break;
+                }
             }
-        }
-        (n, n > 0)
-    })?;
+            let n = gone.len() as i64;
+            let delta = match (n, recording) {
+                (0, _) => Delta::Unchanged,
+                (_, true) => Delta::Edit(Edit::ZSetRem(gone)),
+                (_, false) => Delta::Changed,
+            };
+            (n, delta)
+        })?;
     Ok(Reply::Int(removed.unwrap_or(0)))
 }
 
@@ -509,11 +539,22 @@ pub(super) fn pop(
     max: bool,
     count: usize,
 ) -> Result<Option<Vec<(Bytes, f64)>>, CommandError> {
-    let popped = ctx.write(key)?.update_zset(key, false, |z| {
-        let items = z.pop(max, count);
-        let changed = !items.is_empty();
-        (items, changed)
-    })?;
+    let popped = ctx
+        .write(key)?
+        .update_zset_edit(key, false, |z, recording| {
+            let items = z.pop(max, count);
+            let delta = match (items.is_empty(), recording) {
+                (true, _) => Delta::Unchanged,
+                (false, true) => Delta::Edit(Edit::ZSetRem(
+                    items
+                        .iter()
+                        .map(|(m, _)| Bytes::copy_from_slice(m))
+                        .collect(),
+                )),
+                (false, false) => Delta::Changed,
+            };
+            (items, delta)
+        })?;
     Ok(popped.map(|items| {
         items
             .into_iter()

@@ -333,5 +333,9 @@ fn collection_entries_stay_small() {
     assert!(std::mem::size_of::<crate::store::Hash>() <= 24);
     assert!(std::mem::size_of::<crate::store::Set>() <= 24);
     assert!(std::mem::size_of::<crate::store::ZSet>() <= 24);
-    assert!(std::mem::size_of::<Boxed>() <= 72, "{}", std::mem::size_of::<Boxed>());
+    assert!(
+        std::mem::size_of::<Boxed>() <= 72,
+        "{}",
+        std::mem::size_of::<Boxed>()
+    );
 }

@@ -222,16 +222,17 @@ impl Blocking {
     }
 
     /// Hands elements of `value`, just grown under `key` in `db`, to the key's waiters in
-    /// arrival order, while it has any. Called by the writer under the key's lock; one atomic
-    /// load when nobody waits.
-    pub fn serve(&self, db: usize, key: &[u8], value: &mut Value) {
+    /// arrival order, while it has any; returns whether any took elements. Called by the
+    /// writer under the key's lock; one atomic load when nobody waits.
+    pub fn serve(&self, db: usize, key: &[u8], value: &mut Value) -> bool {
         if self.blocked_clients() == 0 {
-            return;
+            return false;
         }
         let mut queues = lock(&self.queues);
         let Some(queue) = queues.by_key.get(&(db, Bytes::copy_from_slice(key))) else {
-            return;
+            return false;
         };
+        let mut took = false;
         let mut done = Vec::new();
         for waiter in queue.iter() {
             if value.is_empty_collection() {
@@ -253,6 +254,7 @@ impl Blocking {
                 }
             };
             if let Some(reply) = reply {
+                took = true;
                 state.0 = Outcome::Served(reply);
                 drop(state);
                 waiter.notify.notify_one();
@@ -260,6 +262,7 @@ impl Blocking {
             }
         }
         drop_served(&mut queues, &done, &self.count);
+        took
     }
 
     /// Wakes every waiter of `key` in `db` to run its command again (a value arrived whole).

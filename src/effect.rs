@@ -18,6 +18,8 @@
 //!
 //! This module knows the store, not commands, codecs or sockets.
 
+mod edit;
+
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -25,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::store::{clock, Store, Value};
+
+pub use edit::{Edit, Score};
 
 /// One change to the data. Serde (plain derives) carries it in replication's log entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,16 @@ pub enum Effect {
     /// A change to which slots a replicated cluster's group holds (slot moves, issue 11): only
     /// a group's state machine acts on it; every other consumer ignores it.
     Slots(SlotControl),
+    /// Elements of the hash, set or sorted set under `key` changed (a write to a collection
+    /// that existed before and still does; see [`Edit`]).
+    Edit {
+        /// The database.
+        db: usize,
+        /// The key.
+        key: Bytes,
+        /// What changed.
+        edit: Edit,
+    },
 }
 
 /// One step of a slot move, recorded in the log of the group it concerns (see
@@ -176,6 +190,13 @@ impl Effect {
                 db(*b)?;
                 store.swap_dbs(*a, *b);
             }
+            Effect::Edit {
+                db: index,
+                key,
+                edit,
+            } => {
+                edit.apply(&mut db(*index)?.shard(key), key, now);
+            }
             // Not about one store's data: a group's state machine handles it itself.
             Effect::Slots(_) => return Ok(()),
         }
@@ -189,7 +210,22 @@ impl Effect {
         match self {
             Effect::Put { key, value, .. } => key.len() + value.as_string().map_or(0, |v| v.len()),
             Effect::Del { key, .. } | Effect::Expire { key, .. } => key.len(),
+            Effect::Edit { key, edit, .. } => key.len() + edit.data_bytes(),
             _ => 0,
+        }
+    }
+
+    /// The key of an effect about one key (`Put`, `Del`, `Expire`, `Edit`).
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            Effect::Put { key, .. }
+            | Effect::Del { key, .. }
+            | Effect::Expire { key, .. }
+            | Effect::Edit { key, .. } => Some(key),
+            Effect::FlushDb { .. }
+            | Effect::FlushAll
+            | Effect::SwapDb { .. }
+            | Effect::Slots(_) => None,
         }
     }
 
@@ -199,6 +235,7 @@ impl Effect {
             Effect::Put { db, .. }
             | Effect::Del { db, .. }
             | Effect::Expire { db, .. }
+            | Effect::Edit { db, .. }
             | Effect::FlushDb { db } => Some(*db),
             Effect::FlushAll | Effect::SwapDb { .. } | Effect::Slots(_) => None,
         }

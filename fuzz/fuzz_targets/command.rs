@@ -8,7 +8,10 @@
 //! - no command panics, whatever its arguments, inside or outside MULTI;
 //! - every reply encodes as RESP2, RESP3 and JSON;
 //! - afterwards every database's key count equals the number of keys KEYS-style listing
-//!   finds, and DBSIZE agrees.
+//!   finds, and DBSIZE agrees;
+//! - no key holds an empty list, hash, set or sorted set (Redis deletes them);
+//! - a blocking command that blocked (BLPOP on an empty list...) is given up at once, as its
+//!   deadline would, leaving no waiter registered.
 //!
 //! Skipped: `DEBUG SLEEP`, which blocks by design (as in Redis), and `BGSAVE`, whose saver
 //! thread outlives the input: with a fresh node per input those threads pile up, and the ones
@@ -65,6 +68,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some(reply) = session.execute(&node, &request) {
             check_encodes(&reply, &mut json);
         }
+        if let Some(blocked) = session.blocked.take() {
+            blocked.waiter.finish();
+            node.blocking.deregister(&blocked.waiter);
+        }
         if session.closing {
             break;
         }
@@ -78,12 +85,17 @@ fuzz_target!(|data: &[u8]| {
             with_ttl <= keys,
             "db {i}: {with_ttl} keys with a TTL out of {keys}"
         );
-        assert_eq!(
-            db.keys(b"*", now).len(),
-            keys,
-            "db {i}: KEYS * vs the key count"
-        );
+        let all = db.keys(b"*", now);
+        assert_eq!(all.len(), keys, "db {i}: KEYS * vs the key count");
+        for key in all {
+            let empty = db
+                .shard(&key)
+                .peek(&key, now)
+                .is_some_and(|v| v.to_value().is_empty_collection());
+            assert!(!empty, "db {i}: key {key:?} holds an empty collection");
+        }
     }
+    assert_eq!(node.blocking.blocked_clients(), 0, "a waiter was left behind");
 });
 
 /// `DEBUG SLEEP` and `BGSAVE` (see the module docs); also inside MULTI, where EXEC would run

@@ -10,6 +10,9 @@
 //!           | SWAPDB a b                                     (versions 1 and 2)
 //!           | PEXPIREAT key unix-ms | PERSIST key           (version 2)
 //!           | PUTV key type dump [PXAT unix-ms]            (version 3)
+//!           | HSET key field value ... | HDEL key field ...   (version 3: element edits,
+//!           | SADD key member ... | SREM key member ...      see `effect::Edit`)
+//!           | ZADD key score member ... | ZREM key member ...
 //! ```
 //! A value record names its type by its command: `SET` stores a string, `PUTV` a list, hash,
 //! set or sorted set (`type` as TYPE names it, `dump` its `store::value::dump` form). Version
@@ -23,7 +26,7 @@ use std::path::Path;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::AofError;
-use crate::effect::Effect;
+use crate::effect::{Edit, Effect, Score};
 use crate::protocol::resp::RespLimits;
 use crate::protocol::{Incoming, RespCodec};
 use crate::store::value::dump;
@@ -102,6 +105,7 @@ pub(super) fn encode(effects: &[Effect], out: &mut BytesMut) {
                     &[b"SWAPDB", m.format(*a).as_bytes(), n.format(*b).as_bytes()],
                 );
             }
+            Effect::Edit { key, edit, .. } => edit_command(out, key, edit),
             // Only replicated clusters move slots, and they keep no append-only log.
             Effect::Slots(_) => {}
         }
@@ -163,6 +167,13 @@ pub(super) fn decode(payload: &[u8]) -> Result<Vec<Effect>, String> {
                     key: key(),
                     value: dump::load(kind, &args[3]).map_err(|e| e.to_string())?,
                     expires_at_ms,
+                }
+            }
+            (b"HSET" | b"HDEL" | b"SADD" | b"SREM" | b"ZADD" | b"ZREM", n) if n >= 3 => {
+                Effect::Edit {
+                    db,
+                    key: key(),
+                    edit: parse_edit(&name, &args[2..])?,
                 }
             }
             (b"DEL", 2) => Effect::Del { db, key: key() },
@@ -248,6 +259,69 @@ fn parse<T: std::str::FromStr>(arg: &Bytes) -> Result<T, String> {
 }
 
 /// Appends one RESP multibulk command.
+/// An element edit as its record (see the module docs).
+fn edit_command(out: &mut BytesMut, key: &Bytes, edit: &Edit) {
+    let (name, items): (&[u8], Vec<Vec<u8>>) = match edit {
+        Edit::HashSet(pairs) => (
+            b"HSET",
+            pairs
+                .iter()
+                .flat_map(|(f, v)| [f.to_vec(), v.to_vec()])
+                .collect(),
+        ),
+        Edit::HashDel(fields) => (b"HDEL", fields.iter().map(|f| f.to_vec()).collect()),
+        Edit::SetAdd(members) => (b"SADD", members.iter().map(|m| m.to_vec()).collect()),
+        Edit::SetRem(members) => (b"SREM", members.iter().map(|m| m.to_vec()).collect()),
+        // `{}` prints the shortest text that parses back to the same double (and `inf`).
+        Edit::ZSetPut(pairs) => (
+            b"ZADD",
+            pairs
+                .iter()
+                .flat_map(|(m, s)| [s.get().to_string().into_bytes(), m.to_vec()])
+                .collect(),
+        ),
+        Edit::ZSetRem(members) => (b"ZREM", members.iter().map(|m| m.to_vec()).collect()),
+    };
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(items.len() + 2);
+    parts.push(name);
+    parts.push(key);
+    parts.extend(items.iter().map(Vec::as_slice));
+    command(out, &parts);
+}
+
+/// The edit of an `HSET`/`HDEL`/`SADD`/`SREM`/`ZADD`/`ZREM` record, from its elements.
+fn parse_edit(name: &[u8], items: &[Bytes]) -> Result<Edit, String> {
+    let pairs = |what: &str| {
+        if items.len().is_multiple_of(2) {
+            Ok(items.chunks(2))
+        } else {
+            Err(format!("{what} with an odd number of elements"))
+        }
+    };
+    Ok(match name {
+        b"HSET" => Edit::HashSet(
+            pairs("HSET")?
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
+        ),
+        b"HDEL" => Edit::HashDel(items.to_vec()),
+        b"SADD" => Edit::SetAdd(items.to_vec()),
+        b"SREM" => Edit::SetRem(items.to_vec()),
+        b"ZADD" => Edit::ZSetPut(
+            pairs("ZADD")?
+                .map(|p| {
+                    let score: f64 = parse(&p[0])?;
+                    if score.is_nan() {
+                        return Err("a NaN score".to_string());
+                    }
+                    Ok((p[1].clone(), Score::new(score)))
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+        _ => Edit::ZSetRem(items.to_vec()),
+    })
+}
+
 pub(super) fn command(out: &mut BytesMut, parts: &[&[u8]]) {
     let mut n = itoa::Buffer::new();
     out.reserve(16 + parts.iter().map(|p| p.len() + 16).sum::<usize>());
@@ -302,6 +376,40 @@ mod tests {
                     Value::ZSet(z)
                 },
                 expires_at_ms: None,
+            },
+            Effect::Edit {
+                db: 1,
+                key: b("h"),
+                edit: Edit::HashSet(vec![(b("f"), b("v")), (b(""), b("\r\n"))]),
+            },
+            Effect::Edit {
+                db: 1,
+                key: b("h"),
+                edit: Edit::HashDel(vec![b("f")]),
+            },
+            Effect::Edit {
+                db: 1,
+                key: b("s"),
+                edit: Edit::SetAdd(vec![b("1"), b("x")]),
+            },
+            Effect::Edit {
+                db: 1,
+                key: b("s"),
+                edit: Edit::SetRem(vec![b("x")]),
+            },
+            Effect::Edit {
+                db: 1,
+                key: b("z"),
+                edit: Edit::ZSetPut(vec![
+                    (b("m"), Score::new(0.1 + 0.2)),
+                    (b("n"), Score::new(f64::NEG_INFINITY)),
+                    (b("o"), Score::new(1e300)),
+                ]),
+            },
+            Effect::Edit {
+                db: 1,
+                key: b("z"),
+                edit: Edit::ZSetRem(vec![b("m")]),
             },
             Effect::Del { db: 0, key: b("d") },
             Effect::Expire {

@@ -355,13 +355,11 @@ impl Group {
             return;
         };
         for e in effects {
-            match e {
-                Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. }
-                    if noted.slots.contains(slot_of(key)) =>
-                {
-                    noted.keys.insert(key.clone());
+            match (e.key(), e) {
+                (Some(key), _) if noted.slots.contains(slot_of(key)) => {
+                    noted.keys.insert(Bytes::copy_from_slice(key));
                 }
-                Effect::FlushDb { .. } | Effect::FlushAll => noted.flushed = true,
+                (_, Effect::FlushDb { .. } | Effect::FlushAll) => noted.flushed = true,
                 _ => {}
             }
         }

@@ -407,12 +407,12 @@ pub async fn import(cluster: &Arc<Cluster>, shard: usize, id: u64, packed: &[u8]
         ));
     };
     let held = cluster.slots.held(shard);
-    let foreign = effects.iter().any(|e| match e {
-        Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } => {
+    let foreign = effects.iter().any(|e| match e.key() {
+        Some(key) => {
             let slot = slot_of(key);
             !held.importing.contains(slot) || !m.slots.contains(&slot)
         }
-        _ => true,
+        None => true,
     });
     if foreign {
         return Answer::Failed(format!(

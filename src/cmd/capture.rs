@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::args;
 use super::table::CommandSpec;
-use crate::effect::{unix_deadline, Effect};
+use crate::effect::{unix_deadline, Edit, Effect};
 use crate::node::Node;
 use crate::store::{Entry, Hash, Kind, List, Set, Shard, Value, ValueRef, WrongType, ZSet};
 
@@ -225,11 +225,19 @@ impl Writer<'_> {
     ) -> Result<Option<R>, WrongType> {
         self.update_with(key, kind, create, |v| {
             if v.kind() == kind {
-                Ok(f(v))
+                let (result, changed) = f(v);
+                Ok((result, Delta::from(changed)))
             } else {
                 Err(WrongType)
             }
         })
+    }
+
+    /// Whether the running command's effects are being recorded (a sink listens): a family
+    /// builds an [`Edit`] for [`Delta::Edit`] only then.
+    #[inline]
+    pub fn recording(&self) -> bool {
+        self.capture.recording
     }
 
     fn update_with<R>(
@@ -237,26 +245,40 @@ impl Writer<'_> {
         key: &Bytes,
         kind: Kind,
         create: bool,
-        f: impl FnOnce(&mut Value) -> Result<(R, bool), WrongType>,
+        f: impl FnOnce(&mut Value) -> Result<(R, Delta), WrongType>,
     ) -> Result<Option<R>, WrongType> {
         let (db, blocking) = (self.db, self.blocking);
         let f = |v: &mut Value| {
-            let out = f(v)?;
+            let (result, mut delta) = f(v)?;
             // A list or sorted set that changed may have grown: clients blocked on it take
-            // their elements now, under this lock, as part of this command's effects.
-            if out.1 && matches!(v, Value::List(_) | Value::ZSet(_)) {
-                blocking.serve(db, key, v);
+            // their elements now, under this lock, as part of this command's effects (then
+            // recorded as the whole value: the edit alone would miss the pops).
+            if !matches!(delta, Delta::Unchanged)
+                && matches!(v, Value::List(_) | Value::ZSet(_))
+                && blocking.serve(db, key, v)
+            {
+                delta = Delta::Changed;
             }
-            Ok(out)
+            let changed = !matches!(delta, Delta::Unchanged);
+            Ok(((result, delta), changed))
         };
-        let Some((result, changed)) = self.shard.update(key, kind, create, self.now, f)? else {
+        let Some(((result, delta), change)) = self.shard.update(key, kind, create, self.now, f)?
+        else {
             return Ok(None);
         };
-        if let Some(exists) = changed {
-            let db = self.db;
+        if let Some(change) = change {
             let (shard, now) = (&mut *self.shard, self.now);
             self.capture.record(|| {
-                let entry = exists.then(|| shard.get(key, now)).flatten();
+                if let Delta::Edit(edit) = delta {
+                    if change.existed && change.exists {
+                        return Effect::Edit {
+                            db,
+                            key: key.clone(),
+                            edit,
+                        };
+                    }
+                }
+                let entry = change.exists.then(|| shard.get(key, now)).flatten();
                 match entry {
                     Some(entry) => Effect::Put {
                         db,
@@ -274,6 +296,56 @@ impl Writer<'_> {
         Ok(Some(result))
     }
 
+    /// [`Writer::update`] for a hash, recording `Delta::Edit`s as element-level effects (see
+    /// [`crate::effect::Edit`]; `f` also gets [`Writer::recording`], to build edits only when
+    /// they are recorded).
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds another kind.
+    pub fn update_hash_edit<R>(
+        &mut self,
+        key: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut Hash, bool) -> (R, Delta),
+    ) -> Result<Option<R>, WrongType> {
+        let recording = self.recording();
+        self.update_with(key, Kind::Hash, create, |v| {
+            Ok(f(v.as_hash_mut()?, recording))
+        })
+    }
+
+    /// [`Writer::update_hash_edit`] for a set.
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds another kind.
+    pub fn update_set_edit<R>(
+        &mut self,
+        key: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut Set, bool) -> (R, Delta),
+    ) -> Result<Option<R>, WrongType> {
+        let recording = self.recording();
+        self.update_with(key, Kind::Set, create, |v| {
+            Ok(f(v.as_set_mut()?, recording))
+        })
+    }
+
+    /// [`Writer::update_hash_edit`] for a sorted set.
+    ///
+    /// # Errors
+    /// [`WrongType`] when the key holds another kind.
+    pub fn update_zset_edit<R>(
+        &mut self,
+        key: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut ZSet, bool) -> (R, Delta),
+    ) -> Result<Option<R>, WrongType> {
+        let recording = self.recording();
+        self.update_with(key, Kind::ZSet, create, |v| {
+            Ok(f(v.as_zset_mut()?, recording))
+        })
+    }
+
     /// [`Writer::update`] for a list.
     ///
     /// # Errors
@@ -284,7 +356,10 @@ impl Writer<'_> {
         create: bool,
         f: impl FnOnce(&mut List) -> (R, bool),
     ) -> Result<Option<R>, WrongType> {
-        self.update_with(key, Kind::List, create, |v| Ok(f(v.as_list_mut()?)))
+        self.update_with(key, Kind::List, create, |v| {
+            let (result, changed) = f(v.as_list_mut()?);
+            Ok((result, Delta::from(changed)))
+        })
     }
 
     /// [`Writer::update`] for a hash.
@@ -297,7 +372,10 @@ impl Writer<'_> {
         create: bool,
         f: impl FnOnce(&mut Hash) -> (R, bool),
     ) -> Result<Option<R>, WrongType> {
-        self.update_with(key, Kind::Hash, create, |v| Ok(f(v.as_hash_mut()?)))
+        self.update_with(key, Kind::Hash, create, |v| {
+            let (result, changed) = f(v.as_hash_mut()?);
+            Ok((result, Delta::from(changed)))
+        })
     }
 
     /// [`Writer::update`] for a set.
@@ -310,7 +388,10 @@ impl Writer<'_> {
         create: bool,
         f: impl FnOnce(&mut Set) -> (R, bool),
     ) -> Result<Option<R>, WrongType> {
-        self.update_with(key, Kind::Set, create, |v| Ok(f(v.as_set_mut()?)))
+        self.update_with(key, Kind::Set, create, |v| {
+            let (result, changed) = f(v.as_set_mut()?);
+            Ok((result, Delta::from(changed)))
+        })
     }
 
     /// [`Writer::update`] for a sorted set.
@@ -323,7 +404,10 @@ impl Writer<'_> {
         create: bool,
         f: impl FnOnce(&mut ZSet) -> (R, bool),
     ) -> Result<Option<R>, WrongType> {
-        self.update_with(key, Kind::ZSet, create, |v| Ok(f(v.as_zset_mut()?)))
+        self.update_with(key, Kind::ZSet, create, |v| {
+            let (result, changed) = f(v.as_zset_mut()?);
+            Ok((result, Delta::from(changed)))
+        })
     }
 
     /// Sets `key` to the string `value` with `deadline`.
@@ -388,6 +472,28 @@ impl Writer<'_> {
             expires_at_ms: unix_deadline(deadline),
         });
         true
+    }
+}
+
+/// How a write changed a collection, for the effect stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delta {
+    /// Nothing changed (no effect, WATCH untouched).
+    Unchanged,
+    /// Changed: recorded as the key's whole new value (or its deletion).
+    Changed,
+    /// Changed by exactly this edit: recorded as the edit when the key existed before and
+    /// still does, as the whole value otherwise.
+    Edit(Edit),
+}
+
+impl From<bool> for Delta {
+    fn from(changed: bool) -> Self {
+        if changed {
+            Delta::Changed
+        } else {
+            Delta::Unchanged
+        }
     }
 }
 

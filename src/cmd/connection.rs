@@ -333,6 +333,14 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         let id = super::args::int(&args[2])?;
         let done = u64::try_from(id).is_ok_and(|id| ctx.node.blocking.unblock(id, error));
         Ok(Reply::Int(i64::from(done)))
+    } else if is(sub, "UNBLOCK") {
+        Err(CommandError::Other(
+            format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+                text(sub)
+            )
+            .into(),
+        ))
     } else if is(sub, "HELP") {
         let lines = [
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

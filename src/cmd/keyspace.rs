@@ -477,6 +477,8 @@ pub(super) fn swapdb(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     if !ctx.node.store.swap_dbs(a, b) {
         return Err(CommandError::DbIndexOutOfRange);
     }
+    // Lists and sorted sets may have appeared under keys clients block on.
+    ctx.node.blocking.wake_all();
     ctx.record(Effect::SwapDb { a, b }, 1);
     Ok(Reply::ok())
 }

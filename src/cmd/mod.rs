@@ -5,18 +5,20 @@
 //! positions, handler), `session` the per-connection state (selected database, transaction,
 //! WATCH, CLIENT REPLY), `capture` how write commands lock their keys and record their
 //! effects, and this file the path every request takes (lookup, checks, gate, handler,
-//! effects, stats, slow log, MONITOR). Handlers are grouped by family (`string`, `keyspace`,
-//! `server`, `connection`, `transaction`) like Redis's `t_string.c` and Dragonfly's
-//! `string_family.cc`. Commands never know which codec carried the request and never write to
-//! a socket.
+//! effects, stats, slow log, MONITOR). Handlers are grouped by family (`string`, `bitmap`,
+//! `lcs`, `keyspace`, `server`, `connection`, `transaction`) like Redis's `t_string.c` and
+//! Dragonfly's `string_family.cc`. Commands never know which codec carried the request and
+//! never write to a socket.
 
 pub mod args;
+mod bitmap;
 mod blocking;
 pub mod capture;
 mod connection;
 mod docs;
 mod hash;
 mod keyspace;
+mod lcs;
 mod list;
 mod server;
 mod session;
@@ -337,14 +339,12 @@ fn publish(node: &Node, session: &mut Session, in_exec: bool) {
     if let Some(cluster) = node.cluster() {
         // Every key of one command (or transaction) is in one shard: the router refused
         // the rest with CROSSSLOT.
-        let shard = capture.effects.iter().find_map(|e| match e {
-            Effect::Put { key, .. } | Effect::Del { key, .. } | Effect::Expire { key, .. } => {
-                cluster
-                    .slots
-                    .serving(crate::client::router::slot_of(key))
-                    .group
-            }
-            _ => None,
+        let shard = capture.effects.iter().find_map(|e| {
+            let key = e.key()?;
+            cluster
+                .slots
+                .serving(crate::client::router::slot_of(key))
+                .group
         });
         if let Some(group) = shard.and_then(|s| cluster.group(s)) {
             group.submit(&capture.effects);

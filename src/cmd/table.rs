@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use super::{
-    connection, hash, keyspace, list, server, set, string, transaction, zset, CommandError, Ctx,
+    bitmap, connection, hash, keyspace, list, server, set, string, transaction, zset, CommandError,
+    Ctx,
 };
 use crate::protocol::Reply;
 use crate::stats::StatKind;
@@ -293,6 +294,7 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
     table.extend(hash::commands());
     table.extend(set::commands());
     table.extend(zset::commands());
+    table.extend(bitmap::commands());
     for (i, c) in table.iter_mut().enumerate() {
         c.id = i;
         c.write = c.flags.contains(&"write");

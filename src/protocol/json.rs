@@ -499,6 +499,8 @@ fn to_json(reply: &Reply) -> Value {
             }
             Value::Object(map)
         }
+        // JSON has no infinities: `"inf"` / `"-inf"` / `"nan"`, as Redis spells them.
+        Reply::Double(d) if !d.is_finite() => json!(crate::protocol::resp::format_double(*d)),
         Reply::Double(d) => json!(d),
         Reply::Bool(b) => json!(b),
     }

@@ -316,27 +316,27 @@ impl StateMachine {
                 let _gate = alone.then(|| self.store.gate().exclusive());
                 let mut guard = slots.lock();
                 for effect in batch {
-                    let result = match effect {
-                        Effect::Put { key, .. }
-                        | Effect::Del { key, .. }
-                        | Effect::Expire { key, .. } => match guard.target(*group, slot_of(key)) {
+                    let result = match (effect.key(), effect) {
+                        (Some(key), _) => match guard.target(*group, slot_of(key)) {
                             Target::Main => effect.apply(&self.store, now).map_err(no_such),
                             Target::Staging(staging) => {
                                 effect.apply(&staging, now).map_err(no_such)
                             }
                             Target::None => Err(Rejection::OtherGroup),
                         },
-                        Effect::FlushDb { .. } | Effect::FlushAll => {
+                        (None, Effect::FlushDb { .. } | Effect::FlushAll) => {
                             // The group's keys only: every slot it holds starts empty again.
                             let held = guard.group_slots(*group);
                             guard.replace(*group, held, |_, _| {});
                             Ok(())
                         }
-                        Effect::SwapDb { .. } => Err(Rejection::SwapInGroup),
-                        Effect::Slots(control) => {
+                        (None, Effect::SwapDb { .. }) => Err(Rejection::SwapInGroup),
+                        (None, Effect::Slots(control)) => {
                             guard.control(*group, control);
                             Ok(())
                         }
+                        // Every keyed effect has a key.
+                        (None, _) => Ok(()),
                     };
                     if let Err(why) = result {
                         rejected += 1;

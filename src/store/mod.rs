@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-pub use shard::{dump_entries, Dumped, Entry, Prepared, Shard};
+pub use shard::{dump_entries, Change, Dumped, Entry, Prepared, Shard};
 pub use value::{DumpError, Hash, Kind, List, Set, Value, ValueRef, WrongType, ZSet};
 
 /// Shared handle to every database of a node.

@@ -460,10 +460,10 @@ impl Shard {
     /// Changes the collection under `key` in place. A missing key gets an empty collection of
     /// `kind` first when `create` holds (and `None` is returned otherwise, without calling
     /// `f`). `f` checks the value's kind (a string is refused before it) and returns its
-    /// result and whether it changed anything; a change bumps
-    /// the key's WATCH version, and a collection left empty is deleted (a key never holds an
-    /// empty collection). Returns `Ok(Some((result, Some(key still exists))))` after a
-    /// change, `Ok(Some((result, None)))` when nothing changed.
+    /// result and whether it changed anything; a change bumps the key's WATCH version, and a
+    /// collection left empty is deleted (a key never holds an empty collection). Returns
+    /// `Ok(Some((result, Some(change))))` after a change, `Ok(Some((result, None)))` when
+    /// nothing changed.
     ///
     /// # Errors
     /// [`WrongType`] when the key holds a string, or when `f` says so.
@@ -474,7 +474,7 @@ impl Shard {
         create: bool,
         now: Instant,
         f: impl FnOnce(&mut Value) -> Result<(R, bool), WrongType>,
-    ) -> Result<Option<(R, Option<bool>)>, WrongType> {
+    ) -> Result<Option<(R, Option<Change>)>, WrongType> {
         let hash = self.hasher.hash_one(key);
         self.live(key, now);
         match self.table.find_entry(hash, |i| i.key() == key) {
@@ -494,7 +494,11 @@ impl Shard {
                     }
                 }
                 self.touch(key);
-                Ok(Some((result, Some(!emptied))))
+                let change = Change {
+                    existed: true,
+                    exists: !emptied,
+                };
+                Ok(Some((result, Some(change))))
             }
             Err(_) if !create => Ok(None),
             Err(_) => {
@@ -509,7 +513,11 @@ impl Shard {
                         hasher.hash_one(i.key())
                     });
                 self.touch(key);
-                Ok(Some((result, Some(true))))
+                let change = Change {
+                    existed: false,
+                    exists: true,
+                };
+                Ok(Some((result, Some(change))))
             }
         }
     }
@@ -716,6 +724,15 @@ impl Shard {
     fn touch(&mut self, key: &[u8]) {
         touch(&mut self.watches, key);
     }
+}
+
+/// What [`Shard::update`] did to a key it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The key existed before (false: the update created it).
+    pub existed: bool,
+    /// The key exists after (false: the update emptied, so deleted, it).
+    pub exists: bool,
 }
 
 /// The deadline index of a shard: `(deadline, key hash) -> how many keys` for every entry with a

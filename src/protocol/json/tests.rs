@@ -252,3 +252,19 @@ fn error_replies_keep_the_key_of_their_request_and_protocol_errors_are_generic()
                "server_id":5})
     );
 }
+
+#[test]
+fn infinite_and_nan_doubles_render_as_redis_spells_them() {
+    let mut codec = JsonCodec::new(1, JsonLimits::default());
+    let reply = Reply::Array(vec![
+        Reply::Double(f64::INFINITY),
+        Reply::Double(f64::NEG_INFINITY),
+        Reply::Double(1.5),
+    ]);
+    let got = render(&mut codec, &reply, &ReplyShape::generic());
+    assert_eq!(
+        got["result"],
+        serde_json::json!(["inf", "-inf", 1.5]),
+        "{got}"
+    );
+}

@@ -236,7 +236,13 @@ fn collections_change_in_place_and_go_when_emptied() {
     let version = s.watch(b"l");
     assert_eq!(
         s.update(b"l", Kind::List, true, now, |l| push(l, b"a")),
-        Ok(Some(((), Some(true))))
+        Ok(Some((
+            (),
+            Some(Change {
+                existed: false,
+                exists: true
+            })
+        )))
     );
     assert_eq!(s.kind(b"l", now), Some(Kind::List));
     assert!(
@@ -273,7 +279,11 @@ fn collections_change_in_place_and_go_when_emptied() {
         *l.as_list_mut()? = List::new();
         Ok(((), true))
     });
-    assert_eq!(emptied, Ok(Some(((), Some(false)))));
+    let gone = Change {
+        existed: true,
+        exists: false,
+    };
+    assert_eq!(emptied, Ok(Some(((), Some(gone)))));
     assert!(!s.contains(b"l", now));
     assert_eq!(s.len_with_deadline(), 0);
     // Creating without adding anything stores nothing.

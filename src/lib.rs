@@ -17,6 +17,8 @@
 //! - [`aof`]: the append-only log, an effect sink, and its replay.
 //! - [`persist`]: JSON snapshots, atomic writes, restore on start.
 //! - [`error`]: the crate's error type.
+//! - [`pubsub`]: channel and pattern subscriptions, PUBLISH's deliveries to the subscribed
+//!   connections, and the slow-subscriber limits.
 //! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
 //! - [`report`]: a plain snapshot of every figure INFO and STATS show, gathered from the node.
 //! - [`launch`]: serving a set of nodes in one process until Ctrl+C or SIGTERM.
@@ -44,6 +46,7 @@ pub mod launch;
 pub mod node;
 pub mod persist;
 pub mod protocol;
+pub mod pubsub;
 pub mod repl;
 pub mod replication;
 pub mod report;

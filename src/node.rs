@@ -50,6 +50,9 @@ pub struct Node {
     pub monitors: AtomicUsize,
     /// This node's part of a replicated cluster (`--cluster`), set once before it serves.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Channel and pattern subscriptions (SUBSCRIBE, PUBLISH); an `Arc` so that each
+    /// connection's subscriptions can remove themselves when it ends.
+    pub pubsub: Arc<crate::pubsub::PubSub>,
     /// Clients blocked on keys (BLPOP and friends).
     pub blocking: crate::block::Blocking,
     next_client_id: AtomicU64,
@@ -74,6 +77,7 @@ impl Node {
             effect_sink: std::sync::OnceLock::new(),
             blocking: crate::block::Blocking::default(),
             cluster: std::sync::OnceLock::new(),
+            pubsub: Arc::default(),
             next_client_id: AtomicU64::new(1),
             config,
         }
@@ -130,6 +134,10 @@ pub struct ClientHandle {
     pub last_active_ms: AtomicU64,
     /// Name and library information (CLIENT SETNAME / SETINFO).
     pub meta: Mutex<ClientMeta>,
+    /// Channels subscribed to (CLIENT LIST `sub=`).
+    pub subscriptions: AtomicUsize,
+    /// Patterns subscribed to (CLIENT LIST `psub=`).
+    pub pattern_subscriptions: AtomicUsize,
 }
 
 /// The rarely changed, textual part of a client's state.
@@ -141,7 +149,8 @@ pub struct ClientMeta {
     pub lib_name: Option<Bytes>,
     /// CLIENT SETINFO LIB-VER.
     pub lib_ver: Option<Bytes>,
-    /// Redis's flags letters: `N` normal, `M` master... here `N`, `x` in MULTI, `O` monitor.
+    /// Redis's flags letters: `N` normal, `M` master... here `N`, `x` in MULTI, `O` monitor,
+    /// `P` subscribed (pub/sub).
     pub flags: &'static str,
     /// The subcommand of the last container command run (CLIENT LIST `cmd=client|list`).
     pub last_sub: Option<Bytes>,
@@ -160,6 +169,8 @@ impl ClientHandle {
             protocol: AtomicU8::new(2),
             last_command: AtomicUsize::new(usize::MAX),
             last_active_ms: AtomicU64::new(0),
+            subscriptions: AtomicUsize::new(0),
+            pattern_subscriptions: AtomicUsize::new(0),
             meta: Mutex::new(ClientMeta {
                 flags: "N",
                 ..ClientMeta::default()

@@ -41,6 +41,17 @@ pub struct Report {
     pub cpu: Cpu,
     /// Live keys per database.
     pub keyspace: Keyspace,
+    /// Pub/sub channels and patterns with subscribers (INFO `stats`).
+    pub pubsub: PubSubCounts,
+}
+
+/// The pub/sub figures of INFO `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PubSubCounts {
+    /// Channels with at least one subscriber (`pubsub_channels`).
+    pub channels: usize,
+    /// Distinct patterns subscribed to (`pubsub_patterns`).
+    pub patterns: usize,
 }
 
 /// INFO `server`.
@@ -205,6 +216,10 @@ impl Report {
                 }),
             },
             stats,
+            pubsub: PubSubCounts {
+                channels: node.pubsub.channel_count(),
+                patterns: node.pubsub.pattern_count(),
+            },
             replication: match node.cluster() {
                 None => Replication {
                     role: "master".to_string(),

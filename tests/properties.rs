@@ -193,6 +193,10 @@ fn resp3_frame(reply: &Reply) -> Frame3 {
             format: VerbatimStringFormat::Text,
             attributes,
         },
+        Reply::Push(items) => Frame3::Push {
+            data: items.iter().map(resp3_frame).collect(),
+            attributes,
+        },
     }
 }
 

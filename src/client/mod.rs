@@ -597,6 +597,7 @@ fn describe(reply: &Reply) -> String {
         Reply::Double(x) => format!("the number {x}"),
         Reply::Bool(b) => format!("the boolean {b}"),
         Reply::Verbatim(t) => format!("a text of {} bytes", t.len()),
+        Reply::Push(items) => format!("a push of {} items", items.len()),
     }
 }
 

@@ -196,6 +196,7 @@ pub async fn answer(node: &Arc<Node>, call: Call) -> Answer {
             None => Answer::Flushed(Err(cluster.leader_of(shard))),
         },
         Call::Forward(forward) => Answer::Forwarded(forwarded(node, cluster, forward).await),
+        Call::Publish(messages) => super::publish::deliver(node, messages),
     }
 }
 

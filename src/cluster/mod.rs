@@ -13,7 +13,7 @@
 //! rebuild), [`route`] decides where each request runs and forwards it, [`migrate`] moves
 //! slots, [`membership`] starts and stops local members and changes groups' members, and
 //! [`admin`] answers what concerns the cluster as a whole (CLUSTER INFO/SHARDS/SLOTS/MYID,
-//! INFO replication, FLUSHALL, SAVE). The bus ([`crate::replication::bus`]) carries Raft's
+//! INFO replication, FLUSHALL, SAVE), [`publish`] carries PUBLISH to the other nodes. The bus ([`crate::replication::bus`]) carries Raft's
 //! RPCs, the forwarded requests and the calls between nodes.
 
 pub mod admin;
@@ -22,6 +22,7 @@ pub mod membership;
 pub mod meta;
 pub mod migrate;
 pub mod operate;
+pub mod publish;
 pub mod route;
 pub mod spec;
 pub mod table;
@@ -90,6 +91,9 @@ pub enum Call {
     Move(Move),
     /// Make a shard's Raft members match the table, on its leader.
     Reconfigure(usize),
+    /// Messages published on another node, `(channel, message)` in order, for this node's
+    /// subscribers (best effort: see [`publish`]).
+    Publish(Vec<(bytes::Bytes, bytes::Bytes)>),
 }
 
 /// The answer to a [`Call`].
@@ -155,6 +159,8 @@ pub struct Cluster {
     table_lock: tokio::sync::Mutex<()>,
     /// Moves this node drives, by id, and the moves in the table first seen when.
     pub(crate) moves: Mutex<(HashSet<u64>, HashMap<u64, tokio::time::Instant>)>,
+    /// Forwarders of published messages to the other nodes.
+    fanout: publish::Fanout,
 }
 
 /// What starting a local member needs.
@@ -259,6 +265,7 @@ impl Cluster {
             },
             table_lock: tokio::sync::Mutex::new(()),
             moves: Mutex::default(),
+            fanout: publish::Fanout::default(),
         });
         cluster.bootstrap_meta().await;
         membership::start_members(&cluster).await?;

@@ -262,6 +262,10 @@ fn plan(cluster: &Cluster, session: &mut Session, request: &Request) -> Plan {
     let Some(spec) = lookup(name) else {
         return Plan::Local(None);
     };
+    // A RESP2 subscriber's other commands are refused here, as on a single node.
+    if crate::cmd::refused_while_subscribed(session, request) {
+        return Plan::Local(None);
+    }
     if let Some(special) = super::admin::special(spec.name, &request.args) {
         return Plan::Special(special);
     }

@@ -26,7 +26,18 @@ use crate::node::{ClientHandle, Node};
 use crate::protocol::Reply;
 use crate::report::REDIS_VERSION;
 
-pub(super) fn ping(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+pub(super) fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
+    if ctx.session.subscribed_mode() {
+        // In subscribed mode Redis answers like a message, so clients can tell it apart.
+        return match args {
+            [_] => Ok(Reply::Array(vec![Reply::text("pong"), Reply::text("")])),
+            [_, msg] => Ok(Reply::Array(vec![
+                Reply::text("pong"),
+                Reply::Bulk(msg.clone()),
+            ])),
+            _ => Err(CommandError::WrongArity("ping".into())),
+        };
+    }
     match args {
         [_] => Ok(Reply::Simple("PONG".into())),
         [_, msg] => Ok(Reply::Bulk(msg.clone())),
@@ -244,6 +255,7 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         Ok(Reply::Verbatim(Bytes::from(client_line(ctx, &client))))
     } else if is(sub, "LIST") {
         let mut ids: Option<Vec<u64>> = None;
+        let mut kind: Option<&str> = None;
         let mut i = 2;
         while i < args.len() {
             if is(&args[i], "TYPE") && i + 1 < args.len() {
@@ -256,9 +268,14 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
                         format!("ERR Unknown client type '{}'", text(t)).into(),
                     ));
                 }
-                if !is(t, "normal") {
+                kind = Some(if is(t, "pubsub") {
+                    "pubsub"
+                } else if is(t, "normal") {
+                    "normal"
+                } else {
+                    // No client here is a master or a replica.
                     return Ok(Reply::Verbatim(Bytes::new()));
-                }
+                });
                 i += 2;
             } else if is(&args[i], "ID") && i + 1 < args.len() {
                 let mut list = Vec::new();
@@ -281,6 +298,12 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             .list()
             .iter()
             .filter(|c| ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+            .filter(|c| {
+                // Redis's client types: a connection with subscriptions is `pubsub`.
+                let subscribed = c.subscriptions.load(Ordering::Relaxed) > 0
+                    || c.pattern_subscriptions.load(Ordering::Relaxed) > 0;
+                kind.is_none_or(|k| (k == "pubsub") == subscribed)
+            })
             .map(|c| client_line(ctx, c))
             .collect();
         Ok(Reply::Verbatim(Bytes::from(lines)))
@@ -447,6 +470,10 @@ pub(super) fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Command
         s.reply_mode = ReplyMode::On;
     }
     s.monitor = false;
+    // Every subscription ends (dropping them unsubscribes), with no frames, as in Redis.
+    s.subscriptions = None;
+    s.client.subscriptions.store(0, Ordering::Relaxed);
+    s.client.pattern_subscriptions.store(0, Ordering::Relaxed);
     // RESET logs the connection out, as in Redis (it matters only with a password).
     s.authenticated = false;
     s.client.db.store(0, Ordering::Relaxed);
@@ -507,7 +534,7 @@ fn client_line(ctx: &Ctx<'_>, c: &ClientHandle) -> String {
         -1
     };
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 \
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} \
          ssub=0 multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 \
          oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={} \
          lib-name={} lib-ver={}\n",
@@ -519,6 +546,8 @@ fn client_line(ctx: &Ctx<'_>, c: &ClientHandle) -> String {
         idle / 1000,
         meta.flags,
         c.db.load(Ordering::Relaxed),
+        c.subscriptions.load(Ordering::Relaxed),
+        c.pattern_subscriptions.load(Ordering::Relaxed),
         c.protocol.load(Ordering::Relaxed),
         lossy(&meta.lib_name),
         lossy(&meta.lib_ver),

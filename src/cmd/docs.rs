@@ -37,6 +37,17 @@ const SUBCOMMANDS: &[(&str, &[&str])] = &[
     ),
     ("memory", &["usage", "help"]),
     ("slowlog", &["get", "len", "reset", "help"]),
+    (
+        "pubsub",
+        &[
+            "channels",
+            "numsub",
+            "numpat",
+            "shardchannels",
+            "shardnumsub",
+            "help",
+        ],
+    ),
 ];
 
 /// The COMMAND INFO entry of `spec`, in Redis 7's ten-element layout.

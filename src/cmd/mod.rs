@@ -6,9 +6,9 @@
 //! WATCH, CLIENT REPLY), `capture` how write commands lock their keys and record their
 //! effects, and this file the path every request takes (lookup, checks, gate, handler,
 //! effects, stats, slow log, MONITOR). Handlers are grouped by family (`string`, `bitmap`,
-//! `lcs`, `keyspace`, `server`, `connection`, `transaction`) like Redis's `t_string.c` and
-//! Dragonfly's `string_family.cc`. Commands never know which codec carried the request and
-//! never write to a socket.
+//! `lcs`, `keyspace`, `server`, `connection`, `transaction`, `pubsub`) like Redis's
+//! `t_string.c` and Dragonfly's `string_family.cc`. Commands never know which codec carried
+//! the request and never write to a socket.
 
 pub mod args;
 mod bitmap;
@@ -20,6 +20,7 @@ mod hash;
 mod keyspace;
 mod lcs;
 mod list;
+mod pubsub;
 mod server;
 mod session;
 mod set;
@@ -204,6 +205,11 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
         session.flag_transaction();
         return Reply::Error(refusal.into());
     }
+    if session.subscribed_mode() && !pubsub::allowed_while_subscribed(spec.name) {
+        node.stats.record(StatKind::Other, session.client.id);
+        session.flag_transaction();
+        return Reply::Error(pubsub::refusal(&full_name(spec, args)).to_string().into());
+    }
     if let Some(multi) = &mut session.multi {
         if spec.queued_in_multi {
             multi.queued.push((spec, request.clone()));
@@ -369,6 +375,32 @@ fn admin(spec: &CommandSpec, args: &[Bytes]) -> bool {
         );
     }
     spec.flags.contains(&"admin")
+}
+
+/// Whether a request must be refused for a RESP2 connection in subscribed mode (see
+/// [`Session::subscribed_mode`]); the cluster's router keeps such requests here, where
+/// [`execute`] refuses them.
+pub fn refused_while_subscribed(session: &Session, request: &Request) -> bool {
+    session.subscribed_mode()
+        && request
+            .args
+            .first()
+            .and_then(|n| lookup(n))
+            .is_some_and(|spec| !pubsub::allowed_while_subscribed(spec.name))
+}
+
+/// The command's full name as Redis reports it: `get`, or `client|list` for a subcommand.
+fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
+    match args.get(1) {
+        Some(sub) if spec.container => {
+            format!(
+                "{}|{}",
+                spec.name,
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )
+        }
+        _ => spec.name.to_string(),
+    }
 }
 
 fn arity_ok(arity: i32, argc: usize) -> bool {

@@ -8,7 +8,8 @@
 //! TIME / LASTSAVE / SAVE / BGSAVE [SCHEDULE] / WAIT numreplicas timeout
 //! DEBUG SLEEP seconds | DEBUG OBJECT key / SLOWLOG GET [n] | LEN | RESET / MONITOR
 //! ```
-//! CONFIG SET changes the slow-log settings; every other setting is fixed at start.
+//! CONFIG SET changes the slow-log settings and `client-output-buffer-limit`; every other
+//! setting is fixed at start.
 
 use std::fmt::Write as _;
 
@@ -148,6 +149,9 @@ fn info_section(report: &Report, section: &str, out: &mut String) {
                     f("rejected_connections", s.rejected_connections),
                     f("keyspace_hits", s.keyspace_hits),
                     f("keyspace_misses", s.keyspace_misses),
+                    f("pubsub_channels", report.pubsub.channels),
+                    f("pubsub_patterns", report.pubsub.patterns),
+                    f("pubsubshard_channels", 0),
                     f("minikv_get_commands", s.get),
                     f("minikv_set_commands", s.set),
                     f("minikv_delete_commands", s.delete),
@@ -254,6 +258,10 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
                     .to_string(),
             ),
             ("hz", "10".into()),
+            (
+                "client-output-buffer-limit",
+                ctx.node.pubsub.limits.render(),
+            ),
             ("proto-max-bulk-len", c.resp_limits.max_bulk_len.to_string()),
             (
                 "protected-mode",
@@ -538,8 +546,8 @@ pub(super) fn wait(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
     Ok(Reply::Int(0))
 }
 
-/// The settings CONFIG SET can change at run time: the slow log's. Everything else is
-/// fixed at start and reported by CONFIG GET.
+/// The settings CONFIG SET can change at run time: the slow log's and the output buffer
+/// limits. Everything else is fixed at start and reported by CONFIG GET.
 fn config_set(ctx: &Ctx<'_>, name: &Bytes, value: &Bytes) -> Result<(), CommandError> {
     let log = &ctx.node.slowlog;
     let invalid = |reason: &str| {
@@ -555,6 +563,8 @@ fn config_set(ctx: &Ctx<'_>, name: &Bytes, value: &Bytes) -> Result<(), CommandE
         let n = int(value).map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
         log.slower_than_us
             .store(n, std::sync::atomic::Ordering::Relaxed);
+    } else if is(name, "client-output-buffer-limit") {
+        ctx.node.pubsub.limits.set(value).map_err(invalid)?;
     } else if is(name, "slowlog-max-len") {
         let n = int(value)
             .ok()

@@ -1,5 +1,6 @@
 //! Per-connection state: the selected database, the RESP version, CLIENT REPLY, MONITOR,
-//! authentication, the transaction being queued and the keys under WATCH.
+//! authentication, the transaction being queued, the keys under WATCH and pub/sub
+//! subscriptions.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use super::table::CommandSpec;
 use super::{connection, execute, CommandError};
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Reply, Request};
+use crate::pubsub::Subscriptions;
 use crate::stats::StatKind;
 
 /// Per-connection state that commands read and change.
@@ -52,6 +54,15 @@ pub struct Session {
     /// A forwarded write's outcome is unknown (its leader stepped down or stopped answering):
     /// the connection closes instead of answering.
     pub cluster_broken: bool,
+    /// Pub/sub channels and patterns subscribed to, from the first SUBSCRIBE or PSUBSCRIBE
+    /// on; dropping it (RESET, the connection's end) unsubscribes from everything.
+    pub subscriptions: Option<Subscriptions>,
+    /// Frames the last command produced before its reply (SUBSCRIBE of several channels
+    /// answers one frame per channel): the connection sends them first, in order.
+    pub pushes: Vec<Reply>,
+    /// The connection's protocol tells pushes from replies without RESP3 (JSON): subscribed
+    /// mode's restrictions do not apply to it.
+    pub pushes_apart: bool,
     /// Set by a blocking command that found nothing: the connection waits on it (see
     /// [`crate::block`]) before running anything else.
     pub blocked: Option<Blocked>,
@@ -122,9 +133,21 @@ impl Session {
             aof_mark: 0,
             cluster_marks: Vec::new(),
             cluster_broken: false,
+            subscriptions: None,
+            pushes: Vec::new(),
+            pushes_apart: false,
             blocked: None,
             may_block: true,
         }
+    }
+
+    /// Redis's subscribed mode: a RESP2 connection with at least one subscription, which may
+    /// only run (P)SUBSCRIBE, (P)UNSUBSCRIBE, PING, QUIT and RESET, because its replies could
+    /// not be told from the messages it receives.
+    pub fn subscribed_mode(&self) -> bool {
+        self.protocol < 3
+            && !self.pushes_apart
+            && self.subscriptions.as_ref().is_some_and(|s| s.count() > 0)
     }
 
     /// True while the node has a password and this connection has not authenticated: only

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use super::{
-    bitmap, connection, hash, keyspace, list, server, set, string, transaction, zset, CommandError,
-    Ctx,
+    bitmap, connection, hash, keyspace, list, pubsub, server, set, string, transaction, zset,
+    CommandError, Ctx,
 };
 use crate::protocol::Reply;
 use crate::stats::StatKind;
@@ -295,12 +295,13 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
     table.extend(set::commands());
     table.extend(zset::commands());
     table.extend(bitmap::commands());
+    table.extend(pubsub::commands());
     for (i, c) in table.iter_mut().enumerate() {
         c.id = i;
         c.write = c.flags.contains(&"write");
         c.container = matches!(
             c.name,
-            "client" | "config" | "command" | "object" | "memory" | "slowlog" | "debug"
+            "client" | "config" | "command" | "object" | "memory" | "slowlog" | "debug" | "pubsub"
         );
     }
     table

@@ -182,6 +182,9 @@ impl JsonCodec {
     }
 
     fn render(&self, shape: &Shape, reply: &Reply) -> Value {
+        if let Reply::Push(items) = reply {
+            return render_push(items);
+        }
         let mut out = Map::new();
         let key = match shape {
             Shape::Set { key, .. }
@@ -473,6 +476,44 @@ fn insert_bytes(out: &mut Map<String, Value>, name: &str, reply: &Reply) {
     }
 }
 
+/// A push (pub/sub) as one object named by its kind: `{"push": "message", "channel": ...,
+/// "message": ...}`, `{"push": "pmessage", "pattern": ..., "channel": ..., "message": ...}`,
+/// `{"push": "subscribe", "channel": ..., "count": n}` (`"pattern"` for the `p` kinds). Binary
+/// fields are `<name>_base64`, as keys and values are; an UNSUBSCRIBE with nothing to leave has
+/// `"channel": null`. Any other push keeps its items as `"data"`.
+fn render_push(items: &[Reply]) -> Value {
+    let mut out = Map::new();
+    let kind = match items.first() {
+        Some(Reply::Bulk(k)) => String::from_utf8_lossy(k).into_owned(),
+        _ => String::new(),
+    };
+    out.insert("push".into(), json!(kind));
+    match (kind.as_str(), items) {
+        ("message", [_, channel, message]) => {
+            insert_bytes(&mut out, "channel", channel);
+            insert_bytes(&mut out, "message", message);
+        }
+        ("pmessage", [_, pattern, channel, message]) => {
+            insert_bytes(&mut out, "pattern", pattern);
+            insert_bytes(&mut out, "channel", channel);
+            insert_bytes(&mut out, "message", message);
+        }
+        ("subscribe" | "unsubscribe", [_, channel, count]) => {
+            insert_bytes(&mut out, "channel", channel);
+            out.insert("count".into(), to_json(count));
+        }
+        ("psubscribe" | "punsubscribe", [_, pattern, count]) => {
+            insert_bytes(&mut out, "pattern", pattern);
+            out.insert("count".into(), to_json(count));
+        }
+        (_, items) => {
+            let data = items.iter().skip(1).map(to_json).collect();
+            out.insert("data".into(), Value::Array(data));
+        }
+    }
+    Value::Object(out)
+}
+
 /// Maps any reply to a JSON value: maps become objects, binary strings `{"base64": ...}`.
 fn to_json(reply: &Reply) -> Value {
     match reply {
@@ -484,7 +525,7 @@ fn to_json(reply: &Reply) -> Value {
             Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) }),
         },
         Reply::Nil | Reply::NilArray => Value::Null,
-        Reply::Array(items) | Reply::Set(items) => {
+        Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
             Value::Array(items.iter().map(to_json).collect())
         }
         Reply::Map(pairs) => {

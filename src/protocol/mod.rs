@@ -120,6 +120,9 @@ pub enum Reply {
     Bool(bool),
     /// Text meant for humans (INFO): a bulk string in RESP2, `=` with `txt` in RESP3.
     Verbatim(Bytes),
+    /// Out-of-band data (a pub/sub message or subscription confirmation): an array in RESP2,
+    /// `>` in RESP3; the JSON protocol renders it as a `{"push": ...}` object.
+    Push(Vec<Reply>),
 }
 
 impl Reply {

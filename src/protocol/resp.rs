@@ -283,6 +283,10 @@ pub fn encode_reply(reply: &Reply, resp3: bool, dst: &mut BytesMut) {
             dst.put_slice(b"\r\n");
         }
         Reply::Verbatim(text) => bulk(dst, text),
+        Reply::Push(items) => {
+            header(dst, if resp3 { b'>' } else { b'*' }, items.len() as i64);
+            items.iter().for_each(|r| encode_reply(r, resp3, dst));
+        }
     }
 }
 

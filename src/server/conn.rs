@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_rustls::server::TlsStream;
 
 use crate::aof::FsyncPolicy;
@@ -31,6 +31,7 @@ use crate::cmd::Session;
 use crate::config::NodeConfig;
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, ReplyShape, RespCodec};
+use crate::pubsub::{Delivery, Subscriber};
 use crate::server::sniff::{self, Protocol};
 use crate::tls::TlsAcceptor;
 use wait::{blocks_remotely, wait_blocked};
@@ -139,6 +140,8 @@ async fn run_on<S: Transport>(
     ));
     let _registered = node.clients.register(client.clone());
     let mut session = Session::new(client);
+    // JSON renders pushes as objects of their own: no RESP2 subscribed mode for it.
+    session.pushes_apart = protocol == Protocol::Json;
     let result = match protocol {
         Protocol::Resp => {
             let codec = RespCodec::new(node.config.resp_limits);
@@ -149,8 +152,9 @@ async fn run_on<S: Transport>(
             serve(stream, rbuf, codec, node, &mut session).await
         }
     };
-    // WATCHes end with the connection.
+    // WATCHes end with the connection; subscriptions too (dropping them unsubscribes).
     session.unwatch_all(&node.store);
+    session.subscriptions = None;
     match result {
         Ok(()) => {}
         Err(ProtocolError::Io(e)) => tracing::debug!(%peer, "connection closed: {e}"),
@@ -173,6 +177,8 @@ async fn serve<S: Transport, C: Codec>(
     let stopped = session.client.kill.clone().cancelled_owned();
     tokio::pin!(stopped);
     let mut monitor: Option<Monitoring<'_>> = None;
+    // Pub/sub deliveries, once the connection has subscribed.
+    let mut feed: Option<Feed> = None;
     codec.set_authenticated(!session.auth_required(node));
     // The idle timeout: one timer for the connection's life, moved only when it fires early
     // (resetting it on every request would cost a timer-wheel update each time).
@@ -259,6 +265,19 @@ async fn serve<S: Transport, C: Codec>(
                             reply
                         };
                     codec.set_resp_version(session.protocol);
+                    // A first SUBSCRIBE (or one after RESET) brings a new feed of deliveries;
+                    // what the old one still holds goes out first.
+                    if let Some(rx) = session
+                        .subscriptions
+                        .as_mut()
+                        .and_then(|s| s.take_receiver())
+                    {
+                        if let Some(old) = &mut feed {
+                            old.drain(&mut codec, &mut wbuf, usize::MAX)?;
+                        }
+                        let subscriber = session.subscriptions.as_ref().map(|s| s.subscriber());
+                        feed = subscriber.map(|subscriber| Feed::new(rx, subscriber));
+                    }
                     // AUTH lifts the pre-auth size limits for the next request; RESET
                     // restores them.
                     codec.set_authenticated(!session.auth_required(node));
@@ -297,6 +316,19 @@ async fn serve<S: Transport, C: Codec>(
             };
             // This request's one encode step: its reply in its own shape, or nothing when
             // CLIENT REPLY OFF/SKIP suppressed the reply (the shape is dropped with it).
+            // Frames a command made before its reply (SUBSCRIBE a b), and messages it
+            // delivered to this very connection (PUBLISH to a channel it listens to), go
+            // before its reply, as in Redis.
+            if !session.pushes.is_empty() {
+                for push in std::mem::take(&mut session.pushes) {
+                    if reply.is_some() {
+                        codec.encode(&push, &ReplyShape::generic(), &mut wbuf)?;
+                    }
+                }
+            }
+            if let Some(feed) = &mut feed {
+                feed.drain(&mut codec, &mut wbuf, usize::MAX)?;
+            }
             if let Some(reply) = &reply {
                 codec.encode(reply, &shape, &mut wbuf)?;
             }
@@ -307,9 +339,10 @@ async fn serve<S: Transport, C: Codec>(
                 if !durable(node, session).await {
                     return Err(unconfirmed());
                 }
-                let stall_limit = idle_limit.filter(|_| monitor.is_none());
+                let stall_limit = idle_limit.filter(|_| !listening(&monitor, session));
                 write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
                 wbuf.clear();
+                Feed::written(&mut feed);
             }
         }
         // Subscribe before MONITOR's +OK goes out, as Redis does: a client that has read it
@@ -323,9 +356,10 @@ async fn serve<S: Transport, C: Codec>(
             if !durable(node, session).await {
                 return Err(unconfirmed());
             }
-            let stall_limit = idle_limit.filter(|_| monitor.is_none());
+            let stall_limit = idle_limit.filter(|_| !listening(&monitor, session));
             write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
             wbuf.clear();
+            Feed::written(&mut feed);
         }
         if session.closing || eof || attacked {
             return Ok(());
@@ -334,8 +368,8 @@ async fn serve<S: Transport, C: Codec>(
             rbuf.reserve(READ_CHUNK);
         }
         // Idle time counts from here: the last request is answered. Redis exempts MONITOR
-        // connections, which only listen.
-        let idle_armed = idle_limit.is_some() && monitor.is_none();
+        // and subscribed connections, which only listen.
+        let idle_armed = idle_limit.is_some() && !listening(&monitor, session);
         if idle_armed {
             waiting_since = tokio::time::Instant::now();
         }
@@ -358,6 +392,14 @@ async fn serve<S: Transport, C: Codec>(
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e.into()),
+                }
+            }
+            delivery = next_delivery(&mut feed) => {
+                // A message answers no request of this connection: generic shape. Whatever
+                // else is waiting joins it, up to one write's worth.
+                if let Some(feed) = &mut feed {
+                    feed.encode(&delivery, &mut codec, &mut wbuf)?;
+                    feed.drain(&mut codec, &mut wbuf, MAX_PENDING_OUTPUT)?;
                 }
             }
             line = next_monitor_line(&mut monitor) => {
@@ -614,6 +656,79 @@ impl<'a> Monitoring<'a> {
 impl Drop for Monitoring<'_> {
     fn drop(&mut self) {
         self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether the connection only listens (MONITOR, or pub/sub subscriptions): Redis exempts
+/// those from the idle timeout, and their replies from its stall limit.
+fn listening(monitor: &Option<Monitoring<'_>>, session: &Session) -> bool {
+    monitor.is_some()
+        || session
+            .subscriptions
+            .as_ref()
+            .is_some_and(|s| s.count() > 0)
+}
+
+/// A subscribed connection's deliveries: the receiving end, and the bytes encoded from it
+/// that are not yet written (given back to the registry's count once they are).
+struct Feed {
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    subscriber: Arc<Subscriber>,
+    encoded: usize,
+}
+
+impl Feed {
+    fn new(rx: mpsc::UnboundedReceiver<Delivery>, subscriber: Arc<Subscriber>) -> Feed {
+        Feed {
+            rx,
+            subscriber,
+            encoded: 0,
+        }
+    }
+
+    fn encode<C: Codec>(
+        &mut self,
+        delivery: &Delivery,
+        codec: &mut C,
+        wbuf: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        self.encoded += delivery.size();
+        codec.encode(&delivery.to_reply(), &ReplyShape::generic(), wbuf)
+    }
+
+    /// Encodes what has arrived, until `wbuf` holds `limit` bytes.
+    fn drain<C: Codec>(
+        &mut self,
+        codec: &mut C,
+        wbuf: &mut BytesMut,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        while wbuf.len() < limit {
+            match self.rx.try_recv() {
+                Ok(delivery) => self.encode(&delivery, codec, wbuf)?,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// After a write: the deliveries encoded so far are on their way.
+    fn written(feed: &mut Option<Feed>) {
+        if let Some(feed) = feed {
+            feed.subscriber.written(std::mem::take(&mut feed.encoded));
+        }
+    }
+}
+
+/// The next delivery, or never when the connection has not subscribed.
+async fn next_delivery(feed: &mut Option<Feed>) -> Delivery {
+    match feed {
+        // The sender lives as long as the feed holds its subscriber: `None` cannot come.
+        Some(feed) => match feed.rx.recv().await {
+            Some(delivery) => delivery,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -268,3 +268,67 @@ fn infinite_and_nan_doubles_render_as_redis_spells_them() {
         "{got}"
     );
 }
+
+#[test]
+fn pushes_render_as_one_object_per_event() {
+    let mut codec = JsonCodec::new(1, JsonLimits::default());
+    let generic = ReplyShape::generic();
+    let push = |items: Vec<Reply>| Reply::Push(items);
+    assert_eq!(
+        render(
+            &mut codec,
+            &push(vec![
+                Reply::bulk("subscribe"),
+                Reply::bulk("news"),
+                Reply::Int(1)
+            ]),
+            &generic
+        ),
+        json!({"push":"subscribe","channel":"news","count":1})
+    );
+    assert_eq!(
+        render(
+            &mut codec,
+            &push(vec![
+                Reply::bulk("message"),
+                Reply::bulk("news"),
+                Reply::bulk("hi")
+            ]),
+            &generic
+        ),
+        json!({"push":"message","channel":"news","message":"hi"})
+    );
+    assert_eq!(
+        render(
+            &mut codec,
+            &push(vec![
+                Reply::bulk("pmessage"),
+                Reply::bulk("n*"),
+                Reply::bulk("news"),
+                Reply::bulk(b"\xff\x00"),
+            ]),
+            &generic
+        ),
+        json!({"push":"pmessage","pattern":"n*","channel":"news","message_base64":"/wA="})
+    );
+    assert_eq!(
+        render(
+            &mut codec,
+            &push(vec![Reply::bulk("unsubscribe"), Reply::Nil, Reply::Int(0)]),
+            &generic
+        ),
+        json!({"push":"unsubscribe","channel":null,"count":0})
+    );
+    assert_eq!(
+        render(
+            &mut codec,
+            &push(vec![
+                Reply::bulk("psubscribe"),
+                Reply::bulk("a?"),
+                Reply::Int(2)
+            ]),
+            &generic
+        ),
+        json!({"push":"psubscribe","pattern":"a?","count":2})
+    );
+}

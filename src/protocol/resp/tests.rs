@@ -171,6 +171,21 @@ fn encodes_resp2_and_resp3() {
 }
 
 #[test]
+fn pushes_are_arrays_in_resp2_and_push_frames_in_resp3() {
+    let push = Reply::Push(vec![
+        Reply::bulk("message"),
+        Reply::bulk("c"),
+        Reply::bulk("m"),
+    ]);
+    let mut out = BytesMut::new();
+    encode_reply(&push, false, &mut out);
+    assert_eq!(&out[..], b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n");
+    out.clear();
+    encode_reply(&push, true, &mut out);
+    assert_eq!(&out[..], b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n");
+}
+
+#[test]
 fn encoded_replies_decode_with_redis_protocol() {
     use redis_protocol::resp2::decode::decode;
     use redis_protocol::resp2::types::OwnedFrame;

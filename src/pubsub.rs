@@ -1,0 +1,412 @@
+//! Publish/subscribe: the node's registry of channel and pattern subscriptions, and delivery
+//! of published messages to the connections that subscribed.
+//!
+//! One [`PubSub`] hangs off the node. A connection's first SUBSCRIBE or PSUBSCRIBE gives it a
+//! [`Subscriptions`] (kept in its session) holding its [`Subscriber`]: the sending end of an
+//! unbounded channel of [`Delivery`] values, and a count of the bytes delivered to it that
+//! are not yet written to its socket. PUBLISH builds one [`Message`] behind an `Arc`, looks
+//! the channel up and matches every pattern with [`crate::store::pattern`] (Redis's glob, as
+//! Redis matches patterns), and sends each subscriber a [`Delivery`]: the shared message and
+//! the pattern that matched. The connection task receives them beside its socket (the
+//! out-of-band path MONITOR uses too) and encodes each for its own protocol.
+//!
+//! Slow subscribers are bounded as Redis bounds them with `client-output-buffer-limit pubsub`
+//! ([`OutputLimits`]): a delivery that takes a subscriber's pending bytes past the hard limit,
+//! or finds them above the soft limit for longer than its seconds, closes that connection
+//! (its kill token, as CLIENT KILL) and nothing more is queued for it. The channel is
+//! unbounded only in type: with a hard limit set, what it holds never exceeds that limit.
+//!
+//! This module must not know about connections, codecs or the store's data: it keeps
+//! subscriptions and hands out deliveries.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::Reply;
+use crate::store::pattern;
+
+pub mod limits;
+
+pub use limits::{ClassLimit, OutputLimits};
+
+/// The node's subscriptions: channel and pattern to subscribers.
+#[derive(Debug)]
+pub struct PubSub {
+    /// Channels and patterns. A std lock: every holder is short and synchronous (a publish
+    /// only queues its deliveries), and nothing awaits while holding it.
+    registry: RwLock<Registry>,
+    /// `client-output-buffer-limit`, changed at run time by CONFIG SET.
+    pub limits: OutputLimits,
+    /// The clock of the soft limit's timers (milliseconds since this instant).
+    epoch: std::time::Instant,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// Channel to its subscribers, in subscription order.
+    channels: HashMap<Bytes, Vec<Arc<Subscriber>>, ahash::RandomState>,
+    /// Pattern to its subscribers, in subscription order.
+    patterns: HashMap<Bytes, Vec<Arc<Subscriber>>, ahash::RandomState>,
+}
+
+/// One published message, shared by every delivery of it.
+#[derive(Debug)]
+pub struct Message {
+    /// The channel it was published to.
+    pub channel: Bytes,
+    /// What was published.
+    pub payload: Bytes,
+}
+
+/// A message on its way to one subscriber: the shared message, and the pattern it matched
+/// (`None` for a channel subscription).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The pattern subscription it came through, if any.
+    pub pattern: Option<Bytes>,
+    /// The message.
+    pub message: Arc<Message>,
+}
+
+impl Delivery {
+    /// The bytes this delivery counts against the subscriber's output limits: about its RESP
+    /// size, as Redis counts its output buffer.
+    pub fn size(&self) -> usize {
+        let m = &self.message;
+        DELIVERY_OVERHEAD
+            + m.channel.len()
+            + m.payload.len()
+            + self.pattern.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// The push frame Redis sends for it: `message channel payload`, or
+    /// `pmessage pattern channel payload`.
+    pub fn to_reply(&self) -> Reply {
+        let m = &self.message;
+        match &self.pattern {
+            None => Reply::Push(vec![
+                Reply::text("message"),
+                Reply::Bulk(m.channel.clone()),
+                Reply::Bulk(m.payload.clone()),
+            ]),
+            Some(pattern) => Reply::Push(vec![
+                Reply::text("pmessage"),
+                Reply::Bulk(pattern.clone()),
+                Reply::Bulk(m.channel.clone()),
+                Reply::Bulk(m.payload.clone()),
+            ]),
+        }
+    }
+}
+
+/// The registry's handle on one subscribed connection.
+#[derive(Debug)]
+pub struct Subscriber {
+    /// The connection's client id.
+    pub id: u64,
+    tx: mpsc::UnboundedSender<Delivery>,
+    /// Bytes delivered and not yet written to the socket.
+    pending: AtomicUsize,
+    /// When the pending bytes were first seen above the soft limit (milliseconds since the
+    /// registry's epoch, plus one), or 0.
+    over_soft_since: AtomicU64,
+    /// Closes the connection (the client's kill token).
+    kill: CancellationToken,
+    /// Set once the connection is being closed for its output: nothing more is queued.
+    closing: AtomicBool,
+}
+
+impl Subscriber {
+    /// Gives back `bytes` of deliveries the connection has written to its socket.
+    pub fn written(&self, bytes: usize) {
+        if bytes > 0 {
+            self.pending.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes delivered and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Queues `delivery` unless that breaks the output limits, in which case the connection
+    /// is closed instead.
+    fn deliver(&self, delivery: Delivery, limit: ClassLimit, now_ms: u64) {
+        if self.closing.load(Ordering::Relaxed) {
+            return;
+        }
+        let size = delivery.size();
+        let pending = self.pending.fetch_add(size, Ordering::Relaxed) + size;
+        let over = if limit.hard > 0 && pending as u64 > limit.hard {
+            Some("hard")
+        } else if limit.soft > 0 && pending as u64 > limit.soft {
+            // Redis's soft limit: above it for longer than `soft_seconds`, judged whenever
+            // output is added.
+            let since = self.over_soft_since.load(Ordering::Relaxed);
+            if since == 0 {
+                self.over_soft_since.store(now_ms + 1, Ordering::Relaxed);
+                None
+            } else {
+                let over_ms = (now_ms + 1).saturating_sub(since);
+                (over_ms > limit.soft_seconds * 1000).then_some("soft")
+            }
+        } else {
+            self.over_soft_since.store(0, Ordering::Relaxed);
+            None
+        };
+        if let Some(which) = over {
+            self.closing.store(true, Ordering::Relaxed);
+            self.pending.fetch_sub(size, Ordering::Relaxed);
+            tracing::warn!(
+                client = self.id,
+                pending,
+                "Client id={} scheduled to be closed ASAP for overcoming of output buffer \
+                 limits ({which} pubsub limit).",
+                self.id
+            );
+            self.kill.cancel();
+            return;
+        }
+        // A closed receiver means the connection is ending; its subscriptions go with it.
+        if self.tx.send(delivery).is_err() {
+            self.pending.fetch_sub(size, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Default for PubSub {
+    fn default() -> Self {
+        PubSub {
+            registry: RwLock::default(),
+            limits: OutputLimits::default(),
+            epoch: std::time::Instant::now(),
+        }
+    }
+}
+
+impl PubSub {
+    /// Publishes `payload` on `channel` to this node's subscribers; returns how many
+    /// deliveries were made (a connection subscribed to the channel and to a matching
+    /// pattern counts twice, as in Redis).
+    pub fn publish(&self, channel: Bytes, payload: Bytes) -> usize {
+        let message = Arc::new(Message { channel, payload });
+        let limit = self.limits.pubsub();
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let registry = self.read();
+        let mut receivers = 0;
+        if let Some(subscribers) = registry.channels.get(&message.channel) {
+            for s in subscribers {
+                let delivery = Delivery {
+                    pattern: None,
+                    message: message.clone(),
+                };
+                s.deliver(delivery, limit, now_ms);
+                receivers += 1;
+            }
+        }
+        for (pattern, subscribers) in &registry.patterns {
+            if !pattern::matches(pattern, &message.channel) {
+                continue;
+            }
+            for s in subscribers {
+                let delivery = Delivery {
+                    pattern: Some(pattern.clone()),
+                    message: message.clone(),
+                };
+                s.deliver(delivery, limit, now_ms);
+                receivers += 1;
+            }
+        }
+        receivers
+    }
+
+    /// Channels with at least one subscriber, matching `filter` when given (PUBSUB CHANNELS).
+    pub fn channels(&self, filter: Option<&[u8]>) -> Vec<Bytes> {
+        self.read()
+            .channels
+            .keys()
+            .filter(|c| filter.is_none_or(|p| pattern::matches(p, c)))
+            .cloned()
+            .collect()
+    }
+
+    /// Subscribers of `channel` (PUBSUB NUMSUB; patterns not counted).
+    pub fn numsub(&self, channel: &[u8]) -> usize {
+        self.read().channels.get(channel).map_or(0, Vec::len)
+    }
+
+    /// Channels with at least one subscriber (INFO `pubsub_channels`).
+    pub fn channel_count(&self) -> usize {
+        self.read().channels.len()
+    }
+
+    /// Distinct patterns subscribed to (PUBSUB NUMPAT, INFO `pubsub_patterns`).
+    pub fn pattern_count(&self) -> usize {
+        self.read().patterns.len()
+    }
+
+    /// A new connection's subscription state, not yet subscribed to anything; `kill` closes
+    /// the connection (its client's kill token).
+    pub fn subscriptions(self: &Arc<Self>, id: u64, kill: CancellationToken) -> Subscriptions {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Subscriptions {
+            registry: self.clone(),
+            me: Arc::new(Subscriber {
+                id,
+                tx,
+                pending: AtomicUsize::new(0),
+                over_soft_since: AtomicU64::new(0),
+                kill,
+                closing: AtomicBool::new(false),
+            }),
+            rx: Some(rx),
+            channels: HashSet::default(),
+            patterns: HashSet::default(),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().expect("pubsub registry lock poisoned")
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry
+            .write()
+            .expect("pubsub registry lock poisoned")
+    }
+}
+
+/// What one connection is subscribed to. Dropping it (the connection ends, whatever the
+/// reason) removes every subscription from the registry.
+#[derive(Debug)]
+pub struct Subscriptions {
+    registry: Arc<PubSub>,
+    me: Arc<Subscriber>,
+    /// The receiving end, until the connection takes it.
+    rx: Option<mpsc::UnboundedReceiver<Delivery>>,
+    channels: HashSet<Bytes, ahash::RandomState>,
+    patterns: HashSet<Bytes, ahash::RandomState>,
+}
+
+/// Which kind of subscription: to a channel by name, or to a pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// SUBSCRIBE / UNSUBSCRIBE.
+    Channel,
+    /// PSUBSCRIBE / PUNSUBSCRIBE.
+    Pattern,
+}
+
+impl Subscriptions {
+    /// Subscribes to `name`; false if it already was.
+    pub fn subscribe(&mut self, kind: Kind, name: &Bytes) -> bool {
+        if !self.set(kind).insert(name.clone()) {
+            return false;
+        }
+        let mut registry = self.registry.write();
+        let map = match kind {
+            Kind::Channel => &mut registry.channels,
+            Kind::Pattern => &mut registry.patterns,
+        };
+        map.entry(name.clone()).or_default().push(self.me.clone());
+        true
+    }
+
+    /// Unsubscribes from `name`; false if it was not subscribed.
+    pub fn unsubscribe(&mut self, kind: Kind, name: &[u8]) -> bool {
+        if !self.set(kind).remove(name) {
+            return false;
+        }
+        let mut registry = self.registry.write();
+        let map = match kind {
+            Kind::Channel => &mut registry.channels,
+            Kind::Pattern => &mut registry.patterns,
+        };
+        remove(map, name, self.me.id);
+        true
+    }
+
+    /// Everything of `kind` subscribed to now, in no particular order (as Redis's dict).
+    pub fn names(&self, kind: Kind) -> Vec<Bytes> {
+        match kind {
+            Kind::Channel => self.channels.iter().cloned().collect(),
+            Kind::Pattern => self.patterns.iter().cloned().collect(),
+        }
+    }
+
+    /// Channel subscriptions.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Pattern subscriptions.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Channel and pattern subscriptions together (the count in confirmations).
+    pub fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    /// The receiving end of the connection's deliveries, once: the connection task takes it
+    /// and reads it beside its socket.
+    pub fn take_receiver(&mut self) -> Option<mpsc::UnboundedReceiver<Delivery>> {
+        self.rx.take()
+    }
+
+    /// The registry's handle on this connection (to give back written bytes).
+    pub fn subscriber(&self) -> Arc<Subscriber> {
+        self.me.clone()
+    }
+
+    fn set(&mut self, kind: Kind) -> &mut HashSet<Bytes, ahash::RandomState> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+        }
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        if self.channels.is_empty() && self.patterns.is_empty() {
+            return;
+        }
+        let mut registry = self.registry.write();
+        for c in &self.channels {
+            remove(&mut registry.channels, c, self.me.id);
+        }
+        for p in &self.patterns {
+            remove(&mut registry.patterns, p, self.me.id);
+        }
+    }
+}
+
+/// Removes subscriber `id` from `name`'s list, and the name when nobody is left.
+fn remove(
+    map: &mut HashMap<Bytes, Vec<Arc<Subscriber>>, ahash::RandomState>,
+    name: &[u8],
+    id: u64,
+) {
+    if let Some(list) = map.get_mut(name) {
+        if let Some(i) = list.iter().position(|s| s.id == id) {
+            // `remove`, not `swap_remove`: the others keep their delivery order.
+            list.remove(i);
+        }
+        if list.is_empty() {
+            map.remove(name);
+        }
+    }
+}
+
+/// What a delivery costs beyond its strings: the RESP headers around them.
+const DELIVERY_OVERHEAD: usize = 48;
+
+#[cfg(test)]
+mod tests;

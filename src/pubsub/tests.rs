@@ -1,0 +1,130 @@
+use super::*;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<Delivery>) -> Vec<(Option<Bytes>, Bytes, Bytes)> {
+    let mut out = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        out.push((
+            d.pattern.clone(),
+            d.message.channel.clone(),
+            d.message.payload.clone(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn publish_reaches_channel_and_pattern_subscribers_once_each() {
+    let registry = Arc::new(PubSub::default());
+    let mut a = registry.subscriptions(1, CancellationToken::new());
+    let mut b_ = registry.subscriptions(2, CancellationToken::new());
+    assert!(a.subscribe(Kind::Channel, &b("news")));
+    assert!(!a.subscribe(Kind::Channel, &b("news")));
+    assert!(a.subscribe(Kind::Pattern, &b("n*")));
+    assert!(b_.subscribe(Kind::Pattern, &b("x*")));
+    assert_eq!(a.count(), 2);
+    assert_eq!(registry.publish(b("news"), b("hi")), 2);
+    assert_eq!(registry.publish(b("other"), b("no")), 0);
+    let mut rx = a.take_receiver().expect("receiver");
+    assert!(a.take_receiver().is_none());
+    assert_eq!(
+        drain(&mut rx),
+        vec![
+            (None, b("news"), b("hi")),
+            (Some(b("n*")), b("news"), b("hi")),
+        ]
+    );
+    assert_eq!(registry.numsub(b"news"), 1);
+    assert_eq!(registry.channel_count(), 1);
+    assert_eq!(registry.pattern_count(), 2);
+    assert_eq!(registry.channels(Some(b"n?ws")), vec![b("news")]);
+    assert!(registry.channels(Some(b"x")).is_empty());
+    // Dropping a connection's subscriptions removes them all.
+    drop(a);
+    assert_eq!(registry.numsub(b"news"), 0);
+    assert_eq!(registry.pattern_count(), 1);
+    assert!(b_.unsubscribe(Kind::Pattern, b"x*"));
+    assert!(!b_.unsubscribe(Kind::Pattern, b"x*"));
+    assert_eq!(registry.pattern_count(), 0);
+}
+
+#[test]
+fn deliveries_count_until_written_and_the_hard_limit_closes_the_subscriber() {
+    let registry = Arc::new(PubSub::default());
+    registry.limits.set(b"pubsub 1000 0 0").expect("valid");
+    let kill = CancellationToken::new();
+    let mut slow = registry.subscriptions(1, kill.clone());
+    slow.subscribe(Kind::Channel, &b("c"));
+    let me = slow.subscriber();
+    let payload = Bytes::from(vec![b'x'; 100]);
+    let mut delivered = 0;
+    while !kill.is_cancelled() {
+        registry.publish(b("c"), payload.clone());
+        delivered += 1;
+        assert!(delivered < 100, "never closed");
+    }
+    // Everything queued stays within the limit, and nothing more is queued once closing.
+    assert!(me.pending() <= 1000, "{}", me.pending());
+    let before = me.pending();
+    registry.publish(b("c"), payload.clone());
+    assert_eq!(me.pending(), before);
+    let mut rx = slow.take_receiver().expect("receiver");
+    let queued = drain(&mut rx).len();
+    assert_eq!(queued, delivered - 1);
+    me.written(before);
+    assert_eq!(me.pending(), 0);
+}
+
+#[test]
+fn the_soft_limit_closes_a_subscriber_that_stays_above_it() {
+    let registry = Arc::new(PubSub::default());
+    registry.limits.set(b"pubsub 0 100 0").expect("valid");
+    let kill = CancellationToken::new();
+    let mut slow = registry.subscriptions(1, kill.clone());
+    slow.subscribe(Kind::Channel, &b("c"));
+    let payload = Bytes::from(vec![b'x'; 200]);
+    // The first delivery above the soft limit starts its timer; one later in another
+    // millisecond (0 seconds allowed) closes it.
+    registry.publish(b("c"), payload.clone());
+    assert!(!kill.is_cancelled());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    registry.publish(b("c"), payload);
+    assert!(kill.is_cancelled());
+}
+
+#[test]
+fn delivery_frames_are_redis_messages() {
+    let message = Arc::new(Message {
+        channel: b("c"),
+        payload: b("m"),
+    });
+    let plain = Delivery {
+        pattern: None,
+        message: message.clone(),
+    };
+    assert_eq!(
+        plain.to_reply(),
+        Reply::Push(vec![
+            Reply::text("message"),
+            Reply::bulk("c"),
+            Reply::bulk("m")
+        ])
+    );
+    let matched = Delivery {
+        pattern: Some(b("*")),
+        message,
+    };
+    assert_eq!(
+        matched.to_reply(),
+        Reply::Push(vec![
+            Reply::text("pmessage"),
+            Reply::bulk("*"),
+            Reply::bulk("c"),
+            Reply::bulk("m")
+        ])
+    );
+    assert!(matched.size() > plain.size());
+}

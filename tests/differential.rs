@@ -124,7 +124,8 @@ fn kind(frame: &str) -> &str {
     frame.get(..1).unwrap_or("")
 }
 
-/// An aggregate frame's header line and its elements (pairs for a map), sorted; any other
+/// An aggregate frame's header line and its elements (pairs for a map), each normalised the
+/// same way and sorted, at every depth (SCAN's keys are an array inside an array); any other
 /// frame as it is.
 fn unordered(frame: &str) -> (String, Vec<String>) {
     let bytes = frame.as_bytes();
@@ -135,15 +136,22 @@ fn unordered(frame: &str) -> (String, Vec<String>) {
     if !matches!(kind(frame), "*" | "~" | "%" | ">") || header.starts_with("*-") {
         return (frame.to_owned(), Vec::new());
     }
+    let flat = |f: &str| {
+        let (h, items) = unordered(f);
+        h + &items.concat()
+    };
     let mut items = Vec::new();
     let mut at = header_end + 2;
     while at < bytes.len() {
-        let mut len = frame_len(bytes, at).expect("a complete element");
-        if kind(frame) == "%" {
-            len += frame_len(bytes, at + len).expect("a complete map value");
-        }
-        items.push(frame[at..at + len].to_owned());
+        let len = frame_len(bytes, at).expect("a complete element");
+        let mut item = flat(&frame[at..at + len]);
         at += len;
+        if kind(frame) == "%" {
+            let len = frame_len(bytes, at).expect("a complete map value");
+            item += &flat(&frame[at..at + len]);
+            at += len;
+        }
+        items.push(item);
     }
     items.sort();
     (header, items)

@@ -1,7 +1,8 @@
-//! Files written by earlier releases still load: a version 1 snapshot and a version 1
-//! append-only log, both written by the release before values had types (the binary of
-//! commit 3d617ad, see tests/fixtures/README.md), with TTLs, binary data and several
-//! databases. Both are restored through a real node and checked key by key.
+//! Files written by earlier releases still load: version 1 snapshot and append-only log,
+//! written by the release before values had types (the binary of commit 3d617ad), and version
+//! 2 ones, written by the release before collections (commit bf56b78), see
+//! tests/fixtures/README.md; with TTLs, binary data and several databases. Each is restored
+//! through a real node and checked key by key.
 
 mod common;
 
@@ -160,4 +161,96 @@ async fn a_version_1_log_replays_and_keeps_working_as_version_3() {
     assert_eq!(deadline(b"a"), Some(None), "PERSIST replayed");
     assert_eq!(deadline(b"new"), Some(None));
     assert_eq!(deadline(b"c"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_snapshot_loads_and_is_saved_back_as_version_3() {
+    let dir = data_dir_with(&[("v2_snapshot.json", "kv_store_server1.json")]);
+    let node = spawn_node_in(dir, |c| c.id = 1).await;
+    assert_eq!(node.restored, 8);
+    let mut con = multiplexed(&node.redis_url()).await;
+    for (key, want) in [
+        (&b"plain"[..], &b"Alice"[..]),
+        (b"uni", "h\u{e9}llo \u{2713}".as_bytes()),
+        (b"bin:key", b"\x01\x02\xfe"),
+        (b"counter", b"15"),
+        (b"a", b"1"),
+    ] {
+        let got = bulk(&run::<Value>(&mut con, &[&b"GET"[..], key]).await);
+        assert_eq!(
+            got.as_deref(),
+            Some(want),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+    }
+    assert_eq!(
+        int(&run::<Value>(&mut con, &[b"PEXPIRETIME", b"b"]).await),
+        YEAR_2100_MS + 123
+    );
+    assert_eq!(int(&run::<Value>(&mut con, &[b"TTL", b"a"]).await), -1);
+    // The new build adds a collection next to the old strings; both survive a save.
+    let _: Value = run::<Value>(&mut con, &[b"SADD", b"set", b"x"]).await;
+    let _: Value = run::<Value>(&mut con, &[b"SAVE"]).await;
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.snapshot_path()).expect("read")).expect("json");
+    assert_eq!(saved["version"], 3);
+    let dir = node.stop().await;
+    let again = spawn_node_in(dir, |c| c.id = 1).await;
+    assert_eq!(again.restored, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_log_replays_and_takes_collection_records_after_it() {
+    let dir = data_dir_with(&[("v2_log.aof", "kv_store_server1.aof")]);
+    let node = spawn_node_in(dir, |c| {
+        c.id = 1;
+        c.appendonly = true;
+        c.appendfsync = FsyncPolicy::Always;
+    })
+    .await;
+    let mut con = multiplexed(&node.redis_url()).await;
+    // The fixture's commands (tests/fixtures/README.md): SET plain; SET bin:key; SET ttl:far
+    // EXAT 2100; INCRBY counter 5; MSET a 1 b 2; EXPIRE a; PERSIST a; PEXPIREAT b 2100+123ms;
+    // SELECT 3 SET db3 three, EXPIREAT db3 2100; INCRBYFLOAT fl 1.5; DEL plain; SWAPDB 3 4.
+    for (key, want) in [
+        (&b"plain"[..], None),
+        (b"bin:key", Some(&b"\x01\x02\xfe"[..])),
+        (b"counter", Some(b"5")),
+        (b"a", Some(b"1")),
+        (b"b", Some(b"2")),
+        (b"fl", Some(b"1.5")),
+    ] {
+        let got = bulk(&run::<Value>(&mut con, &[&b"GET"[..], key]).await);
+        assert_eq!(got.as_deref(), want, "{}", String::from_utf8_lossy(key));
+    }
+    assert_eq!(int(&run::<Value>(&mut con, &[b"TTL", b"a"]).await), -1);
+    assert_eq!(
+        int(&run::<Value>(&mut con, &[b"PEXPIRETIME", b"b"]).await),
+        YEAR_2100_MS + 123
+    );
+    let _: Value = run::<Value>(&mut con, &[b"SELECT", b"4"]).await;
+    assert_eq!(
+        int(&run::<Value>(&mut con, &[b"PEXPIRETIME", b"db3"]).await),
+        YEAR_2100_MS
+    );
+    // Collections are logged after the converted records; the whole log replays.
+    let _: Value = run::<Value>(&mut con, &[b"SELECT", b"0"]).await;
+    let _: Value = run::<Value>(&mut con, &[b"SADD", b"set", b"x", b"y"]).await;
+    let log = std::fs::read(node.node.config.aof_path()).expect("log");
+    assert_eq!(&log[..13], minikv::aof::MAGIC);
+    let copy = node.dir.path().join("copy.aof");
+    std::fs::write(&copy, &log).expect("copy");
+    let store = minikv::store::Store::new(16, 4);
+    minikv::aof::Aof::replay(&copy, &store, 0).expect("replays");
+    let now = tokio::time::Instant::now();
+    let db0 = store.db(0).expect("db 0");
+    assert_eq!(
+        db0.shard(b"set").peek(b"set", now).map(|v| v.kind()),
+        Some(minikv::store::Kind::Set)
+    );
+    assert_eq!(
+        db0.shard(b"plain").peek(b"plain", now).map(|v| v.kind()),
+        None
+    );
 }

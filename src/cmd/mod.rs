@@ -20,6 +20,7 @@ mod hash;
 mod keyspace;
 mod lcs;
 mod list;
+mod long_double;
 mod pubsub;
 mod server;
 mod session;

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::args::{int, is};
 use super::keyspace::{deadline_after_ms, deadline_at_unix_ms, ttl_seconds};
+use super::long_double;
 use super::{CommandError, Ctx};
 use crate::protocol::Reply;
 use crate::store::{Entry, Value};
@@ -441,21 +442,21 @@ pub(super) fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
 }
 
 pub(super) fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let by = super::args::float(&args[2])?;
     let key = &args[1];
     let mut shard = ctx.write(key)?;
+    // Redis's order: the type, then the stored value, then the increment.
     let (current, deadline) = match string(shard.get(key))? {
-        Some((value, deadline)) => (super::args::float(&value)?, deadline),
-        None => (0.0, None),
+        Some((value, deadline)) => (long_double::parse(&value), deadline),
+        None => (Some(long_double::ZERO), None),
     };
-    let next = current + by;
-    if !next.is_finite() {
-        return Err(CommandError::Other(
-            "ERR increment would produce NaN or Infinity".into(),
-        ));
-    }
-    // Shortest text that reads back as the same number, without exponent, as Redis prints.
-    let text = Bytes::from(format!("{next}"));
+    let (Some(current), Some(by)) = (current, long_double::parse(&args[2])) else {
+        return Err(CommandError::NotFloat);
+    };
+    // In x87 `long double`, as Redis computes and prints it (see `long_double`).
+    let next = long_double::sum(current, by).ok_or(CommandError::Other(
+        "ERR increment would produce NaN or Infinity".into(),
+    ))?;
+    let text = long_double::text(next);
     shard.put(key, &text, deadline);
     Ok(Reply::Bulk(text))
 }

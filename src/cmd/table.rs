@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use super::{
-    bitmap, connection, hash, keyspace, list, pubsub, server, set, string, transaction, zset,
-    CommandError, Ctx,
+    bitmap, blocking, connection, hash, keyspace, list, pubsub, server, set, string, transaction,
+    zset, CommandError, Ctx,
 };
 use crate::protocol::Reply;
 use crate::stats::StatKind;
@@ -294,6 +294,7 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
     table.extend(hash::commands());
     table.extend(set::commands());
     table.extend(zset::commands());
+    table.extend(blocking::commands());
     table.extend(bitmap::commands());
     table.extend(pubsub::commands());
     for (i, c) in table.iter_mut().enumerate() {

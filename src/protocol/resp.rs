@@ -290,15 +290,45 @@ pub fn encode_reply(reply: &Reply, resp3: bool, dst: &mut BytesMut) {
     }
 }
 
-/// Formats a double the way Redis 7 replies with one: `inf`, `-inf`, `nan`, or the shortest
-/// text that reads back as the same number.
+/// Formats a double the way Redis 7.0 replies with one (`addReplyDouble`: C's `%.17g`):
+/// `inf`, `-inf`, `nan`, `-0`, else 17 significant digits without trailing zeros, in
+/// exponent form (`1e+20`, `1.0000000000000001e-05`) below 1e-4 or from 1e17 on. So
+/// `ZADD z 1.1 m` then `ZSCORE z m` is `1.1000000000000001`, as in Redis 7.0 (7.2 switched
+/// to the shortest form).
 pub fn format_double(d: f64) -> String {
     if d.is_infinite() {
-        if d > 0.0 { "inf" } else { "-inf" }.to_string()
-    } else if d.is_nan() {
-        "nan".to_string()
+        return if d > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    if d.is_nan() {
+        return "nan".to_string();
+    }
+    if d == 0.0 {
+        return if d.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // `%e` with 16 digits after the point is the rounding `%.17g` starts from; its exponent
+    // picks the form.
+    let sci = format!("{d:.16e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..17).contains(&exp) {
+        let fixed = format!("{d:.prec$}", prec = (16 - exp) as usize);
+        strip_fraction_zeros(&fixed).to_string()
     } else {
-        format!("{d}")
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!(
+            "{}e{sign}{:02}",
+            strip_fraction_zeros(mantissa),
+            exp.unsigned_abs()
+        )
+    }
+}
+
+/// `1.500` -> `1.5`, `2.000` -> `2` (`%g` drops a fraction's trailing zeros).
+fn strip_fraction_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
     }
 }
 

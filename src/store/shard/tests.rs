@@ -325,3 +325,13 @@ fn collections_dump_load_and_expire_like_strings() {
     assert_eq!(other.purge_expired(now + Duration::from_secs(11)), 1);
     assert!(!other.contains(b"h", now));
 }
+
+#[test]
+fn collection_entries_stay_small() {
+    // Every key of a collection pays for its box (docs/performance.md, "Data types").
+    assert!(std::mem::size_of::<crate::store::List>() <= 24);
+    assert!(std::mem::size_of::<crate::store::Hash>() <= 24);
+    assert!(std::mem::size_of::<crate::store::Set>() <= 24);
+    assert!(std::mem::size_of::<crate::store::ZSet>() <= 24);
+    assert!(std::mem::size_of::<Boxed>() <= 72, "{}", std::mem::size_of::<Boxed>());
+}

@@ -5,7 +5,7 @@
 //! and node-redis 6 (HELLO 3 by default, and RESP2), each over strings, hashes, lists, sets,
 //! sorted sets and a publish/subscribe round trip; and rq 1.11.1, a Python job queue, end to
 //! end (jobs enqueued, a real `rq worker --burst` process, results, the failed job registry,
-//! dependencies). The scripts assert every value they read back and exit non-zero on the
+//! dependencies, and a long-running worker woken from BLPOP by an enqueue). The scripts assert every value they read back and exit non-zero on the
 //! first mismatch; their output is shown when they fail. `./scripts/test.sh` installs the
 //! libraries (pip `redis==8.*` and `rq==1.11.1`, npm packages into `tests/clients/node_modules`).
 //! The rq scenario also runs against a real redis-server, so that a failure against the node

@@ -3,7 +3,9 @@
 Enqueues jobs with rq, runs a real `rq worker --burst` process (started as
 `python3 -m rq.cli worker`), and asserts what rq reads back: results stored in the job
 hashes, a failing job in the failed job registry with its traceback, a job with `depends_on`
-deferred until its dependency finished, and one whose dependency failed left deferred.
+deferred until its dependency finished, and one whose dependency failed left deferred. Then a
+long-running worker (`--max-jobs 1`, no `--burst`) waits on an empty queue with BLPOP and is
+woken by the next enqueue.
 Runs twice: with redis-py's default protocol (HELLO 3) and with protocol 2 (the worker gets
 the same URL). Exits non-zero naming the first mismatch. Run by tests/clients.rs.
 
@@ -39,19 +41,53 @@ def expect(what, got, want):
         raise AssertionError(f"{what}: expected {want!r}, got {got!r}")
 
 
-def run_worker(url, queue_name):
-    """Runs `rq worker --burst` on one queue and returns its combined output."""
+def worker_command(url, queue_name, *options):
+    """`rq worker` on one queue, as a command line and its environment."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
                PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run(
-        [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", url,
-         "--path", HERE, "--name", f"w.{queue_name}", queue_name],
-        cwd=HERE, env=env, capture_output=True, text=True, timeout=WORKER_LIMIT,
-    )
+    command = [sys.executable, "-m", "rq.cli", "worker", *options, "--url", url,
+               "--path", HERE, "--name", f"w.{queue_name}", queue_name]
+    return command, env
+
+
+def run_worker(url, queue_name):
+    """Runs `rq worker --burst` on one queue and returns its combined output."""
+    command, env = worker_command(url, queue_name, "--burst")
+    done = subprocess.run(command, cwd=HERE, env=env, capture_output=True, text=True,
+                          timeout=WORKER_LIMIT)
     output = done.stdout + done.stderr
     if done.returncode != 0:
         raise AssertionError(f"rq worker exited with {done.returncode}:\n{output}")
     return output
+
+
+def check_waiting_worker(conn, url, name):
+    """A worker without --burst blocks in BLPOP on its empty queue; an enqueue wakes it."""
+    q = Queue(name + ".wait", connection=conn)
+    command, env = worker_command(url, q.name, "--max-jobs", "1")
+    worker = subprocess.Popen(command, cwd=HERE, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        # Wait (bounded) until the worker is blocked on the queue: the node counts it.
+        deadline = time.monotonic() + WORKER_LIMIT
+        while conn.info("clients")["blocked_clients"] < 1:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("the waiting worker never blocked:\n"
+                                     + (worker.communicate()[0] if worker.poll() is not None
+                                        else "(still running)"))
+            time.sleep(0.05)
+        job = q.enqueue(rq_jobs.add, 20, 22, result_ttl=600)
+        output, _ = worker.communicate(timeout=WORKER_LIMIT)
+        expect("waiting worker exit code", worker.returncode, 0)
+        job.refresh()
+        if job.get_status() != "finished":
+            raise AssertionError(f"job after wake-up: {job.get_status()}\n{output}")
+        expect("woken worker's result", job.result, 42)
+        expect("blocked clients after", conn.info("clients")["blocked_clients"], 0)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
 
 
 def check(port, protocol):
@@ -124,6 +160,8 @@ def check(port, protocol):
 
     # The burst worker deregistered itself when it stopped.
     expect("workers left", [w.name for w in rq.Worker.all(queue=q)], [])
+
+    check_waiting_worker(conn, url, name)
     conn.close()
     print(f"rq {rq.__version__} with redis-py {redis.__version__} ({label}): ok")
 

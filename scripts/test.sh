@@ -37,20 +37,29 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ -n "$policy_added" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
 
-# redis-py 8.x (its default connection opens with HELLO 3).
-if ! python3 -c 'import sys, redis; sys.exit(not redis.__version__.startswith("8."))' 2>/dev/null; then
-  echo "installing: pip redis==8.*"
+# pip install, system-wide: Debian's own python3 refuses that (PEP 668) unless told otherwise.
+pip_install() {
+  echo "installing: pip $*"
+  local pip_log
   pip_log=$(mktemp)
-  if ! python3 -m pip install --quiet 'redis==8.*' 2>"$pip_log"; then
-    # Debian's own python3 refuses system-wide installs (PEP 668) unless told otherwise.
+  if ! python3 -m pip install --quiet "$@" 2>"$pip_log"; then
     if grep -q externally-managed "$pip_log"; then
-      python3 -m pip install --quiet --break-system-packages 'redis==8.*'
+      python3 -m pip install --quiet --break-system-packages "$@"
     else
       cat "$pip_log" >&2
       exit 1
     fi
   fi
   rm -f "$pip_log"
+}
+# redis-py 8.x (its default connection opens with HELLO 3).
+if ! python3 -c 'import sys, redis; sys.exit(not redis.__version__.startswith("8."))' 2>/dev/null; then
+  pip_install 'redis==8.*'
+fi
+# rq 1.11.1, the job queue tests/clients.rs runs end to end: the last rq that keeps job results
+# in the job's hash (1.12 and later use streams, which minikv lacks). It accepts redis-py 8.
+if ! python3 -c 'import sys, rq; sys.exit(rq.__version__ != "1.11.1")' 2>/dev/null; then
+  pip_install 'rq==1.11.1' 'redis==8.*'
 fi
 # ioredis 6 and node-redis 6, as listed in tests/clients/package.json (and its lock file).
 if ! npm ls --prefix tests/clients --depth=0 >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 //! The cluster client against real nodes: MD5 routing (checked against each node's keyspace
 //! and against vectors computed independently with Python's hashlib), MGET/MSET across nodes,
-//! many concurrent clients without lost writes, and a node stopped and restarted under the
-//! client (three retries, about 1.5 s, then an error; works again after the restart).
+//! many concurrent clients without lost writes, a node stopped and restarted under the
+//! client (three retries, about 1.5 s, then an error; works again after the restart), and the
+//! typed calls for hashes, lists, sets, sorted sets and PUBLISH against real nodes.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{client_config, cluster_client, spawn_cluster, spawn_node_in, within};
+use common::{client_config, cluster_client, raw, spawn_cluster, spawn_node_in, within};
 use minikv::client::{ClientError, RetryEvent};
 use minikv::protocol::Reply;
 use minikv::{node_for, ClusterClient};
@@ -116,6 +117,155 @@ async fn keys_land_on_the_node_md5_picks() {
     assert!(!client.del(b"user:0").await.expect("DEL again"));
     assert!(!client.expire(b"user:0", 5).await.expect("EXPIRE missing"));
     assert_eq!(client.get(b"user:0").await.expect("GET"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_calls_for_each_type_land_on_the_keys_node_and_read_back() {
+    let nodes = spawn_cluster(3).await;
+    let client = cluster_client(&nodes);
+    let names: Vec<String> = (0..12).map(|i| format!("typed:{i}")).collect();
+    for name in &names {
+        let (h, l, s, z) = (
+            format!("{name}:h"),
+            format!("{name}:l"),
+            format!("{name}:s"),
+            format!("{name}:z"),
+        );
+        let (h, l, s, z) = (h.as_bytes(), l.as_bytes(), s.as_bytes(), z.as_bytes());
+        within("typed calls", async {
+            // Hashes.
+            assert_eq!(
+                client
+                    .hset(h, &[(b"f1", b"v1"), (b"f2", b"v2")])
+                    .await
+                    .expect("HSET"),
+                2
+            );
+            assert_eq!(
+                client
+                    .hset(h, &[(b"f1", b"v1b")])
+                    .await
+                    .expect("HSET update"),
+                0
+            );
+            assert_eq!(client.hget(h, b"f1").await.expect("HGET"), Some(b("v1b")));
+            assert_eq!(client.hget(h, b"nope").await.expect("HGET"), None);
+            let mut all = client.hgetall(h).await.expect("HGETALL");
+            all.sort();
+            assert_eq!(all, vec![(b("f1"), b("v1b")), (b("f2"), b("v2"))]);
+            assert_eq!(client.hlen(h).await.expect("HLEN"), 2);
+            assert_eq!(client.hdel(h, &[b"f2", b"nope"]).await.expect("HDEL"), 1);
+            // Lists.
+            assert_eq!(client.lpush(l, &[b"a", b"b"]).await.expect("LPUSH"), 2);
+            assert_eq!(client.rpush(l, &[b"c"]).await.expect("RPUSH"), 3);
+            let all = client.lrange(l, 0, -1).await.expect("LRANGE");
+            assert_eq!(all, vec![b("b"), b("a"), b("c")]);
+            assert_eq!(
+                client.lrange(l, -2, -1).await.expect("LRANGE"),
+                vec![b("a"), b("c")]
+            );
+            assert_eq!(client.llen(l).await.expect("LLEN"), 3);
+            assert_eq!(client.lpop(l).await.expect("LPOP"), Some(b("b")));
+            assert_eq!(client.rpop(l).await.expect("RPOP"), Some(b("c")));
+            // Sets.
+            assert_eq!(client.sadd(s, &[b"x", b"y", b"x"]).await.expect("SADD"), 2);
+            let mut members = client.smembers(s).await.expect("SMEMBERS");
+            members.sort();
+            assert_eq!(members, vec![b("x"), b("y")]);
+            assert!(client.sismember(s, b"x").await.expect("SISMEMBER"));
+            assert!(!client.sismember(s, b"w").await.expect("SISMEMBER"));
+            assert_eq!(client.srem(s, &[b"y", b"w"]).await.expect("SREM"), 1);
+            assert_eq!(client.scard(s).await.expect("SCARD"), 1);
+            // Sorted sets: Redis's %.17g text of 1.1 reads back as 1.1.
+            let scored: [(f64, &[u8]); 3] = [(1.1, b"a"), (-2.5, b"b"), (f64::INFINITY, b"c")];
+            assert_eq!(client.zadd(z, &scored).await.expect("ZADD"), 3);
+            assert_eq!(
+                client.zadd(z, &[(3.0, b"a")]).await.expect("ZADD update"),
+                0
+            );
+            assert_eq!(client.zscore(z, b"a").await.expect("ZSCORE"), Some(3.0));
+            assert_eq!(client.zadd(z, &[(1.1, b"a")]).await.expect("ZADD back"), 0);
+            assert_eq!(client.zscore(z, b"a").await.expect("ZSCORE"), Some(1.1));
+            assert_eq!(client.zscore(z, b"nope").await.expect("ZSCORE"), None);
+            let order = client.zrange(z, 0, -1).await.expect("ZRANGE");
+            assert_eq!(order, vec![b("b"), b("a"), b("c")]);
+            assert_eq!(
+                client
+                    .zrange_withscores(z, 0, 1)
+                    .await
+                    .expect("ZRANGE WITHSCORES"),
+                vec![(b("b"), -2.5), (b("a"), 1.1)]
+            );
+            assert_eq!(client.zrem(z, &[b"c", b"nope"]).await.expect("ZREM"), 1);
+            assert_eq!(client.zcard(z).await.expect("ZCARD"), 2);
+        })
+        .await;
+        // Each key is on the server MD5 picks, with its type; the others have none of it.
+        for (key, kind) in [(h, "hash"), (l, "list"), (s, "set"), (z, "zset")] {
+            let home = node_for(key, 3);
+            assert_eq!(client.index_for(key), home);
+            for index in 0..3 {
+                let want = if index == home { kind } else { "none" };
+                let reply = client
+                    .call(index, vec![b("TYPE"), Bytes::copy_from_slice(key)])
+                    .await;
+                assert_eq!(
+                    reply.expect("TYPE"),
+                    Reply::Simple(want.into()),
+                    "{} on server {}",
+                    String::from_utf8_lossy(key),
+                    index + 1
+                );
+            }
+        }
+        // A command of the wrong type is the node's WRONGTYPE error; emptied keys are gone.
+        let err = client.lpush(h, &[b"x"]).await.expect_err("LPUSH on a hash");
+        assert!(
+            matches!(&err, ClientError::Server(text) if text.starts_with("WRONGTYPE ")),
+            "{err:?}"
+        );
+        assert_eq!(client.lpop(l).await.expect("LPOP"), Some(b("a")));
+        assert_eq!(client.lpop(l).await.expect("LPOP empty"), None);
+        assert_eq!(client.llen(l).await.expect("LLEN"), 0);
+        assert_eq!(client.srem(s, &[b"x"]).await.expect("SREM"), 1);
+        assert!(client.smembers(s).await.expect("SMEMBERS").is_empty());
+        assert!(!client.del(l).await.expect("DEL emptied list"));
+        assert!(!client.del(s).await.expect("DEL emptied set"));
+    }
+
+    // PUBLISH goes to the server a key named like the channel would: a subscriber there
+    // receives the message.
+    let channel = "typed:news";
+    let home = client.index_for(channel.as_bytes());
+    let mut sub = raw::connect(nodes[home].addr).await;
+    raw::send(&mut sub, &raw::resp(&[b"SUBSCRIBE", channel.as_bytes()])).await;
+    raw::expect_bytes(
+        &mut sub,
+        format!(
+            "*3\r\n$9\r\nsubscribe\r\n${}\r\n{channel}\r\n:1\r\n",
+            channel.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let receivers = within("PUBLISH", client.publish(channel.as_bytes(), b"hello"))
+        .await
+        .expect("PUBLISH");
+    assert_eq!(receivers, 1);
+    raw::expect_bytes(
+        &mut sub,
+        format!(
+            "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n$5\r\nhello\r\n",
+            channel.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let nobody = client
+        .publish(b"typed:nobody", b"x")
+        .await
+        .expect("PUBLISH");
+    assert_eq!(nobody, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,10 @@
 //! Nodes forward a request for a shard they do not lead, so a stale table costs a hop, never
 //! a wrong answer.
 //!
+//! Besides strings, typed calls cover hashes, lists, sets, sorted sets and PUBLISH
+//! (`hset`, `lpush`, `sadd`, `zadd`, `zrange_withscores`, `publish`...; see the `typed`
+//! submodule's methods below); anything else goes through [`ClusterClient::call_shard`].
+//!
 //! It speaks RESP to the nodes and depends on `protocol` only, never on `server` or `store`.
 //!
 //! ```no_run
@@ -38,6 +42,7 @@ pub mod retry;
 pub mod router;
 mod routing;
 pub mod topology;
+mod typed;
 
 pub use error::{unavailable, ClientError};
 

@@ -143,16 +143,25 @@ pub fn is_transient_reply(text: &str) -> bool {
 /// True when running `command` twice leaves the same state as running it once, so it may be
 /// sent again after a connection closed without a reply (its outcome unknown). These are the
 /// commands the client library issues itself (SET, GET, GETWITHTTL, DEL, EXPIRE, MGET, MSET,
-/// KEYS, STATS, the CLUSTER queries) plus read-only ones (PING, DBSIZE, EXISTS, TTL, PTTL, TYPE,
-/// STRLEN, INFO). Anything else (INCR, APPEND, LPUSH, CLUSTER MOVESLOTS: sent twice, a move
-/// that happened is refused as "not owned") is sent once: a lost reply is reported as
+/// KEYS, STATS, the CLUSTER queries; of the typed calls for the other types HSET, HDEL, SADD,
+/// SREM, ZADD without INCR, ZREM) plus read-only ones (PING, DBSIZE, EXISTS, TTL, PTTL, TYPE,
+/// STRLEN, INFO, and the reads of hashes, lists, sets, sorted sets and bitmaps, such as HGETALL,
+/// LRANGE, SMEMBERS, ZRANGE, GETBIT). Anything else (INCR, APPEND, LPUSH, RPUSH, LPOP, RPOP,
+/// HINCRBY, ZINCRBY, SPOP, PUBLISH, CLUSTER MOVESLOTS: sent twice, a move that happened is
+/// refused as "not owned") is sent once: a lost reply is reported as
 /// [`ClientError::OutcomeUnknown`], never retried. (A retried EXPIRE restarts its countdown a
-/// moment later; a retried SET or DEL may overwrite another client's write made in between,
-/// which is the usual last-writer-wins of these commands.)
+/// moment later; a retried SET, DEL, HSET or ZADD may overwrite another client's write made in
+/// between, which is the usual last-writer-wins of these commands; the count a repeated HSET,
+/// SADD... answers is the second run's, 0 when the first one made the change.)
 pub fn is_idempotent(command: &[Bytes]) -> bool {
     let Some(name) = command.first() else {
         return true;
     };
+    // ZADD ... INCR adds to a score, as ZINCRBY does. Any argument spelled INCR counts (a
+    // member of that name too): refusing a safe repeat costs less than allowing a double add.
+    if name.eq_ignore_ascii_case(b"ZADD") {
+        return !command[1..].iter().any(|a| a.eq_ignore_ascii_case(b"INCR"));
+    }
     if name.eq_ignore_ascii_case(b"CLUSTER") {
         return command.get(1).is_some_and(|sub| {
             CLUSTER_QUERIES
@@ -186,6 +195,54 @@ const IDEMPOTENT: &[&str] = &[
     "TYPE",
     "STRLEN",
     "INFO",
+    // Hashes: field writes that set or remove (last writer wins), and the reads.
+    "HSET",
+    "HMSET",
+    "HDEL",
+    "HGET",
+    "HMGET",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HLEN",
+    "HEXISTS",
+    "HSTRLEN",
+    // Lists: reads only (every list write but LSET moves or adds elements).
+    "LRANGE",
+    "LLEN",
+    "LINDEX",
+    "LPOS",
+    // Sets: adding or removing members, and the reads.
+    "SADD",
+    "SREM",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SCARD",
+    "SINTER",
+    "SUNION",
+    "SDIFF",
+    "SINTERCARD",
+    // Sorted sets: ZADD (without INCR, see above), ZREM, and the reads.
+    "ZREM",
+    "ZSCORE",
+    "ZMSCORE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZLEXCOUNT",
+    "ZRANK",
+    "ZREVRANK",
+    "ZRANGE",
+    "ZREVRANGE",
+    "ZRANGEBYSCORE",
+    "ZREVRANGEBYSCORE",
+    "ZRANGEBYLEX",
+    "ZREVRANGEBYLEX",
+    // Bitmaps: SETBIT sets a bit to a given value; the reads.
+    "SETBIT",
+    "GETBIT",
+    "BITCOUNT",
+    "BITPOS",
 ];
 
 /// The CLUSTER subcommands [`is_idempotent`] accepts: the ones that only read.
@@ -239,6 +296,17 @@ mod tests {
             &["del", "k"],
             &["CLUSTER", "SHARDS"],
             &["cluster", "info"],
+            &["HSET", "h", "f", "v"],
+            &["hdel", "h", "f"],
+            &["SADD", "s", "m"],
+            &["SREM", "s", "m"],
+            &["ZADD", "z", "1", "m"],
+            &["ZADD", "z", "GT", "CH", "2", "m"],
+            &["ZREM", "z", "m"],
+            &["HGETALL", "h"],
+            &["LRANGE", "l", "0", "-1"],
+            &["SMEMBERS", "s"],
+            &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
         ] {
             assert!(is_idempotent(&cmd(safe)), "{safe:?}");
         }
@@ -249,6 +317,16 @@ mod tests {
             &["CLUSTER", "MOVESLOTS", "1", "2", "0-9"],
             &["CLUSTER", "REMOVENODE", "3"],
             &["CLUSTER"],
+            &["LPUSH", "l", "a"],
+            &["rpush", "l", "a"],
+            &["LPOP", "l"],
+            &["RPOP", "l", "2"],
+            &["HINCRBY", "h", "f", "1"],
+            &["ZINCRBY", "z", "1", "m"],
+            &["ZADD", "z", "INCR", "1", "m"],
+            &["zadd", "z", "xx", "incr", "1", "m"],
+            &["SPOP", "s"],
+            &["PUBLISH", "c", "m"],
         ] {
             assert!(!is_idempotent(&cmd(unsafe_)), "{unsafe_:?}");
         }

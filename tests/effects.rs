@@ -107,6 +107,43 @@ fn command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+/// One command on lists, hashes, sets and sorted sets (and the key-level commands that
+/// replace, move or expire them): the writes whose effects may be element edits.
+fn collection_command() -> impl Strategy<Value = Vec<String>> {
+    let key = || select(vec!["h", "s", "z", "l", "t"]).prop_map(str::to_string);
+    let elem = || select(vec!["a", "b", "c", "1", "2", "3", "x\u{e9}"]).prop_map(str::to_string);
+    let score = || select(vec!["1", "-2", "2.5", "inf", "-inf", "0"]).prop_map(str::to_string);
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    prop_oneof![
+        3 => (key(), elem(), elem()).prop_map(|(k, f, v)| vec!["HSET".into(), k, f, v]),
+        1 => (key(), elem(), elem()).prop_map(|(k, f, v)| vec!["HSETNX".into(), k, f, v]),
+        2 => (key(), elem()).prop_map(|(k, f)| vec!["HDEL".into(), k, f]),
+        1 => (key(), elem()).prop_map(|(k, f)| vec!["HINCRBY".into(), k, f, "3".into()]),
+        1 => (key(), elem()).prop_map(|(k, f)| vec!["HINCRBYFLOAT".into(), k, f, "0.1".into()]),
+        3 => (key(), elem(), elem()).prop_map(|(k, a, b)| vec!["SADD".into(), k, a, b]),
+        2 => (key(), elem()).prop_map(|(k, m)| vec!["SREM".into(), k, m]),
+        1 => key().prop_map(|k| vec!["SPOP".into(), k]),
+        1 => (key(), key(), elem()).prop_map(|(a, b, m)| vec!["SMOVE".into(), a, b, m]),
+        3 => (key(), score(), elem()).prop_map(|(k, s, m)| vec!["ZADD".into(), k, s, m]),
+        1 => (key(), score(), elem()).prop_map(|(k, s, m)| vec!["ZADD".into(), k, "GT".into(), "CH".into(), s, m]),
+        1 => (key(), elem()).prop_map(|(k, m)| vec!["ZINCRBY".into(), k, "2".into(), m]),
+        2 => (key(), elem()).prop_map(|(k, m)| vec!["ZREM".into(), k, m]),
+        1 => key().prop_map(|k| vec!["ZPOPMIN".into(), k]),
+        1 => key().prop_map(|k| vec!["ZPOPMAX".into(), k, "2".into()]),
+        2 => (key(), elem()).prop_map(|(k, v)| vec!["RPUSH".into(), k, v]),
+        1 => key().prop_map(|k| vec!["LPOP".into(), k]),
+        1 => (key(), key()).prop_map(|(a, b)| vec!["LMOVE".into(), a, b, "LEFT".into(), "RIGHT".into()]),
+        1 => (key(), key()).prop_map(|(a, b)| vec!["SINTERSTORE".into(), a, b, "s".into()]),
+        1 => (key(), key()).prop_map(|(a, b)| vec!["ZUNIONSTORE".into(), a, "2".into(), b, "z".into()]),
+        1 => (key(), key()).prop_map(|(a, b)| vec!["RENAME".into(), a, b]),
+        1 => key().prop_map(|k| vec!["DEL".into(), k]),
+        1 => key().prop_map(|k| vec!["EXPIRE".into(), k, "1000".into()]),
+        1 => key().prop_map(|k| vec!["SET".into(), k, "str".into()]),
+        1 => Just(words(&["MULTI"])),
+        1 => Just(words(&["EXEC"])),
+    ]
+}
+
 fn node_with_recorder() -> (Node, Arc<Recorder>) {
     let node = Node::new(NodeConfig {
         databases: DATABASES,
@@ -140,6 +177,42 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Collections' effects (element edits for hashes, sets and sorted sets) rebuild the same
+    /// store, and, being final values, converge when replayed again from an earlier point over
+    /// a later state (a log replayed over a snapshot taken while it was written).
+    #[test]
+    fn collection_effects_rebuild_and_converge_when_replayed_over_a_later_state(
+        commands in vec(collection_command(), 1..80),
+        cut in any::<proptest::sample::Index>(),
+        back in any::<proptest::sample::Index>(),
+    ) {
+        let (node, recorder) = node_with_recorder();
+        let mut session = session(&node);
+        for words in &commands {
+            session.execute(&node, &Request::new(words.iter().map(|w| Bytes::from(w.clone()))));
+        }
+        let effects = recorder.take();
+        let now = Instant::now();
+        let want = dump_at(&node.store, now);
+        let replayed = Store::new(DATABASES, 4);
+        for effect in &effects {
+            prop_assert!(effect.apply(&replayed, now).is_ok(), "{:?}", effect);
+        }
+        prop_assert_eq!(&want, &dump_at(&replayed, now), "{:?}", commands);
+        // State after effects[..k], then effects[i..] again for some i <= k.
+        let k = cut.index(effects.len() + 1);
+        let i = back.index(k + 1);
+        let fuzzy = Store::new(DATABASES, 4);
+        for effect in effects[..k].iter().chain(&effects[i..]) {
+            prop_assert!(effect.apply(&fuzzy, now).is_ok(), "{:?}", effect);
+        }
+        prop_assert_eq!(&want, &dump_at(&fuzzy, now), "k={} i={} {:?}", k, i, commands);
+    }
+}
+
 #[test]
 fn a_transaction_is_one_batch_and_reads_record_nothing() {
     let (node, recorder) = node_with_recorder();
@@ -167,4 +240,69 @@ fn a_transaction_is_one_batch_and_reads_record_nothing() {
     // A write that changes nothing (DEL of a missing key) publishes nothing.
     run(&mut session, &["DEL", "missing"]);
     assert_eq!(recorder.batches(), 1);
+}
+
+#[test]
+fn writes_to_an_existing_collection_record_only_what_changed() {
+    use minikv::effect::{Edit, Effect};
+    let (node, recorder) = node_with_recorder();
+    let mut session = session(&node);
+    for words in [
+        &["HSET", "h", "a", "1"][..],
+        &["HSET", "h", "b", "2"],
+        &["HDEL", "h", "a", "missing"],
+        &["HDEL", "h", "b"],
+        &["ZADD", "z", "1", "m"],
+        &["ZINCRBY", "z", "2", "m"],
+        &["SADD", "s", "x"],
+        &["SADD", "s", "x", "y"],
+    ] {
+        session.execute(
+            &node,
+            &Request::new(words.iter().map(|w| Bytes::from(w.to_string()))),
+        );
+    }
+    let effects = recorder.take();
+    let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+    assert!(
+        matches!(&effects[0], Effect::Put { .. }),
+        "a new key is a whole value"
+    );
+    assert_eq!(
+        effects[1],
+        Effect::Edit {
+            db: 0,
+            key: b("h"),
+            edit: Edit::HashSet(vec![(b("b"), b("2"))])
+        }
+    );
+    assert_eq!(
+        effects[2],
+        Effect::Edit {
+            db: 0,
+            key: b("h"),
+            edit: Edit::HashDel(vec![b("a")])
+        }
+    );
+    assert_eq!(
+        effects[3],
+        Effect::Del { db: 0, key: b("h") },
+        "emptied: deleted"
+    );
+    assert!(
+        matches!(
+            &effects[5],
+            Effect::Edit { edit: Edit::ZSetPut(p), .. } if p.len() == 1 && p[0].1.get() == 3.0
+        ),
+        "ZINCRBY records the resulting score"
+    );
+    assert_eq!(
+        effects[7],
+        Effect::Edit {
+            db: 0,
+            key: b("s"),
+            edit: Edit::SetAdd(vec![b("y")])
+        },
+        "only the member that was new"
+    );
 }

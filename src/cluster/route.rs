@@ -80,7 +80,8 @@ impl Route {
     /// The shard to forward the request to when it can join a batch of requests forwarded
     /// together (a pipeline's consecutive requests for one remote shard go in one bus call):
     /// a plain keyed command for a shard another node leads, outside a transaction, on an
-    /// authenticated connection, without a request-level password or database.
+    /// authenticated connection, without a request-level password or database, and not a
+    /// blocking command (its connection waits for it alone, `server::conn::wait`).
     pub fn batch_shard(&self) -> Option<usize> {
         match self.plan {
             Plan::Remote(shard) if self.batchable => Some(shard),
@@ -94,7 +95,12 @@ pub fn route(node: &Node, cluster: &Cluster, session: &mut Session, request: &Re
     let batchable = request.password.is_none()
         && request.db.is_none()
         && session.multi.is_none()
-        && !session.auth_required(node);
+        && !session.auth_required(node)
+        && !request
+            .args
+            .first()
+            .and_then(|n| crate::cmd::lookup(n))
+            .is_some_and(|spec| spec.flags.contains(&"blocking"));
     Route {
         plan: plan(cluster, session, request),
         batchable,

@@ -21,9 +21,9 @@ use tokio::time::Instant;
 
 use super::clock;
 use super::value::{dump, DumpError, Kind, Value, ValueRef, WrongType};
-use item::{get_varint, Item};
 #[cfg(test)]
 use item::Boxed;
+use item::{get_varint, Item};
 
 mod item;
 

@@ -208,7 +208,7 @@ impl Effect {
     /// chunk grows with it).
     pub fn data_bytes(&self) -> usize {
         match self {
-            Effect::Put { key, value, .. } => key.len() + value.as_string().map_or(0, |v| v.len()),
+            Effect::Put { key, value, .. } => key.len() + value.memory_usage(),
             Effect::Del { key, .. } | Effect::Expire { key, .. } => key.len(),
             Effect::Edit { key, edit, .. } => key.len() + edit.data_bytes(),
             _ => 0,

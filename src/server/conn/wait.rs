@@ -48,6 +48,9 @@ pub(super) async fn wait_blocked<S: Transport, F: Future<Output = ()>>(
     mut reply: Option<Reply>,
 ) -> Result<Option<Option<Reply>>, ProtocolError> {
     let started = Instant::now();
+    // The first wait's deadline holds for the whole command: running it again (woken,
+    // moved) does not restart its timeout.
+    let mut first_deadline = None;
     loop {
         let Some(blocked) = session.blocked.take() else {
             // Not blocked here: done, unless a remote leader answered "nothing yet".
@@ -75,8 +78,9 @@ pub(super) async fn wait_blocked<S: Transport, F: Future<Output = ()>>(
             reply = rerun(node, session, request).await;
             continue;
         };
-        let deadline = blocked.deadline;
+        let deadline = *first_deadline.get_or_insert(blocked.deadline);
         let mut closed = false;
+        let mut moved = false;
         loop {
             let until = async {
                 match deadline {
@@ -84,9 +88,21 @@ pub(super) async fn wait_blocked<S: Transport, F: Future<Output = ()>>(
                     None => std::future::pending().await,
                 }
             };
+            // In a cluster, a new slot table may have moved the keys' slots elsewhere: the
+            // command runs again (and goes where the keys are now).
+            let table_changed = async {
+                match node.cluster() {
+                    Some(cluster) => cluster.table_changed.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = blocked.waiter.changed() => break,
                 () = until => break,
+                () = table_changed => {
+                    moved = true;
+                    break;
+                }
                 r = stream.read_some(rbuf) => if !kept_reading(node, session, rbuf, r)? {
                     closed = true;
                     break;
@@ -107,6 +123,10 @@ pub(super) async fn wait_blocked<S: Transport, F: Future<Output = ()>>(
         let last = match outcome {
             Outcome::Served(r) => r,
             Outcome::Retry if !closed => {
+                reply = rerun(node, session, request).await;
+                continue;
+            }
+            Outcome::Gone if moved => {
                 reply = rerun(node, session, request).await;
                 continue;
             }

@@ -429,6 +429,84 @@ fn preload(port: u16) {
         }
         let _: () = pipe.query(&mut c).expect("preload");
     }
+    // Collections too (issue 12): slot moves carry every type, TTLs included.
+    let mut pipe = redis::pipe();
+    for i in (0..KEYS).step_by(25) {
+        pipe.cmd("HSET")
+            .arg(format!("h{i}"))
+            .arg("f")
+            .arg(i)
+            .arg("g")
+            .arg("x")
+            .ignore();
+        pipe.cmd("RPUSH")
+            .arg(format!("l{i}"))
+            .arg("a")
+            .arg(i)
+            .ignore();
+        pipe.cmd("EXPIRE").arg(format!("l{i}")).arg(3600).ignore();
+        pipe.cmd("SADD")
+            .arg(format!("s{i}"))
+            .arg(i)
+            .arg("m")
+            .ignore();
+        pipe.cmd("ZADD")
+            .arg(format!("z{i}"))
+            .arg(i)
+            .arg("m")
+            .arg("-inf")
+            .arg("n")
+            .ignore();
+    }
+    let _: () = pipe.query(&mut c).expect("preload collections");
+}
+
+/// The collections [`preload`] wrote, read through `port`.
+fn verify_collections(port: u16) {
+    let mut c = conn(port);
+    for i in (0..KEYS).step_by(25) {
+        let h: Vec<String> = redis::cmd("HGETALL")
+            .arg(format!("h{i}"))
+            .query(&mut c)
+            .expect("HGETALL");
+        assert_eq!(
+            h,
+            ["f".to_string(), i.to_string(), "g".into(), "x".into()],
+            "h{i}"
+        );
+        let l: Vec<String> = redis::cmd("LRANGE")
+            .arg(format!("l{i}"))
+            .arg(0)
+            .arg(-1)
+            .query(&mut c)
+            .expect("LRANGE");
+        assert_eq!(l, ["a".to_string(), i.to_string()], "l{i}");
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("l{i}"))
+            .query(&mut c)
+            .expect("TTL");
+        assert!(
+            (3000..=3600).contains(&ttl),
+            "l{i} has TTL {ttl} after the moves"
+        );
+        let n: i64 = redis::cmd("SCARD")
+            .arg(format!("s{i}"))
+            .query(&mut c)
+            .expect("SCARD");
+        assert_eq!(n, 2, "s{i}");
+        let z: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("z{i}"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut c)
+            .expect("ZRANGE");
+        assert_eq!(
+            z,
+            ["n".to_string(), "-inf".into(), "m".into(), i.to_string()],
+            "z{i}"
+        );
+    }
 }
 
 /// Every key is there with its last acknowledged value (or one whose outcome was unknown),
@@ -553,6 +631,7 @@ fn grows_three_four_five_and_shrinks_back_to_three_under_load() {
     assert!(ops > 100, "the load barely ran ({ops} operations)");
     for port in nodes.live_ports() {
         verify(port, &ledger);
+        verify_collections(port);
     }
     // A removed node's data directory no longer holds any shard.
     let _ = nodes.dir(1);

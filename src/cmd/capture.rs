@@ -487,6 +487,18 @@ pub enum Delta {
     Edit(Edit),
 }
 
+impl Delta {
+    /// `Unchanged` when nothing changed; otherwise `edit()` when effects are recorded
+    /// (`recording`, see [`Writer::recording`]), `Changed` (the whole value) when not.
+    pub fn of(changed: bool, recording: bool, edit: impl FnOnce() -> Edit) -> Delta {
+        match (changed, recording) {
+            (false, _) => Delta::Unchanged,
+            (true, true) => Delta::Edit(edit()),
+            (true, false) => Delta::Changed,
+        }
+    }
+}
+
 impl From<bool> for Delta {
     fn from(changed: bool) -> Self {
         if changed {

@@ -23,7 +23,7 @@
 
 use bytes::Bytes;
 
-use super::args::{int, is};
+use super::args::{int, is, scan_cursor};
 use super::capture::Delta;
 use super::long_double;
 use super::table::{cmd, CommandSpec, KEY1, R, RF, WD, WF};
@@ -81,14 +81,10 @@ fn set_pairs(ctx: &mut Ctx<'_>, args: &[Bytes], name: &str) -> Result<usize, Com
                     .chunks_exact(2)
                     .map(|pair| (&pair[0][..], &pair[1][..])),
             );
-            let delta = if recording {
+            let delta = Delta::of(true, recording, || {
                 let pairs = args[2..].chunks_exact(2);
-                Delta::Edit(Edit::HashSet(
-                    pairs.map(|p| (p[0].clone(), p[1].clone())).collect(),
-                ))
-            } else {
-                Delta::Changed
-            };
+                Edit::HashSet(pairs.map(|p| (p[0].clone(), p[1].clone())).collect())
+            });
             (created, delta)
         })?;
     Ok(created.unwrap_or(0))
@@ -114,22 +110,20 @@ fn hdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let removed = ctx
         .write(key)?
         .update_hash_edit(key, false, |h, recording| {
-            let mut removed = Vec::new();
+            // The fields removed are kept only when they will be recorded.
+            let (mut n, mut removed) = (0, Vec::new());
             for field in &args[2..] {
                 if h.remove(field) {
-                    removed.push(field.clone());
+                    n += 1;
+                    if recording {
+                        removed.push(field.clone());
+                    }
                     if h.is_empty() {
                         break;
                     }
                 }
             }
-            let n = removed.len() as i64;
-            let delta = match (n, recording) {
-                (0, _) => Delta::Unchanged,
-                (_, true) => Delta::Edit(Edit::HashDel(removed)),
-                (_, false) => Delta::Changed,
-            };
-            (n, delta)
+            (n, Delta::of(n > 0, recording, || Edit::HashDel(removed)))
         })?;
     Ok(Reply::Int(removed.unwrap_or(0)))
 }
@@ -200,12 +194,9 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError
 
 /// The effect of a write that set one field: its edit when effects are recorded.
 fn set_field(recording: bool, field: &Bytes, value: &[u8]) -> Delta {
-    if recording {
-        let pair = (field.clone(), Bytes::copy_from_slice(value));
-        Delta::Edit(Edit::HashSet(vec![pair]))
-    } else {
-        Delta::Changed
-    }
+    Delta::of(true, recording, || {
+        Edit::HashSet(vec![(field.clone(), Bytes::copy_from_slice(value))])
+    })
 }
 
 fn hget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -385,30 +376,6 @@ fn read(
     }
 }
 
-/// A SCAN-family cursor as Redis's `parseScanCursorOrReply` reads it (`strtoul`): decimal,
-/// an optional sign (a negative cursor wraps, as in C), the empty string is 0, no leading
-/// space, nothing after the digits, no overflow.
-///
-/// # Errors
-/// `ERR invalid cursor`.
-pub(super) fn scan_cursor(arg: &[u8]) -> Result<u64, CommandError> {
-    let invalid = || other("ERR invalid cursor");
-    let (negative, digits) = match arg.split_first() {
-        None => return Ok(0),
-        Some((b'-', rest)) => (true, rest),
-        Some((b'+', rest)) => (false, rest),
-        Some(_) => (false, arg),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(invalid());
-    }
-    let n = digits.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    });
-    let n = n.ok_or_else(invalid)?;
-    Ok(if negative { n.wrapping_neg() } else { n })
-}
-
 fn other(text: impl Into<std::borrow::Cow<'static, str>>) -> CommandError {
     CommandError::Other(text.into())
 }
@@ -418,27 +385,3 @@ fn other(text: impl Into<std::borrow::Cow<'static, str>>) -> CommandError {
 /// first, so a count such as -9223372036854775807 must be refused (with Redis's
 /// `ERR value is out of range`) rather than exhaust memory.
 pub const RANDOM_REPLY_MAX: u64 = 10_000_000;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_parse_as_strtoul() {
-        assert_eq!(scan_cursor(b"").ok(), Some(0));
-        assert_eq!(scan_cursor(b"17").ok(), Some(17));
-        assert_eq!(scan_cursor(b"+17").ok(), Some(17));
-        assert_eq!(scan_cursor(b"-1").ok(), Some(u64::MAX));
-        assert_eq!(scan_cursor(b"18446744073709551615").ok(), Some(u64::MAX));
-        for bad in [
-            &b"18446744073709551616"[..],
-            b" 1",
-            b"1 ",
-            b"-",
-            b"0x1",
-            b"1.0",
-        ] {
-            assert!(scan_cursor(bad).is_err(), "{bad:?}");
-        }
-    }
-}

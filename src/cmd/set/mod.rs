@@ -34,7 +34,7 @@ mod multi;
 
 use bytes::Bytes;
 
-use super::args::{int, is};
+use super::args::{int, is, scan_cursor};
 use super::capture::Delta;
 use super::table::{cmd, CommandSpec, KEY1, NO_KEYS, R, RF, W, WD, WF};
 use super::{CommandError, Ctx};
@@ -104,44 +104,38 @@ fn bulks(set: &Set) -> Vec<Reply> {
 }
 
 fn sadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let added = ctx
-        .write(&args[1])?
-        .update_set_edit(&args[1], true, |s, recording| {
-            let added: Vec<&Bytes> = args[2..].iter().filter(|m| s.insert(m)).collect();
-            let n = added.len();
-            (
-                n,
-                members_delta(n, recording, || {
-                    Edit::SetAdd(added.into_iter().cloned().collect())
-                }),
-            )
-        })?;
-    Ok(Reply::Int(added.unwrap_or(0) as i64))
+    change_members(ctx, args, true)
 }
 
 fn srem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let removed = ctx
-        .write(&args[1])?
-        .update_set_edit(&args[1], false, |s, recording| {
-            let removed: Vec<&Bytes> = args[2..].iter().filter(|m| s.remove(m)).collect();
-            let n = removed.len();
-            (
-                n,
-                members_delta(n, recording, || {
-                    Edit::SetRem(removed.into_iter().cloned().collect())
-                }),
-            )
-        })?;
-    Ok(Reply::Int(removed.unwrap_or(0) as i64))
+    change_members(ctx, args, false)
 }
 
-/// The effect of a write that added or removed `n` members: `edit` when effects are recorded.
-fn members_delta(n: usize, recording: bool, edit: impl FnOnce() -> Edit) -> Delta {
-    match (n, recording) {
-        (0, _) => Delta::Unchanged,
-        (_, true) => Delta::Edit(edit()),
-        (_, false) => Delta::Changed,
-    }
+/// SADD (`add`) or SREM: how many members changed; the effect names only those (kept only
+/// when effects are recorded).
+fn change_members(ctx: &mut Ctx<'_>, args: &[Bytes], add: bool) -> Result<Reply, CommandError> {
+    let changed = ctx
+        .write(&args[1])?
+        .update_set_edit(&args[1], add, |s, recording| {
+            let (mut n, mut members) = (0, Vec::new());
+            for m in &args[2..] {
+                if if add { s.insert(m) } else { s.remove(m) } {
+                    n += 1;
+                    if recording {
+                        members.push(m.clone());
+                    }
+                }
+            }
+            let edit = || {
+                if add {
+                    Edit::SetAdd(members)
+                } else {
+                    Edit::SetRem(members)
+                }
+            };
+            (n, Delta::of(n > 0, recording, edit))
+        })?;
+    Ok(Reply::Int(changed.unwrap_or(0)))
 }
 
 fn smembers(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -190,10 +184,9 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
                 let member = s.get(i).map(|m| m.to_bytes());
                 s.remove_at(i);
                 // The member chosen, not the choice: replicas and the log remove that one.
-                let delta = match &member {
-                    Some(m) if recording => Delta::Edit(Edit::SetRem(vec![m.clone()])),
-                    _ => Delta::Changed,
-                };
+                let delta = Delta::of(true, recording, || {
+                    Edit::SetRem(member.iter().cloned().collect())
+                });
                 (member, delta)
             })?;
         return Ok(popped.flatten().map_or(Reply::Nil, Reply::Bulk));
@@ -312,7 +305,7 @@ fn srandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError>
 }
 
 fn sscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let cursor = scan_cursor(&args[2]).ok_or(CommandError::Other("ERR invalid cursor".into()))?;
+    let cursor = scan_cursor(&args[2])?;
     read(ctx, &args[1], |s| {
         let Some(s) = s else {
             return Ok(scan_reply(0, Vec::new()));
@@ -355,58 +348,9 @@ fn scan_reply(cursor: u64, members: Vec<Reply>) -> Reply {
     ])
 }
 
-/// A SCAN cursor as Redis's `parseScanCursorOrReply` reads it with `strtoul`: no leading
-/// space, an optional sign (a negative cursor wraps around), decimal digits up to the end
-/// (or a NUL byte), no overflow; the empty string is cursor 0.
-fn scan_cursor(arg: &[u8]) -> Option<u64> {
-    let text = arg.split(|&b| b == 0).next().unwrap_or_default();
-    if text.first().is_some_and(|b| b" \t\n\x0b\x0c\r".contains(b)) {
-        return None;
-    }
-    if text.is_empty() {
-        return Some(0);
-    }
-    let (negative, digits) = match text {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, text),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    Some(if negative { n.wrapping_neg() } else { n })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scan_cursor_reads_as_strtoul() {
-        assert_eq!(scan_cursor(b""), Some(0));
-        assert_eq!(scan_cursor(b"17"), Some(17));
-        assert_eq!(scan_cursor(b"+5"), Some(5));
-        assert_eq!(scan_cursor(b"-1"), Some(u64::MAX));
-        assert_eq!(scan_cursor(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(scan_cursor(b"7\x00junk"), Some(7));
-        for bad in [
-            &b" 1"[..],
-            b"18446744073709551616",
-            b"1x",
-            b"-",
-            b"+",
-            b"0x1",
-        ] {
-            assert_eq!(scan_cursor(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn pop_many_takes_distinct_members_and_keeps_the_rest() {

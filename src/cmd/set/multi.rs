@@ -216,10 +216,8 @@ pub(super) fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
         let there = Held(ctx).with(src, |s| s.is_some_and(|s| s.contains(member)))?;
         return Ok(Reply::Int(i64::from(there)));
     }
-    let edit = |recording: bool, edit: fn(Vec<Bytes>) -> Edit, done: bool| match (done, recording) {
-        (false, _) => Delta::Unchanged,
-        (true, true) => Delta::Edit(edit(vec![member.clone()])),
-        (true, false) => Delta::Changed,
+    let edit = |recording: bool, edit: fn(Vec<Bytes>) -> Edit, done: bool| {
+        Delta::of(done, recording, || edit(vec![member.clone()]))
     };
     let removed = ctx
         .write(src)?

@@ -23,7 +23,7 @@ mod range;
 
 use bytes::Bytes;
 
-use super::args::{int, is};
+use super::args::{int, is, scan_cursor};
 use super::capture::Delta;
 use super::table::{cmd, CommandSpec, KEY1, R, RF, W, WD, WF};
 use super::{CommandError, Ctx};
@@ -291,7 +291,8 @@ fn add_generic(
         .write(key)?
         .update_zset_edit(key, !f.xx, |z, recording| {
             let (mut added, mut updated, mut last) = (0i64, 0i64, None);
-            // The members written with their final scores (ZINCRBY's result, not its increment).
+            // The members written with their final scores (ZINCRBY's result, not its increment),
+            // kept only when effects are recorded.
             let mut written = Vec::new();
             let mut nan = false;
             for (pair, &score) in pairs.chunks_exact(2).zip(&scores) {
@@ -299,12 +300,16 @@ fn add_generic(
                     Outcome::Added(s) => {
                         added += 1;
                         last = Some(s);
-                        written.push((pair[1].clone(), Score::new(s)));
+                        if recording {
+                            written.push((pair[1].clone(), Score::new(s)));
+                        }
                     }
                     Outcome::Updated(s) => {
                         updated += 1;
                         last = Some(s);
-                        written.push((pair[1].clone(), Score::new(s)));
+                        if recording {
+                            written.push((pair[1].clone(), Score::new(s)));
+                        }
                     }
                     Outcome::Unchanged(s) => last = s,
                     Outcome::Nan => {
@@ -313,11 +318,7 @@ fn add_generic(
                     }
                 }
             }
-            let delta = match (written.is_empty(), recording) {
-                (true, _) => Delta::Unchanged,
-                (false, true) => Delta::Edit(Edit::ZSetPut(written)),
-                (false, false) => Delta::Changed,
-            };
+            let delta = Delta::of(added + updated > 0, recording, || Edit::ZSetPut(written));
             if nan {
                 return (Err(()), delta);
             }
@@ -371,22 +372,19 @@ fn zrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let removed = ctx
         .write(key)?
         .update_zset_edit(key, false, |z, recording| {
-            let mut gone = Vec::new();
+            let (mut n, mut gone) = (0, Vec::new());
             for m in &args[2..] {
                 if z.remove(m) {
-                    gone.push(m.clone());
+                    n += 1;
+                    if recording {
+                        gone.push(m.clone());
+                    }
                 }
                 if z.is_empty() {
                     break;
                 }
             }
-            let n = gone.len() as i64;
-            let delta = match (n, recording) {
-                (0, _) => Delta::Unchanged,
-                (_, true) => Delta::Edit(Edit::ZSetRem(gone)),
-                (_, false) => Delta::Changed,
-            };
-            (n, delta)
+            (n, Delta::of(n > 0, recording, || Edit::ZSetRem(gone)))
         })?;
     Ok(Reply::Int(removed.unwrap_or(0)))
 }
@@ -543,16 +541,14 @@ pub(super) fn pop(
         .write(key)?
         .update_zset_edit(key, false, |z, recording| {
             let items = z.pop(max, count);
-            let delta = match (items.is_empty(), recording) {
-                (true, _) => Delta::Unchanged,
-                (false, true) => Delta::Edit(Edit::ZSetRem(
+            let delta = Delta::of(!items.is_empty(), recording, || {
+                Edit::ZSetRem(
                     items
                         .iter()
                         .map(|(m, _)| Bytes::copy_from_slice(m))
                         .collect(),
-                )),
-                (false, false) => Delta::Changed,
-            };
+                )
+            });
             (items, delta)
         })?;
     Ok(popped.map(|items| {
@@ -637,7 +633,7 @@ fn random_members(z: &ZSet, n: i64) -> Vec<(Bytes, f64)> {
 }
 
 fn zscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let cursor = scan_cursor(&args[2]).ok_or(CommandError::Other("ERR invalid cursor".into()))?;
+    let cursor = scan_cursor(&args[2])?;
     read(ctx, &args[1], |z| {
         let Some(z) = z else {
             return Ok(Reply::Array(vec![
@@ -677,20 +673,4 @@ fn zscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
             Reply::Array(items),
         ]))
     })?
-}
-
-/// A SCAN cursor as Redis's `parseScanCursorOrReply` reads it with `strtoul`: decimal, an
-/// optional sign (`-1` wraps to the largest cursor), the empty text as 0.
-fn scan_cursor(arg: &[u8]) -> Option<u64> {
-    let (neg, digits) = match arg.split_first() {
-        None => return Some(0),
-        Some((b'-', rest)) => (true, rest),
-        Some((b'+', rest)) => (false, rest),
-        Some(_) => (false, arg),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some(if neg { n.wrapping_neg() } else { n })
 }

@@ -275,7 +275,7 @@ impl<'a> ValueRef<'a> {
     /// OBJECT ENCODING's answer, by Redis 7.0's rules.
     pub fn encoding(self) -> &'static str {
         match self {
-            ValueRef::String(s) if s.len() <= 20 && is_integer(s) => "int",
+            ValueRef::String(s) if s.len() <= 20 && parse_int(s).is_some() => "int",
             ValueRef::String(s) if s.len() <= 44 => "embstr",
             ValueRef::String(_) => "raw",
             ValueRef::List(l) => l.encoding(),
@@ -297,13 +297,33 @@ impl<'a> ValueRef<'a> {
     }
 }
 
-/// Whether `s` is a 64-bit integer as Redis's `string2ll` takes it (no sign-only, no leading
-/// zeros or `+`).
-fn is_integer(s: &[u8]) -> bool {
-    std::str::from_utf8(s)
-        .ok()
-        .and_then(|t| t.parse::<i64>().ok())
-        .is_some_and(|n| itoa::Buffer::new().format(n).as_bytes() == s)
+/// `member` as a 64-bit integer when it is one in canonical form, as Redis's `string2ll`
+/// takes it (what the intset and list nodes store as integers, and OBJECT ENCODING's `int`): optional `-`, no leading zeros (except `0` itself), no `+`, no `-0`, no spaces.
+pub fn parse_int(member: &[u8]) -> Option<i64> {
+    let (negative, digits) = match member {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, member),
+    };
+    match digits {
+        [] => return None,
+        [b'0'] if !negative => return Some(0),
+        [b'0', ..] => return None,
+        _ if digits.len() > 19 => return None,
+        _ => {}
+    }
+    // Accumulate negatively so that i64::MIN parses.
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if negative {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
 }
 
 impl Kind {

@@ -20,6 +20,8 @@
 //! Decoding never trusts the bytes: a malformed buffer ends a walk early instead of
 //! panicking (the buffers are only ever written here, so that never happens in practice).
 
+use crate::store::value::parse_int;
+
 /// An element, decoded from an entry (borrowing the node's bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Item<'a> {
@@ -65,7 +67,7 @@ impl<'a> Encoded<'a> {
     /// Encodes `elem`.
     pub(super) fn new(elem: &'a [u8]) -> Encoded<'a> {
         let mut head = [0u8; 18];
-        let int = canonical_int(elem);
+        let int = parse_int(elem);
         let (head_len, body) = match int {
             Some(n) => {
                 let bytes = n.to_le_bytes();
@@ -513,37 +515,6 @@ impl Node {
         }
         self.start = start;
         self.end = start + used;
-    }
-}
-
-/// The canonical integer `s` spells, if any (Redis's `string2ll` rules: optional `-`, no
-/// leading zeros, no `+`, no `-0`, within 64 bits).
-pub(super) fn canonical_int(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    match digits {
-        [] => return None,
-        [b'0'] if neg => return None,
-        [b'0', _, ..] => return None,
-        _ => {}
-    }
-    let mut n: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        // Accumulated negative so that i64::MIN parses.
-        n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
-    }
-    if neg {
-        Some(n)
-    } else {
-        n.checked_neg()
     }
 }
 

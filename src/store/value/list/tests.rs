@@ -3,8 +3,8 @@ use std::sync::Mutex;
 
 use proptest::prelude::*;
 
-use super::node::canonical_int;
 use super::*;
+use crate::store::value::parse_int as canonical_int;
 
 /// Elements that exercise both encodings and their edges: canonical integers of every width,
 /// strings that look like integers but are not canonical, the empty string, long strings.

@@ -15,7 +15,7 @@ mod table;
 
 use bytes::Bytes;
 
-use super::limits;
+use super::{limits, parse_int};
 use intset::IntSet;
 use table::Table;
 
@@ -314,35 +314,6 @@ fn max_intset() -> usize {
 fn fill(table: &mut Table, ints: &IntSet) {
     for n in ints.iter() {
         table.insert(itoa::Buffer::new().format(n).as_bytes());
-    }
-}
-
-/// `member` as a 64-bit integer when it is one in canonical form, as Redis's `string2ll`
-/// takes it: optional `-`, no leading zeros (except `0` itself), no `+`, no `-0`, no spaces.
-pub fn parse_int(member: &[u8]) -> Option<i64> {
-    let (negative, digits) = match member {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, member),
-    };
-    match digits {
-        [] => return None,
-        [b'0'] if !negative => return Some(0),
-        [b'0', ..] => return None,
-        _ if digits.len() > 19 => return None,
-        _ => {}
-    }
-    // Accumulate negatively so that i64::MIN parses.
-    let mut n: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
-    }
-    if negative {
-        Some(n)
-    } else {
-        n.checked_neg()
     }
 }
 

@@ -12,7 +12,19 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::NodeConfig;
 use crate::error::{describe_io, Error, Result};
+use crate::http::{HttpConfig, HttpServer};
 use crate::server::Server;
+use tokio_util::sync::CancellationToken;
+
+/// The HTTP port to serve beside the nodes (metrics, health, dashboard).
+#[derive(Debug, Clone)]
+pub struct HttpLaunch {
+    /// Where and what.
+    pub config: HttpConfig,
+    /// Whether failing to bind it stops the start (a port the user asked for) or only logs a
+    /// warning (`minikv cluster`'s default port, which may be taken).
+    pub required: bool,
+}
 
 /// Why the nodes could not be started or stopped cleanly (besides a node's own error).
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +50,9 @@ pub enum LaunchError {
         #[source]
         cause: Box<Error>,
     },
+    /// The HTTP port the user asked for could not be bound.
+    #[error("starting the HTTP port")]
+    Http(#[source] Box<Error>),
     /// A node's task panicked or was cancelled before it could report.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
@@ -51,23 +66,29 @@ pub enum LaunchError {
 /// As [`serve`], plus [`LaunchError::Runtime`].
 pub fn run(
     configs: Vec<NodeConfig>,
+    http: Option<HttpLaunch>,
     threads: Option<usize>,
-    ready: impl FnOnce(&[SocketAddr]),
+    ready: impl FnOnce(&[SocketAddr], Option<SocketAddr>),
 ) -> Result<()> {
-    runtime(threads)?.block_on(serve(configs, ready))
+    runtime(threads)?.block_on(serve(configs, http, ready))
 }
 
 /// Starts every node, serves until Ctrl+C or SIGTERM, then stops them all gracefully.
 ///
 /// The nodes start in order; if one cannot start, those before it are dropped without
-/// serving and its error is returned. Once every node listens, `ready` gets their addresses
-/// (in `configs` order) and then the stop signal is awaited: it runs on the runtime, so it
+/// serving and its error is returned. Then the HTTP port `http` is bound, if any. Once every
+/// node listens, `ready` gets their addresses (in `configs` order) and the HTTP port's, and then the stop signal is awaited: it runs on the runtime, so it
 /// must not block, and a stop signal arriving meanwhile waits for it.
 ///
 /// # Errors
-/// [`LaunchError::Signal`] or [`LaunchError::Start`] before anything is served; after the
+/// [`LaunchError::Signal`], [`LaunchError::Start`] or [`LaunchError::Http`] before anything is
+/// served; after the
 /// signal, the error of a node that did not stop cleanly (the last one, if several failed).
-pub async fn serve(configs: Vec<NodeConfig>, ready: impl FnOnce(&[SocketAddr])) -> Result<()> {
+pub async fn serve(
+    configs: Vec<NodeConfig>,
+    http: Option<HttpLaunch>,
+    ready: impl FnOnce(&[SocketAddr], Option<SocketAddr>),
+) -> Result<()> {
     // Handlers first: a SIGTERM arriving as soon as a port accepts must stop the node
     // gracefully, not kill it with the default action before the handler exists.
     let signals = Signals::install()?;
@@ -93,15 +114,30 @@ pub async fn serve(configs: Vec<NodeConfig>, ready: impl FnOnce(&[SocketAddr])) 
     }
     let addrs: Vec<SocketAddr> = servers.iter().map(|(_, addr)| *addr).collect();
     let nodes: Vec<_> = servers.iter().map(|(s, _)| s.node()).collect();
+    let http = match http {
+        Some(launch) => bind_http(launch, nodes.clone(), &addrs).await?,
+        None => None,
+    };
+    let stop_http = CancellationToken::new();
+    let http_addr = http.as_ref().and_then(|h| h.local_addr().ok());
+    let http_task = http.map(|h| tokio::spawn(h.run(stop_http.clone())));
     let tasks: Vec<_> = servers
         .into_iter()
         .map(|(s, _)| tokio::spawn(s.run()))
         .collect();
-    ready(&addrs);
+    ready(&addrs, http_addr);
     signals.wait().await;
     tracing::info!(target: "minikv", "shutting down");
     for node in &nodes {
         node.shutdown.cancel();
+    }
+    stop_http.cancel();
+    if let Some(task) = http_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(target: "minikv", "HTTP port: {e:#}"),
+            Err(e) => tracing::warn!(target: "minikv", "HTTP port: {e}"),
+        }
     }
     let mut failed = None;
     for task in tasks {
@@ -112,6 +148,42 @@ pub async fn serve(configs: Vec<NodeConfig>, ready: impl FnOnce(&[SocketAddr])) 
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Binds the HTTP port of `launch` for `nodes`: an error when it was asked for, a warning
+/// (and no HTTP port) when it was only the default.
+/// The dashboard shows `addrs` (the nodes' client addresses) unless told which servers to show.
+async fn bind_http(
+    mut launch: HttpLaunch,
+    nodes: Vec<std::sync::Arc<crate::node::Node>>,
+    addrs: &[SocketAddr],
+) -> Result<Option<HttpServer>> {
+    if launch.config.servers.is_empty() {
+        launch.config.servers = addrs.iter().map(|a| reachable(*a).to_string()).collect();
+    }
+    match HttpServer::bind(launch.config, nodes).await {
+        Ok(server) => {
+            if let Ok(addr) = server.local_addr() {
+                tracing::info!(target: "minikv", "HTTP (metrics, dashboard) on http://{addr}/");
+            }
+            Ok(Some(server))
+        }
+        Err(e) if launch.required => Err(LaunchError::Http(Box::new(e)).into()),
+        Err(e) => {
+            tracing::warn!(target: "minikv", "no dashboard: {e:#} (choose one with --http-port)");
+            Ok(None)
+        }
+    }
+}
+
+/// What a client on this machine dials to reach `addr`: a wildcard address listens on
+/// loopback too.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
 }
 
 /// The runtime serving the nodes: `threads` workers, default one per core. One thread gets a

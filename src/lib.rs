@@ -25,6 +25,7 @@
 //! - [`client`]: the cluster client (routing to shard leaders, pooling, retries); [`repl`]: the
 //!   spec's REPL, [`repl::terminal`]: the REPL on standard input (prompt, history) or one command.
 //!   [`client::rebalance`]: slot moves for `minikv rebalance` and `minikv remove-node`.
+//! - [`http`]: the HTTP port: Prometheus `/metrics`, `/healthz` and the live dashboard.
 //! - [`tls`]: optional TLS (rustls) for nodes and the cluster client.
 //! - [`replication`]: Raft groups (openraft) replicating the effect stream, and the cluster bus
 //!   (their RPCs over TCP).
@@ -42,6 +43,7 @@ pub mod cmd;
 pub mod config;
 pub mod effect;
 pub mod error;
+pub mod http;
 pub mod launch;
 pub mod node;
 pub mod persist;

@@ -19,6 +19,10 @@ use clap::{Parser, Subcommand};
 use minikv::repl::{terminal, Outcome};
 use minikv::{launch, ClientConfig, NodeConfig};
 
+#[path = "main_args.rs"]
+mod args;
+use args::*;
+
 #[derive(Parser)]
 #[command(
     name = "minikv",
@@ -71,6 +75,12 @@ enum Command {
         bus_port: Option<u16>,
         #[command(flatten)]
         timing: ClusterTiming,
+        /// Serve Prometheus metrics, /healthz and the dashboard on this HTTP port (0: any free
+        /// port, logged at start). Off by default.
+        #[arg(long, value_name = "PORT", value_parser = whole::<u16>(0, 65535), allow_negative_numbers = true)]
+        http_port: Option<u16>,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// The interactive client; with a command after the options, run just that command.
     Client {
@@ -139,6 +149,15 @@ enum Command {
         replicas: Option<usize>,
         #[command(flatten)]
         timing: ClusterTiming,
+        /// HTTP port of the metrics and the dashboard of every node (0: any free port).
+        /// [default: 8080; if it is taken, the cluster starts without it]
+        #[arg(long, value_name = "PORT", value_parser = whole::<u16>(0, 65535), allow_negative_numbers = true)]
+        http_port: Option<u16>,
+        /// Serve no HTTP port.
+        #[arg(long, conflicts_with = "http_port")]
+        no_http: bool,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Move slots of a replicated cluster until every shard owns as many (12288 / shards, give
     /// or take one); run it again after an interruption to continue.
@@ -155,169 +174,6 @@ enum Command {
         slots: SlotArgs,
     },
 }
-
-/// The flags of `rebalance` and `remove-node`.
-#[derive(clap::Args)]
-struct SlotArgs {
-    /// Comma-separated host:port list of the cluster's nodes: any of them will do, the next
-    /// one is tried when one fails.
-    #[arg(long, value_name = "HOST:PORT,...", value_parser = parse_servers)]
-    servers: Servers,
-    /// Most slots per CLUSTER MOVESLOTS call.
-    #[arg(
-        long,
-        value_name = "SLOTS",
-        default_value_t = minikv::client::rebalance::DEFAULT_BATCH,
-        value_parser = whole::<usize>(1, u64::from(minikv::client::router::SLOTS)),
-        allow_negative_numbers = true
-    )]
-    batch: usize,
-    #[command(flatten)]
-    connect: ConnectArgs,
-}
-
-/// How the client commands reach password-protected or TLS nodes.
-#[derive(clap::Args)]
-struct ConnectArgs {
-    /// Password of password-protected nodes (sent with AUTH on every new connection).
-    #[arg(long, env = "MINIKV_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
-    /// Connect to the nodes with TLS (needs --tls-ca).
-    #[arg(long, requires = "tls_ca")]
-    tls: bool,
-    /// PEM CA certificates that sign the nodes' certificates.
-    #[arg(long, value_name = "FILE", requires = "tls")]
-    tls_ca: Option<PathBuf>,
-    /// PEM client certificate, for nodes that require one (needs --tls-key).
-    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
-    tls_key: Option<PathBuf>,
-}
-
-impl ConnectArgs {
-    /// The password (an empty one means none, as in Redis) and the TLS settings.
-    fn settings(
-        self,
-    ) -> anyhow::Result<(
-        Option<String>,
-        Option<std::sync::Arc<minikv::tls::TlsClientConfig>>,
-    )> {
-        let tls = match (self.tls, self.tls_ca) {
-            (true, Some(ca)) => Some(
-                minikv::tls::client_config(&minikv::tls::ClientTls {
-                    ca,
-                    cert: self.tls_cert,
-                    key: self.tls_key,
-                })
-                .context("setting up TLS")?,
-            ),
-            _ => None,
-        };
-        Ok((self.password.filter(|p| !p.is_empty()), tls))
-    }
-}
-
-#[derive(clap::Args)]
-struct ClusterTiming {
-    /// Milliseconds without the leader's heartbeat before a follower calls an election
-    /// (Redis's cluster-node-timeout; elections start between this and twice this).
-    #[arg(
-        long,
-        value_name = "MS",
-        default_value = "250",
-        value_parser = whole::<u64>(20, 60_000),
-        allow_negative_numbers = true
-    )]
-    cluster_node_timeout: u64,
-}
-
-#[derive(clap::Args)]
-struct NodeArgs {
-    /// Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 to serve others.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// Seconds between snapshots (written only when something changed).
-    #[arg(long, default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
-    save_interval: Duration,
-    /// Seconds between sweeps of expired keys.
-    #[arg(long, default_value = "5", value_parser = seconds, allow_negative_numbers = true)]
-    cleanup_interval: Duration,
-    /// Number of databases, 1 to 1024 (SELECT 0..N-1).
-    #[arg(
-        long,
-        default_value = "16",
-        value_parser = whole::<usize>(1, MAX_DATABASES),
-        allow_negative_numbers = true
-    )]
-    databases: usize,
-    /// Maximum simultaneous client connections.
-    #[arg(
-        long,
-        default_value = "10000",
-        value_parser = whole::<usize>(1, u64::from(u32::MAX)),
-        allow_negative_numbers = true
-    )]
-    maxclients: usize,
-    /// Password clients must send with AUTH before anything else (Redis's requirepass).
-    /// Prefer the environment variable: a flag is visible to every user in `ps`.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "MINIKV_REQUIREPASS",
-        hide_env_values = true
-    )]
-    requirepass: Option<String>,
-    /// yes: without a password, refuse clients that are not on this machine's loopback.
-    #[arg(long, default_value = "yes", value_parser = yes_no, action = clap::ArgAction::Set)]
-    protected_mode: bool,
-    /// Close a client connection idle this many seconds (0: never).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value = "0",
-        value_parser = whole::<u64>(0, MAX_SECONDS),
-        allow_negative_numbers = true
-    )]
-    timeout: u64,
-    /// Worker threads serving connections, 1 to 1024 (default: one per CPU core).
-    #[arg(
-        long,
-        value_parser = whole::<usize>(1, MAX_THREADS),
-        allow_negative_numbers = true
-    )]
-    threads: Option<usize>,
-    /// Keep an append-only log of every write (kv_store_server{ID}.aof), replayed on start.
-    #[arg(long, default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
-    appendonly: bool,
-    /// When the log is fsynced: always (before each reply), everysec, or no (the OS decides).
-    #[arg(long, default_value = "everysec")]
-    appendfsync: minikv::aof::FsyncPolicy,
-    /// Refuse writes (MISCONF) while the last snapshot failed, until a save succeeds again.
-    #[arg(long, default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
-    stop_writes_on_bgsave_error: bool,
-    /// PEM certificate chain: serve TLS only on the port (needs --tls-key).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// PEM CA certificates: clients must present a certificate signed by one of them.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_ca: Option<PathBuf>,
-}
-
-/// `--retry-backoff`: the CLI's names for [`minikv::client::Backoff`].
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum RetryBackoff {
-    Fixed,
-    Exponential,
-}
-
-/// `--servers`: the cluster's nodes in order, each `host:port`; never empty.
-#[derive(Clone, Debug)]
-struct Servers(Vec<String>);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -343,6 +199,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             replicas,
             bus_port,
             timing,
+            http_port,
+            http,
         } => {
             init_logging();
             if bus_port.is_some() && cluster.is_none() && join.is_none() {
@@ -363,7 +221,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 spec.node_timeout = Duration::from_millis(timing.cluster_node_timeout);
                 config.cluster = Some(spec);
             }
-            launch::run(vec![config], node.threads, |_| {})?;
+            let servers = config
+                .cluster
+                .as_ref()
+                .map(|spec| spec.nodes.iter().map(|p| p.client.clone()).collect())
+                .unwrap_or_default();
+            let http = http_port.map(|p| http.launch(p, true, config.requirepass.clone(), servers));
+            launch::run(vec![config], http, node.threads, |_, _| {})?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster {
@@ -373,6 +237,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             replicas,
             timing,
+            http_port,
+            no_http,
+            http,
         } => {
             init_logging();
             // Node i listens on base_port + i - 1 (i from 1, so no underflow).
@@ -416,8 +283,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     buses: spec.nodes.iter().map(|p| p.bus.clone()).collect(),
                 });
             create_data_dir(&data_dir)?;
-            launch::run(configs, node.threads, |addrs| {
-                print_ready(addrs, replication.as_ref());
+            let password = configs.first().and_then(|c| c.requirepass.clone());
+            let http = (!no_http).then(|| {
+                let port = http_port.unwrap_or(DEFAULT_HTTP_PORT);
+                http.launch(port, http_port.is_some(), password, Vec::new())
+            });
+            launch::run(configs, http, node.threads, |addrs, http| {
+                print_ready(addrs, replication.as_ref(), http);
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -538,10 +410,17 @@ struct Replication {
 /// one line on standard output (not the log, which they may have filtered), e.g.
 /// `ready: try 'minikv client' or 'redis-cli -p 7001'; Ctrl+C stops and saves`; with
 /// `--replicas`, the line says so first, with the replicas per shard and each node's bus.
-fn print_ready(addrs: &[SocketAddr], replication: Option<&Replication>) {
+fn print_ready(addrs: &[SocketAddr], replication: Option<&Replication>, http: Option<SocketAddr>) {
     let mut out = std::io::stdout().lock();
     // A closed standard output costs the hint, not the nodes.
     let _ = writeln!(out, "{}", ready_line(addrs, replication));
+    if let Some(http) = http {
+        let _ = writeln!(
+            out,
+            "dashboard: http://{}/ (metrics at /metrics)",
+            launch::reachable(http)
+        );
+    }
     let _ = out.flush();
 }
 
@@ -667,93 +546,6 @@ fn client(config: ClientConfig, command: Vec<String>) -> anyhow::Result<ExitCode
 // Value parsers: each flag's check and message in one place. The numeric flags also allow
 // negative numbers, so that `-1` reaches these (and their range message) instead of making
 // clap read it as a flag.
-
-/// A parser for a whole number from `min` to `max`.
-fn whole<T>(min: u64, max: u64) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
-where
-    T: TryFrom<u64>,
-{
-    move |text| {
-        text.parse::<u64>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .and_then(|n| T::try_from(n).ok())
-            .ok_or_else(|| {
-                if max == u64::MAX {
-                    format!("expected a whole number, {min} or more")
-                } else {
-                    format!("expected a whole number from {min} to {max}")
-                }
-            })
-    }
-}
-
-/// Parses a number of seconds, fractions allowed: more than 0 and at most [`MAX_SECONDS`].
-fn seconds(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        // NaN fails both comparisons.
-        .filter(|s| *s > 0.0 && *s <= MAX_SECONDS as f64)
-        .map(Duration::from_secs_f64)
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("expected a number of seconds above 0, at most {MAX_SECONDS}"))
-}
-
-/// Parses `--servers`: a comma-separated, non-empty list of `host:port`.
-fn parse_servers(list: &str) -> Result<Servers, String> {
-    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
-    if entries.iter().all(|e| e.is_empty()) {
-        return Err("expected a comma-separated list of host:port, e.g. localhost:7001".into());
-    }
-    for (n, entry) in entries.iter().enumerate() {
-        if entry.is_empty() {
-            return Err(format!("entry {} is empty; expected host:port", n + 1));
-        }
-        if !is_host_port(entry) {
-            return Err(format!(
-                "'{entry}' is not host:port (a name or address, a colon, a port from 1 to 65535)"
-            ));
-        }
-    }
-    Ok(Servers(entries.into_iter().map(String::from).collect()))
-}
-
-/// Whether `entry` is `host:port`: a host without spaces (an IPv6 address in brackets) and a
-/// port from 1 to 65535.
-fn is_host_port(entry: &str) -> bool {
-    let Some((host, port)) = entry.rsplit_once(':') else {
-        return false;
-    };
-    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        inner.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty() && !host.contains([':', '[', ']']) && !host.contains(char::is_whitespace)
-    };
-    host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
-}
-
-/// Parses Redis-style `yes`/`no` option values.
-fn yes_no(value: &str) -> Result<bool, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        other => Err(format!("expected yes or no, got {other:?}")),
-    }
-}
-
-/// Most nodes `minikv cluster` runs: each allocates its databases up front and holds a port.
-const MAX_NODES: u64 = 1024;
-
-/// Most databases a node has: each is 256 shards allocated up front (tens of KB), so a typo
-/// like `--databases 10000000` would exhaust memory instead of starting.
-const MAX_DATABASES: u64 = 1024;
-
-/// Most worker threads: far beyond any core count, below where spawning them fails.
-const MAX_THREADS: u64 = 1024;
-
-/// Longest interval or timeout a flag accepts (about 31 years): past it, deadlines computed
-/// from the monotonic clock could overflow.
-const MAX_SECONDS: u64 = 1_000_000_000;
 
 #[cfg(test)]
 #[path = "main_tests.rs"]

@@ -73,7 +73,8 @@ pub fn run(
     runtime(threads)?.block_on(serve(configs, http, ready))
 }
 
-/// Starts every node, serves until Ctrl+C or SIGTERM, then stops them all gracefully.
+/// Starts every node, serves until Ctrl+C or SIGTERM (or until SHUTDOWN has stopped every
+/// node), then stops them all gracefully.
 ///
 /// The nodes start in order; if one cannot start, those before it are dropped without
 /// serving and its error is returned. Then the HTTP port `http` is bound, if any. Once every
@@ -126,8 +127,16 @@ pub async fn serve(
         .map(|(s, _)| tokio::spawn(s.run()))
         .collect();
     ready(&addrs, http_addr);
-    signals.wait().await;
-    tracing::info!(target: "minikv", "shutting down");
+    // SHUTDOWN stops its own node; the process ends once every node has stopped.
+    let all_stopped = async {
+        for node in &nodes {
+            node.shutdown.cancelled().await;
+        }
+    };
+    tokio::select! {
+        () = signals.wait() => tracing::info!(target: "minikv", "shutting down"),
+        () = all_stopped => {}
+    }
     for node in &nodes {
         node.shutdown.cancel();
     }

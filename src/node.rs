@@ -17,6 +17,17 @@ use crate::persist::Persister;
 use crate::stats::Stats;
 use crate::store::Store;
 
+/// What a stopping node writes (see [`Node::final_save`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalSave {
+    /// A final snapshot (Ctrl+C, SIGTERM, SHUTDOWN, SHUTDOWN SAVE).
+    Snapshot,
+    /// A final snapshot only if something changed since SHUTDOWN's own save.
+    IfChanged,
+    /// None (SHUTDOWN NOSAVE); the append-only log is still flushed.
+    Nothing,
+}
+
 /// Everything a command may need besides its own connection's session.
 #[derive(Debug)]
 pub struct Node {
@@ -30,8 +41,11 @@ pub struct Node {
     pub persister: Arc<Persister>,
     /// When the node started (INFO uptime).
     pub started: std::time::Instant,
-    /// Cancelled to stop the node (Ctrl+C, SIGTERM, tests).
+    /// Cancelled to stop the node (Ctrl+C, SIGTERM, SHUTDOWN, tests).
     pub shutdown: CancellationToken,
+    /// What the node does with its data once it stops: set by SHUTDOWN before it cancels
+    /// [`Node::shutdown`]; a signal leaves the default, a final snapshot.
+    pub final_save: std::sync::Mutex<FinalSave>,
     /// The port actually bound (differs from the configured one when that was 0).
     pub port: AtomicU64,
     /// Connected clients (CLIENT LIST, CLIENT KILL).
@@ -68,6 +82,7 @@ impl Node {
             persister: Arc::new(persister),
             started: std::time::Instant::now(),
             shutdown: CancellationToken::new(),
+            final_save: std::sync::Mutex::new(FinalSave::Snapshot),
             port: AtomicU64::new(u64::from(config.port)),
             clients: Clients::default(),
             slowlog: SlowLog::default(),

@@ -25,6 +25,7 @@ mod pubsub;
 mod server;
 mod session;
 mod set;
+mod shutdown;
 mod string;
 mod table;
 mod transaction;
@@ -210,6 +211,11 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
         node.stats.record(StatKind::Other, session.client.id);
         session.flag_transaction();
         return Reply::Error(pubsub::refusal(&full_name(spec, args)).to_string().into());
+    }
+    if session.multi.is_some() && spec.flags.contains(&"no_multi") {
+        node.stats.record(StatKind::Other, session.client.id);
+        session.flag_transaction();
+        return Reply::Error("ERR Command not allowed inside a transaction".into());
     }
     if let Some(multi) = &mut session.multi {
         if spec.queued_in_multi {

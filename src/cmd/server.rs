@@ -1,4 +1,5 @@
-//! Server commands: STATS, INFO, CONFIG, COMMAND, TIME, LASTSAVE, SAVE, BGSAVE, WAIT.
+//! Server commands: STATS, INFO, CONFIG, COMMAND, TIME, LASTSAVE, SAVE, BGSAVE, WAIT (SHUTDOWN
+//! is in [`super::shutdown`]).
 //!
 //! ```text
 //! STATS                                   -> map of the spec's counters (minikv extension)

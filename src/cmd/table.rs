@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use super::{
-    bitmap, blocking, connection, hash, keyspace, list, pubsub, server, set, string, transaction,
-    zset, CommandError, Ctx,
+    bitmap, blocking, connection, hash, keyspace, list, pubsub, server, set, shutdown, string,
+    transaction, zset, CommandError, Ctx,
 };
 use crate::protocol::Reply;
 use crate::stats::StatKind;
@@ -258,6 +258,21 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
             server::cluster,
         ),
         cmd("config", -2, ADMIN, NO_KEYS, O, server::config),
+        cmd(
+            "shutdown",
+            -1,
+            &[
+                "admin",
+                "noscript",
+                "loading",
+                "stale",
+                "no_multi",
+                "allow_busy",
+            ],
+            NO_KEYS,
+            O,
+            shutdown::shutdown,
+        ),
         cmd(
             "command",
             -1,

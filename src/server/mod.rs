@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::aof::Aof;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::node::{FinalSave, Node};
 use crate::{persist, store};
 
 /// How long shutdown waits for open connections to finish their current batch.
@@ -216,19 +216,30 @@ impl Server {
         }
         let persister = node.persister.clone();
         let store = node.store.clone();
-        let keys = tokio::task::spawn_blocking(move || persister.save(&store))
-            .await
-            .map_err(|e| Error::Startup(format!("final snapshot panicked: {e}")))??;
+        let mode = *node
+            .final_save
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = tokio::task::spawn_blocking(move || match mode {
+            FinalSave::Snapshot => persister.save(&store).map(Some),
+            FinalSave::IfChanged => persister.save_if_dirty(&store),
+            FinalSave::Nothing => Ok(None),
+        })
+        .await
+        .map_err(|e| Error::Startup(format!("final snapshot panicked: {e}")))??;
         if let Some(aof) = node.aof.get().cloned() {
             tokio::task::spawn_blocking(move || aof.close())
                 .await
                 .map_err(|e| Error::Startup(format!("closing the log panicked: {e}")))?;
         }
-        tracing::info!(
-            id = node.config.id,
-            keys,
-            "final snapshot written; node stopped"
-        );
+        match keys {
+            Some(keys) => tracing::info!(
+                id = node.config.id,
+                keys,
+                "final snapshot written; node stopped"
+            ),
+            None => tracing::info!(id = node.config.id, "node stopped"),
+        }
         Ok(())
     }
 }

@@ -6,9 +6,12 @@
 //! unbounded channel of [`Delivery`] values, and a count of the bytes delivered to it that
 //! are not yet written to its socket. PUBLISH builds one [`Message`] behind an `Arc`, looks
 //! the channel up and matches every pattern with [`crate::store::pattern`] (Redis's glob, as
-//! Redis matches patterns), and sends each subscriber a [`Delivery`]: the shared message and
-//! the pattern that matched. The connection task receives them beside its socket (the
-//! out-of-band path MONITOR uses too) and encodes each for its own protocol.
+//! Redis matches patterns), and sends each subscriber an `Arc` of a [`Delivery`]: the shared
+//! message and the pattern that matched, one per publish and subscription (every subscriber
+//! of the channel gets the same one). The connection task receives them beside its socket
+//! (the out-of-band path MONITOR uses too) and appends each frame in its own protocol's
+//! encoding, which the first connection of that encoding renders and the rest copy
+//! ([`Delivery::encode_into`]; this module keeps the bytes without knowing the codecs).
 //!
 //! Slow subscribers are bounded as Redis bounds them with `client-output-buffer-limit pubsub`
 //! ([`OutputLimits`]): a delivery that takes a subscriber's pending bytes past the hard limit,
@@ -21,13 +24,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::Reply;
+use crate::protocol::{Reply, PUSH_ENCODINGS};
 use crate::store::pattern;
 
 pub mod limits;
@@ -63,25 +66,43 @@ pub struct Message {
     pub payload: Bytes,
 }
 
-/// A message on its way to one subscriber: the shared message, and the pattern it matched
-/// (`None` for a channel subscription).
-#[derive(Debug, Clone)]
+/// A message on its way to the subscribers of one subscription: the shared message, the
+/// pattern it matched (`None` for a channel subscription), and its frame in each encoding.
+/// One publish makes one delivery for a channel's subscribers and one per matching pattern,
+/// each shared (behind an `Arc`) by every subscriber it goes to, so a frame is encoded once
+/// per publish and encoding, not once per subscriber.
+#[derive(Debug)]
 pub struct Delivery {
     /// The pattern subscription it came through, if any.
     pub pattern: Option<Bytes>,
     /// The message.
     pub message: Arc<Message>,
+    /// What it counts against a subscriber's output limits (see [`Delivery::size`]).
+    size: usize,
+    /// The frame in each of the [`PUSH_ENCODINGS`], made by the first connection that needs
+    /// it.
+    encoded: [OnceLock<Bytes>; PUSH_ENCODINGS],
 }
 
 impl Delivery {
+    /// A delivery of `message`, through `pattern` if it matched one.
+    pub fn new(pattern: Option<Bytes>, message: Arc<Message>) -> Delivery {
+        let size = DELIVERY_OVERHEAD
+            + message.channel.len()
+            + message.payload.len()
+            + pattern.as_ref().map_or(0, Bytes::len);
+        Delivery {
+            pattern,
+            message,
+            size,
+            encoded: Default::default(),
+        }
+    }
+
     /// The bytes this delivery counts against the subscriber's output limits: about its RESP
     /// size, as Redis counts its output buffer.
     pub fn size(&self) -> usize {
-        let m = &self.message;
-        DELIVERY_OVERHEAD
-            + m.channel.len()
-            + m.payload.len()
-            + self.pattern.as_ref().map_or(0, Bytes::len)
+        self.size
     }
 
     /// The push frame Redis sends for it: `message channel payload`, or
@@ -102,6 +123,34 @@ impl Delivery {
             ]),
         }
     }
+
+    /// Appends the frame in push encoding `slot` (a codec's
+    /// [`crate::protocol::Codec::push_encoding`]) to `dst`. The first caller for a slot
+    /// renders it with `encode` (given [`Delivery::to_reply`] and a buffer to append to) and
+    /// keeps the bytes; later callers, whichever connection they serve, copy them.
+    ///
+    /// # Errors
+    /// What `encode` returned.
+    pub fn encode_into<E>(
+        &self,
+        slot: usize,
+        dst: &mut BytesMut,
+        encode: impl FnOnce(&Reply, &mut BytesMut) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Some(cell) = self.encoded.get(slot) else {
+            return encode(&self.to_reply(), dst);
+        };
+        if let Some(frame) = cell.get() {
+            dst.extend_from_slice(frame);
+            return Ok(());
+        }
+        let mut frame = BytesMut::with_capacity(self.size);
+        encode(&self.to_reply(), &mut frame)?;
+        // Two connections may race to render it: both made the same bytes.
+        let frame = cell.get_or_init(|| frame.freeze());
+        dst.extend_from_slice(frame);
+        Ok(())
+    }
 }
 
 /// The registry's handle on one subscribed connection.
@@ -109,7 +158,7 @@ impl Delivery {
 pub struct Subscriber {
     /// The connection's client id.
     pub id: u64,
-    tx: mpsc::UnboundedSender<Delivery>,
+    tx: mpsc::UnboundedSender<Arc<Delivery>>,
     /// Bytes delivered and not yet written to the socket.
     pending: AtomicUsize,
     /// When the pending bytes were first seen above the soft limit (milliseconds since the
@@ -136,7 +185,7 @@ impl Subscriber {
 
     /// Queues `delivery` unless that breaks the output limits, in which case the connection
     /// is closed instead.
-    fn deliver(&self, delivery: Delivery, limit: ClassLimit, now_ms: u64) {
+    fn deliver(&self, delivery: &Arc<Delivery>, limit: ClassLimit, now_ms: u64) {
         if self.closing.load(Ordering::Relaxed) {
             return;
         }
@@ -173,7 +222,7 @@ impl Subscriber {
             return;
         }
         // A closed receiver means the connection is ending; its subscriptions go with it.
-        if self.tx.send(delivery).is_err() {
+        if self.tx.send(delivery.clone()).is_err() {
             self.pending.fetch_sub(size, Ordering::Relaxed);
         }
     }
@@ -200,27 +249,21 @@ impl PubSub {
         let registry = self.read();
         let mut receivers = 0;
         if let Some(subscribers) = registry.channels.get(&message.channel) {
+            let delivery = Arc::new(Delivery::new(None, message.clone()));
             for s in subscribers {
-                let delivery = Delivery {
-                    pattern: None,
-                    message: message.clone(),
-                };
-                s.deliver(delivery, limit, now_ms);
-                receivers += 1;
+                s.deliver(&delivery, limit, now_ms);
             }
+            receivers += subscribers.len();
         }
         for (pattern, subscribers) in &registry.patterns {
             if !pattern::matches(pattern, &message.channel) {
                 continue;
             }
+            let delivery = Arc::new(Delivery::new(Some(pattern.clone()), message.clone()));
             for s in subscribers {
-                let delivery = Delivery {
-                    pattern: Some(pattern.clone()),
-                    message: message.clone(),
-                };
-                s.deliver(delivery, limit, now_ms);
-                receivers += 1;
+                s.deliver(&delivery, limit, now_ms);
             }
+            receivers += subscribers.len();
         }
         receivers
     }
@@ -288,7 +331,7 @@ pub struct Subscriptions {
     registry: Arc<PubSub>,
     me: Arc<Subscriber>,
     /// The receiving end, until the connection takes it.
-    rx: Option<mpsc::UnboundedReceiver<Delivery>>,
+    rx: Option<mpsc::UnboundedReceiver<Arc<Delivery>>>,
     channels: HashSet<Bytes, ahash::RandomState>,
     patterns: HashSet<Bytes, ahash::RandomState>,
 }
@@ -356,7 +399,7 @@ impl Subscriptions {
 
     /// The receiving end of the connection's deliveries, once: the connection task takes it
     /// and reads it beside its socket.
-    pub fn take_receiver(&mut self) -> Option<mpsc::UnboundedReceiver<Delivery>> {
+    pub fn take_receiver(&mut self) -> Option<mpsc::UnboundedReceiver<Arc<Delivery>>> {
         self.rx.take()
     }
 

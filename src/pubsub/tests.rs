@@ -4,7 +4,7 @@ fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<Delivery>) -> Vec<(Option<Bytes>, Bytes, Bytes)> {
+fn drain(rx: &mut mpsc::UnboundedReceiver<Arc<Delivery>>) -> Vec<(Option<Bytes>, Bytes, Bytes)> {
     let mut out = Vec::new();
     while let Ok(d) = rx.try_recv() {
         out.push((
@@ -101,10 +101,7 @@ fn delivery_frames_are_redis_messages() {
         channel: b("c"),
         payload: b("m"),
     });
-    let plain = Delivery {
-        pattern: None,
-        message: message.clone(),
-    };
+    let plain = Delivery::new(None, message.clone());
     assert_eq!(
         plain.to_reply(),
         Reply::Push(vec![
@@ -113,10 +110,7 @@ fn delivery_frames_are_redis_messages() {
             Reply::bulk("m")
         ])
     );
-    let matched = Delivery {
-        pattern: Some(b("*")),
-        message,
-    };
+    let matched = Delivery::new(Some(b("*")), message);
     assert_eq!(
         matched.to_reply(),
         Reply::Push(vec![
@@ -127,4 +121,48 @@ fn delivery_frames_are_redis_messages() {
         ])
     );
     assert!(matched.size() > plain.size());
+}
+
+#[test]
+fn a_frame_is_encoded_once_per_way_and_shared() {
+    let message = Arc::new(Message {
+        channel: b("c"),
+        payload: b("m"),
+    });
+    let delivery = Delivery::new(None, message);
+    let resp = |resp3: bool| {
+        move |reply: &Reply, dst: &mut BytesMut| {
+            crate::protocol::resp::encode_reply(reply, resp3, dst);
+            Ok::<_, ()>(())
+        }
+    };
+    let mut first = BytesMut::new();
+    delivery
+        .encode_into(0, &mut first, resp(false))
+        .expect("encoded");
+    assert_eq!(&first[..], b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n");
+    // The second connection of the same encoding copies the bytes: its encoder never runs.
+    let mut second = BytesMut::from(&b"+OK\r\n"[..]);
+    delivery
+        .encode_into(0, &mut second, |_, _| Err("encoded again"))
+        .expect("shared");
+    assert_eq!(
+        &second[..],
+        b"+OK\r\n*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n"
+    );
+    let mut resp3 = BytesMut::new();
+    delivery
+        .encode_into(1, &mut resp3, resp(true))
+        .expect("encoded");
+    assert_eq!(&resp3[..], b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n");
+    // A failed encoding keeps nothing; an unknown slot encodes every time.
+    assert_eq!(
+        delivery.encode_into(2, &mut BytesMut::new(), |_, _| Err(7)),
+        Err(7)
+    );
+    let mut other = BytesMut::new();
+    delivery
+        .encode_into(9, &mut other, resp(true))
+        .expect("encoded");
+    assert_eq!(other, resp3);
 }

@@ -672,13 +672,13 @@ fn listening(monitor: &Option<Monitoring<'_>>, session: &Session) -> bool {
 /// A subscribed connection's deliveries: the receiving end, and the bytes encoded from it
 /// that are not yet written (given back to the registry's count once they are).
 struct Feed {
-    rx: mpsc::UnboundedReceiver<Delivery>,
+    rx: mpsc::UnboundedReceiver<Arc<Delivery>>,
     subscriber: Arc<Subscriber>,
     encoded: usize,
 }
 
 impl Feed {
-    fn new(rx: mpsc::UnboundedReceiver<Delivery>, subscriber: Arc<Subscriber>) -> Feed {
+    fn new(rx: mpsc::UnboundedReceiver<Arc<Delivery>>, subscriber: Arc<Subscriber>) -> Feed {
         Feed {
             rx,
             subscriber,
@@ -693,7 +693,10 @@ impl Feed {
         wbuf: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
         self.encoded += delivery.size();
-        codec.encode(&delivery.to_reply(), &ReplyShape::generic(), wbuf)
+        // Encoded once per publish and way of encoding, whichever subscriber comes first.
+        delivery.encode_into(codec.push_encoding(), wbuf, |reply, dst| {
+            codec.encode(reply, &ReplyShape::generic(), dst)
+        })
     }
 
     /// Encodes what has arrived, until `wbuf` holds `limit` bytes.
@@ -721,7 +724,7 @@ impl Feed {
 }
 
 /// The next delivery, or never when the connection has not subscribed.
-async fn next_delivery(feed: &mut Option<Feed>) -> Delivery {
+async fn next_delivery(feed: &mut Option<Feed>) -> Arc<Delivery> {
     match feed {
         // The sender lives as long as the feed holds its subscriber: `None` cannot come.
         Some(feed) => match feed.rx.recv().await {

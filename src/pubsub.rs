@@ -2,9 +2,9 @@
 //! of published messages to the connections that subscribed.
 //!
 //! One [`PubSub`] hangs off the node. A connection's first SUBSCRIBE or PSUBSCRIBE gives it a
-//! [`Subscriptions`] (kept in its session) holding its [`Subscriber`]: the sending end of an
-//! unbounded channel of [`Delivery`] values, and a count of the bytes delivered to it that
-//! are not yet written to its socket. PUBLISH builds one [`Message`] behind an `Arc`, looks
+//! [`Subscriptions`] (kept in its session) holding its [`Subscriber`]: a queue of
+//! [`Delivery`] values, and a count of the bytes delivered to it that are not yet written to
+//! its socket (the `queue` module). PUBLISH builds one [`Message`] behind an `Arc`, looks
 //! the channel up and matches every pattern with [`crate::store::pattern`] (Redis's glob, as
 //! Redis matches patterns), and sends each subscriber an `Arc` of a [`Delivery`]: the shared
 //! message and the pattern that matched, one per publish and subscription (every subscriber
@@ -16,26 +16,26 @@
 //! Slow subscribers are bounded as Redis bounds them with `client-output-buffer-limit pubsub`
 //! ([`OutputLimits`]): a delivery that takes a subscriber's pending bytes past the hard limit,
 //! or finds them above the soft limit for longer than its seconds, closes that connection
-//! (its kill token, as CLIENT KILL) and nothing more is queued for it. The channel is
-//! unbounded only in type: with a hard limit set, what it holds never exceeds that limit.
+//! (its kill token, as CLIENT KILL) and nothing more is queued for it. The queue has no bound
+//! of its own: with a hard limit set, what it holds never exceeds that limit.
 //!
 //! This module must not know about connections, codecs or the store's data: it keeps
 //! subscriptions and hands out deliveries.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Reply, PUSH_ENCODINGS};
 use crate::store::pattern;
 
 pub mod limits;
+mod queue;
 
 pub use limits::{ClassLimit, OutputLimits};
+pub use queue::{Receiver, Subscriber, Wakes};
 
 /// The node's subscriptions: channel and pattern to subscribers.
 #[derive(Debug)]
@@ -153,81 +153,6 @@ impl Delivery {
     }
 }
 
-/// The registry's handle on one subscribed connection.
-#[derive(Debug)]
-pub struct Subscriber {
-    /// The connection's client id.
-    pub id: u64,
-    tx: mpsc::UnboundedSender<Arc<Delivery>>,
-    /// Bytes delivered and not yet written to the socket.
-    pending: AtomicUsize,
-    /// When the pending bytes were first seen above the soft limit (milliseconds since the
-    /// registry's epoch, plus one), or 0.
-    over_soft_since: AtomicU64,
-    /// Closes the connection (the client's kill token).
-    kill: CancellationToken,
-    /// Set once the connection is being closed for its output: nothing more is queued.
-    closing: AtomicBool,
-}
-
-impl Subscriber {
-    /// Gives back `bytes` of deliveries the connection has written to its socket.
-    pub fn written(&self, bytes: usize) {
-        if bytes > 0 {
-            self.pending.fetch_sub(bytes, Ordering::Relaxed);
-        }
-    }
-
-    /// Bytes delivered and not yet written.
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
-    }
-
-    /// Queues `delivery` unless that breaks the output limits, in which case the connection
-    /// is closed instead.
-    fn deliver(&self, delivery: &Arc<Delivery>, limit: ClassLimit, now_ms: u64) {
-        if self.closing.load(Ordering::Relaxed) {
-            return;
-        }
-        let size = delivery.size();
-        let pending = self.pending.fetch_add(size, Ordering::Relaxed) + size;
-        let over = if limit.hard > 0 && pending as u64 > limit.hard {
-            Some("hard")
-        } else if limit.soft > 0 && pending as u64 > limit.soft {
-            // Redis's soft limit: above it for longer than `soft_seconds`, judged whenever
-            // output is added.
-            let since = self.over_soft_since.load(Ordering::Relaxed);
-            if since == 0 {
-                self.over_soft_since.store(now_ms + 1, Ordering::Relaxed);
-                None
-            } else {
-                let over_ms = (now_ms + 1).saturating_sub(since);
-                (over_ms > limit.soft_seconds * 1000).then_some("soft")
-            }
-        } else {
-            self.over_soft_since.store(0, Ordering::Relaxed);
-            None
-        };
-        if let Some(which) = over {
-            self.closing.store(true, Ordering::Relaxed);
-            self.pending.fetch_sub(size, Ordering::Relaxed);
-            tracing::warn!(
-                client = self.id,
-                pending,
-                "Client id={} scheduled to be closed ASAP for overcoming of output buffer \
-                 limits ({which} pubsub limit).",
-                self.id
-            );
-            self.kill.cancel();
-            return;
-        }
-        // A closed receiver means the connection is ending; its subscriptions go with it.
-        if self.tx.send(delivery.clone()).is_err() {
-            self.pending.fetch_sub(size, Ordering::Relaxed);
-        }
-    }
-}
-
 impl Default for PubSub {
     fn default() -> Self {
         PubSub {
@@ -241,8 +166,15 @@ impl Default for PubSub {
 impl PubSub {
     /// Publishes `payload` on `channel` to this node's subscribers; returns how many
     /// deliveries were made (a connection subscribed to the channel and to a matching
-    /// pattern counts twice, as in Redis).
+    /// pattern counts twice, as in Redis). The subscribers' connections are woken before it
+    /// returns.
     pub fn publish(&self, channel: Bytes, payload: Bytes) -> usize {
+        self.publish_deferring(channel, payload, &mut Wakes::default())
+    }
+
+    /// [`PubSub::publish`], leaving the subscribers' connections that need waking in `wakes`
+    /// (a connection running a pipeline of PUBLISHes wakes each subscriber once at its end).
+    pub fn publish_deferring(&self, channel: Bytes, payload: Bytes, wakes: &mut Wakes) -> usize {
         let message = Arc::new(Message { channel, payload });
         let limit = self.limits.pubsub();
         let now_ms = self.epoch.elapsed().as_millis() as u64;
@@ -251,7 +183,7 @@ impl PubSub {
         if let Some(subscribers) = registry.channels.get(&message.channel) {
             let delivery = Arc::new(Delivery::new(None, message.clone()));
             for s in subscribers {
-                s.deliver(&delivery, limit, now_ms);
+                s.deliver(&delivery, limit, now_ms, wakes);
             }
             receivers += subscribers.len();
         }
@@ -261,7 +193,7 @@ impl PubSub {
             }
             let delivery = Arc::new(Delivery::new(Some(pattern.clone()), message.clone()));
             for s in subscribers {
-                s.deliver(&delivery, limit, now_ms);
+                s.deliver(&delivery, limit, now_ms, wakes);
             }
             receivers += subscribers.len();
         }
@@ -296,17 +228,10 @@ impl PubSub {
     /// A new connection's subscription state, not yet subscribed to anything; `kill` closes
     /// the connection (its client's kill token).
     pub fn subscriptions(self: &Arc<Self>, id: u64, kill: CancellationToken) -> Subscriptions {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (me, rx) = Subscriber::new(id, kill);
         Subscriptions {
             registry: self.clone(),
-            me: Arc::new(Subscriber {
-                id,
-                tx,
-                pending: AtomicUsize::new(0),
-                over_soft_since: AtomicU64::new(0),
-                kill,
-                closing: AtomicBool::new(false),
-            }),
+            me,
             rx: Some(rx),
             channels: HashSet::default(),
             patterns: HashSet::default(),
@@ -331,7 +256,7 @@ pub struct Subscriptions {
     registry: Arc<PubSub>,
     me: Arc<Subscriber>,
     /// The receiving end, until the connection takes it.
-    rx: Option<mpsc::UnboundedReceiver<Arc<Delivery>>>,
+    rx: Option<Receiver>,
     channels: HashSet<Bytes, ahash::RandomState>,
     patterns: HashSet<Bytes, ahash::RandomState>,
 }
@@ -399,7 +324,7 @@ impl Subscriptions {
 
     /// The receiving end of the connection's deliveries, once: the connection task takes it
     /// and reads it beside its socket.
-    pub fn take_receiver(&mut self) -> Option<mpsc::UnboundedReceiver<Arc<Delivery>>> {
+    pub fn take_receiver(&mut self) -> Option<Receiver> {
         self.rx.take()
     }
 

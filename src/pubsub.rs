@@ -2,37 +2,40 @@
 //! of published messages to the connections that subscribed.
 //!
 //! One [`PubSub`] hangs off the node. A connection's first SUBSCRIBE or PSUBSCRIBE gives it a
-//! [`Subscriptions`] (kept in its session) holding its [`Subscriber`]: the sending end of an
-//! unbounded channel of [`Delivery`] values, and a count of the bytes delivered to it that
-//! are not yet written to its socket. PUBLISH builds one [`Message`] behind an `Arc`, looks
+//! [`Subscriptions`] (kept in its session) holding its [`Subscriber`]: a queue of
+//! [`Delivery`] values, and a count of the bytes delivered to it that are not yet written to
+//! its socket (the `queue` module). PUBLISH builds one [`Message`] behind an `Arc`, looks
 //! the channel up and matches every pattern with [`crate::store::pattern`] (Redis's glob, as
-//! Redis matches patterns), and sends each subscriber a [`Delivery`]: the shared message and
-//! the pattern that matched. The connection task receives them beside its socket (the
-//! out-of-band path MONITOR uses too) and encodes each for its own protocol.
+//! Redis matches patterns), and sends each subscriber an `Arc` of a [`Delivery`]: the shared
+//! message and the pattern that matched, one per publish and subscription (every subscriber
+//! of the channel gets the same one). The connection task receives them beside its socket
+//! (the out-of-band path MONITOR uses too) and appends each frame in its own protocol's
+//! encoding, which the first connection of that encoding renders and the rest copy
+//! ([`Delivery::encode_into`]; this module keeps the bytes without knowing the codecs).
 //!
 //! Slow subscribers are bounded as Redis bounds them with `client-output-buffer-limit pubsub`
 //! ([`OutputLimits`]): a delivery that takes a subscriber's pending bytes past the hard limit,
 //! or finds them above the soft limit for longer than its seconds, closes that connection
-//! (its kill token, as CLIENT KILL) and nothing more is queued for it. The channel is
-//! unbounded only in type: with a hard limit set, what it holds never exceeds that limit.
+//! (its kill token, as CLIENT KILL) and nothing more is queued for it. The queue has no bound
+//! of its own: with a hard limit set, what it holds never exceeds that limit.
 //!
 //! This module must not know about connections, codecs or the store's data: it keeps
 //! subscriptions and hands out deliveries.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
+use bytes::{Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::Reply;
+use crate::protocol::{Reply, PUSH_ENCODINGS};
 use crate::store::pattern;
 
 pub mod limits;
+mod queue;
 
 pub use limits::{ClassLimit, OutputLimits};
+pub use queue::{Receiver, Subscriber, Wakes};
 
 /// The node's subscriptions: channel and pattern to subscribers.
 #[derive(Debug)]
@@ -63,25 +66,43 @@ pub struct Message {
     pub payload: Bytes,
 }
 
-/// A message on its way to one subscriber: the shared message, and the pattern it matched
-/// (`None` for a channel subscription).
-#[derive(Debug, Clone)]
+/// A message on its way to the subscribers of one subscription: the shared message, the
+/// pattern it matched (`None` for a channel subscription), and its frame in each encoding.
+/// One publish makes one delivery for a channel's subscribers and one per matching pattern,
+/// each shared (behind an `Arc`) by every subscriber it goes to, so a frame is encoded once
+/// per publish and encoding, not once per subscriber.
+#[derive(Debug)]
 pub struct Delivery {
     /// The pattern subscription it came through, if any.
     pub pattern: Option<Bytes>,
     /// The message.
     pub message: Arc<Message>,
+    /// What it counts against a subscriber's output limits (see [`Delivery::size`]).
+    size: usize,
+    /// The frame in each of the [`PUSH_ENCODINGS`], made by the first connection that needs
+    /// it.
+    encoded: [OnceLock<Bytes>; PUSH_ENCODINGS],
 }
 
 impl Delivery {
+    /// A delivery of `message`, through `pattern` if it matched one.
+    pub fn new(pattern: Option<Bytes>, message: Arc<Message>) -> Delivery {
+        let size = DELIVERY_OVERHEAD
+            + message.channel.len()
+            + message.payload.len()
+            + pattern.as_ref().map_or(0, Bytes::len);
+        Delivery {
+            pattern,
+            message,
+            size,
+            encoded: Default::default(),
+        }
+    }
+
     /// The bytes this delivery counts against the subscriber's output limits: about its RESP
     /// size, as Redis counts its output buffer.
     pub fn size(&self) -> usize {
-        let m = &self.message;
-        DELIVERY_OVERHEAD
-            + m.channel.len()
-            + m.payload.len()
-            + self.pattern.as_ref().map_or(0, Bytes::len)
+        self.size
     }
 
     /// The push frame Redis sends for it: `message channel payload`, or
@@ -102,80 +123,33 @@ impl Delivery {
             ]),
         }
     }
-}
 
-/// The registry's handle on one subscribed connection.
-#[derive(Debug)]
-pub struct Subscriber {
-    /// The connection's client id.
-    pub id: u64,
-    tx: mpsc::UnboundedSender<Delivery>,
-    /// Bytes delivered and not yet written to the socket.
-    pending: AtomicUsize,
-    /// When the pending bytes were first seen above the soft limit (milliseconds since the
-    /// registry's epoch, plus one), or 0.
-    over_soft_since: AtomicU64,
-    /// Closes the connection (the client's kill token).
-    kill: CancellationToken,
-    /// Set once the connection is being closed for its output: nothing more is queued.
-    closing: AtomicBool,
-}
-
-impl Subscriber {
-    /// Gives back `bytes` of deliveries the connection has written to its socket.
-    pub fn written(&self, bytes: usize) {
-        if bytes > 0 {
-            self.pending.fetch_sub(bytes, Ordering::Relaxed);
-        }
-    }
-
-    /// Bytes delivered and not yet written.
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
-    }
-
-    /// Queues `delivery` unless that breaks the output limits, in which case the connection
-    /// is closed instead.
-    fn deliver(&self, delivery: Delivery, limit: ClassLimit, now_ms: u64) {
-        if self.closing.load(Ordering::Relaxed) {
-            return;
-        }
-        let size = delivery.size();
-        let pending = self.pending.fetch_add(size, Ordering::Relaxed) + size;
-        let over = if limit.hard > 0 && pending as u64 > limit.hard {
-            Some("hard")
-        } else if limit.soft > 0 && pending as u64 > limit.soft {
-            // Redis's soft limit: above it for longer than `soft_seconds`, judged whenever
-            // output is added.
-            let since = self.over_soft_since.load(Ordering::Relaxed);
-            if since == 0 {
-                self.over_soft_since.store(now_ms + 1, Ordering::Relaxed);
-                None
-            } else {
-                let over_ms = (now_ms + 1).saturating_sub(since);
-                (over_ms > limit.soft_seconds * 1000).then_some("soft")
-            }
-        } else {
-            self.over_soft_since.store(0, Ordering::Relaxed);
-            None
+    /// Appends the frame in push encoding `slot` (a codec's
+    /// [`crate::protocol::Codec::push_encoding`]) to `dst`. The first caller for a slot
+    /// renders it with `encode` (given [`Delivery::to_reply`] and a buffer to append to) and
+    /// keeps the bytes; later callers, whichever connection they serve, copy them.
+    ///
+    /// # Errors
+    /// What `encode` returned.
+    pub fn encode_into<E>(
+        &self,
+        slot: usize,
+        dst: &mut BytesMut,
+        encode: impl FnOnce(&Reply, &mut BytesMut) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Some(cell) = self.encoded.get(slot) else {
+            return encode(&self.to_reply(), dst);
         };
-        if let Some(which) = over {
-            self.closing.store(true, Ordering::Relaxed);
-            self.pending.fetch_sub(size, Ordering::Relaxed);
-            tracing::warn!(
-                client = self.id,
-                pending,
-                "Client id={} scheduled to be closed ASAP for overcoming of output buffer \
-                 limits ({which} pubsub limit).",
-                self.id
-            );
-            self.kill.cancel();
-            return;
+        if let Some(frame) = cell.get() {
+            dst.extend_from_slice(frame);
+            return Ok(());
         }
-        // A closed receiver means the connection is ending; its subscriptions go with it.
-        if self.tx.send(delivery).is_err() {
-            self.pending.fetch_sub(size, Ordering::Relaxed);
-        }
+        let mut frame = BytesMut::with_capacity(self.size);
+        encode(&self.to_reply(), &mut frame)?;
+        // Two connections may race to render it: both made the same bytes.
+        let frame = cell.get_or_init(|| frame.freeze());
+        dst.extend_from_slice(frame);
+        Ok(())
     }
 }
 
@@ -192,35 +166,36 @@ impl Default for PubSub {
 impl PubSub {
     /// Publishes `payload` on `channel` to this node's subscribers; returns how many
     /// deliveries were made (a connection subscribed to the channel and to a matching
-    /// pattern counts twice, as in Redis).
+    /// pattern counts twice, as in Redis). The subscribers' connections are woken before it
+    /// returns.
     pub fn publish(&self, channel: Bytes, payload: Bytes) -> usize {
+        self.publish_deferring(channel, payload, &mut Wakes::default())
+    }
+
+    /// [`PubSub::publish`], leaving the subscribers' connections that need waking in `wakes`
+    /// (a connection running a pipeline of PUBLISHes wakes each subscriber once at its end).
+    pub fn publish_deferring(&self, channel: Bytes, payload: Bytes, wakes: &mut Wakes) -> usize {
         let message = Arc::new(Message { channel, payload });
         let limit = self.limits.pubsub();
         let now_ms = self.epoch.elapsed().as_millis() as u64;
         let registry = self.read();
         let mut receivers = 0;
         if let Some(subscribers) = registry.channels.get(&message.channel) {
+            let delivery = Arc::new(Delivery::new(None, message.clone()));
             for s in subscribers {
-                let delivery = Delivery {
-                    pattern: None,
-                    message: message.clone(),
-                };
-                s.deliver(delivery, limit, now_ms);
-                receivers += 1;
+                s.deliver(&delivery, limit, now_ms, wakes);
             }
+            receivers += subscribers.len();
         }
         for (pattern, subscribers) in &registry.patterns {
             if !pattern::matches(pattern, &message.channel) {
                 continue;
             }
+            let delivery = Arc::new(Delivery::new(Some(pattern.clone()), message.clone()));
             for s in subscribers {
-                let delivery = Delivery {
-                    pattern: Some(pattern.clone()),
-                    message: message.clone(),
-                };
-                s.deliver(delivery, limit, now_ms);
-                receivers += 1;
+                s.deliver(&delivery, limit, now_ms, wakes);
             }
+            receivers += subscribers.len();
         }
         receivers
     }
@@ -253,17 +228,10 @@ impl PubSub {
     /// A new connection's subscription state, not yet subscribed to anything; `kill` closes
     /// the connection (its client's kill token).
     pub fn subscriptions(self: &Arc<Self>, id: u64, kill: CancellationToken) -> Subscriptions {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (me, rx) = Subscriber::new(id, kill);
         Subscriptions {
             registry: self.clone(),
-            me: Arc::new(Subscriber {
-                id,
-                tx,
-                pending: AtomicUsize::new(0),
-                over_soft_since: AtomicU64::new(0),
-                kill,
-                closing: AtomicBool::new(false),
-            }),
+            me,
             rx: Some(rx),
             channels: HashSet::default(),
             patterns: HashSet::default(),
@@ -288,7 +256,7 @@ pub struct Subscriptions {
     registry: Arc<PubSub>,
     me: Arc<Subscriber>,
     /// The receiving end, until the connection takes it.
-    rx: Option<mpsc::UnboundedReceiver<Delivery>>,
+    rx: Option<Receiver>,
     channels: HashSet<Bytes, ahash::RandomState>,
     patterns: HashSet<Bytes, ahash::RandomState>,
 }
@@ -356,7 +324,7 @@ impl Subscriptions {
 
     /// The receiving end of the connection's deliveries, once: the connection task takes it
     /// and reads it beside its socket.
-    pub fn take_receiver(&mut self) -> Option<mpsc::UnboundedReceiver<Delivery>> {
+    pub fn take_receiver(&mut self) -> Option<Receiver> {
         self.rx.take()
     }
 

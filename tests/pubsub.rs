@@ -431,6 +431,53 @@ async fn json_subscriber_receives_messages_published_over_resp() {
     assert_eq!(node.node.pubsub.numsub(b"news"), 0);
 }
 
+/// One message reaches subscribers of every protocol, each in its own encoding (a published
+/// message's frames are encoded once per encoding and shared): RESP2 arrays, RESP3 pushes and
+/// JSON objects, through the channel and through a pattern, in publish order.
+#[tokio::test]
+async fn subscribers_of_each_protocol_get_their_own_encoding_of_one_message() {
+    let node = spawn_node(|_| {}).await;
+    let mut resp2 = Vec::new();
+    let mut resp3 = Vec::new();
+    for _ in 0..2 {
+        resp2.push(subscriber(node.addr, "SUBSCRIBE", "mixed").await);
+        let mut c = Conn::open(node.addr).await;
+        c.call(&["HELLO", "3"]).await;
+        c.send(&["SUBSCRIBE", "mixed"]).await;
+        c.frame().await;
+        resp3.push(c);
+    }
+    let mut pattern = subscriber(node.addr, "PSUBSCRIBE", "mix*").await;
+    let mut json_sub = JsonConn::connect(node.addr).await;
+    json_sub
+        .request(json!({"command": "SUBSCRIBE", "args": ["mixed"]}))
+        .await;
+    let mut publisher = Conn::open(node.addr).await;
+    for payload in ["one", "two"] {
+        assert_eq!(publisher.int(&["PUBLISH", "mixed", payload]).await, 6);
+    }
+    for payload in ["one", "two"] {
+        let array = format!("*3\r\n$7\r\nmessage\r\n$5\r\nmixed\r\n$3\r\n{payload}\r\n");
+        let push = format!(">3\r\n$7\r\nmessage\r\n$5\r\nmixed\r\n$3\r\n{payload}\r\n");
+        for c in &mut resp2 {
+            assert_eq!(String::from_utf8_lossy(&c.frame().await), array);
+        }
+        for c in &mut resp3 {
+            assert_eq!(String::from_utf8_lossy(&c.frame().await), push);
+        }
+        assert_eq!(
+            json_sub.reply().await,
+            json!({"push": "message", "channel": "mixed", "message": payload})
+        );
+    }
+    for payload in ["one", "two"] {
+        assert_eq!(
+            String::from_utf8_lossy(&pattern.frame().await),
+            format!("*4\r\n$8\r\npmessage\r\n$4\r\nmix*\r\n$5\r\nmixed\r\n$3\r\n{payload}\r\n")
+        );
+    }
+}
+
 /// Three `minikv server --cluster` processes: a message published on one node reaches the
 /// subscribers of the others; PUBLISH counts only its own node's receivers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,7 +101,14 @@ fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     if let Some(cluster) = ctx.node.cluster() {
         cluster.publish(&channel, &message);
     }
-    let receivers = ctx.node.pubsub.publish(channel, message);
+    let session = &mut *ctx.session;
+    let receivers = ctx
+        .node
+        .pubsub
+        .publish_deferring(channel, message, &mut session.wakes);
+    if !session.defer_wakes {
+        session.wakes.wake();
+    }
     Ok(Reply::Int(receivers as i64))
 }
 

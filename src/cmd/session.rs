@@ -12,7 +12,7 @@ use super::table::CommandSpec;
 use super::{connection, execute, CommandError};
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Reply, Request};
-use crate::pubsub::Subscriptions;
+use crate::pubsub::{Subscriptions, Wakes};
 use crate::stats::StatKind;
 
 /// Per-connection state that commands read and change.
@@ -57,6 +57,12 @@ pub struct Session {
     /// Pub/sub channels and patterns subscribed to, from the first SUBSCRIBE or PSUBSCRIBE
     /// on; dropping it (RESET, the connection's end) unsubscribes from everything.
     pub subscriptions: Option<Subscriptions>,
+    /// Subscribers' connections that this connection's PUBLISHes queued messages for, to
+    /// wake once the batch of requests is answered when `defer_wakes` is set (as Redis
+    /// writes subscribers' output once per event-loop turn), else at once.
+    pub wakes: Wakes,
+    /// See `wakes`: set by connections that wake them between batches.
+    pub defer_wakes: bool,
     /// Frames the last command produced before its reply (SUBSCRIBE of several channels
     /// answers one frame per channel): the connection sends them first, in order.
     pub pushes: Vec<Reply>,
@@ -134,6 +140,8 @@ impl Session {
             cluster_marks: Vec::new(),
             cluster_broken: false,
             subscriptions: None,
+            wakes: Wakes::default(),
+            defer_wakes: false,
             pushes: Vec::new(),
             pushes_apart: false,
             blocked: None,

@@ -171,6 +171,10 @@ pub enum ProtocolError {
     Io(#[from] std::io::Error),
 }
 
+/// How many ways codecs encode a [`Reply::Push`]: RESP2 (an array), RESP3 (a push frame) and
+/// JSON (one object per line); see [`Codec::push_encoding`].
+pub const PUSH_ENCODINGS: usize = 3;
+
 /// A connection's codec: decodes requests, encodes replies, and knows how to answer a protocol
 /// error before the connection closes.
 pub trait Codec: tokio_util::codec::Decoder<Item = Incoming, Error = ProtocolError> + Send {
@@ -189,6 +193,11 @@ pub trait Codec: tokio_util::codec::Decoder<Item = Incoming, Error = ProtocolErr
 
     /// Switches the RESP version replies are encoded in (no-op for JSON).
     fn set_resp_version(&mut self, _version: u8) {}
+
+    /// Which way this codec encodes a [`Reply::Push`] now, below [`PUSH_ENCODINGS`]: two
+    /// codecs that answer the same number encode every push to the same bytes (so a pub/sub
+    /// message is encoded once per way and its bytes shared).
+    fn push_encoding(&self) -> usize;
 
     /// Tells the decoder whether the connection may send full-size requests: until a client
     /// authenticates on a node with a password, codecs accept only small ones (Redis's fix
@@ -215,6 +224,10 @@ impl Codec for RespCodec {
         self.version = version;
     }
 
+    fn push_encoding(&self) -> usize {
+        usize::from(self.version >= 3)
+    }
+
     fn set_authenticated(&mut self, authenticated: bool) {
         self.unauthenticated = !authenticated;
     }
@@ -236,6 +249,11 @@ impl Codec for JsonCodec {
             shape.0.as_deref().unwrap_or(&json::Shape::Generic),
             dst,
         )
+    }
+
+    fn push_encoding(&self) -> usize {
+        // A push renders the same whatever the shape and the node (no `server_id` in it).
+        2
     }
 
     fn set_authenticated(&mut self, authenticated: bool) {

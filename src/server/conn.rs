@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_rustls::server::TlsStream;
 
 use crate::aof::FsyncPolicy;
@@ -31,11 +31,12 @@ use crate::cmd::Session;
 use crate::config::NodeConfig;
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, ReplyShape, RespCodec};
-use crate::pubsub::{Delivery, Subscriber};
 use crate::server::sniff::{self, Protocol};
 use crate::tls::TlsAcceptor;
+use feed::{next_delivery, Feed};
 use wait::{blocks_remotely, wait_blocked};
 
+mod feed;
 mod wait;
 
 /// Flush replies early once this many bytes are pending, so a client pipelining thousands of
@@ -142,6 +143,8 @@ async fn run_on<S: Transport>(
     let mut session = Session::new(client);
     // JSON renders pushes as objects of their own: no RESP2 subscribed mode for it.
     session.pushes_apart = protocol == Protocol::Json;
+    // Subscribers of what this connection publishes are woken once per batch (see `serve`).
+    session.defer_wakes = true;
     let result = match protocol {
         Protocol::Resp => {
             let codec = RespCodec::new(node.config.resp_limits);
@@ -240,6 +243,7 @@ async fn serve<S: Transport, C: Codec>(
                     let reply =
                         if session.blocked.is_some() || blocks_remotely(node, session, &request) {
                             // Replies so far go out first: the client sees them while it waits.
+                            session.wakes.wake();
                             if !wbuf.is_empty() {
                                 if !durable(node, session).await {
                                     return Err(unconfirmed());
@@ -275,8 +279,7 @@ async fn serve<S: Transport, C: Codec>(
                         if let Some(old) = &mut feed {
                             old.drain(&mut codec, &mut wbuf, usize::MAX)?;
                         }
-                        let subscriber = session.subscriptions.as_ref().map(|s| s.subscriber());
-                        feed = subscriber.map(|subscriber| Feed::new(rx, subscriber));
+                        feed = Some(Feed::new(rx));
                     }
                     // AUTH lifts the pre-auth size limits for the next request; RESET
                     // restores them.
@@ -336,6 +339,7 @@ async fn serve<S: Transport, C: Codec>(
                 break;
             }
             if wbuf.len() >= MAX_PENDING_OUTPUT {
+                session.wakes.wake();
                 if !durable(node, session).await {
                     return Err(unconfirmed());
                 }
@@ -345,6 +349,10 @@ async fn serve<S: Transport, C: Codec>(
                 Feed::written(&mut feed);
             }
         }
+        // The batch is answered: subscribers of what it published may write now. Once per
+        // batch, not per PUBLISH: a pipeline of messages reaches each subscriber's task as one
+        // wake-up and one write (Redis too writes their output once per event-loop turn).
+        session.wakes.wake();
         // Subscribe before MONITOR's +OK goes out, as Redis does: a client that has read it
         // must see every command run after that.
         if session.monitor && monitor.is_none() {
@@ -394,11 +402,10 @@ async fn serve<S: Transport, C: Codec>(
                     Err(e) => return Err(e.into()),
                 }
             }
-            delivery = next_delivery(&mut feed) => {
-                // A message answers no request of this connection: generic shape. Whatever
-                // else is waiting joins it, up to one write's worth.
+            () = next_delivery(&mut feed) => {
+                // Messages answer no request of this connection: generic shape. Everything
+                // waiting goes out together, up to one write's worth.
                 if let Some(feed) = &mut feed {
-                    feed.encode(&delivery, &mut codec, &mut wbuf)?;
                     feed.drain(&mut codec, &mut wbuf, MAX_PENDING_OUTPUT)?;
                 }
             }
@@ -667,69 +674,6 @@ fn listening(monitor: &Option<Monitoring<'_>>, session: &Session) -> bool {
             .subscriptions
             .as_ref()
             .is_some_and(|s| s.count() > 0)
-}
-
-/// A subscribed connection's deliveries: the receiving end, and the bytes encoded from it
-/// that are not yet written (given back to the registry's count once they are).
-struct Feed {
-    rx: mpsc::UnboundedReceiver<Delivery>,
-    subscriber: Arc<Subscriber>,
-    encoded: usize,
-}
-
-impl Feed {
-    fn new(rx: mpsc::UnboundedReceiver<Delivery>, subscriber: Arc<Subscriber>) -> Feed {
-        Feed {
-            rx,
-            subscriber,
-            encoded: 0,
-        }
-    }
-
-    fn encode<C: Codec>(
-        &mut self,
-        delivery: &Delivery,
-        codec: &mut C,
-        wbuf: &mut BytesMut,
-    ) -> Result<(), ProtocolError> {
-        self.encoded += delivery.size();
-        codec.encode(&delivery.to_reply(), &ReplyShape::generic(), wbuf)
-    }
-
-    /// Encodes what has arrived, until `wbuf` holds `limit` bytes.
-    fn drain<C: Codec>(
-        &mut self,
-        codec: &mut C,
-        wbuf: &mut BytesMut,
-        limit: usize,
-    ) -> Result<(), ProtocolError> {
-        while wbuf.len() < limit {
-            match self.rx.try_recv() {
-                Ok(delivery) => self.encode(&delivery, codec, wbuf)?,
-                Err(_) => break,
-            }
-        }
-        Ok(())
-    }
-
-    /// After a write: the deliveries encoded so far are on their way.
-    fn written(feed: &mut Option<Feed>) {
-        if let Some(feed) = feed {
-            feed.subscriber.written(std::mem::take(&mut feed.encoded));
-        }
-    }
-}
-
-/// The next delivery, or never when the connection has not subscribed.
-async fn next_delivery(feed: &mut Option<Feed>) -> Delivery {
-    match feed {
-        // The sender lives as long as the feed holds its subscriber: `None` cannot come.
-        Some(feed) => match feed.rx.recv().await {
-            Some(delivery) => delivery,
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
-    }
 }
 
 /// The next MONITOR line, or never when the connection is not monitoring. A monitor that

@@ -249,6 +249,8 @@ function showState(state, append) {
   if (append) appendCharts(state);
 }
 
+const OWN_COMMANDS = ["info", "cluster|shards", "slowlog|get"];
+
 function roleText(node) {
   if (node.shards && node.shards.length) {
     return node.shards.map((s) => "shard " + s.shard + ": " + s.role).join(", ");
@@ -260,7 +262,8 @@ function nodeRow(node) {
   const status = el("span", { className: "status " + node.status, "data-status": node.status },
     node.status);
   if (node.error) status.title = node.error;
-  const best = node.latency && node.latency.length ? node.latency[0] : null;
+  // The busiest command but the dashboard's own polling (INFO, CLUSTER SHARDS).
+  const best = (node.latency || []).find((l) => !OWN_COMMANDS.includes(l.cmd)) || null;
   const latency = best ? fmtMicros(best.p50) + " / " + fmtMicros(best.p99) + " µs (" + best.cmd + ")" : "n/a";
   const migrations = node.migrations ? el("span", { className: "badge" }, node.migrations + " migrating") : null;
   return el("tr", { "data-addr": node.addr, "data-status": node.status },
@@ -333,7 +336,7 @@ function buildCharts(history) {
       width: chartWidth(figure),
       height: 180,
       scales: { x: { time: true }, y: spec.range ? { range: spec.range } : {} },
-      axes: [{}, { size: 70, values: (u, values) => values.map((v) => (v === null ? "" : spec.format(v))) }],
+      axes: [{}, { size: 84, values: (u, values) => values.map((v) => (v === null ? "" : spec.format(v))) }],
       series: [{}].concat(servers.map((addr, i) => ({
         label: addr,
         stroke: colour(i),
@@ -549,9 +552,9 @@ function showKey(node, info, appending) {
     const notes = [];
     if (v.binary) notes.push("binary value, shown escaped");
     if (v.truncated) notes.push("first " + fmtBytes(v.text.length) + " of " + fmtBytes(v.size) + " shown");
-    box.replaceChildren(
-      notes.length ? el("p", { className: "note" }, notes.join("; ")) : null,
-      el("pre", { className: "value" }, v.text));
+    const value = el("pre", { className: "value" }, v.text);
+    if (notes.length) box.replaceChildren(el("p", { className: "note" }, notes.join("; ")), value);
+    else box.replaceChildren(value);
   } else if (info.items) {
     const columns = {
       list: ["Index", "Value"], hash: ["Field", "Value"], set: ["Member"], zset: ["Member", "Score"],

@@ -1,7 +1,8 @@
-//! The `minikv` command: `server`, `client` (the REPL), `cluster`, and the operator commands
-//! `rebalance` and `remove-node`. Parses arguments, sets up logging, and calls the library:
-//! [`minikv::launch`] serves nodes, [`minikv::repl::terminal`] runs the client,
-//! [`minikv::client::rebalance`] moves slots.
+//! The `minikv` command: `server`, `client` (the REPL), `cluster`, the operator commands
+//! `rebalance` and `remove-node`, and `dashboard`. Parses arguments, sets up logging, and calls
+//! the library: [`minikv::launch`] serves nodes, [`minikv::repl::terminal`] runs the client,
+//! [`minikv::client::rebalance`] moves slots, [`minikv::http::serve_dashboard`] serves the
+//! dashboard of remote nodes.
 //!
 //! Every flag is checked by its value parser, so a bad value is refused by clap, before
 //! anything starts, with one message naming the flag, the value and what was expected.

@@ -572,3 +572,148 @@ fn unix_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Reply {
+        Reply::Bulk(Bytes::from(s.to_string()))
+    }
+
+    fn servers() -> Vec<String> {
+        vec!["127.0.0.1:7001".to_string(), "127.0.0.1:7002".to_string()]
+    }
+
+    #[test]
+    fn garbage_replies_put_the_node_in_error_without_panicking() {
+        let now = Instant::now();
+        let cases = [
+            vec![],
+            vec![Reply::Int(5)],
+            vec![Reply::Error("NOAUTH Authentication required.".into())],
+            vec![Reply::Nil, Reply::Nil, Reply::Nil],
+            vec![Reply::Array(vec![Reply::Nil])],
+        ];
+        for replies in cases {
+            let mut node = NodeView::default();
+            assert!(read_replies(&mut node, &replies, now, 3, &servers()).is_none());
+            assert_eq!(node.status, "error", "{replies:?}");
+            assert!(node.error.is_some());
+        }
+        // Text that is not INFO and a CLUSTER SHARDS of another shape: up, without figures.
+        let mut node = NodeView::default();
+        let replies = [
+            bulk("\u{0}garbage\r\n:::\r\ndb0:keys=x"),
+            Reply::Error("ERR unknown section".into()),
+            bulk(""),
+            Reply::Array(vec![Reply::Int(1), bulk("nodes")]),
+        ];
+        assert!(read_replies(&mut node, &replies, now, 4, &servers()).is_none());
+        assert_eq!(node.status, "up");
+        assert_eq!(node.keys, Some(0));
+        assert_eq!(node.ops, None);
+    }
+
+    #[test]
+    fn rates_leave_out_the_own_polls_and_restarts() {
+        let t0 = Instant::now();
+        let first = Counters {
+            at: t0,
+            commands: Some(100),
+            hits: Some(10),
+            misses: Some(0),
+            sent: 3,
+        };
+        let later = Counters {
+            at: t0 + Duration::from_secs(2),
+            commands: Some(403),
+            hits: Some(13),
+            misses: Some(1),
+            sent: 3,
+        };
+        assert_eq!(rates(Some(&first), &later), (Some(150.0), Some(0.75)));
+        let restarted = Counters {
+            commands: Some(5),
+            hits: Some(0),
+            ..later
+        };
+        assert_eq!(rates(Some(&first), &restarted), (None, None));
+        assert_eq!(rates(None, &later), (None, None));
+    }
+
+    #[test]
+    fn the_feed_keeps_five_minutes_and_marks_unreachable_nodes_down() {
+        let feed = Feed::new(servers(), Vec::new());
+        feed.record(
+            1,
+            3,
+            Err(ClientError::Io {
+                addr: "127.0.0.1:7002".into(),
+                cause: std::io::ErrorKind::ConnectionRefused.into(),
+            }),
+        );
+        feed.record(
+            0,
+            3,
+            Ok(vec![bulk("connected_clients:4\r\ndb0:keys=7,expires=1")]),
+        );
+        for _ in 0..HISTORY + 20 {
+            feed.tick();
+        }
+        let hello: Value = serde_json::from_str(&feed.hello()).expect("JSON");
+        assert_eq!(hello["state"]["nodes"][0]["status"], json!("up"));
+        assert_eq!(hello["state"]["nodes"][0]["keys"], json!(7));
+        assert_eq!(hello["state"]["nodes"][1]["status"], json!("down"));
+        assert_eq!(
+            hello["history"]["t"].as_array().map(Vec::len),
+            Some(HISTORY)
+        );
+        assert_eq!(hello["history"]["nodes"][0]["keys"][0], json!(7));
+        assert_eq!(hello["history"]["nodes"][1]["keys"][0], json!(null));
+    }
+
+    #[test]
+    fn cluster_shards_become_the_slot_map() {
+        let node = |port: i64, role: &str| {
+            Reply::Array(vec![
+                bulk("port"),
+                Reply::Int(port),
+                bulk("ip"),
+                bulk("127.0.0.1"),
+                bulk("role"),
+                bulk(role),
+                bulk("health"),
+                bulk("online"),
+            ])
+        };
+        let shard = |index: i64, slots: Vec<i64>, nodes: Vec<Reply>| {
+            Reply::Array(vec![
+                bulk("slots"),
+                Reply::Array(slots.into_iter().map(Reply::Int).collect()),
+                bulk("shard-index"),
+                Reply::Int(index),
+                bulk("nodes"),
+                Reply::Array(nodes),
+            ])
+        };
+        let reply = Reply::Array(vec![
+            shard(
+                1,
+                vec![0, 9],
+                vec![node(7001, "master"), node(7002, "replica")],
+            ),
+            shard(2, vec![10, 12287], vec![node(7002, "master")]),
+        ]);
+        let mut node = NodeView::default();
+        let replies = [bulk("cluster_enabled:1"), bulk(""), bulk(""), reply];
+        let topology =
+            read_replies(&mut node, &replies, Instant::now(), 4, &servers()).expect("a topology");
+        assert!(node.cluster);
+        assert_eq!(topology["shards"][0]["slots"], json!(10));
+        assert_eq!(topology["shards"][0]["nodes"][0]["leader"], json!(true));
+        assert_eq!(topology["shards"][0]["nodes"][1]["server"], json!(1));
+        assert_eq!(topology["owners"][9], json!(1));
+        assert_eq!(topology["owners"][10], json!(2));
+    }
+}

@@ -203,6 +203,26 @@ def scenario_cluster(driver, args):
     print("ok: a value that looks like HTML is shown as text")
     driver.execute_script("document.getElementById('keys-section').scrollIntoView()")
     shoot(driver, shots, "cluster-keys")
+
+    # Setting a TTL and deleting go through the confirm dialog, then reach the node.
+    browse_key(driver, "dash:queue", "dash:queue")
+    driver.find_element(By.ID, "detail-ttl").send_keys("77")
+    driver.find_element(By.ID, "detail-expire").click()
+    wait_for("the confirm dialog", lambda: driver.find_element(By.ID, "confirm").is_displayed())
+    driver.find_element(By.ID, "confirm-cancel").click()
+    if redis_cli(port, "TTL", "dash:queue") != "-1":
+        fail("cancelling the dialog still set a TTL")
+    driver.find_element(By.ID, "detail-expire").click()
+    wait_for("the confirm dialog", lambda: driver.find_element(By.ID, "confirm").is_displayed())
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait_for("the TTL to be set", lambda: 0 < int(redis_cli(port, "TTL", "dash:queue")) <= 77)
+    driver.find_element(By.ID, "detail-delete").click()
+    wait_for("the confirm dialog", lambda: driver.find_element(By.ID, "confirm").is_displayed())
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait_for("the key to be deleted", lambda: redis_cli(port, "EXISTS", "dash:queue") == "0")
+    wait_for("the key's row to go", lambda: not driver.find_elements(
+        By.CSS_SELECTOR, "#keys tbody tr[data-key]"))
+    print("ok: a TTL set and a key deleted from the page, each after confirming")
     assert_no_console_errors(driver)
 
 

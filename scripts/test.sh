@@ -17,6 +17,9 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The dashboard's browser tests (tests/dashboard.rs): headless Chromium and its WebDriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # The checks at the end: the benchmark scripts with shellcheck, the systemd unit with systemd-analyze.
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
@@ -60,6 +63,11 @@ fi
 # in the job's hash (1.12 and later use streams, which minikv lacks). It accepts redis-py 8.
 if ! python3 -c 'import sys, rq; sys.exit(rq.__version__ != "1.11.1")' 2>/dev/null; then
   pip_install 'rq==1.11.1' 'redis==8.*'
+fi
+# selenium 4, the WebDriver client tests/dashboard/check.py drives Chromium with (it is given
+# Debian's chromedriver, so it downloads nothing).
+if ! python3 -c 'import sys, selenium; sys.exit(not selenium.__version__.startswith("4."))' 2>/dev/null; then
+  pip_install 'selenium==4.*'
 fi
 # ioredis 6 and node-redis 6, as listed in tests/clients/package.json (and its lock file).
 if ! npm ls --prefix tests/clients --depth=0 >/dev/null 2>&1; then

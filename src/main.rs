@@ -1,7 +1,8 @@
-//! The `minikv` command: `server`, `client` (the REPL), `cluster`, and the operator commands
-//! `rebalance` and `remove-node`. Parses arguments, sets up logging, and calls the library:
-//! [`minikv::launch`] serves nodes, [`minikv::repl::terminal`] runs the client,
-//! [`minikv::client::rebalance`] moves slots.
+//! The `minikv` command: `server`, `client` (the REPL), `cluster`, the operator commands
+//! `rebalance` and `remove-node`, and `dashboard`. Parses arguments, sets up logging, and calls
+//! the library: [`minikv::launch`] serves nodes, [`minikv::repl::terminal`] runs the client,
+//! [`minikv::client::rebalance`] moves slots, [`minikv::http::serve_dashboard`] serves the
+//! dashboard of remote nodes.
 //!
 //! Every flag is checked by its value parser, so a bad value is refused by clap, before
 //! anything starts, with one message naming the flag, the value and what was expected.
@@ -158,6 +159,26 @@ enum Command {
         no_http: bool,
         #[command(flatten)]
         http: HttpArgs,
+    },
+    /// Serve the live dashboard of any set of nodes (minikv or Redis) reached over RESP:
+    /// `minikv dashboard --servers localhost:7001,localhost:7002`.
+    Dashboard {
+        /// Comma-separated host:port list of the nodes to show.
+        #[arg(long, value_name = "HOST:PORT,...", value_parser = parse_servers)]
+        servers: Servers,
+        /// HTTP port of the dashboard (0: any free port).
+        #[arg(
+            long,
+            value_name = "PORT",
+            default_value_t = DEFAULT_HTTP_PORT,
+            value_parser = whole::<u16>(0, 65535),
+            allow_negative_numbers = true
+        )]
+        http_port: u16,
+        #[command(flatten)]
+        http: HttpArgs,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// Move slots of a replicated cluster until every shard owns as many (12288 / shards, give
     /// or take one); run it again after an interruption to continue.
@@ -319,9 +340,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             client(config, command)
         }
+        Command::Dashboard {
+            servers,
+            http_port,
+            http,
+            connect,
+        } => dashboard(servers, http_port, http, connect),
         Command::Rebalance { slots } => move_slots(slots, None),
         Command::RemoveNode { id, slots } => move_slots(slots, Some(id)),
     }
+}
+
+/// Serves the dashboard of `servers` until Ctrl+C, printing its URL once it listens.
+fn dashboard(
+    servers: Servers,
+    port: u16,
+    http: HttpArgs,
+    connect: ConnectArgs,
+) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let (password, tls) = connect.settings()?;
+    let count = servers.0.len();
+    let config = http.launch(port, true, password, servers.0).config;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(minikv::http::serve_dashboard(config, tls, |addr| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "dashboard: http://{}/ ({count} {}); Ctrl+C stops",
+                launch::reachable(addr),
+                if count == 1 { "node" } else { "nodes" }
+            );
+            let _ = out.flush();
+        }))
+        .context("serving the dashboard")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a rebalance, or the removal of node `remove`, printing its progress (a bar when

@@ -234,3 +234,52 @@ fn rebalance_batch_defaults_to_1024_and_remove_node_takes_an_id() {
     let message = refused(&["rebalance", "--servers", "h:1", "--batch", "12289"]);
     assert!(message.contains("from 1 to 12288"), "{message}");
 }
+
+#[test]
+fn dashboard_defaults_to_loopback_port_8080_and_takes_the_client_flags() {
+    match parsed(&["dashboard", "--servers", "localhost:7001,localhost:7002"]).command {
+        Command::Dashboard {
+            servers,
+            http_port,
+            http,
+            connect,
+        } => {
+            assert_eq!(servers.0, ["localhost:7001", "localhost:7002"]);
+            assert_eq!(http_port, 8080);
+            assert_eq!(http.http_host, "127.0.0.1");
+            assert!(http.http_allow_host.is_empty());
+            assert!(connect.password.is_none() && !connect.tls);
+        }
+        _ => unreachable!("parsed a dashboard command"),
+    }
+    match parsed(&[
+        "dashboard",
+        "--servers",
+        "h:1",
+        "--http-port",
+        "0",
+        "--http-host",
+        "0.0.0.0",
+        "--http-allow-host",
+        "kv.example.com",
+        "--password",
+        "pw",
+    ])
+    .command
+    {
+        Command::Dashboard {
+            http_port,
+            http,
+            connect,
+            ..
+        } => {
+            assert_eq!(http_port, 0);
+            assert_eq!(http.http_host, "0.0.0.0");
+            assert_eq!(http.http_allow_host, ["kv.example.com"]);
+            assert_eq!(connect.password.as_deref(), Some("pw"));
+        }
+        _ => unreachable!("parsed a dashboard command"),
+    }
+    let message = refused(&["dashboard", "--servers", "nohostport"]);
+    assert!(message.contains("is not host:port"), "{message}");
+}

@@ -756,7 +756,9 @@ fn minikv_cluster_with_replicas_runs_a_replicated_cluster_in_one_process() {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = free_ports_with_bus(3);
     let (reader, writer) = std::io::pipe().expect("pipe");
-    let cluster = ClusterProcess::start_at(base, dir.path(), &["--replicas", "3"], false, |c| {
+    // Without the HTTP port, whose `dashboard:` line would follow (if 8080 is free).
+    let args = ["--replicas", "3", "--no-http"];
+    let cluster = ClusterProcess::start_at(base, dir.path(), &args, false, |c| {
         c.stdout(writer);
     });
     let ready = read_pipe_until("the ready line", reader, WAIT, |out| out.contains('\n'));

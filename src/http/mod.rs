@@ -74,6 +74,28 @@ impl HttpServer {
     /// # Errors
     /// [`Error::Bind`]-like I/O errors naming the address when the port cannot be bound.
     pub async fn bind(config: HttpConfig, local: Vec<Arc<Node>>) -> Result<HttpServer> {
+        let dashboard = dashboard::Dashboard::new(&config);
+        HttpServer::bind_with(config, local, dashboard).await
+    }
+
+    /// Binds `config.host:config.port` for a dashboard of remote nodes only (`minikv
+    /// dashboard`), reaching them with TLS under `tls` when given.
+    ///
+    /// # Errors
+    /// As [`HttpServer::bind`].
+    pub async fn bind_dashboard(
+        config: HttpConfig,
+        tls: Option<Arc<crate::tls::TlsClientConfig>>,
+    ) -> Result<HttpServer> {
+        let dashboard = dashboard::Dashboard::with_tls(&config, tls);
+        HttpServer::bind_with(config, Vec::new(), dashboard).await
+    }
+
+    async fn bind_with(
+        config: HttpConfig,
+        local: Vec<Arc<Node>>,
+        dashboard: dashboard::Dashboard,
+    ) -> Result<HttpServer> {
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr).await.map_err(|e| {
             Error::Io(std::io::Error::new(
@@ -81,7 +103,6 @@ impl HttpServer {
                 format!("cannot bind the HTTP port {addr}: {}", describe_io(&e)),
             ))
         })?;
-        let dashboard = dashboard::Dashboard::new(&config);
         Ok(HttpServer {
             listener,
             state: Arc::new(HttpState {
@@ -135,4 +156,25 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> (StatusCode, &'static s
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     }
+}
+
+/// `minikv dashboard`: serves the dashboard of `config.servers` (reached over RESP, with TLS
+/// under `tls` when given) until Ctrl+C or SIGTERM. `ready` gets the bound address once the
+/// port listens.
+///
+/// # Errors
+/// When the signal handlers cannot be installed or the port cannot be bound.
+pub async fn serve_dashboard(
+    config: HttpConfig,
+    tls: Option<Arc<crate::tls::TlsClientConfig>>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let signals = crate::launch::Signals::install()?;
+    let server = HttpServer::bind_dashboard(config, tls).await?;
+    ready(server.local_addr()?);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(server.run(stop.clone()));
+    signals.wait().await;
+    stop.cancel();
+    task.await.map_err(crate::launch::LaunchError::from)?
 }

@@ -52,6 +52,7 @@ impl Head {
     }
 
     /// The bytes, with an inline head's unused tail.
+    #[inline(always)]
     fn raw(&self) -> &[u8] {
         match self {
             Head::Inline(bytes) => bytes,
@@ -60,30 +61,37 @@ impl Head {
     }
 
     /// The bytes in use.
+    #[inline]
     fn bytes(&self) -> &[u8] {
         let raw = self.raw();
         let (offset, len, _) = Item::layout(raw);
         &raw[..offset + len]
     }
 
+    #[inline(always)]
     fn key(&self) -> &[u8] {
         let raw = self.raw();
         let (offset, len, _) = Item::layout(raw);
         &raw[offset..offset + len]
     }
 
+    #[inline(always)]
     fn deadline(&self) -> Option<u64> {
         Item::layout(self.raw()).2
     }
 }
 
-/// An entry's header: the varint of `key_len << 2 | collection << 1 | has_deadline`, then
-/// the deadline's 8 bytes if any; returns the buffer and the bytes used.
+/// The number an entry's header varint holds: `key_len << 2 | collection << 1 | has_deadline`.
+fn header_word(key_len: usize, collection: bool, deadline: Option<u64>) -> u64 {
+    (key_len as u64) << 2 | u64::from(collection) << 1 | u64::from(deadline.is_some())
+}
+
+/// An entry's header: the varint of [`header_word`], then the deadline's 8 bytes if any;
+/// returns the buffer and the bytes used.
 fn header(key_len: usize, collection: bool, deadline: Option<u64>) -> ([u8; 18], usize) {
     let mut out = [0u8; 18];
     let mut varint = [0u8; 10];
-    let word = (key_len as u64) << 2 | u64::from(collection) << 1 | u64::from(deadline.is_some());
-    let n = put_varint(&mut varint, word);
+    let n = put_varint(&mut varint, header_word(key_len, collection, deadline));
     out[..n].copy_from_slice(&varint[..n]);
     match deadline {
         Some(d) => {
@@ -97,9 +105,14 @@ fn header(key_len: usize, collection: bool, deadline: Option<u64>) -> ([u8; 18],
 impl Item {
     /// An entry holding the string `value`.
     pub(super) fn new(key: &[u8], value: &[u8], deadline: Option<u64>) -> Item {
-        let (header, n) = header(key.len(), false, deadline);
-        let mut data = Vec::with_capacity(n + key.len() + value.len());
-        data.extend_from_slice(&header[..n]);
+        let mut varint = [0u8; 10];
+        let n = put_varint(&mut varint, header_word(key.len(), false, deadline));
+        let mut data =
+            Vec::with_capacity(n + 8 * usize::from(deadline.is_some()) + key.len() + value.len());
+        data.extend_from_slice(&varint[..n]);
+        if let Some(d) = deadline {
+            data.extend_from_slice(&d.to_le_bytes());
+        }
         data.extend_from_slice(key);
         data.extend_from_slice(value);
         Item::Inline(data.into_boxed_slice())
@@ -122,8 +135,13 @@ impl Item {
     }
 
     /// (offset of the key, key length, deadline) of an inline entry or a collection's head.
+    #[inline(always)]
     pub(super) fn layout(data: &[u8]) -> (usize, usize, Option<u64>) {
-        let (word, mut offset) = get_varint(data);
+        // Keys under 32 bytes: a one-byte header, read without the varint loop.
+        let (word, mut offset) = match data.first() {
+            Some(&byte) if byte < 0x80 => (u64::from(byte), 1),
+            _ => long_header(data),
+        };
         let deadline = if word & 1 == 1 {
             let mut raw = [0u8; 8];
             raw.copy_from_slice(&data[offset..offset + 8]);
@@ -135,6 +153,7 @@ impl Item {
         (offset, (word >> 2) as usize, deadline)
     }
 
+    #[inline]
     pub(super) fn kind(&self) -> Kind {
         match self {
             Item::Inline(_) => Kind::String,
@@ -142,6 +161,7 @@ impl Item {
         }
     }
 
+    #[inline(always)]
     pub(super) fn key(&self) -> &[u8] {
         match self {
             Item::Inline(data) => {
@@ -153,6 +173,7 @@ impl Item {
     }
 
     /// The value, borrowed.
+    #[inline]
     pub(super) fn peek(&self) -> ValueRef<'_> {
         match self {
             Item::Inline(data) => {
@@ -163,6 +184,7 @@ impl Item {
         }
     }
 
+    #[inline(always)]
     pub(super) fn deadline(&self) -> Option<u64> {
         match self {
             Item::Inline(data) => Item::layout(data).2,
@@ -242,6 +264,14 @@ pub(super) fn put_varint(buf: &mut [u8; 10], mut n: u64) -> usize {
         buf[i] = byte | 0x80;
         i += 1;
     }
+}
+
+/// [`get_varint`] for a header of more than one byte (keys of 32 bytes or more), kept out of
+/// line so that the common one-byte case inlines into every probe.
+#[cold]
+#[inline(never)]
+fn long_header(data: &[u8]) -> (u64, usize) {
+    get_varint(data)
 }
 
 /// Reads a LEB128 varint written by [`put_varint`]; returns it and the bytes used.

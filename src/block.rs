@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::protocol::{Reply, Request};
-use crate::store::Value;
+use crate::store::Collection;
 
 /// Parses a blocking command's timeout as Redis 7.0's `getTimeoutFromObjectOrReply` does:
 /// seconds as a (long) double, truncated to milliseconds; 0 (or less than a millisecond)
@@ -67,7 +67,7 @@ pub fn timeout_of(request: &Request) -> Option<Option<std::time::Duration>> {
 /// What a waiter's command takes from a value that just received elements, under the
 /// pusher's lock: `Some(reply)` when it took something (the reply its client gets), `None`
 /// when the value had nothing for it (another kind, or emptied by an earlier waiter).
-pub type ServeFn = Box<dyn FnMut(&[u8], &mut Value) -> Option<Reply> + Send>;
+pub type ServeFn = Box<dyn FnMut(&[u8], &mut Collection) -> Option<Reply> + Send>;
 
 /// How a waiter is served.
 pub enum Serve {
@@ -224,7 +224,7 @@ impl Blocking {
     /// Hands elements of `value`, just grown under `key` in `db`, to the key's waiters in
     /// arrival order, while it has any; returns whether any took elements. Called by the
     /// writer under the key's lock; one atomic load when nobody waits.
-    pub fn serve(&self, db: usize, key: &[u8], value: &mut Value) -> bool {
+    pub fn serve(&self, db: usize, key: &[u8], value: &mut Collection) -> bool {
         if self.blocked_clients() == 0 {
             return false;
         }
@@ -235,7 +235,7 @@ impl Blocking {
         let mut took = false;
         let mut done = Vec::new();
         for waiter in queue.iter() {
-            if value.is_empty_collection() {
+            if value.is_empty() {
                 break;
             }
             let mut state = lock(&waiter.state);
@@ -349,15 +349,15 @@ mod tests {
     use super::*;
     use crate::store::List;
 
-    fn list(items: &[&[u8]]) -> Value {
+    fn list(items: &[&[u8]]) -> Collection {
         let mut l = List::new();
         items.iter().for_each(|i| l.push_back(i));
-        Value::List(l)
+        Collection::List(l)
     }
 
     fn pop_front() -> Serve {
         Serve::Pop(Box::new(|_key, v| {
-            let Value::List(l) = v else { return None };
+            let Collection::List(l) = v else { return None };
             let mut items = Vec::new();
             l.for_each(|i| items.push(Bytes::copy_from_slice(i)));
             let first = items.first()?.clone();
@@ -402,7 +402,7 @@ mod tests {
         b.serve(0, b"l", &mut v);
         assert!(matches!(first.finish(), Outcome::Served(Reply::Bulk(x)) if x == "a"));
         assert!(matches!(second.finish(), Outcome::Served(Reply::Bulk(x)) if x == "b"));
-        assert!(v.is_empty_collection());
+        assert!(v.is_empty());
         assert_eq!(b.blocked_clients(), 1);
         // The third gives up: nobody serves it afterwards.
         assert!(matches!(third.finish(), Outcome::Gone));
@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(b.blocked_clients(), 0);
         let mut v = list(&[b"c"]);
         b.serve(0, b"l", &mut v);
-        assert!(!v.is_empty_collection());
+        assert!(!v.is_empty());
     }
 
     #[test]

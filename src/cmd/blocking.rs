@@ -27,7 +27,7 @@ use crate::cmd::session::Blocked;
 use crate::protocol::resp::parse_int;
 use crate::protocol::Reply;
 use crate::stats::StatKind::Other as O;
-use crate::store::Value;
+use crate::store::Collection;
 
 /// The blocking commands' rows of the command table (flags and key positions as Redis 7.0's
 /// COMMAND INFO reports them).
@@ -108,7 +108,9 @@ fn bpop(ctx: &mut Ctx<'_>, args: &[Bytes], end: End) -> Result<Reply, CommandErr
         }
     }
     let serve = Serve::Pop(Box::new(move |key, value| {
-        let Value::List(l) = value else { return None };
+        let Collection::List(l) = value else {
+            return None;
+        };
         let item = match end {
             End::Head => l.pop_front(),
             End::Tail => l.pop_back(),
@@ -162,7 +164,9 @@ fn blmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
         }
     }
     let serve = Serve::Pop(Box::new(move |key, value| {
-        let Value::List(l) = value else { return None };
+        let Collection::List(l) = value else {
+            return None;
+        };
         let items: Vec<Bytes> = (0..count)
             .map_while(|_| match end {
                 End::Head => l.pop_front(),
@@ -199,7 +203,9 @@ fn bzpop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> Result<Reply, CommandE
         }
     }
     let serve = Serve::Pop(Box::new(move |key, value| {
-        let Value::ZSet(z) = value else { return None };
+        let Collection::ZSet(z) = value else {
+            return None;
+        };
         let (member, score) = z.pop(max, 1).into_iter().next()?;
         Some(reply(
             Bytes::copy_from_slice(key),
@@ -218,7 +224,9 @@ fn bzmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
         }
     }
     let serve = Serve::Pop(Box::new(move |key, value| {
-        let Value::ZSet(z) = value else { return None };
+        let Collection::ZSet(z) = value else {
+            return None;
+        };
         let items: Vec<(Bytes, f64)> = z
             .pop(max, count)
             .into_iter()

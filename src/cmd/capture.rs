@@ -23,7 +23,9 @@ use super::args;
 use super::table::CommandSpec;
 use crate::effect::{unix_deadline, Edit, Effect};
 use crate::node::Node;
-use crate::store::{Entry, Hash, Kind, List, Set, Shard, Value, ValueRef, WrongType, ZSet};
+use crate::store::{
+    Collection, Entry, Hash, Kind, List, Set, Shard, Value, ValueRef, WrongType, ZSet,
+};
 
 /// The effects of the running command (or of the transaction EXEC is running), kept in the
 /// session so the buffer's allocation is reused from command to command.
@@ -221,7 +223,7 @@ impl Writer<'_> {
         key: &Bytes,
         kind: Kind,
         create: bool,
-        f: impl FnOnce(&mut Value) -> (R, bool),
+        f: impl FnOnce(&mut Collection) -> (R, bool),
     ) -> Result<Option<R>, WrongType> {
         self.update_with(key, kind, create, |v| {
             if v.kind() == kind {
@@ -245,16 +247,16 @@ impl Writer<'_> {
         key: &Bytes,
         kind: Kind,
         create: bool,
-        f: impl FnOnce(&mut Value) -> Result<(R, Delta), WrongType>,
+        f: impl FnOnce(&mut Collection) -> Result<(R, Delta), WrongType>,
     ) -> Result<Option<R>, WrongType> {
         let (db, blocking) = (self.db, self.blocking);
-        let f = |v: &mut Value| {
+        let f = |v: &mut Collection| {
             let (result, mut delta) = f(v)?;
             // A list or sorted set that changed may have grown: clients blocked on it take
             // their elements now, under this lock, as part of this command's effects (then
             // recorded as the whole value: the edit alone would miss the pops).
             if !matches!(delta, Delta::Unchanged)
-                && matches!(v, Value::List(_) | Value::ZSet(_))
+                && matches!(v, Collection::List(_) | Collection::ZSet(_))
                 && blocking.serve(db, key, v)
             {
                 delta = Delta::Changed;

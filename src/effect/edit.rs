@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::store::{Hash, Kind, Set, Shard, Value, WrongType, ZSet};
+use crate::store::{Collection, Hash, Kind, Set, Shard, WrongType, ZSet};
 
 /// One element-level change to the collection under an effect's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +92,7 @@ impl Edit {
     }
 
     /// Applies the edit to a collection of its kind; whether anything changed.
-    fn apply_to(&self, value: &mut Value) -> Result<bool, WrongType> {
+    fn apply_to(&self, value: &mut Collection) -> Result<bool, WrongType> {
         Ok(match self {
             Edit::HashSet(pairs) => {
                 let h = value.as_hash_mut()?;
@@ -134,7 +134,7 @@ fn remove_scored(z: &mut ZSet, members: &[Bytes]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Kind;
+    use crate::store::{Kind, Value};
 
     fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())

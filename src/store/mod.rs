@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 pub use shard::{dump_entries, Change, Dumped, Entry, Prepared, Shard};
-pub use value::{DumpError, Hash, Kind, List, Set, Value, ValueRef, WrongType, ZSet};
+pub use value::{Collection, DumpError, Hash, Kind, List, Set, Value, ValueRef, WrongType, ZSet};
 
 /// Shared handle to every database of a node.
 #[derive(Debug)]

@@ -7,9 +7,12 @@
 //! on the store clock) is present only for keys with a TTL. So a key like `key:000000001`
 //! with a 10-byte value costs one 32-byte allocation plus its 16-byte table slot, against
 //! ~270 bytes with a `HashMap<Bytes, Entry>`. A list, hash, set or sorted set is a second kind
-//! of slot, a box of key, deadline and [`Value`], changed in place ([`Shard::update`]); the
-//! `collection` bit marks such an entry in a dump (where a type byte then precedes the value's
-//! [`dump`] form). Every operation hashes the key once and probes the table once.
+//! of slot, a 56-byte box (one 64-byte malloc chunk) of a [`Collection`] (24 bytes) and the
+//! same `[header][deadline?][key]` with the `collection` bit set, kept in the box's other 32
+//! bytes when it fits (keys up to 30 bytes, 22 with a deadline) and in an allocation of its own
+//! otherwise; it is changed in place ([`Shard::update`]). That head is also the start of the
+//! entry's dump record, where a type byte then precedes the value's [`dump`] form. Every
+//! operation hashes the key once and probes the table once.
 //!
 //! A shard is plain synchronous data; its owner wraps it in a mutex. It must never be held
 //! across an `.await`.
@@ -20,7 +23,7 @@ use hashbrown::hash_table::{self, HashTable};
 use tokio::time::Instant;
 
 use super::clock;
-use super::value::{dump, DumpError, Kind, Value, ValueRef, WrongType};
+use super::value::{dump, Collection, DumpError, Kind, Value, ValueRef, WrongType};
 #[cfg(test)]
 use item::Boxed;
 use item::{get_varint, Item};
@@ -306,14 +309,15 @@ impl Shard {
     /// nothing changed.
     ///
     /// # Errors
-    /// [`WrongType`] when the key holds a string, or when `f` says so.
+    /// [`WrongType`] when the key holds a string, when it is missing and `kind` is
+    /// [`Kind::String`], or when `f` says so.
     pub fn update<R>(
         &mut self,
         key: &[u8],
         kind: Kind,
         create: bool,
         now: Instant,
-        f: impl FnOnce(&mut Value) -> Result<(R, bool), WrongType>,
+        f: impl FnOnce(&mut Collection) -> Result<(R, bool), WrongType>,
     ) -> Result<Option<(R, Option<Change>)>, WrongType> {
         let hash = self.hasher.hash_one(key);
         self.live(key, now);
@@ -326,7 +330,7 @@ impl Shard {
                 if !changed {
                     return Ok(Some((result, None)));
                 }
-                let emptied = b.value.is_empty_collection();
+                let emptied = b.value.is_empty();
                 if emptied {
                     let (item, _) = slot.remove();
                     if let Some(d) = item.deadline() {
@@ -342,14 +346,14 @@ impl Shard {
             }
             Err(_) if !create => Ok(None),
             Err(_) => {
-                let mut value = Value::empty(kind);
+                let mut value = Collection::empty(kind).ok_or(WrongType)?;
                 let (result, changed) = f(&mut value)?;
-                if !changed || value.is_empty_collection() {
+                if !changed || value.is_empty() {
                     return Ok(Some((result, None)));
                 }
                 let hasher = &self.hasher;
                 self.table
-                    .insert_unique(hash, Item::with_value(key, value, None), |i| {
+                    .insert_unique(hash, Item::with_collection(key, value, None), |i| {
                         hasher.hash_one(i.key())
                     });
                 self.touch(key);

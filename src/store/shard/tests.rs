@@ -217,7 +217,7 @@ fn a_short_string_entry_costs_one_header_byte() {
     );
 }
 
-fn push(l: &mut Value, item: &[u8]) -> Result<((), bool), WrongType> {
+fn push(l: &mut Collection, item: &[u8]) -> Result<((), bool), WrongType> {
     l.as_list_mut()?.push_back(item);
     Ok(((), true))
 }
@@ -333,9 +333,46 @@ fn collection_entries_stay_small() {
     assert!(std::mem::size_of::<crate::store::Hash>() <= 24);
     assert!(std::mem::size_of::<crate::store::Set>() <= 24);
     assert!(std::mem::size_of::<crate::store::ZSet>() <= 24);
-    assert!(
-        std::mem::size_of::<Boxed>() <= 72,
-        "{}",
-        std::mem::size_of::<Boxed>()
+    assert_eq!(
+        std::mem::size_of::<Boxed>(),
+        56,
+        "a collection entry fills a 64-byte malloc chunk, no more"
+    );
+}
+
+#[test]
+fn collection_keys_of_any_length_keep_their_deadlines() {
+    let mut s = shard();
+    let now = Instant::now();
+    let later = Some(now + Duration::from_secs(50));
+    let micros = |d: Option<Option<Instant>>| d.map(|d| d.map(clock::to_micros));
+    // Keys around the inline limits (30 bytes without a deadline, 22 with one).
+    for len in [0, 1, 21, 22, 23, 29, 30, 31, 32, 200] {
+        let key = vec![b'k'; len];
+        let mut set = crate::store::Set::new();
+        set.insert(b"1");
+        for deadline in [None, later] {
+            s.put_value(&key, &Value::Set(set.clone()), deadline, now);
+            assert_eq!(s.kind(&key, now), Some(Kind::Set), "{len}");
+            assert_eq!(micros(s.deadline(&key, now)), micros(Some(deadline)));
+            assert!(s.set_deadline(&key, None, now));
+            assert_eq!(s.deadline(&key, now), Some(None));
+            assert!(s.set_deadline(&key, deadline, now));
+            s.update(&key, Kind::Set, false, now, |v| {
+                Ok(((), v.as_set_mut()?.insert(b"2")))
+            })
+            .expect("a set");
+            assert_eq!(micros(s.deadline(&key, now)), micros(Some(deadline)));
+            let entry = s.get(&key, now).expect("live");
+            assert_eq!(entry.value.as_ref().as_set().map(|s| s.len()), Ok(2));
+            let keys: Vec<Vec<u8>> = s.iter().map(|(k, _, _)| k.to_vec()).collect();
+            assert!(keys.contains(&key));
+            assert!(s.delete(&key, now));
+        }
+    }
+    // A missing key is never created as a string.
+    assert_eq!(
+        s.update(b"new", Kind::String, true, now, |_| Ok(((), true))),
+        Err(WrongType)
     );
 }

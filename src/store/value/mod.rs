@@ -10,6 +10,7 @@
 //! `dump` is the one stable binary form of every collection: snapshots, the append-only log,
 //! Raft entries and slot moves all carry it.
 
+pub mod collection;
 pub mod dump;
 pub mod hash;
 pub mod limits;
@@ -20,6 +21,7 @@ pub mod zset;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use collection::Collection;
 pub use dump::DumpError;
 pub use hash::Hash;
 pub use list::List;

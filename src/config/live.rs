@@ -112,7 +112,7 @@ impl Settings {
 
     /// Sets `timeout` (`None` or zero: never).
     pub fn set_idle_timeout(&self, timeout: Option<Duration>) {
-        let ms = timeout.map_or(0, |t| {
+        let ms = timeout.filter(|t| !t.is_zero()).map_or(0, |t| {
             u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
         });
         self.idle_timeout_ms.store(ms, Relaxed);
@@ -258,5 +258,7 @@ mod tests {
         assert_eq!(settings.password().as_deref(), Some("pw"));
         settings.set_password(Some(String::new()));
         assert!(!settings.has_password() && settings.password().is_none());
+        settings.set_idle_timeout(Some(Duration::ZERO));
+        assert_eq!(settings.idle_timeout(), None, "timeout 0 is none");
     }
 }

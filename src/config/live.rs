@@ -44,7 +44,7 @@ impl SaveRule {
     pub fn parse(words: &[&[u8]]) -> Result<SaveRule, String> {
         const INVALID: &str = "Invalid save parameters";
         let words: Vec<&[u8]> = match words {
-            [only] if only.is_empty() => Vec::new(),
+            [[]] => Vec::new(),
             _ => words.to_vec(),
         };
         if words.len() % 2 == 1 {

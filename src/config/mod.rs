@@ -1,5 +1,5 @@
 //! Node configuration: a plain struct with defaults (command-line parsing lives in `main.rs`),
-//! the redis.conf-style file reader and CONFIG REWRITE's writer ([`file`]), and the settings
+//! the redis.conf-style file reader and CONFIG REWRITE's writer ([`mod@file`]), and the settings
 //! CONFIG SET changes at run time ([`live`]).
 
 pub mod file;

@@ -68,8 +68,8 @@ impl std::fmt::Debug for Param {
 
 impl Param {
     /// The config lines CONFIG REWRITE writes for `value`: `name value` (quoted when needed);
-    /// `save` and `client-output-buffer-limit` write one line per pair or class, as Redis does;
-    /// an empty `requirepass` writes none (the file's lines go).
+    /// `save` writes one line per pair, `client-output-buffer-limit` one per class that is not
+    /// the default, as Redis does; an empty `requirepass` writes none (the file's lines go).
     fn lines(&self, value: &str) -> Vec<String> {
         match self.name {
             "save" if value.is_empty() => vec!["save \"\"".to_string()],
@@ -81,10 +81,14 @@ impl Param {
                     .collect()
             }
             "client-output-buffer-limit" => {
+                // Only the classes that differ from the default: a line per class.
                 let words: Vec<&str> = value.split_whitespace().collect();
+                let default: Vec<&str> = self.default.split_whitespace().collect();
                 words
                     .chunks(4)
-                    .map(|class| format!("{} {}", self.name, class.join(" ")))
+                    .zip(default.chunks(4))
+                    .filter(|(class, default)| class != default)
+                    .map(|(class, _)| format!("{} {}", self.name, class.join(" ")))
                     .collect()
             }
             "requirepass" if value.is_empty() => Vec::new(),
@@ -701,6 +705,12 @@ mod tests {
         let (pass, _) = lookup(b"requirepass").expect("row");
         assert_eq!(pass.lines("a b"), ["requirepass \"a b\""]);
         assert!(pass.lines("").is_empty());
+        let (limits, _) = lookup(b"client-output-buffer-limit").expect("row");
+        assert_eq!(
+            limits.lines("normal 0 0 0 slave 268435456 67108864 60 pubsub 1 2 3"),
+            ["client-output-buffer-limit pubsub 1 2 3"]
+        );
+        assert!(limits.lines(limits.default).is_empty());
     }
 
     #[test]

@@ -23,6 +23,8 @@ use minikv::{launch, ClientConfig, NodeConfig};
 #[path = "main_args.rs"]
 mod args;
 use args::*;
+#[path = "main_config.rs"]
+mod config_file;
 
 #[derive(Parser)]
 #[command(
@@ -38,13 +40,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node: `minikv server 1 7001`.
+    #[command(args_override_self = true)]
     Server {
         /// Node id, 1 or more (names the snapshot file kv_store_server{ID}.json).
         #[arg(value_parser = whole::<u64>(1, u64::MAX), allow_negative_numbers = true)]
         id: u64,
-        /// TCP port serving both RESP and JSON (0: any free port, logged at start).
+        /// TCP port serving both RESP and JSON (0: any free port, logged at start); may come
+        /// from the --config file's `port` instead.
         #[arg(value_parser = whole::<u16>(0, 65535), allow_negative_numbers = true)]
-        port: u16,
+        port: Option<u16>,
         #[command(flatten)]
         node: NodeArgs,
         /// Directory of the snapshot file.
@@ -118,6 +122,7 @@ enum Command {
         command: Vec<String>,
     },
     /// Run N nodes in this process on consecutive ports: the spec's 3-node cluster.
+    #[command(args_override_self = true)]
     Cluster {
         /// Number of nodes, 1 to 1024.
         #[arg(
@@ -197,8 +202,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let expanded = config_file::expand(std::env::args_os().collect());
+    let result = expanded.and_then(|(argv, file)| run(Cli::parse_from(argv), file));
+    match result {
         Ok(code) => code,
         Err(e) => {
             // Not eprintln!, which panics when standard error is a closed pipe.
@@ -208,7 +214,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, file: config_file::FromFile) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server {
             id,
@@ -227,8 +233,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if bus_port.is_some() && cluster.is_none() && join.is_none() {
                 anyhow::bail!("--bus-port needs --cluster or --join");
             }
+            let port = match (port, &file.port) {
+                (Some(port), _) => port,
+                (None, Some((port, _))) => *port,
+                (None, None) => anyhow::bail!(
+                    "no port: give it after the id (minikv server ID PORT) or as a `port` line \
+                     of the --config file"
+                ),
+            };
             create_data_dir(&data_dir)?;
-            let mut config = node_config(&node, id, port, data_dir);
+            let mut config = node_config(&node, &file, id, port, data_dir);
             if let Some(target) = join {
                 config.join = Some(minikv::cluster::operate::JoinSpec {
                     target,
@@ -267,7 +281,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let configs = (1..=nodes)
                 .map(|i| {
                     let port = base_port.checked_add(i - 1)?;
-                    Some(node_config(&node, u64::from(i), port, data_dir.clone()))
+                    Some(node_config(
+                        &node,
+                        &file,
+                        u64::from(i),
+                        port,
+                        data_dir.clone(),
+                    ))
                 })
                 .collect::<Option<Vec<_>>>()
                 .with_context(|| {
@@ -412,7 +432,19 @@ fn move_slots(args: SlotArgs, remove: Option<u64>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn node_config(args: &NodeArgs, id: u64, port: u16, data_dir: PathBuf) -> NodeConfig {
+fn node_config(
+    args: &NodeArgs,
+    file: &config_file::FromFile,
+    id: u64,
+    port: u16,
+    data_dir: PathBuf,
+) -> NodeConfig {
+    // `--save` (Redis's rule) is a run-time parameter: set at start, before the file's others.
+    let save = args.save.iter().map(|rule| minikv::config::StartParam {
+        name: "save".into(),
+        value: rule.clone(),
+        origin: "--save".into(),
+    });
     NodeConfig {
         id,
         host: args.host.clone(),
@@ -437,6 +469,8 @@ fn node_config(args: &NodeArgs, id: u64, port: u16, data_dir: PathBuf) -> NodeCo
             }),
             _ => None,
         },
+        config_file: file.path.clone(),
+        params: save.chain(file.params.iter().cloned()).collect(),
         ..NodeConfig::default()
     }
 }

@@ -123,12 +123,33 @@ pub(crate) struct ClusterTiming {
 
 #[derive(clap::Args)]
 pub(crate) struct NodeArgs {
+    /// A redis.conf-style file of directives (`port 7001`, `timeout 300`, `slowlog-max-len
+    /// 256`, ...); flags given here override it. CONFIG REWRITE updates it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Address to bind: 127.0.0.1 for this machine only, 0.0.0.0 to serve others.
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) host: String,
     /// Seconds between snapshots (written only when something changed).
-    #[arg(long, default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value = "10",
+        value_parser = seconds,
+        allow_negative_numbers = true,
+        overrides_with = "save"
+    )]
     pub(crate) save_interval: Duration,
+    /// Redis's `save`: "<seconds> <changes> ..." snapshots every smallest <seconds> when
+    /// something changed; "" never (only SAVE, BGSAVE and shutdown write). Overrides
+    /// --save-interval (the later of the two wins).
+    #[arg(
+        long,
+        value_name = "RULE",
+        value_parser = save_rule,
+        allow_hyphen_values = true,
+        overrides_with = "save_interval"
+    )]
+    pub(crate) save: Option<String>,
     /// Seconds between sweeps of expired keys.
     #[arg(long, default_value = "5", value_parser = seconds, allow_negative_numbers = true)]
     pub(crate) cleanup_interval: Duration,
@@ -239,6 +260,11 @@ pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
         .map(Duration::from_secs_f64)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("expected a number of seconds above 0, at most {MAX_SECONDS}"))
+}
+
+/// Checks `--save`: Redis's `save` syntax.
+pub(crate) fn save_rule(text: &str) -> Result<String, String> {
+    minikv::cmd::config::check("save", text).map(|()| text.to_string())
 }
 
 /// Parses `--servers`: a comma-separated, non-empty list of `host:port`.

@@ -33,6 +33,9 @@ pub enum FinalSave {
 pub struct Node {
     /// The configuration the node was started with.
     pub config: NodeConfig,
+    /// The settings CONFIG SET changes at run time (started from `config`; read these, not
+    /// `config`, for `timeout`, `maxclients`, `requirepass`, `save`, ...).
+    pub settings: crate::config::live::Settings,
     /// The keyspace.
     pub store: Arc<Store>,
     /// Request and connection counters.
@@ -94,6 +97,7 @@ impl Node {
             cluster: std::sync::OnceLock::new(),
             pubsub: Arc::default(),
             next_client_id: AtomicU64::new(1),
+            settings: crate::config::live::Settings::new(&config),
             config,
         }
     }

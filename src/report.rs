@@ -194,7 +194,7 @@ impl Report {
             },
             clients: Clients {
                 connected: stats.connected_clients,
-                max: node.config.max_clients,
+                max: node.settings.maxclients(),
                 blocked: node.blocking.blocked_clients() as u64,
             },
             memory: Memory {

@@ -102,7 +102,6 @@ impl FsyncPolicy {
 #[derive(Debug)]
 pub struct Aof {
     path: PathBuf,
-    policy: FsyncPolicy,
     shared: Arc<Shared>,
     synced: watch::Receiver<u64>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -115,6 +114,15 @@ struct Shared {
     wake: Condvar,
     /// The last write or fsync failed (checked by every write command: no lock).
     failing: AtomicBool,
+    /// The fsync policy ([`crate::config::live::fsync_code`]): CONFIG SET appendfsync changes
+    /// it while the writer runs.
+    policy: std::sync::atomic::AtomicU8,
+}
+
+impl Shared {
+    fn policy(&self) -> FsyncPolicy {
+        crate::config::live::fsync_from(self.policy.load(Ordering::Relaxed))
+    }
 }
 
 #[derive(Debug)]
@@ -193,12 +201,12 @@ impl Aof {
             }),
             wake: Condvar::new(),
             failing: AtomicBool::new(false),
+            policy: std::sync::atomic::AtomicU8::new(crate::config::live::fsync_code(policy)),
         });
         let (synced_tx, synced) = watch::channel(end);
         let writer = Writer {
             path: path.clone(),
             file,
-            policy,
             shared: shared.clone(),
             synced: synced_tx,
             written: end,
@@ -211,7 +219,6 @@ impl Aof {
             .map_err(io("start the writer thread of"))?;
         Ok(Aof {
             path,
-            policy,
             shared,
             synced,
             thread: Mutex::new(Some(thread)),
@@ -220,7 +227,16 @@ impl Aof {
 
     /// The fsync policy.
     pub fn policy(&self) -> FsyncPolicy {
-        self.policy
+        self.shared.policy()
+    }
+
+    /// Changes the fsync policy (CONFIG SET appendfsync): the writer follows from its next
+    /// round; it is woken so that a switch to `always` takes effect at once.
+    pub fn set_policy(&self, policy: FsyncPolicy) {
+        self.shared
+            .policy
+            .store(crate::config::live::fsync_code(policy), Ordering::Relaxed);
+        self.shared.wake.notify_one();
     }
 
     /// The log file.
@@ -241,7 +257,7 @@ impl Aof {
         // writer picks it up on its next round). Otherwise the writer comes by every few
         // milliseconds and writes what accumulated in one go: a futex wake and a `write` per
         // command would cost more than the command.
-        let wake = state.writer_sleeping && self.policy == FsyncPolicy::Always;
+        let wake = state.writer_sleeping && self.shared.policy() == FsyncPolicy::Always;
         drop(state);
         if wake {
             self.shared.wake.notify_one();

@@ -37,7 +37,6 @@ pub(super) fn write_new(path: &Path, base: u64, records: &[u8]) -> std::io::Resu
 pub(super) struct Writer {
     pub(super) path: PathBuf,
     pub(super) file: File,
-    pub(super) policy: FsyncPolicy,
     pub(super) shared: Arc<Shared>,
     pub(super) synced: watch::Sender<u64>,
     /// Absolute offset written to the file so far.
@@ -55,7 +54,7 @@ impl Writer {
                 while state.buf.is_empty() && state.compact_to.is_none() && !state.closing {
                     // `everysec` wakes up to fsync what `no`-style writes left unsynced.
                     state.writer_sleeping = true;
-                    let nap = match self.policy {
+                    let nap = match self.shared.policy() {
                         FsyncPolicy::Always => Duration::from_millis(200),
                         _ => WRITE_EVERY,
                     };
@@ -66,7 +65,7 @@ impl Writer {
                         .expect("aof lock poisoned");
                     state = next;
                     state.writer_sleeping = false;
-                    if self.policy == FsyncPolicy::EverySec && self.synced_behind() {
+                    if self.shared.policy() == FsyncPolicy::EverySec && self.synced_behind() {
                         break;
                     }
                 }
@@ -134,7 +133,7 @@ impl Writer {
             self.file.write_all(chunk)?;
             self.written = end;
         }
-        let due = match self.policy {
+        let due = match self.shared.policy() {
             FsyncPolicy::Always => true,
             FsyncPolicy::EverySec => self.last_fsync.elapsed() >= Duration::from_secs(1),
             FsyncPolicy::No => false,

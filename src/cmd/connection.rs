@@ -151,7 +151,7 @@ pub(super) fn authenticate(
 ) -> Result<(), CommandError> {
     // Redis has one user, `default`; user names are case-sensitive.
     let user_ok = user.is_none_or(|u| u == b"default");
-    let Some(required) = &node.config.requirepass else {
+    let Some(required) = node.settings.password() else {
         return match user {
             None => Err(CommandError::Other(
                 "ERR AUTH <password> called without any password configured for the default \
@@ -164,7 +164,7 @@ pub(super) fn authenticate(
         };
     };
     // `&`, not `&&`: the password is compared even when the user name is wrong.
-    if user_ok & password_matches(required, password) {
+    if user_ok & password_matches(&required, password) {
         session.authenticated = true;
         Ok(())
     } else {
@@ -474,8 +474,9 @@ pub(super) fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, Command
     s.subscriptions = None;
     s.client.subscriptions.store(0, Ordering::Relaxed);
     s.client.pattern_subscriptions.store(0, Ordering::Relaxed);
-    // RESET logs the connection out, as in Redis (it matters only with a password).
-    s.authenticated = false;
+    // RESET logs the connection out, as in Redis: with no password it is authenticated, as a
+    // new connection is.
+    s.authenticated = !ctx.node.settings.has_password();
     s.client.db.store(0, Ordering::Relaxed);
     s.client.protocol.store(2, Ordering::Relaxed);
     s.client.update_meta(|m| {

@@ -14,6 +14,7 @@ pub mod args;
 mod bitmap;
 mod blocking;
 pub mod capture;
+pub mod config;
 mod connection;
 mod docs;
 mod hash;
@@ -301,6 +302,10 @@ fn run(
             redacted = connection::redact(args);
             &redacted[..]
         }
+        "config" => {
+            redacted = config::redact(args);
+            &redacted[..]
+        }
         _ => args,
     };
     node.slowlog
@@ -323,7 +328,7 @@ fn disk_error(node: &Node, spec: &CommandSpec) -> Option<String> {
     if let Some(e) = node.aof.get().and_then(|aof| aof.last_error()) {
         return Some(format!("MISCONF Errors writing to the AOF file: {e}"));
     }
-    if node.config.stop_writes_on_bgsave_error && !node.persister.status().last_save_ok {
+    if node.settings.stop_writes_on_bgsave_error() && !node.persister.status().last_save_ok {
         return Some(
             "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to \
              persist to disk. Commands that may modify the data set are disabled, because this \

@@ -1,16 +1,13 @@
-//! Server commands: STATS, INFO, CONFIG, COMMAND, TIME, LASTSAVE, SAVE, BGSAVE, WAIT (SHUTDOWN
-//! is in [`super::shutdown`]).
+//! Server commands: STATS, INFO, COMMAND, TIME, LASTSAVE, SAVE, BGSAVE, WAIT (SHUTDOWN is in
+//! [`super::shutdown`], CONFIG in [`super::config`]).
 //!
 //! ```text
 //! STATS                                   -> map of the spec's counters (minikv extension)
 //! INFO [section ...]                      -> Redis INFO text
-//! CONFIG GET pattern [pattern ...] | CONFIG SET ... | CONFIG RESETSTAT
 //! COMMAND | COMMAND COUNT | COMMAND INFO name... | COMMAND DOCS [name...] | COMMAND LIST
 //! TIME / LASTSAVE / SAVE / BGSAVE [SCHEDULE] / WAIT numreplicas timeout
 //! DEBUG SLEEP seconds | DEBUG OBJECT key / SLOWLOG GET [n] | LEN | RESET / MONITOR
 //! ```
-//! CONFIG SET changes the slow-log settings and `client-output-buffer-limit`; every other
-//! setting is fixed at start.
 
 use std::fmt::Write as _;
 
@@ -20,7 +17,6 @@ use super::args::{int, is, text};
 use super::{docs, table, CommandError, CommandSpec, Ctx};
 use crate::protocol::Reply;
 use crate::report::Report;
-use crate::store::pattern;
 
 pub(super) fn stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<Reply, CommandError> {
     let report = Report::gather(ctx.node, ctx.now);
@@ -214,114 +210,6 @@ fn ok_or_err(ok: bool) -> &'static str {
         "ok"
     } else {
         "err"
-    }
-}
-
-pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let sub = &args[1];
-    if is(sub, "GET") {
-        if args.len() < 3 {
-            return Err(CommandError::WrongArity("config|get".into()));
-        }
-        let c = &ctx.node.config;
-        let params: Vec<(&str, String)> = vec![
-            // Redis's "<seconds> <changes>" form: a save after that many seconds once at
-            // least one key changed (whole seconds, rounded up).
-            (
-                "save",
-                format!("{} 1", c.save_interval.as_secs_f64().ceil().max(1.0) as u64),
-            ),
-            ("appendonly", if c.appendonly { "yes" } else { "no" }.into()),
-            ("appendfsync", c.appendfsync.name().into()),
-            (
-                "stop-writes-on-bgsave-error",
-                if c.stop_writes_on_bgsave_error {
-                    "yes"
-                } else {
-                    "no"
-                }
-                .into(),
-            ),
-            ("databases", c.databases.to_string()),
-            ("maxclients", c.max_clients.to_string()),
-            ("port", ctx.node.port().to_string()),
-            ("bind", c.host.clone()),
-            ("dir", c.data_dir.display().to_string()),
-            ("dbfilename", format!("kv_store_server{}.json", c.id)),
-            ("requirepass", c.requirepass.clone().unwrap_or_default()),
-            ("maxmemory", "0".into()),
-            ("maxmemory-policy", "noeviction".into()),
-            (
-                "timeout",
-                // Whole seconds, as Redis counts them (rounded up: a test may set less).
-                c.idle_timeout
-                    .map_or(0, |t| t.as_secs_f64().ceil() as u64)
-                    .to_string(),
-            ),
-            ("hz", "10".into()),
-            (
-                "client-output-buffer-limit",
-                ctx.node.pubsub.limits.render(),
-            ),
-            ("proto-max-bulk-len", c.resp_limits.max_bulk_len.to_string()),
-            (
-                "protected-mode",
-                if c.protected_mode { "yes" } else { "no" }.into(),
-            ),
-            (
-                "cluster-enabled",
-                if c.clustered() { "yes" } else { "no" }.into(),
-            ),
-            (
-                "slowlog-log-slower-than",
-                ctx.node
-                    .slowlog
-                    .slower_than_us
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    .to_string(),
-            ),
-            (
-                "slowlog-max-len",
-                ctx.node
-                    .slowlog
-                    .max_len
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    .to_string(),
-            ),
-        ];
-        let mut params = params;
-        for limit in crate::store::value::limits::ALL {
-            params.push((limit.name, limit.get().to_string()));
-            if let Some(alias) = limit.alias {
-                params.push((alias, limit.get().to_string()));
-            }
-        }
-        let mut out = Vec::new();
-        for (name, value) in params {
-            if args[2..]
-                .iter()
-                .any(|p| pattern::matches(&p.to_ascii_lowercase(), name.as_bytes()))
-            {
-                out.push((Reply::text(name), Reply::Bulk(Bytes::from(value))));
-            }
-        }
-        Ok(Reply::Map(out))
-    } else if is(sub, "SET") {
-        if args.len() < 4 || !args.len().is_multiple_of(2) {
-            return Err(CommandError::WrongArity("config|set".into()));
-        }
-        for pair in args[2..].chunks(2) {
-            config_set(ctx, &pair[0], &pair[1])?;
-        }
-        Ok(Reply::ok())
-    } else if is(sub, "RESETSTAT") {
-        ctx.node.stats.reset();
-        Ok(Reply::ok())
-    } else {
-        Err(CommandError::UnknownSubcommand {
-            command: "CONFIG",
-            sub: text(sub),
-        })
     }
 }
 
@@ -545,50 +433,6 @@ pub(super) fn wait(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
     int(&args[1])?;
     int(&args[2])?;
     Ok(Reply::Int(0))
-}
-
-/// The settings CONFIG SET can change at run time: the slow log's and the output buffer
-/// limits. Everything else is fixed at start and reported by CONFIG GET.
-fn config_set(ctx: &Ctx<'_>, name: &Bytes, value: &Bytes) -> Result<(), CommandError> {
-    let log = &ctx.node.slowlog;
-    let invalid = |reason: &str| {
-        CommandError::Other(
-            format!(
-                "ERR CONFIG SET failed (possibly related to argument '{}') - {reason}",
-                text(name)
-            )
-            .into(),
-        )
-    };
-    if is(name, "slowlog-log-slower-than") {
-        let n = int(value).map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
-        log.slower_than_us
-            .store(n, std::sync::atomic::Ordering::Relaxed);
-    } else if is(name, "client-output-buffer-limit") {
-        ctx.node.pubsub.limits.set(value).map_err(invalid)?;
-    } else if is(name, "slowlog-max-len") {
-        let n = int(value)
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| invalid("argument couldn't be parsed into an integer"))?;
-        log.max_len
-            .store(n as usize, std::sync::atomic::Ordering::Relaxed);
-    } else if let Some(limit) = std::str::from_utf8(name)
-        .ok()
-        .and_then(crate::store::value::limits::find)
-    {
-        let n = int(value).map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
-        limit.set(n).map_err(|reason| invalid(&reason))?;
-    } else {
-        return Err(CommandError::Other(
-            format!(
-                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                text(name)
-            )
-            .into(),
-        ));
-    }
-    Ok(())
 }
 
 fn human_bytes(n: u64) -> String {

@@ -161,7 +161,7 @@ impl Session {
     /// True while the node has a password and this connection has not authenticated: only
     /// AUTH, HELLO, QUIT and RESET may run, and the codec accepts only small requests.
     pub fn auth_required(&self, node: &Node) -> bool {
-        !self.authenticated && node.config.requirepass.is_some()
+        !self.authenticated && node.settings.has_password()
     }
 
     /// Runs `request` and returns its reply, or `None` when CLIENT REPLY says not to send it.

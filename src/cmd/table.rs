@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use super::{
-    bitmap, blocking, connection, hash, keyspace, list, pubsub, server, set, shutdown, string,
-    transaction, zset, CommandError, Ctx,
+    bitmap, blocking, config, connection, hash, keyspace, list, pubsub, server, set, shutdown,
+    string, transaction, zset, CommandError, Ctx,
 };
 use crate::protocol::Reply;
 use crate::stats::StatKind;
@@ -257,7 +257,7 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
             O,
             server::cluster,
         ),
-        cmd("config", -2, ADMIN, NO_KEYS, O, server::config),
+        cmd("config", -2, ADMIN, NO_KEYS, O, config::config),
         cmd(
             "shutdown",
             -1,

@@ -5,9 +5,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{PersistError, Persister};
+use crate::config::live::SaveRule;
 use crate::store::Store;
 
 impl Persister {
@@ -42,25 +44,36 @@ impl Persister {
     }
 }
 
-/// Runs until `shutdown`, saving every `interval` when something changed. Failures are
-/// logged (once, by the save job) and retried on the next tick; the previous file stays
-/// intact.
+/// Runs until `shutdown`, saving every interval of the `save` rule when something changed
+/// (the rule is re-read whenever CONFIG SET changes it; with no interval, `save ""`, nothing
+/// is saved periodically). Failures are logged (once, by the save job) and retried on the next
+/// tick; the previous file stays intact.
 pub async fn run(
     persister: Arc<Persister>,
     store: Arc<Store>,
-    interval: Duration,
+    mut rule: watch::Receiver<SaveRule>,
     shutdown: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
     loop {
-        // Shutdown wins over a due tick: the caller writes the final snapshot itself.
+        let interval = rule
+            .borrow_and_update()
+            .interval
+            .map(|i| i.max(Duration::from_millis(10)));
+        // Shutdown wins over a due tick: the caller writes the final snapshot itself. A new
+        // rule restarts the wait with its interval.
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
+            changed = rule.changed() => {
+                if changed.is_err() {
+                    // The node is gone: nothing more to save periodically.
+                    return;
+                }
+                continue;
+            }
+            _ = sleep_or_never(interval) => {}
         }
+        let Some(interval) = interval else { continue };
         let mut outcome = persister.background(store.clone(), false);
         // A save still queued or running after this long is starved of idle CPU: boost it
         // to normal priority, so that snapshot-only durability stays about one interval.
@@ -78,6 +91,14 @@ pub async fn run(
             Ok(Ok(None)) | Ok(Err(_)) => {}
             Err(_) => tracing::error!("snapshot thread stopped before answering"),
         }
+    }
+}
+
+/// Sleeps `interval`, or forever when there is none.
+async fn sleep_or_never(interval: Option<Duration>) {
+    match interval {
+        Some(interval) => tokio::time::sleep(interval).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -28,7 +28,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::aof::FsyncPolicy;
 use crate::cmd::Session;
-use crate::config::NodeConfig;
+use crate::config::live::Settings;
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, ReplyShape, RespCodec};
 use crate::server::sniff::{self, Protocol};
@@ -51,8 +51,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client that broke the protocol may take to read the error before it is closed.
 const LAST_WORDS_LINGER: Duration = Duration::from_secs(1);
 /// Redis 7's reply to a client refused by protected mode, word for word (the options it names
-/// exist here too: `--protected-mode no` and `--requirepass`; CONFIG SET and CONFIG REWRITE
-/// do not change them on a running minikv node).
+/// exist here too: `--protected-mode no`, `--requirepass`, CONFIG SET and CONFIG REWRITE).
 const DENIED: &str = concat!(
     "-DENIED Redis is running in protected mode because protected mode is enabled and no ",
     "password is set for the default user. In this mode connections are only accepted from ",
@@ -108,7 +107,7 @@ async fn run_on<S: Transport>(
     peer: String,
     laddr: String,
 ) {
-    if protected_mode_refuses(&node.config, peer_addr) {
+    if protected_mode_refuses(&node.settings, peer_addr) {
         node.stats.connection_rejected();
         tracing::debug!(%peer, "refused by protected mode");
         deny(stream).await;
@@ -127,7 +126,7 @@ async fn run_on<S: Transport>(
                 Ok(_) => {}
             },
             _ = node.shutdown.cancelled() => return,
-            _ = sleep_or_never(node.config.idle_timeout) => {
+            _ = sleep_or_never(node.settings.idle_timeout()) => {
                 tracing::debug!(%peer, "closing idle connection");
                 return;
             }
@@ -141,6 +140,9 @@ async fn run_on<S: Transport>(
     ));
     let _registered = node.clients.register(client.clone());
     let mut session = Session::new(client);
+    // As in Redis, a connection opened while the node has no password is authenticated: it
+    // stays usable after CONFIG SET requirepass (new connections must AUTH).
+    session.authenticated = !node.settings.has_password();
     // JSON renders pushes as objects of their own: no RESP2 subscribed mode for it.
     session.pushes_apart = protocol == Protocol::Json;
     // Subscribers of what this connection publishes are woken once per batch (see `serve`).
@@ -185,7 +187,9 @@ async fn serve<S: Transport, C: Codec>(
     codec.set_authenticated(!session.auth_required(node));
     // The idle timeout: one timer for the connection's life, moved only when it fires early
     // (resetting it on every request would cost a timer-wheel update each time).
-    let idle_limit = node.config.idle_timeout;
+    // CONFIG SET timeout applies to open connections too: the limit is read again before
+    // every wait (a shorter one takes effect once the timer set with the old one fires).
+    let mut idle_limit = node.settings.idle_timeout();
     let idle = tokio::time::sleep(idle_limit.unwrap_or_default());
     tokio::pin!(idle);
     let mut waiting_since = tokio::time::Instant::now();
@@ -377,6 +381,7 @@ async fn serve<S: Transport, C: Codec>(
         }
         // Idle time counts from here: the last request is answered. Redis exempts MONITOR
         // and subscribed connections, which only listen.
+        idle_limit = node.settings.idle_timeout();
         let idle_armed = idle_limit.is_some() && !listening(&monitor, session);
         if idle_armed {
             waiting_since = tokio::time::Instant::now();
@@ -432,9 +437,9 @@ async fn serve<S: Transport, C: Codec>(
 /// clients on the loopback interface. A node bound to loopback never sees any other, so in
 /// effect this refuses remote clients of a node bound to another address (`0.0.0.0`). As in
 /// Redis, a peer whose address cannot be read is not known to be local and is refused.
-fn protected_mode_refuses(config: &NodeConfig, peer: Option<SocketAddr>) -> bool {
-    config.protected_mode
-        && config.requirepass.is_none()
+fn protected_mode_refuses(settings: &Settings, peer: Option<SocketAddr>) -> bool {
+    settings.protected_mode()
+        && !settings.has_password()
         && !peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
 }
 
@@ -698,10 +703,7 @@ mod tests {
     #[test]
     fn protected_mode_refuses_only_remote_clients_of_a_node_without_password() {
         let peer = |a: &str| Some(a.parse::<SocketAddr>().expect("address"));
-        let open = NodeConfig {
-            host: "0.0.0.0".into(),
-            ..NodeConfig::default()
-        };
+        let open = Settings::new(&crate::config::NodeConfig::default());
         assert!(protected_mode_refuses(&open, peer("198.51.100.2:5000")));
         assert!(protected_mode_refuses(&open, peer("[2001:db8::2]:5000")));
         assert!(protected_mode_refuses(&open, None));
@@ -713,21 +715,12 @@ mod tests {
         ] {
             assert!(!protected_mode_refuses(&open, peer(local)), "{local}");
         }
-        let with_password = NodeConfig {
-            requirepass: Some("pw".into()),
-            ..open.clone()
-        };
-        assert!(!protected_mode_refuses(
-            &with_password,
-            peer("198.51.100.2:5000")
-        ));
-        let unprotected = NodeConfig {
-            protected_mode: false,
-            ..open
-        };
-        assert!(!protected_mode_refuses(
-            &unprotected,
-            peer("198.51.100.2:5000")
-        ));
+        // CONFIG SET requirepass and CONFIG SET protected-mode take effect at once.
+        open.set_password(Some("pw".into()));
+        assert!(!protected_mode_refuses(&open, peer("198.51.100.2:5000")));
+        open.set_password(None);
+        assert!(protected_mode_refuses(&open, peer("198.51.100.2:5000")));
+        open.set_protected_mode(false);
+        assert!(!protected_mode_refuses(&open, peer("198.51.100.2:5000")));
     }
 }

@@ -8,12 +8,12 @@ pub mod conn;
 pub mod sniff;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::aof::Aof;
@@ -24,6 +24,15 @@ use crate::{persist, store};
 
 /// How long shutdown waits for open connections to finish their current batch.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One served connection's place under `maxclients`, given back when dropped.
+struct Permit(Arc<AtomicUsize>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A node that has restored its snapshot and bound its port, ready to [`Server::run`].
 #[derive(Debug)]
@@ -57,6 +66,11 @@ impl Server {
             ));
         }
         let node = Arc::new(Node::new(config));
+        // The config file's run-time parameters, through CONFIG SET's own setter.
+        for param in &node.config.params {
+            crate::cmd::config::set_at_start(&node, &param.name, &param.value)
+                .map_err(|e| Error::Startup(format!("{}: {}: {e}", param.origin, param.name)))?;
+        }
         let persister = node.persister.clone();
         let store = node.store.clone();
         // In a cluster the shards' groups restore the data (their snapshots and logs).
@@ -70,7 +84,7 @@ impl Server {
         if node.config.appendonly {
             let (path, policy, id) = (
                 node.config.aof_path(),
-                node.config.appendfsync,
+                node.settings.appendfsync(),
                 node.config.id,
             );
             let (store, covered) = (node.store.clone(), node.persister.loaded_aof_offset());
@@ -159,11 +173,12 @@ impl Server {
             tracker.spawn(persist::run(
                 node.persister.clone(),
                 node.store.clone(),
-                config.save_interval,
+                node.settings.watch_save(),
                 node.shutdown.clone(),
             ));
         }
-        let limit = Arc::new(Semaphore::new(config.max_clients));
+        // Connections being served, against `maxclients` (which CONFIG SET may change).
+        let active = Arc::new(AtomicUsize::new(0));
         loop {
             // Shutdown first: once it is requested no new connection is accepted.
             let accepted = tokio::select! {
@@ -180,8 +195,12 @@ impl Server {
                     continue;
                 }
             };
-            match limit.clone().try_acquire_owned() {
-                Ok(permit) => {
+            // Only this loop increments, so the check and the increment cannot race past the
+            // limit; connections ending meanwhile only make room.
+            match active.load(Ordering::Relaxed) < node.settings.maxclients() {
+                true => {
+                    active.fetch_add(1, Ordering::Relaxed);
+                    let permit = Permit(active.clone());
                     let node = node.clone();
                     let tls = tls.clone().map(crate::tls::TlsAcceptor::from);
                     tracker.spawn(async move {
@@ -189,7 +208,7 @@ impl Server {
                         drop(permit);
                     });
                 }
-                Err(_) => {
+                false => {
                     node.stats.connection_rejected();
                     tracker.spawn(async move {
                         let _ = stream

@@ -1,4 +1,9 @@
-//! Node configuration: a plain struct with defaults. Command-line parsing lives in `main.rs`.
+//! Node configuration: a plain struct with defaults (command-line parsing lives in `main.rs`),
+//! the redis.conf-style file reader and CONFIG REWRITE's writer ([`mod@file`]), and the settings
+//! CONFIG SET changes at run time ([`live`]).
+
+pub mod file;
+pub mod live;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +59,22 @@ pub struct NodeConfig {
     pub cluster: Option<crate::cluster::ClusterSpec>,
     /// Join a running replicated cluster through one of its nodes (`--join`).
     pub join: Option<crate::cluster::operate::JoinSpec>,
+    /// The config file the node was started with (`--config`): CONFIG REWRITE writes it.
+    pub config_file: Option<PathBuf>,
+    /// Run-time parameters to set at start, in order, through CONFIG SET's setter (the config
+    /// file's `slowlog-max-len 256`, ...): a bad one stops the start, naming its origin.
+    pub params: Vec<StartParam>,
+}
+
+/// One run-time parameter given at start (see [`NodeConfig::params`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartParam {
+    /// The parameter's name, as CONFIG SET takes it.
+    pub name: String,
+    /// Its value, as CONFIG SET takes it (the words of a config line joined by spaces).
+    pub value: String,
+    /// Where it came from, for the error that stops the start: `FILE:LINE`.
+    pub origin: String,
 }
 
 impl Default for NodeConfig {
@@ -79,6 +100,8 @@ impl Default for NodeConfig {
             tls: None,
             cluster: None,
             join: None,
+            config_file: None,
+            params: Vec::new(),
         }
     }
 }

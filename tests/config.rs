@@ -171,6 +171,9 @@ fn config_set_timeout_closes_idle_clients() {
     // The read waits at most WAIT: the node must close the idle client well before.
     assert_eq!(idle.frame(), None, "the idle client was closed");
     assert!(started.elapsed() >= Duration::from_millis(900));
+    // The admin connection was idle as long, so it is gone too: a new one turns it off.
+    drop(admin);
+    let mut admin = Conn::open(port);
     assert_eq!(admin.call(&["CONFIG", "SET", "timeout", "0"]), "+OK\r\n");
 }
 

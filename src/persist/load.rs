@@ -101,6 +101,8 @@ struct Progress {
     next: std::time::Instant,
     /// Entries since the clock was last read (read every [`Progress::CHECK`] entries).
     since_check: u32,
+    /// Whether a report was due yet: the restore is a long one.
+    long: bool,
 }
 
 impl Progress {
@@ -113,6 +115,7 @@ impl Progress {
             every,
             next: std::time::Instant::now() + every,
             since_check: 0,
+            long: false,
         }
     }
 
@@ -131,6 +134,7 @@ impl Progress {
             return None;
         }
         self.next = now + self.every;
+        self.long = true;
         let at = (key.as_ptr() as usize)
             .saturating_sub(self.start)
             .min(self.len);
@@ -412,6 +416,14 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
             by_shard[shard].push(prepared);
             self.loader.loaded += 1;
         }
+        if self.loader.progress.long {
+            tracing::info!(
+                "restoring {}: {} keys read, filling database {}",
+                self.loader.name,
+                self.loader.loaded,
+                self.db
+            );
+        }
         db.load(by_shard);
         Ok(())
     }
@@ -420,7 +432,9 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EntryIn<'a> {
-    #[serde(borrow)]
+    /// Borrowed from the file when it needs no unescaping (serde's own `Option<Cow>` always
+    /// copies): no allocation per key, and [`Progress`] reads the position from it.
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     key: Option<Cow<'a, str>>,
     #[serde(borrow)]
     key_base64: Option<Cow<'a, str>>,
@@ -431,6 +445,38 @@ struct EntryIn<'a> {
     #[serde(borrow)]
     value_base64: Option<Cow<'a, str>>,
     expires_at_ms: Option<i64>,
+}
+
+/// An optional string, borrowed from the input when it can be.
+fn borrowed_text<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(V)
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+    }
+    d.deserialize_option(V)
 }
 
 /// An entry's `"value"`: a string's text, or (version 3) a collection's elements.

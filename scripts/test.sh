@@ -14,6 +14,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # the interactive redis-cli, pip for redis-py, node and npm for ioredis and node-redis.
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# tests/metrics.rs starts a real Prometheus (its own, on loopback) to scrape a cluster.
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
@@ -28,8 +30,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  # Keep the redis-server package from starting a service on 6379: tests start their own
-  # throw-away servers on ephemeral ports.
+  # Keep the redis-server and prometheus packages from starting services (on 6379, 9090):
+  # tests start their own throw-away servers on ephemeral ports.
   policy_added=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
@@ -68,6 +70,10 @@ fi
 # Debian's chromedriver, so it downloads nothing).
 if ! python3 -c 'import sys, selenium; sys.exit(not selenium.__version__.startswith("4."))' 2>/dev/null; then
   pip_install 'selenium==4.*'
+fi
+# The strict OpenMetrics parser tests/metrics.rs checks /metrics with.
+if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+  pip_install 'prometheus-client==0.*'
 fi
 # ioredis 6 and node-redis 6, as listed in tests/clients/package.json (and its lock file).
 if ! npm ls --prefix tests/clients --depth=0 >/dev/null 2>&1; then

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::node::Node;
-use crate::stats::StatsSnapshot;
+use crate::stats::{CommandFigures, StatsSnapshot};
 
 /// The Redis version clients are told they are talking to (HELLO, INFO). minikv implements
 /// Redis 7 semantics; clients use this to pick features.
@@ -43,6 +43,9 @@ pub struct Report {
     pub keyspace: Keyspace,
     /// Pub/sub channels and patterns with subscribers (INFO `stats`).
     pub pubsub: PubSubCounts,
+    /// Every command called or refused at least once since start (or CONFIG RESETSTAT), in
+    /// table order (INFO `commandstats`, `latencystats`).
+    pub commands: Vec<CommandFigures>,
 }
 
 /// The pub/sub figures of INFO `stats`.
@@ -139,6 +142,43 @@ pub struct Replication {
     pub connected_replicas: u64,
     /// In a replicated cluster: one line per shard this node replicates, and more.
     pub cluster: Vec<(String, String)>,
+    /// In a replicated cluster: every shard this node replicates (empty outside one).
+    pub shards: Vec<ShardStatus>,
+    /// In a replicated cluster: slot moves in progress (0 outside one).
+    pub migrations: u64,
+}
+
+/// One shard a node of a replicated cluster replicates, as its Raft group member sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The shard (0-based).
+    pub shard: usize,
+    /// `leader`, `starting` (leads, not caught up yet), `follower` or `candidate` (no leader
+    /// known).
+    pub role: &'static str,
+    /// The leader's node id (0: none known).
+    pub leader: u64,
+    /// The Raft term.
+    pub term: u64,
+    /// The last log index applied to the store here.
+    pub applied: u64,
+    /// The last log index in this member's log.
+    pub last_log: u64,
+    /// On the leader: each member and the log index it acknowledged (`None`: not heard from
+    /// this term). Empty elsewhere.
+    pub acked: Vec<(u64, Option<u64>)>,
+    /// Times this member rebuilt the shard from its group (after losing leadership with
+    /// writes unconfirmed).
+    pub rebuilds: u64,
+}
+
+impl ShardStatus {
+    /// Log entries this member holds but has not applied yet: its commit lag as it can see
+    /// it (the leader's own last index counts on the leader; a follower's log follows the
+    /// leader's).
+    pub fn apply_lag(&self) -> u64 {
+        self.last_log.saturating_sub(self.applied)
+    }
 }
 
 /// INFO `cpu`.
@@ -155,6 +195,11 @@ pub struct Cpu {
 pub struct Keyspace {
     /// Every database, empty ones included, in index order.
     pub dbs: Vec<DbKeys>,
+    /// Keys removed because their TTL passed (read or swept), since start or CONFIG
+    /// RESETSTAT (INFO `expired_keys`).
+    pub expired: u64,
+    /// Keys evicted to stay under a memory limit: always 0, minikv has no limit yet.
+    pub evicted: u64,
 }
 
 /// The live keys of one database.
@@ -216,6 +261,7 @@ impl Report {
                 }),
             },
             stats,
+            commands: node.stats.commands.snapshot(),
             pubsub: PubSubCounts {
                 channels: node.pubsub.channel_count(),
                 patterns: node.pubsub.pattern_count(),
@@ -225,6 +271,8 @@ impl Report {
                     role: "master".to_string(),
                     connected_replicas: 0,
                     cluster: Vec::new(),
+                    shards: Vec::new(),
+                    migrations: 0,
                 },
                 Some(cluster) => {
                     let mut lines = crate::cluster::admin::replication_lines(cluster);
@@ -237,6 +285,8 @@ impl Report {
                         role,
                         connected_replicas: 0,
                         cluster: lines,
+                        shards: crate::cluster::admin::shard_status(cluster),
+                        migrations: cluster.table().moves.len() as u64,
                     }
                 }
             },
@@ -244,25 +294,34 @@ impl Report {
                 user_secs,
                 sys_secs,
             },
-            keyspace: Keyspace {
-                dbs: node
-                    .store
-                    .dbs()
-                    .iter()
-                    .enumerate()
-                    .map(|(index, db)| {
-                        let counts = db.key_counts(now);
-                        DbKeys {
-                            index,
-                            keys: counts.keys as u64,
-                            expires: counts.expires as u64,
-                            avg_ttl_ms: u64::try_from(counts.avg_ttl.as_millis())
-                                .unwrap_or(u64::MAX),
-                        }
-                    })
-                    .collect(),
-            },
+            keyspace: keyspace(node, now),
         }
+    }
+}
+
+/// Every database's live keys, and the expired total (one pass over the shards).
+fn keyspace(node: &Node, now: Instant) -> Keyspace {
+    let mut expired = 0;
+    let dbs = node
+        .store
+        .dbs()
+        .iter()
+        .enumerate()
+        .map(|(index, db)| {
+            let counts = db.key_counts(now);
+            expired += counts.expired;
+            DbKeys {
+                index,
+                keys: counts.keys as u64,
+                expires: counts.expires as u64,
+                avg_ttl_ms: u64::try_from(counts.avg_ttl.as_millis()).unwrap_or(u64::MAX),
+            }
+        })
+        .collect();
+    Keyspace {
+        dbs,
+        expired,
+        evicted: 0,
     }
 }
 

@@ -3,17 +3,36 @@
 //! Plain relaxed atomics: each counter is independent and readers only need a recent value.
 //! The per-request counters are striped over cache-line-padded copies picked by connection,
 //! so worker threads do not bounce one cache line between cores on every request; a read
-//! sums the stripes.
+//! sums the stripes. Per-command figures (INFO `commandstats`, `latencystats`) are in
+//! [`commands`].
+
+pub mod commands;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use commands::{CommandFigures, CommandStats, Outcome};
+
 /// Live counters of one node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     stripes: [Stripe; STRIPES],
     connections_received: AtomicU64,
     rejected_connections: AtomicU64,
     connected_clients: AtomicU64,
+    /// Per-command calls, time and latency histogram.
+    pub commands: CommandStats,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            stripes: Default::default(),
+            connections_received: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            connected_clients: AtomicU64::new(0),
+            commands: CommandStats::new(crate::cmd::table().len()),
+        }
+    }
 }
 
 /// Which of the spec's per-command counters a command adds to.
@@ -54,6 +73,10 @@ pub struct StatsSnapshot {
     pub rejected_connections: u64,
     /// Connections open now.
     pub connected_clients: u64,
+    /// Bytes read from clients' sockets (INFO `total_net_input_bytes`).
+    pub net_input_bytes: u64,
+    /// Bytes written to clients' sockets (INFO `total_net_output_bytes`).
+    pub net_output_bytes: u64,
 }
 
 /// Number of counter stripes.
@@ -67,10 +90,12 @@ const DELETE: usize = 3;
 const EXPIRE: usize = 4;
 const HITS: usize = 5;
 const MISSES: usize = 6;
+const NET_IN: usize = 7;
+const NET_OUT: usize = 8;
 
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Stripe([AtomicU64; 7]);
+struct Stripe([AtomicU64; 9]);
 
 impl Stats {
     /// Counts one handled request of the given kind; `hint` (the connection id) picks the
@@ -92,6 +117,16 @@ impl Stats {
     pub fn record_lookup(&self, hit: bool, hint: u64) {
         let index = if hit { HITS } else { MISSES };
         self.stripe(hint).0[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes read from a client's socket.
+    pub fn net_input(&self, n: usize, hint: u64) {
+        self.stripe(hint).0[NET_IN].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes written to a client's socket.
+    pub fn net_output(&self, n: usize, hint: u64) {
+        self.stripe(hint).0[NET_OUT].fetch_add(n as u64, Ordering::Relaxed);
     }
 
     fn stripe(&self, hint: u64) -> &Stripe {
@@ -117,13 +152,14 @@ impl Stats {
         self.rejected_connections.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Resets the request counters (CONFIG RESETSTAT).
+    /// Resets the request counters, per-command figures included (CONFIG RESETSTAT).
     pub fn reset(&self) {
         for stripe in &self.stripes {
             stripe.0.iter().for_each(|c| c.store(0, Ordering::Relaxed));
         }
         self.connections_received.store(0, Ordering::Relaxed);
         self.rejected_connections.store(0, Ordering::Relaxed);
+        self.commands.reset();
     }
 
     /// Copies the counters.
@@ -140,6 +176,8 @@ impl Stats {
             connections_received: r(&self.connections_received),
             rejected_connections: r(&self.rejected_connections),
             connected_clients: r(&self.connected_clients),
+            net_input_bytes: self.sum(NET_IN),
+            net_output_bytes: self.sum(NET_OUT),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::cmd::Session;
 use crate::effect::Effect;
 use crate::node::{ClientHandle, Node};
 use crate::protocol::{Reply, Request};
+use crate::report::ShardStatus;
 
 /// Commands the cluster runs itself instead of one node's handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,10 +474,43 @@ fn slots(cluster: &Cluster) -> Reply {
     Reply::Array(out)
 }
 
+/// Every shard this node replicates: its role, leader, term and log positions (INFO and
+/// `/metrics` read them through [`crate::report::Report`]).
+pub fn shard_status(cluster: &Cluster) -> Vec<ShardStatus> {
+    cluster
+        .groups()
+        .iter()
+        .map(|g| {
+            let (applied, last_log) = g.progress();
+            let role = g.role();
+            ShardStatus {
+                shard: g.shard,
+                role: match role {
+                    Role::Leader => "leader",
+                    Role::Starting => "starting",
+                    Role::Follower(_) => "follower",
+                    Role::Unknown => "candidate",
+                },
+                leader: cluster.leader_of(g.shard),
+                term: g.term(),
+                applied,
+                last_log,
+                acked: if role == Role::Leader {
+                    g.replication()
+                } else {
+                    Vec::new()
+                },
+                rebuilds: g.rebuilds.load(std::sync::atomic::Ordering::Relaxed),
+            }
+        })
+        .collect()
+}
+
 /// INFO's replication lines: `role` (master when this node leads any shard, as Redis tools
 /// read it), then one line per local shard.
 pub fn replication_lines(cluster: &Cluster) -> Vec<(String, String)> {
-    let leads = cluster.groups().iter().any(|g| g.role() == Role::Leader);
+    let shards = shard_status(cluster);
+    let leads = shards.iter().any(|s| s.role == "leader");
     let mut lines = vec![
         (
             "role".to_string(),
@@ -492,30 +526,23 @@ pub fn replication_lines(cluster: &Cluster) -> Vec<(String, String)> {
             cluster.table().moves.len().to_string(),
         ),
     ];
-    for g in cluster.groups() {
-        let (applied, last) = g.progress();
-        let role = match g.role() {
-            Role::Leader => "leader",
-            Role::Starting => "starting",
-            Role::Follower(_) => "follower",
-            Role::Unknown => "candidate",
-        };
-        let members: Vec<String> = if g.role() == Role::Leader {
-            g.replication()
-                .into_iter()
-                .map(|(id, acked)| format!("{id}:{}", acked.map_or("-".into(), |a| a.to_string())))
-                .collect()
-        } else {
-            Vec::new()
-        };
+    for s in shards {
+        let members: Vec<String> = s
+            .acked
+            .iter()
+            .map(|(id, acked)| format!("{id}:{}", acked.map_or("-".into(), |a| a.to_string())))
+            .collect();
         lines.push((
-            format!("shard{}", g.shard + 1),
+            format!("shard{}", s.shard + 1),
             format!(
-                "role={role},leader={},term={},applied={applied},last_log={last},acked={},rebuilds={}",
-                cluster.leader_of(g.shard),
-                g.term(),
+                "role={},leader={},term={},applied={},last_log={},acked={},rebuilds={}",
+                s.role,
+                s.leader,
+                s.term,
+                s.applied,
+                s.last_log,
                 members.join("|"),
-                g.rebuilds.load(std::sync::atomic::Ordering::Relaxed),
+                s.rebuilds,
             ),
         ));
     }

@@ -490,6 +490,7 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             return Err(CommandError::WrongArity("config|resetstat".into()));
         }
         ctx.node.stats.reset();
+        ctx.node.store.reset_expired();
         Ok(Reply::ok())
     } else if is(sub, "REWRITE") {
         if args.len() != 2 {

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use crate::effect::Effect;
 use crate::node::Node;
 use crate::protocol::{Reply, Request};
-use crate::stats::StatKind;
+use crate::stats::{Outcome, StatKind};
 use crate::store::WrongType;
 use capture::{Locks, Writer};
 
@@ -188,7 +188,7 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
         return Reply::Error(unknown_command(name, &args[1..]).to_string().into());
     };
     if !arity_ok(spec.arity, args.len()) {
-        node.stats.record(StatKind::Other, session.client.id);
+        rejected(node, session, spec);
         session.flag_transaction();
         return Reply::Error(
             CommandError::WrongArity(spec.name.to_string())
@@ -199,17 +199,17 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
     // After the name and arity checks, as in Redis: an unknown command is reported as such
     // even before AUTH.
     if session.auth_required(node) && !spec.flags.contains(&"no_auth") {
-        node.stats.record(StatKind::Other, session.client.id);
+        rejected(node, session, spec);
         session.flag_transaction();
         return Reply::Error(CommandError::NoAuth.to_string().into());
     }
     if let Some(refusal) = disk_error(node, spec) {
-        node.stats.record(StatKind::Other, session.client.id);
+        rejected(node, session, spec);
         session.flag_transaction();
         return Reply::Error(refusal.into());
     }
     if session.subscribed_mode() && !pubsub::allowed_while_subscribed(spec.name) {
-        node.stats.record(StatKind::Other, session.client.id);
+        rejected(node, session, spec);
         session.flag_transaction();
         return Reply::Error(pubsub::refusal(&full_name(spec, args)).to_string().into());
     }
@@ -291,6 +291,13 @@ fn run(
     node.stats.record(spec.stat, session.client.id);
     let done = Instant::now();
     session.clock = Some(done);
+    let outcome = match &result {
+        Ok(Reply::Error(_)) | Err(_) => Outcome::Failed,
+        Ok(_) => Outcome::Ok,
+    };
+    node.stats
+        .commands
+        .record(spec.id, done - now, outcome, session.client.id);
     let client = &session.client;
     client
         .last_active_ms
@@ -315,6 +322,13 @@ fn run(
         let _ = node.monitor.send(server::monitor_line(session, shown));
     }
     result.unwrap_or_else(|e| Reply::Error(e.to_string().into()))
+}
+
+/// Counts a request for `spec` refused before it ran: in the totals, and as the command's
+/// `rejected_calls`.
+fn rejected(node: &Node, session: &Session, spec: &CommandSpec) {
+    node.stats.record(StatKind::Other, session.client.id);
+    node.stats.commands.reject(spec.id, session.client.id);
 }
 
 /// Redis's MISCONF refusals: writes (and PING, as Redis does) are refused while the

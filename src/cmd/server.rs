@@ -39,35 +39,44 @@ pub(super) fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comman
 }
 
 pub(super) fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    const DEFAULT: [&str; 8] = [
-        "server",
-        "clients",
-        "memory",
-        "persistence",
-        "stats",
-        "replication",
-        "cpu",
-        "keyspace",
-    ];
-    let wanted: Vec<String> = args[1..]
+    let report = Report::gather(ctx.node, ctx.now);
+    Ok(Reply::Verbatim(Bytes::from(info_text(&report, &args[1..]))))
+}
+
+/// Every INFO section, in Redis 7's order; `true` for those of the default set.
+const SECTIONS: [(&str, bool); 10] = [
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("commandstats", false),
+    ("latencystats", false),
+    ("keyspace", true),
+];
+
+/// INFO's text for the sections `wanted` names (case-insensitive), as Redis 7 picks them:
+/// none or `default` gives the default set, `all` and `everything` give every section
+/// (`commandstats` and `latencystats` included), other words name sections.
+pub fn info_text(report: &Report, wanted: &[Bytes]) -> String {
+    let wanted: Vec<String> = wanted
         .iter()
         .map(|a| text(a).to_ascii_lowercase())
         .collect();
-    let all = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "all" || w == "default" || w == "everything");
-    let report = Report::gather(ctx.node, ctx.now);
+    let every = wanted.iter().any(|w| w == "all" || w == "everything");
+    let defaults = wanted.is_empty() || wanted.iter().any(|w| w == "default");
     let mut out = String::new();
-    for section in DEFAULT {
-        if all || wanted.iter().any(|w| w == section) {
+    for (section, default) in SECTIONS {
+        if every || (defaults && default) || wanted.iter().any(|w| w == section) {
             if !out.is_empty() {
                 out.push_str("\r\n");
             }
-            info_section(&report, section, &mut out);
+            info_section(report, section, &mut out);
         }
     }
-    Ok(Reply::Verbatim(Bytes::from(out)))
+    out
 }
 
 /// Writes one INFO section of `report` in Redis's `# Title` + `name:value` lines.
@@ -143,7 +152,11 @@ fn info_section(report: &Report, section: &str, out: &mut String) {
                 vec![
                     f("total_connections_received", s.connections_received),
                     f("total_commands_processed", s.total_requests),
+                    f("total_net_input_bytes", s.net_input_bytes),
+                    f("total_net_output_bytes", s.net_output_bytes),
                     f("rejected_connections", s.rejected_connections),
+                    f("expired_keys", report.keyspace.expired),
+                    f("evicted_keys", report.keyspace.evicted),
                     f("keyspace_hits", s.keyspace_hits),
                     f("keyspace_misses", s.keyspace_misses),
                     f("pubsub_channels", report.pubsub.channels),
@@ -175,6 +188,8 @@ fn info_section(report: &Report, section: &str, out: &mut String) {
                 ],
             )
         }
+        "commandstats" => ("Commandstats", commandstats(report)),
+        "latencystats" => ("Latencystats", latencystats(report)),
         _ => {
             let fields = report
                 .keyspace
@@ -199,6 +214,49 @@ fn info_section(report: &Report, section: &str, out: &mut String) {
     for (k, v) in fields {
         let _ = write!(out, "{k}:{v}\r\n");
     }
+}
+
+/// INFO commandstats: `cmdstat_get:calls=2,usec=15,usec_per_call=7.50,rejected_calls=0,
+/// failed_calls=0`, one line per command called or refused since start (or CONFIG
+/// RESETSTAT). Subcommands count under their container (`cmdstat_config`).
+fn commandstats(report: &Report) -> Vec<(String, String)> {
+    report
+        .commands
+        .iter()
+        .map(|c| {
+            let per_call = if c.calls == 0 {
+                0.0
+            } else {
+                c.usec as f64 / c.calls as f64
+            };
+            let v = format!(
+                "calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}",
+                c.calls, c.usec, c.rejected, c.failed
+            );
+            f(&format!("cmdstat_{}", c.name), v)
+        })
+        .collect()
+}
+
+/// The percentiles INFO latencystats reports (Redis's `latency-tracking-info-percentiles`
+/// default), with their labels.
+const LATENCY_PERCENTILES: [(&str, f64); 3] = [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)];
+
+/// INFO latencystats: `latency_percentiles_usec_get:p50=1.003,p99=3.007,p99.9=4.015`, one
+/// line per command that ran, percentiles in microseconds from its histogram.
+fn latencystats(report: &Report) -> Vec<(String, String)> {
+    report
+        .commands
+        .iter()
+        .filter(|c| c.histogram_count() > 0)
+        .map(|c| {
+            let v: Vec<String> = LATENCY_PERCENTILES
+                .iter()
+                .map(|(label, p)| format!("{label}={:.3}", c.percentile_us(*p).unwrap_or(0.0)))
+                .collect();
+            f(&format!("latency_percentiles_usec_{}", c.name), v.join(","))
+        })
+        .collect()
 }
 
 fn f(name: &str, value: impl std::fmt::Display) -> (String, String) {

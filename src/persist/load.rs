@@ -4,6 +4,7 @@
 //! entry) and 3 (collections as JSON arrays).
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -21,8 +22,17 @@ pub(super) struct Loaded {
     pub aof_offset: u64,
 }
 
-/// Parses `data` into `store`; the error is the reason the file is corrupt.
-pub(super) fn snapshot(data: &[u8], store: &Store, server_id: u64) -> Result<Loaded, String> {
+/// How often a long restore logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Parses `data` (the file `name`) into `store`; the error is the reason the file is
+/// corrupt. A restore that takes longer than a second logs its progress every second.
+pub(super) fn snapshot(
+    data: &[u8],
+    name: &str,
+    store: &Store,
+    server_id: u64,
+) -> Result<Loaded, String> {
     let mut loader = Loader {
         store,
         server_id,
@@ -30,6 +40,8 @@ pub(super) fn snapshot(data: &[u8], store: &Store, server_id: u64) -> Result<Loa
         version: 0,
         now: Instant::now(),
         loaded: 0,
+        progress: Progress::new(data, PROGRESS_EVERY),
+        name,
     };
     if data.iter().all(u8::is_ascii_whitespace) {
         return Err("the file is empty".to_string());
@@ -74,6 +86,60 @@ struct Loader<'s> {
     version: u32,
     now: Instant,
     loaded: usize,
+    progress: Progress,
+    /// The file's name, for the progress lines.
+    name: &'s str,
+}
+
+/// When a restore reports its progress, and how far it is: the position in the file is read
+/// from where a key borrowed from the file's bytes starts (most keys are; one with escapes is
+/// copied and skipped).
+struct Progress {
+    start: usize,
+    len: usize,
+    every: Duration,
+    next: std::time::Instant,
+    /// Entries since the clock was last read (read every [`Progress::CHECK`] entries).
+    since_check: u32,
+    /// Whether a report was due yet: the restore is a long one.
+    long: bool,
+}
+
+impl Progress {
+    const CHECK: u32 = 4096;
+
+    fn new(data: &[u8], every: Duration) -> Progress {
+        Progress {
+            start: data.as_ptr() as usize,
+            len: data.len().max(1),
+            every,
+            next: std::time::Instant::now() + every,
+            since_check: 0,
+            long: false,
+        }
+    }
+
+    /// Called with each entry's key: `Some(percent)` of the file read when a report is due.
+    fn tick(&mut self, key: Option<&Cow<'_, str>>) -> Option<u64> {
+        self.since_check += 1;
+        if self.since_check < Self::CHECK {
+            return None;
+        }
+        let Some(Cow::Borrowed(key)) = key else {
+            return None;
+        };
+        self.since_check = 0;
+        let now = std::time::Instant::now();
+        if now < self.next {
+            return None;
+        }
+        self.next = now + self.every;
+        self.long = true;
+        let at = (key.as_ptr() as usize)
+            .saturating_sub(self.start)
+            .min(self.len);
+        Some((at as u64 * 100) / self.len as u64)
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for &mut Loader<'_> {
@@ -283,6 +349,13 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
         // sized once and filled while it is in cache.
         let mut by_shard: Vec<Vec<Prepared>> = (0..db.shard_count()).map(|_| Vec::new()).collect();
         while let Some(e) = seq.next_element::<EntryIn<'de>>()? {
+            if let Some(percent) = self.loader.progress.tick(e.key.as_ref()) {
+                tracing::info!(
+                    "restoring {}: {} keys, {percent}%",
+                    self.loader.name,
+                    self.loader.loaded
+                );
+            }
             let key = decode_field(e.key, e.key_base64, "key").map_err(de::Error::custom)?;
             let kind = match (e.kind, typed) {
                 (Some(name), true) => Kind::from_name(name.as_bytes()).ok_or_else(|| {
@@ -343,6 +416,14 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
             by_shard[shard].push(prepared);
             self.loader.loaded += 1;
         }
+        if self.loader.progress.long {
+            tracing::info!(
+                "restoring {}: {} keys read, filling database {}",
+                self.loader.name,
+                self.loader.loaded,
+                self.db
+            );
+        }
         db.load(by_shard);
         Ok(())
     }
@@ -351,7 +432,9 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EntryIn<'a> {
-    #[serde(borrow)]
+    /// Borrowed from the file when it needs no unescaping (serde's own `Option<Cow>` always
+    /// copies): no allocation per key, and [`Progress`] reads the position from it.
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     key: Option<Cow<'a, str>>,
     #[serde(borrow)]
     key_base64: Option<Cow<'a, str>>,
@@ -362,6 +445,38 @@ struct EntryIn<'a> {
     #[serde(borrow)]
     value_base64: Option<Cow<'a, str>>,
     expires_at_ms: Option<i64>,
+}
+
+/// An optional string, borrowed from the input when it can be.
+fn borrowed_text<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(V)
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+    }
+    d.deserialize_option(V)
 }
 
 /// An entry's `"value"`: a string's text, or (version 3) a collection's elements.
@@ -496,7 +611,7 @@ mod tests {
 
     /// The reason `data` is refused.
     fn refusal(data: &str) -> String {
-        match snapshot(data.as_bytes(), &Store::new(16, 4), 1) {
+        match snapshot(data.as_bytes(), "test.json", &Store::new(16, 4), 1) {
             Ok(_) => panic!("accepted: {data}"),
             Err(reason) => reason,
         }
@@ -544,7 +659,10 @@ mod tests {
         assert!(refusal(v2).contains("a text value belongs"));
         let good = file(r#"{"key":"z","type":"zset","value":[["m",1.5],["n","+inf"]]}"#);
         let store = Store::new(16, 4);
-        assert_eq!(snapshot(good.as_bytes(), &store, 1).map(|l| l.keys), Ok(1));
+        assert_eq!(
+            snapshot(good.as_bytes(), "test.json", &store, 1).map(|l| l.keys),
+            Ok(1)
+        );
     }
 
     #[test]
@@ -607,6 +725,29 @@ mod tests {
             let got = refusal(data);
             assert_eq!(got, want, "for {data:?}");
             assert!(!got.contains("Some("), "Rust debug output: {got}");
+        }
+    }
+
+    #[test]
+    fn progress_reports_the_share_of_the_file_read() {
+        let data = "x".repeat(1000);
+        let mut progress = Progress::new(data.as_bytes(), Duration::ZERO);
+        let at = |i: usize| Some(Cow::Borrowed(&data[i..i + 1]));
+        // Checked every CHECK entries only.
+        for _ in 1..Progress::CHECK {
+            assert_eq!(progress.tick(at(10).as_ref()), None);
+        }
+        assert_eq!(progress.tick(at(250).as_ref()), Some(25));
+        // A copied key says nothing of the place: the next borrowed one does.
+        for _ in 1..Progress::CHECK {
+            progress.tick(at(0).as_ref());
+        }
+        assert_eq!(progress.tick(Some(&Cow::Owned("k".into()))), None);
+        assert_eq!(progress.tick(at(999).as_ref()), Some(99));
+        // With a real interval, nothing is due at once.
+        let mut slow = Progress::new(data.as_bytes(), Duration::from_secs(3600));
+        for _ in 0..2 * Progress::CHECK {
+            assert_eq!(slow.tick(at(500).as_ref()), None);
         }
     }
 }

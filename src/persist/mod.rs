@@ -176,7 +176,11 @@ impl Persister {
         };
         // Entries go straight from the parser into the store (no intermediate tree), with
         // strings borrowed from the file's bytes wherever they need no unescaping.
-        let loaded = load::snapshot(&data, store, self.server_id).map_err(|reason| {
+        let name = self.path.file_name().map_or_else(
+            || self.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let loaded = load::snapshot(&data, &name, store, self.server_id).map_err(|reason| {
             PersistError::Corrupt {
                 path: self.path.clone(),
                 reason,

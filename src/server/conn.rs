@@ -123,7 +123,7 @@ async fn run_on<S: Transport>(
         tokio::select! {
             r = stream.read_buf(&mut rbuf) => match r {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(n) => node.stats.net_input(n, node.config.id),
             },
             _ = node.shutdown.cancelled() => return,
             _ = sleep_or_never(node.settings.idle_timeout()) => {
@@ -253,6 +253,7 @@ async fn serve<S: Transport, C: Codec>(
                                     return Err(unconfirmed());
                                 }
                                 write_out(&mut stream, &wbuf, stopped.as_mut(), None).await?;
+                                node.stats.net_output(wbuf.len(), session.client.id);
                                 wbuf.clear();
                             }
                             let waited = wait_blocked(
@@ -349,6 +350,7 @@ async fn serve<S: Transport, C: Codec>(
                 }
                 let stall_limit = idle_limit.filter(|_| !listening(&monitor, session));
                 write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
+                node.stats.net_output(wbuf.len(), session.client.id);
                 wbuf.clear();
                 Feed::written(&mut feed);
             }
@@ -370,6 +372,7 @@ async fn serve<S: Transport, C: Codec>(
             }
             let stall_limit = idle_limit.filter(|_| !listening(&monitor, session));
             write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
+            node.stats.net_output(wbuf.len(), session.client.id);
             wbuf.clear();
             Feed::written(&mut feed);
         }
@@ -390,6 +393,9 @@ async fn serve<S: Transport, C: Codec>(
         // read has been answered above, so stopping here loses nothing acknowledged.
         tokio::select! {
             r = stream.read_some(&mut rbuf) => {
+                if let Ok(n) = r {
+                    node.stats.net_input(n, session.client.id);
+                }
                 match r {
                     Ok(0) => eof = true,
                     Ok(_) if rbuf.len() > node.config.resp_limits.max_query_buffer => {

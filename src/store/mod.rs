@@ -49,6 +49,8 @@ pub struct KeyCounts {
     /// The average remaining TTL of the keys that have one (zero when none has): exact, from
     /// each shard's sum of deadlines.
     pub avg_ttl: Duration,
+    /// Keys removed because their TTL passed, since start or CONFIG RESETSTAT.
+    pub expired: u64,
 }
 
 /// Lets a few operations (EXEC, SWAPDB, a snapshot's copy) see or change the store as one
@@ -150,6 +152,15 @@ impl Store {
         self.dirty.load(Ordering::Relaxed)
     }
 
+    /// Zeroes every shard's count of expired keys (CONFIG RESETSTAT), one lock at a time.
+    pub fn reset_expired(&self) {
+        for db in self.dbs.iter() {
+            for shard in db.shards.iter() {
+                shard.lock().expect("shard lock poisoned").reset_expired();
+            }
+        }
+    }
+
     /// Removes every expired key in every database, one shard lock at a time.
     pub fn purge_expired(&self, now: Instant) -> usize {
         self.dbs.iter().map(|db| db.purge_expired(now)).sum()
@@ -199,10 +210,11 @@ impl Db {
     /// Live keys, how many have a TTL and their average remaining TTL (INFO keyspace). Purges
     /// expired keys first, so every deadline counted is after `now`.
     pub fn key_counts(&self, now: Instant) -> KeyCounts {
-        let (mut keys, mut expires, mut deadline_sum) = (0, 0, 0u128);
+        let (mut keys, mut expires, mut deadline_sum, mut expired) = (0, 0, 0u128, 0);
         for shard in self.shards.iter() {
             let mut shard = shard.lock().expect("shard lock poisoned");
             shard.purge_expired(now);
+            expired += shard.expired();
             keys += shard.len();
             expires += shard.len_with_deadline();
             deadline_sum += shard.deadline_sum();
@@ -219,6 +231,7 @@ impl Db {
             keys,
             expires,
             avg_ttl,
+            expired,
         }
     }
 

@@ -49,6 +49,9 @@ pub struct Shard {
     /// Watched keys: (number of watchers, version bumped by every change to the key).
     watches: HashMap<Box<[u8]>, (u32, u64), ahash::RandomState>,
     hasher: ahash::RandomState,
+    /// Keys removed because their deadline passed (read or swept) since start or
+    /// [`Shard::take_expired`] (INFO `expired_keys`).
+    expired: u64,
 }
 
 /// An entry built outside any lock, ready for [`Shard::load`] (snapshot restore).
@@ -68,6 +71,7 @@ impl Shard {
             deadlines: Deadlines::default(),
             watches: HashMap::default(),
             hasher,
+            expired: 0,
         }
     }
 
@@ -385,7 +389,18 @@ impl Shard {
                 }
             }
         }
+        self.expired += purged as u64;
         purged
+    }
+
+    /// Keys removed because their deadline passed since start or the last reset.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Zeroes [`Shard::expired`] (CONFIG RESETSTAT).
+    pub fn reset_expired(&mut self) {
+        self.expired = 0;
     }
 
     /// Number of entries, including any whose deadline passed but that were not purged yet:
@@ -525,6 +540,7 @@ impl Shard {
             Some(d) if d <= clock::to_micros(now) => {
                 slot.remove();
                 self.deadlines.remove(d, hash);
+                self.expired += 1;
                 touch(&mut self.watches, key);
                 None
             }

@@ -161,6 +161,9 @@ fn kept_reading(
     rbuf: &BytesMut,
     read: std::io::Result<usize>,
 ) -> Result<bool, ProtocolError> {
+    if let Ok(n) = read {
+        node.stats.net_input(n, session.client.id);
+    }
     match read {
         Ok(0) => Ok(false),
         Ok(_) if rbuf.len() > node.config.resp_limits.max_query_buffer => {

@@ -479,7 +479,7 @@ fn a_real_prometheus_scrapes_the_cluster_and_sees_the_traffic() {
     // A burst, then the rate of processed commands over the scrapes that saw it.
     benchmark(cluster.ports[0], Some(PASSWORD), 20_000);
     let mut rate = None;
-    let query = "sum(rate(minikv_commands_processed_total[30s]))";
+    let query = "sum(rate(minikv_commands_processed_total[1m]))";
     wait_until_blocking("a positive command rate in Prometheus", WAIT * 3, || {
         rate = prometheus.single(query);
         rate.is_some_and(|r| r > 0.0)
@@ -487,7 +487,7 @@ fn a_real_prometheus_scrapes_the_cluster_and_sees_the_traffic() {
     // Per-command figures and the histogram are usable in PromQL as they are.
     wait_until_blocking("the GET latency quantile in Prometheus", WAIT * 3, || {
         prometheus
-            .single("histogram_quantile(0.99, sum by (le) (rate(minikv_command_duration_seconds_bucket{cmd=\"get\"}[30s])))")
+            .single("histogram_quantile(0.99, sum by (le) (rate(minikv_command_duration_seconds_bucket{cmd=\"get\"}[1m])))")
             .is_some_and(|q| q > 0.0 && q.is_finite())
     });
     assert!(

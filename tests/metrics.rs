@@ -470,10 +470,17 @@ fn a_real_prometheus_scrapes_the_cluster_and_sees_the_traffic() {
     common::process::wait_accepting(http_port);
     let prometheus = Prometheus::start(&format!("127.0.0.1:{http_port}"), Some(PASSWORD));
 
-    // The target is up (basic auth accepted) and every node is in it.
+    // A command's series appear with its first call (as redis_exporter's do, from INFO
+    // commandstats), and `rate` counts only increases Prometheus saw: one GET first, so
+    // that the burst below is an increase of a series already scraped.
+    let mut con = redis_conn(cluster.ports[0]);
+    let () = redis::cmd("AUTH").arg(PASSWORD).query(&mut con).expect("AUTH");
+    let _: Option<String> = redis::cmd("GET").arg("warm").query(&mut con).expect("GET");
+    // The target is up (basic auth accepted), every node is in it, and so is the GET.
     wait_until_blocking("Prometheus to scrape the cluster", WAIT * 3, || {
         prometheus.single("up{job=\"minikv\"}") == Some(1.0)
             && prometheus.single("count(minikv_up == 1)") == Some(3.0)
+            && prometheus.single("sum(minikv_commands_total{cmd=\"get\"})") == Some(1.0)
     });
 
     // A burst, then the rate of processed commands over the scrapes that saw it.

@@ -474,7 +474,10 @@ fn a_real_prometheus_scrapes_the_cluster_and_sees_the_traffic() {
     // commandstats), and `rate` counts only increases Prometheus saw: one GET first, so
     // that the burst below is an increase of a series already scraped.
     let mut con = redis_conn(cluster.ports[0]);
-    let () = redis::cmd("AUTH").arg(PASSWORD).query(&mut con).expect("AUTH");
+    let () = redis::cmd("AUTH")
+        .arg(PASSWORD)
+        .query(&mut con)
+        .expect("AUTH");
     let _: Option<String> = redis::cmd("GET").arg("warm").query(&mut con).expect("GET");
     // The target is up (basic auth accepted), every node is in it, and so is the GET.
     wait_until_blocking("Prometheus to scrape the cluster", WAIT * 3, || {

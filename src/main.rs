@@ -520,13 +520,7 @@ fn print_ready(addrs: &[SocketAddr], replication: Option<&Replication>, http: Op
 /// commands that reach these nodes (`minikv client` alone when they are its default servers).
 fn ready_line(addrs: &[SocketAddr], replication: Option<&Replication>) -> String {
     // What a client on this machine dials: a wildcard address listens on loopback too.
-    let reachable: Vec<SocketAddr> = addrs
-        .iter()
-        .map(|a| match a.ip() {
-            ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), a.port()),
-            _ => *a,
-        })
-        .collect();
+    let reachable: Vec<SocketAddr> = addrs.iter().map(|a| launch::reachable(*a)).collect();
     let on_loopback = |a: &SocketAddr| a.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST);
     let default_ports: Vec<u16> = ClientConfig::default()
         .servers

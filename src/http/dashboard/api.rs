@@ -111,6 +111,12 @@ fn check_session(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiError>
     }
 }
 
+/// The key a signed-in page names by its id (base64url), or 401/400.
+fn session_key(state: &HttpState, headers: &HeaderMap, id: &str) -> Result<Bytes, ApiError> {
+    check_session(state, headers)?;
+    key_of(id).ok_or_else(|| bad_request("bad key id"))
+}
+
 /// A SCAN-family cursor from the page: digits only.
 fn cursor_arg(cursor: Option<&str>) -> Result<Bytes, ApiError> {
     let cursor = cursor.unwrap_or("0").trim();
@@ -224,10 +230,7 @@ pub async fn key(
     headers: HeaderMap,
     Query(q): Query<KeyQuery>,
 ) -> ApiResult {
-    check_session(&state, &headers)?;
-    let Some(key) = key_of(&q.key) else {
-        return Err(bad_request("bad key id"));
-    };
+    let key = session_key(&state, &headers, &q.key)?;
     let head = vec![vec![b("TYPE"), key.clone()], vec![b("PTTL"), key.clone()]];
     let replies = exchange(&state, q.node, head).await?;
     let kind = text_of(&replies[0]).unwrap_or_default();
@@ -372,10 +375,7 @@ pub async fn delete(
     headers: HeaderMap,
     Json(body): Json<KeyChange>,
 ) -> ApiResult {
-    check_session(&state, &headers)?;
-    let Some(key) = key_of(&body.key) else {
-        return Err(bad_request("bad key id"));
-    };
+    let key = session_key(&state, &headers, &body.key)?;
     let replies = exchange(&state, body.node, vec![vec![b("DEL"), key]]).await?;
     Ok(Json(json!({ "deleted": int_of(&replies[0]) })).into_response())
 }
@@ -386,10 +386,7 @@ pub async fn expire(
     headers: HeaderMap,
     Json(body): Json<KeyChange>,
 ) -> ApiResult {
-    check_session(&state, &headers)?;
-    let Some(key) = key_of(&body.key) else {
-        return Err(bad_request("bad key id"));
-    };
+    let key = session_key(&state, &headers, &body.key)?;
     let command = match body.seconds {
         None => vec![b("PERSIST"), key],
         Some(s) if (1..=MAX_TTL_SECONDS).contains(&s) => {

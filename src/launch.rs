@@ -7,12 +7,14 @@
 //! touches a connection, the store or the snapshot files.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::NodeConfig;
 use crate::error::{describe_io, Error, Result};
 use crate::http::{HttpConfig, HttpServer};
+use crate::server::workers::Workers;
 use crate::server::Server;
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +72,29 @@ pub fn run(
     threads: Option<usize>,
     ready: impl FnOnce(&[SocketAddr], Option<SocketAddr>),
 ) -> Result<()> {
-    runtime(threads)?.block_on(serve(configs, http, ready))
+    let threads = threads.unwrap_or_else(default_threads);
+    let runtime = runtime(Some(threads))?;
+    // One thread: the connections share the runtime's one event loop, like Redis's.
+    let workers = match threads {
+        0 | 1 => None,
+        n => Some(Arc::new(Workers::start(n).map_err(LaunchError::Runtime)?)),
+    };
+    let served = runtime.block_on(serve_on(configs, http, workers.clone(), ready));
+    if let Some(workers) = workers {
+        workers.stop();
+    }
+    served
+}
+
+/// The default thread count: one per core the process may run on, less one core left to the
+/// clients, the kernel's network work and the node's own background threads (snapshot saver,
+/// log writer); so one on a machine of one or two cores. Measured on two cores with the
+/// benchmark client beside the node, a second event loop raised CPU per request by 12–29% at
+/// no gain in throughput (docs/performance.md, "Connection workers and the default thread
+/// count").
+pub fn default_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    cores.saturating_sub(1).max(1)
 }
 
 /// Starts every node, serves until Ctrl+C or SIGTERM (or until SHUTDOWN has stopped every
@@ -88,6 +112,20 @@ pub fn run(
 pub async fn serve(
     configs: Vec<NodeConfig>,
     http: Option<HttpLaunch>,
+    ready: impl FnOnce(&[SocketAddr], Option<SocketAddr>),
+) -> Result<()> {
+    serve_on(configs, http, None, ready).await
+}
+
+/// As [`serve`], with every node's connections served by `workers` (see
+/// [`crate::server::workers`]) instead of the current runtime.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_on(
+    configs: Vec<NodeConfig>,
+    http: Option<HttpLaunch>,
+    workers: Option<Arc<Workers>>,
     ready: impl FnOnce(&[SocketAddr], Option<SocketAddr>),
 ) -> Result<()> {
     // Handlers first: a SIGTERM arriving as soon as a port accepts must stop the node
@@ -124,7 +162,7 @@ pub async fn serve(
     let http_task = http.map(|h| tokio::spawn(h.run(stop_http.clone())));
     let tasks: Vec<_> = servers
         .into_iter()
-        .map(|(s, _)| tokio::spawn(s.run()))
+        .map(|(s, _)| tokio::spawn(s.run_on(workers.clone())))
         .collect();
     ready(&addrs, http_addr);
     // SHUTDOWN stops its own node; the process ends once every node has stopped.
@@ -195,21 +233,22 @@ pub fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The runtime serving the nodes: `threads` workers, default one per core. One thread gets a
+/// The runtime of everything but the connections (accept loops, expiry, snapshots, the HTTP
+/// port, Raft and the cluster bus): `threads` workers (default [`default_threads`]). One thread gets a
 /// single-threaded runtime (no work-stealing, no cross-thread wake-ups), like Redis's event
-/// loop: the cheapest per request when other processes need the other cores.
+/// loop, which then serves the connections too; with more, [`run`] serves the connections on
+/// as many [`Workers`], each its own event loop.
 ///
 /// # Errors
 /// [`LaunchError::Runtime`] when the runtime cannot be built.
 pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, LaunchError> {
-    let mut builder = match threads {
-        Some(1) | Some(0) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
+    let mut builder = match threads.unwrap_or_else(default_threads) {
+        0 | 1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(n);
             b
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
     };
     builder.enable_all().build().map_err(LaunchError::Runtime)
 }

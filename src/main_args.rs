@@ -190,7 +190,7 @@ pub(crate) struct NodeArgs {
         allow_negative_numbers = true
     )]
     pub(crate) timeout: u64,
-    /// Worker threads serving connections, 1 to 1024 (default: one per CPU core).
+    /// Event loops serving connections, 1 to 1024 (default: one per CPU core less one, at least 1).
     #[arg(
         long,
         value_parser = whole::<usize>(1, MAX_THREADS),

@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod sniff;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,7 @@ use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::node::{FinalSave, Node};
 use crate::{persist, store};
+use workers::Workers;
 
 /// How long shutdown waits for open connections to finish their current batch.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -151,11 +153,20 @@ impl Server {
     }
 
     /// Serves until the node's shutdown token is cancelled, then drains connections and
-    /// writes the final snapshot.
+    /// writes the final snapshot. Connections run on the current runtime.
     ///
     /// # Errors
     /// The final snapshot could not be written.
     pub async fn run(self) -> Result<()> {
+        self.run_on(None).await
+    }
+
+    /// As [`Server::run`], with each connection handed to one of `workers` for its whole life
+    /// (see [`workers`]) instead of the current runtime.
+    ///
+    /// # Errors
+    /// The final snapshot could not be written.
+    pub async fn run_on(self, workers: Option<Arc<Workers>>) -> Result<()> {
         let Server {
             node,
             listener,
@@ -203,10 +214,38 @@ impl Server {
                     let permit = Permit(active.clone());
                     let node = node.clone();
                     let tls = tls.clone().map(crate::tls::TlsAcceptor::from);
-                    tracker.spawn(async move {
-                        conn::run(stream, node, tls).await;
-                        drop(permit);
-                    });
+                    match &workers {
+                        None => {
+                            tracker.spawn(async move {
+                                conn::run(stream, node, tls).await;
+                                drop(permit);
+                            });
+                        }
+                        Some(workers) => {
+                            // The socket leaves this runtime's reactor and joins the worker's.
+                            let stream = match stream.into_std() {
+                                Ok(stream) => stream,
+                                Err(e) => {
+                                    tracing::warn!("cannot hand a connection over: {e}");
+                                    continue;
+                                }
+                            };
+                            let assigned = workers.assign();
+                            let handle = assigned.handle().clone();
+                            tracker.spawn_on(
+                                async move {
+                                    match tokio::net::TcpStream::from_std(stream) {
+                                        Ok(stream) => conn::run(stream, node, tls).await,
+                                        Err(e) => {
+                                            tracing::warn!("cannot serve a connection: {e}")
+                                        }
+                                    }
+                                    drop((permit, assigned));
+                                },
+                                &handle,
+                            );
+                        }
+                    }
                 }
                 false => {
                     node.stats.connection_rejected();

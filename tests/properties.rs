@@ -28,7 +28,7 @@ use common::session;
 use minikv::node::Node;
 use minikv::protocol::json::{JsonCodec, JsonLimits};
 use minikv::protocol::resp::{encode_reply, RespCodec, RespLimits};
-use minikv::protocol::{Incoming, Reply, Request};
+use minikv::protocol::{Incoming, Reply, Request, Strings};
 use minikv::store::{clock, pattern, Entry, Store, Value as StoreValue};
 use minikv::NodeConfig;
 use proptest::collection::vec;
@@ -79,6 +79,11 @@ fn reply_tree() -> impl Strategy<Value = Reply> {
             vec(inner.clone(), 0..5).prop_map(Reply::Array),
             vec((key_reply(), inner), 0..5).prop_map(|pairs| Reply::Map(unique_keys(pairs))),
             vec(key_reply(), 0..5).prop_map(Reply::Set),
+            vec(vec(any::<u8>(), 0..12), 0..6).prop_map(|items| {
+                let mut strings = Strings::with_capacity(items.len(), 0);
+                items.iter().for_each(|s| strings.push(s));
+                Reply::Strings(strings)
+            }),
         ]
     })
 }
@@ -126,6 +131,12 @@ fn check_resp2(reply: &Reply, frame: &Frame2) -> Result<(), TestCaseError> {
             prop_assert_eq!(items.len(), frames.len());
             for (item, frame) in items.iter().zip(frames) {
                 check_resp2(item, frame)?;
+            }
+        }
+        (Reply::Strings(strings), Frame2::Array(frames)) => {
+            prop_assert_eq!(strings.len(), frames.len());
+            for (s, frame) in strings.iter().zip(frames) {
+                prop_assert_eq!(frame, &Frame2::BulkString(s.to_vec()));
             }
         }
         (Reply::Map(pairs), Frame2::Array(frames)) => {
@@ -195,6 +206,16 @@ fn resp3_frame(reply: &Reply) -> Frame3 {
         },
         Reply::Push(items) => Frame3::Push {
             data: items.iter().map(resp3_frame).collect(),
+            attributes,
+        },
+        Reply::Strings(strings) => Frame3::Array {
+            data: strings
+                .iter()
+                .map(|s| Frame3::BlobString {
+                    data: s.to_vec(),
+                    attributes: None,
+                })
+                .collect(),
             attributes,
         },
     }

@@ -598,6 +598,7 @@ fn describe(reply: &Reply) -> String {
         Reply::Bool(b) => format!("the boolean {b}"),
         Reply::Verbatim(t) => format!("a text of {} bytes", t.len()),
         Reply::Push(items) => format!("a push of {} items", items.len()),
+        Reply::Strings(items) => format!("an array of {} items", items.len()),
     }
 }
 

@@ -425,6 +425,28 @@ impl Writer<'_> {
         });
     }
 
+    /// Replaces the string under `key` with what `f` makes of it, keeping its deadline (see
+    /// [`Shard::modify_string`]); records the new value.
+    ///
+    /// # Errors
+    /// `f`'s error, or WRONGTYPE when `key` holds a collection.
+    #[inline]
+    pub fn modify_string<V: AsRef<[u8]>, E: From<WrongType>>(
+        &mut self,
+        key: &Bytes,
+        f: impl FnOnce(Option<&[u8]>) -> Result<V, E>,
+    ) -> Result<V, E> {
+        let (new, deadline) = self.shard.modify_string(key, self.now, f)?;
+        let db = self.db;
+        self.capture.record(|| Effect::Put {
+            db,
+            key: key.clone(),
+            value: Value::String(Bytes::copy_from_slice(new.as_ref())),
+            expires_at_ms: unix_deadline(deadline),
+        });
+        Ok(new)
+    }
+
     /// Sets `key` to `entry`; returns the previous live entry.
     #[inline]
     pub fn insert(&mut self, key: &Bytes, entry: Entry) -> Option<Entry> {

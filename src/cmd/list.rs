@@ -30,9 +30,8 @@ use super::args::{int, is};
 use super::table::{cmd, CommandSpec, KEY1, R, RF, W, WD, WF};
 use super::{CommandError, Ctx};
 use crate::protocol::resp::parse_int;
-use crate::protocol::Reply;
+use crate::protocol::{Reply, Strings};
 use crate::stats::StatKind::Other as O;
-use crate::store::value::list::Copied;
 use crate::store::{Kind, List, WrongType};
 
 /// The list family's rows of the command table (arity, flags and key positions as Redis
@@ -318,12 +317,13 @@ fn lrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
         let (from, n) = range(l.len(), start, stop)?;
         Some(l.copy_range(from, n))
     })?;
-    // The shard is unlocked: the reply is built from the copy.
-    let mut items = Vec::with_capacity(copied.as_ref().map_or(0, Copied::len));
-    if let Some(c) = copied {
-        c.for_each_item(false, |b| items.push(Reply::Bulk(b)));
-    }
-    Ok(Reply::Array(items))
+    // The shard is unlocked: the reply is built from the copy, packed (no allocation per item).
+    let Some(copied) = copied else {
+        return Ok(Reply::Array(Vec::new()));
+    };
+    let mut items = Strings::with_capacity(copied.len(), copied.bytes());
+    copied.for_each_slice(|s| items.push(s));
+    Ok(Reply::Strings(items))
 }
 
 fn lindex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {

@@ -274,16 +274,42 @@ pub(super) fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
 /// INCRBY's core: the stored value must be a 64-bit decimal integer; the TTL is kept.
 fn add(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Result<Reply, CommandError> {
     let mut shard = ctx.write(key)?;
-    let (current, deadline) = match string(shard.get(key))? {
-        Some((value, deadline)) => (int(&value)?, deadline),
-        None => (0, None),
-    };
-    let next = current.checked_add(by).ok_or(CommandError::Other(
-        "ERR increment or decrement would overflow".into(),
-    ))?;
-    let value = Bytes::from(itoa::Buffer::new().format(next).to_owned());
-    shard.put(key, &value, deadline);
-    Ok(Reply::Int(next))
+    // The counter is parsed where it lies and, while its length holds, rewritten in place.
+    let counter = shard.modify_string(key, |current| {
+        let current = current.map_or(Ok(0), int)?;
+        let next = current.checked_add(by).ok_or(CommandError::Other(
+            "ERR increment or decrement would overflow".into(),
+        ))?;
+        Ok::<_, CommandError>(Counter::new(next))
+    })?;
+    Ok(Reply::Int(counter.value))
+}
+
+/// An integer and its decimal text, on the stack.
+struct Counter {
+    value: i64,
+    text: [u8; 20],
+    len: u8,
+}
+
+impl Counter {
+    fn new(value: i64) -> Counter {
+        let mut buffer = itoa::Buffer::new();
+        let digits = buffer.format(value).as_bytes();
+        let mut text = [0u8; 20];
+        text[..digits.len()].copy_from_slice(digits);
+        Counter {
+            value,
+            text,
+            len: digits.len() as u8,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Counter {
+    fn as_ref(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
 }
 
 /// The deadline an `EX`/`PX`/`EXAT`/`PXAT` option asks for (SET, GETEX): the value must be

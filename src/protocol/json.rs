@@ -528,6 +528,7 @@ fn to_json(reply: &Reply) -> Value {
         Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
             Value::Array(items.iter().map(to_json).collect())
         }
+        Reply::Strings(strings) => Value::Array(strings.to_replies().iter().map(to_json).collect()),
         Reply::Map(pairs) => {
             let mut map = Map::new();
             for (k, v) in pairs {

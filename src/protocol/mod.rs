@@ -123,6 +123,60 @@ pub enum Reply {
     /// Out-of-band data (a pub/sub message or subscription confirmation): an array in RESP2,
     /// `>` in RESP3; the JSON protocol renders it as a `{"push": ...}` object.
     Push(Vec<Reply>),
+    /// An array of bulk strings packed in one buffer, sent exactly as an [`Reply::Array`] of
+    /// [`Reply::Bulk`]s would be: a range of a list (LRANGE) without a `Reply`, an allocation
+    /// or a reference count per element.
+    Strings(Strings),
+}
+
+/// Byte strings packed one after another in one buffer (see [`Reply::Strings`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Strings {
+    data: Vec<u8>,
+    /// Where each string ends in `data`.
+    ends: Vec<usize>,
+}
+
+impl Strings {
+    /// Room for `count` strings of `bytes` bytes in all.
+    pub fn with_capacity(count: usize, bytes: usize) -> Strings {
+        Strings {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(count),
+        }
+    }
+
+    /// Appends a string.
+    #[inline]
+    pub fn push(&mut self, s: &[u8]) {
+        self.data.extend_from_slice(s);
+        self.ends.push(self.data.len());
+    }
+
+    /// How many strings there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The strings in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(from, to)| &self.data[from..to])
+    }
+
+    /// The same strings as one [`Reply::Bulk`] each.
+    pub fn to_replies(&self) -> Vec<Reply> {
+        self.iter()
+            .map(|s| Reply::Bulk(Bytes::copy_from_slice(s)))
+            .collect()
+    }
 }
 
 impl Reply {

@@ -287,6 +287,10 @@ pub fn encode_reply(reply: &Reply, resp3: bool, dst: &mut BytesMut) {
             header(dst, if resp3 { b'>' } else { b'*' }, items.len() as i64);
             items.iter().for_each(|r| encode_reply(r, resp3, dst));
         }
+        Reply::Strings(strings) => {
+            header(dst, b'*', strings.len() as i64);
+            strings.iter().for_each(|s| bulk(dst, s));
+        }
     }
 }
 

@@ -156,6 +156,59 @@ impl Shard {
         self.put_item(key, Item::new(key, value, None), deadline, now)
     }
 
+    /// Replaces the string under `key` with what `f` makes of it (`None`: the key is missing
+    /// or expired), keeping its deadline; returns `f`'s value and that deadline. One hash and
+    /// one probe, and no allocation when the new value is as long as the old one: INCR's
+    /// counters are rewritten in place. `f` sees the value before any change; when it fails,
+    /// nothing changes.
+    ///
+    /// # Errors
+    /// `f`'s error, or [`WrongType`] (converted) when `key` holds a collection.
+    pub fn modify_string<V: AsRef<[u8]>, E: From<WrongType>>(
+        &mut self,
+        key: &[u8],
+        now: Instant,
+        f: impl FnOnce(Option<&[u8]>) -> Result<V, E>,
+    ) -> Result<(V, Option<Instant>), E> {
+        let hash = self.hasher.hash_one(key);
+        let hasher = &self.hasher;
+        let result = match self
+            .table
+            .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
+        {
+            hash_table::Entry::Occupied(mut slot) => {
+                let deadline = slot.get().deadline();
+                if deadline.is_some_and(|d| d <= clock::to_micros(now)) {
+                    // Expired: a missing key to `f`, replaced by a key without a deadline.
+                    let new = f(None)?;
+                    if let Some(d) = deadline {
+                        self.deadlines.remove(d, hash);
+                    }
+                    self.expired += 1;
+                    *slot.get_mut() = Item::new(key, new.as_ref(), None);
+                    (new, None)
+                } else {
+                    let item = slot.get_mut();
+                    let old = item.string_mut().ok_or(WrongType)?;
+                    let new = f(Some(old))?;
+                    if new.as_ref().len() == old.len() {
+                        old.copy_from_slice(new.as_ref());
+                    } else {
+                        *item = Item::new(key, new.as_ref(), deadline);
+                    }
+                    (new, deadline)
+                }
+            }
+            hash_table::Entry::Vacant(slot) => {
+                let new = f(None)?;
+                slot.insert(Item::new(key, new.as_ref(), None));
+                (new, None)
+            }
+        };
+        self.touch(key);
+        Ok((result.0, result.1.map(clock::from_micros)))
+    }
+
     /// Stores `item` (built without a deadline) under `key` with `deadline`.
     fn put_item(
         &mut self,

@@ -184,6 +184,18 @@ impl Item {
         }
     }
 
+    /// A string entry's value bytes, writable in place (same length); `None` for a collection.
+    #[inline]
+    pub(super) fn string_mut(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Item::Inline(data) => {
+                let (offset, len, _) = Item::layout(data);
+                Some(&mut data[offset + len..])
+            }
+            Item::Boxed(_) => None,
+        }
+    }
+
     #[inline(always)]
     pub(super) fn deadline(&self) -> Option<u64> {
         match self {

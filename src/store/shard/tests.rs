@@ -376,3 +376,52 @@ fn collection_keys_of_any_length_keep_their_deadlines() {
         Err(WrongType)
     );
 }
+
+#[test]
+fn modify_string_rewrites_in_place_keeps_the_deadline_and_treats_an_expired_key_as_missing() {
+    let now = Instant::now();
+    let later = now + Duration::from_secs(60);
+    let mut s = shard();
+    let add = |s: &mut Shard, key: &[u8], at: Instant| {
+        s.modify_string(key, at, |old| {
+            let n: i64 = old.map_or(0, |b| std::str::from_utf8(b).unwrap().parse().unwrap());
+            Ok::<_, WrongType>((n + 5).to_string())
+        })
+        .map(|(v, d)| (v, d.is_some()))
+    };
+    // Missing: created without a deadline.
+    assert_eq!(add(&mut s, b"n", now), Ok(("5".to_string(), false)));
+    // Same length: in place; longer: a new item; the version moves each time.
+    let v0 = s.watch(b"n");
+    assert_eq!(add(&mut s, b"n", now), Ok(("10".to_string(), false)));
+    assert_eq!(add(&mut s, b"n", now), Ok(("15".to_string(), false)));
+    assert!(s.version(b"n", now) > v0);
+    assert_eq!(s.value(b"n", now), Some(Value::String(Bytes::from("15"))));
+    // A deadline survives both kinds of rewrite.
+    s.set_deadline(b"n", Some(later), now);
+    assert_eq!(add(&mut s, b"n", now), Ok(("20".to_string(), true)));
+    assert_eq!(add(&mut s, b"n", now), Ok(("25".to_string(), true)));
+    assert_eq!(add(&mut s, b"n", now), Ok(("30".to_string(), true)));
+    assert_eq!(s.len_with_deadline(), 1);
+    // Past the deadline the key counts as missing and loses its deadline.
+    let after = later + Duration::from_secs(1);
+    assert_eq!(add(&mut s, b"n", after), Ok(("5".to_string(), false)));
+    assert_eq!(s.len_with_deadline(), 0);
+    assert_eq!(s.expired(), 1);
+    // A collection is WRONGTYPE and `f` never runs; a failing `f` changes nothing.
+    s.insert(
+        b"h",
+        Entry {
+            value: Value::Hash(Hash::default()),
+            deadline: None,
+        },
+        now,
+    );
+    let refused = s.modify_string(b"h", now, |_| -> Result<Vec<u8>, WrongType> {
+        panic!("not called for a collection")
+    });
+    assert_eq!(refused.map(|_| ()), Err(WrongType));
+    let failed = s.modify_string(b"n", now, |_| Err::<Vec<u8>, _>(WrongType));
+    assert!(failed.is_err());
+    assert_eq!(s.value(b"n", after), Some(Value::String(Bytes::from("5"))));
+}

@@ -598,6 +598,27 @@ impl Copied {
         out
     }
 
+    /// The size of the copy in bytes: about the total length of the items as text.
+    pub fn bytes(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Calls `f` with each item's bytes in list order, integers formatted as decimal text;
+    /// borrowed, so nothing is allocated or counted per item.
+    pub fn for_each_slice(&self, mut f: impl FnMut(&[u8])) {
+        let mut at = 0;
+        while at < self.raw.len() {
+            let Some(e) = entry_at(&self.raw, at) else {
+                break;
+            };
+            match e.item {
+                Item::Str(s) => f(s),
+                Item::Int(n) => f(itoa::Buffer::new().format(n).as_bytes()),
+            }
+            at += e.len;
+        }
+    }
+
     /// Calls `f` with each item as a byte string (string items are slices of one shared
     /// buffer), in list order or `reverse`d.
     pub fn for_each_item(self, reverse: bool, mut f: impl FnMut(Bytes)) {

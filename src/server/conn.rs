@@ -211,7 +211,7 @@ async fn serve<S: Transport, C: Codec>(
             };
             // In a cluster, consecutive requests for one remote shard wait here and go to its
             // leader together; anything else sends them first, keeping the replies in order.
-            if !matches!(decoded, Ok(Some(Incoming::Request(..)))) {
+            if forwards.shard.is_some() && !matches!(decoded, Ok(Some(Incoming::Request(..)))) {
                 forwards.flush(node, session, &mut codec, &mut wbuf).await?;
             }
             let (reply, shape) = match decoded {

@@ -19,7 +19,8 @@
 //! - [`error`]: the crate's error type.
 //! - [`pubsub`]: channel and pattern subscriptions, PUBLISH's deliveries to the subscribed
 //!   connections, and the slow-subscriber limits.
-//! - [`stats`], [`node`], [`config`]: counters, shared node state, configuration.
+//! - [`stats`], [`node`], [`config`]: counters (and the latency monitor), shared node state,
+//!   configuration.
 //! - [`report`]: a plain snapshot of every figure INFO and STATS show, gathered from the node.
 //! - [`launch`]: serving a set of nodes in one process until Ctrl+C or SIGTERM.
 //! - [`client`]: the cluster client (routing to shard leaders, pooling, retries); [`repl`]: the

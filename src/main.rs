@@ -445,6 +445,13 @@ fn node_config(
         value: rule.clone(),
         origin: "--save".into(),
     });
+    let latency = args
+        .latency_monitor_threshold
+        .map(|ms| minikv::config::StartParam {
+            name: "latency-monitor-threshold".into(),
+            value: ms.to_string(),
+            origin: "--latency-monitor-threshold".into(),
+        });
     NodeConfig {
         id,
         host: args.host.clone(),
@@ -470,7 +477,11 @@ fn node_config(
             _ => None,
         },
         config_file: file.path.clone(),
-        params: save.chain(file.params.iter().cloned()).collect(),
+        // After the file's parameters: the flag wins over the file's line.
+        params: save
+            .chain(file.params.iter().cloned())
+            .chain(latency)
+            .collect(),
         ..NodeConfig::default()
     }
 }

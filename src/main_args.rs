@@ -206,6 +206,15 @@ pub(crate) struct NodeArgs {
     /// Refuse writes (MISCONF) while the last snapshot failed, until a save succeeds again.
     #[arg(long, default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
     pub(crate) stop_writes_on_bgsave_error: bool,
+    /// Record events (slow commands, expiry sweeps, snapshot copies, log writes) that take at
+    /// least this many milliseconds, for LATENCY; 0 is off (CONFIG SET changes it).
+    #[arg(
+        long,
+        value_name = "MS",
+        value_parser = whole::<u64>(0, i64::MAX as u64),
+        allow_negative_numbers = true
+    )]
+    pub(crate) latency_monitor_threshold: Option<u64>,
     /// PEM certificate chain: serve TLS only on the port (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,

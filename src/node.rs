@@ -14,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::persist::Persister;
+use crate::stats::latency::LatencyMonitor;
 use crate::stats::Stats;
 use crate::store::Store;
 
 /// What a stopping node writes (see [`Node::final_save`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum FinalSave {
     /// A final snapshot (Ctrl+C, SIGTERM, SHUTDOWN, SHUTDOWN SAVE).
     Snapshot,
@@ -26,6 +28,31 @@ pub enum FinalSave {
     IfChanged,
     /// None (SHUTDOWN NOSAVE); the append-only log is still flushed.
     Nothing,
+}
+
+/// A [`FinalSave`] in one atomic byte: set by SHUTDOWN, read once by the stopping node.
+#[derive(Debug)]
+pub struct FinalSaveCell(AtomicU8);
+
+impl FinalSaveCell {
+    fn new(mode: FinalSave) -> Self {
+        FinalSaveCell(AtomicU8::new(mode as u8))
+    }
+
+    /// What the node will write when it stops.
+    pub fn get(&self) -> FinalSave {
+        match self.0.load(Ordering::Acquire) {
+            0 => FinalSave::Snapshot,
+            1 => FinalSave::IfChanged,
+            _ => FinalSave::Nothing,
+        }
+    }
+
+    /// Sets it; call before cancelling [`Node::shutdown`] (the release store pairs with the
+    /// stopping node's acquire load, which happens after the cancellation).
+    pub fn set(&self, mode: FinalSave) {
+        self.0.store(mode as u8, Ordering::Release);
+    }
 }
 
 /// Everything a command may need besides its own connection's session.
@@ -48,13 +75,16 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// What the node does with its data once it stops: set by SHUTDOWN before it cancels
     /// [`Node::shutdown`]; a signal leaves the default, a final snapshot.
-    pub final_save: std::sync::Mutex<FinalSave>,
+    pub final_save: FinalSaveCell,
     /// The port actually bound (differs from the configured one when that was 0).
     pub port: AtomicU64,
     /// Connected clients (CLIENT LIST, CLIENT KILL).
     pub clients: Clients,
     /// Slow commands (SLOWLOG).
     pub slowlog: SlowLog,
+    /// Latency spikes by event (LATENCY); shared with the persister, the append-only log and
+    /// the expiry sweep, which record their own events.
+    pub latency: Arc<LatencyMonitor>,
     /// MONITOR feed: every executed command, formatted as Redis prints it.
     pub monitor: broadcast::Sender<Bytes>,
     /// The append-only log, when `appendonly` is on (set once the log was replayed).
@@ -78,17 +108,20 @@ pub struct Node {
 impl Node {
     /// A node with an empty store for `config`.
     pub fn new(config: NodeConfig) -> Self {
-        let persister = Persister::new(config.snapshot_path(), config.id);
+        let latency = Arc::new(LatencyMonitor::default());
+        let persister =
+            Persister::new(config.snapshot_path(), config.id).with_latency(latency.clone());
         Node {
             store: Arc::new(Store::new(config.databases, config.shards)),
             stats: Stats::default(),
             persister: Arc::new(persister),
             started: std::time::Instant::now(),
             shutdown: CancellationToken::new(),
-            final_save: std::sync::Mutex::new(FinalSave::Snapshot),
+            final_save: FinalSaveCell::new(FinalSave::Snapshot),
             port: AtomicU64::new(u64::from(config.port)),
             clients: Clients::default(),
             slowlog: SlowLog::default(),
+            latency,
             monitor: broadcast::channel(4096).0,
             monitors: AtomicUsize::new(0),
             aof: std::sync::OnceLock::new(),

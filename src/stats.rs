@@ -4,9 +4,11 @@
 //! The per-request counters are striped over cache-line-padded copies picked by connection,
 //! so worker threads do not bounce one cache line between cores on every request; a read
 //! sums the stripes. Per-command figures (INFO `commandstats`, `latencystats`) are in
-//! [`commands`].
+//! [`commands`]; the latency monitor's spikes by event (LATENCY) in [`latency`].
 
 pub mod commands;
+pub mod latency;
+mod sparkline;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

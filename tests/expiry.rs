@@ -205,6 +205,7 @@ async fn sweep_task_purges_exactly_on_its_interval() {
         store.clone(),
         Duration::from_millis(50),
         shutdown.clone(),
+        std::sync::Arc::default(),
     ));
 
     // Sweeps at 0 and 50 ms find nothing due.

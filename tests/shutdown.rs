@@ -66,6 +66,30 @@ fn shutdown_saves_closes_without_a_reply_and_exits_0() {
 }
 
 #[test]
+fn replies_before_a_pipelined_shutdown_go_out_and_nothing_after_it_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut node = BinProcess::server(1, port, dir.path(), &["--save-interval", "3600"]);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(common::WAIT))
+        .expect("read timeout");
+    // One write: SET's reply is sent before the connection waits for SHUTDOWN's snapshot;
+    // the SET after SHUTDOWN never runs.
+    let batch = "*3\r\n$3\r\nSET\r\n$4\r\nkept\r\n$1\r\nv\r\n*1\r\n$8\r\nSHUTDOWN\r\n\
+                 *3\r\n$3\r\nSET\r\n$5\r\nafter\r\n$1\r\nv\r\n";
+    stream.write_all(batch.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    assert_eq!(String::from_utf8_lossy(&out), "+OK\r\n");
+    assert_eq!(node.wait_exit().code(), Some(0), "{}", node.stderr());
+    assert_eq!(
+        snapshot_entries(&read_snapshot(&snapshot(dir.path()))),
+        [(0, "kept".to_string(), "v".to_string())]
+    );
+}
+
+#[test]
 fn shutdown_nosave_writes_no_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();

@@ -117,6 +117,8 @@ struct Shared {
     /// The fsync policy ([`crate::config::live::fsync_code`]): CONFIG SET appendfsync changes
     /// it while the writer runs.
     policy: std::sync::atomic::AtomicU8,
+    /// The node's latency monitor (`aof-write`, `aof-fsync-always`), once attached.
+    latency: std::sync::OnceLock<Arc<crate::stats::latency::LatencyMonitor>>,
 }
 
 impl Shared {
@@ -202,6 +204,7 @@ impl Aof {
             wake: Condvar::new(),
             failing: AtomicBool::new(false),
             policy: std::sync::atomic::AtomicU8::new(crate::config::live::fsync_code(policy)),
+            latency: std::sync::OnceLock::new(),
         });
         let (synced_tx, synced) = watch::channel(end);
         let writer = Writer {
@@ -223,6 +226,12 @@ impl Aof {
             synced,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Records the writer's slow writes and fsyncs in the node's latency monitor from now on
+    /// (a second call is ignored).
+    pub fn attach_latency(&self, latency: Arc<crate::stats::latency::LatencyMonitor>) {
+        let _ = self.shared.latency.set(latency);
     }
 
     /// The fsync policy.

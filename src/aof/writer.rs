@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::record::{HEADER_LEN, MAGIC};
 use super::{FsyncPolicy, Shared};
+use crate::stats::latency::event;
 
 /// How often the writer hands accumulated records to the OS under `everysec` and `no`: what
 /// a process crash (not a machine crash) can lose under those policies.
@@ -129,18 +130,29 @@ impl Writer {
 
     /// Writes `chunk` (ending at absolute `end`) and fsyncs as the policy says.
     fn write(&mut self, chunk: &[u8], end: u64, closing: bool) -> std::io::Result<()> {
+        let latency = self.shared.latency.get();
         if !chunk.is_empty() {
+            let started = StdInstant::now();
             self.file.write_all(chunk)?;
             self.written = end;
+            if let Some(latency) = latency {
+                latency.record(event::AOF_WRITE, started.elapsed());
+            }
         }
-        let due = match self.shared.policy() {
+        let policy = self.shared.policy();
+        let due = match policy {
             FsyncPolicy::Always => true,
             FsyncPolicy::EverySec => self.last_fsync.elapsed() >= Duration::from_secs(1),
             FsyncPolicy::No => false,
         };
         if (due || closing) && self.synced_behind() {
+            let started = StdInstant::now();
             self.file.sync_data()?;
             self.last_fsync = StdInstant::now();
+            if let (Some(latency), FsyncPolicy::Always) = (latency, policy) {
+                // Only `always` makes writes wait for this fsync (Redis records it likewise).
+                latency.record(event::AOF_FSYNC_ALWAYS, self.last_fsync - started);
+            }
             self.synced.send_replace(self.written);
         }
         Ok(())

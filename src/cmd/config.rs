@@ -406,6 +406,17 @@ pub static PARAMS: &[Param] = &[
         default: "128",
         file: InFile::Setter,
     },
+    Param {
+        name: "latency-monitor-threshold",
+        alias: None,
+        get: |n| n.latency.threshold_ms().to_string(),
+        set: Some(|v| {
+            let ms = parse_number(v, 0, i64::MAX)? as u64;
+            Ok(Box::new(move |n: &Node| n.latency.set_threshold_ms(ms)))
+        }),
+        default: "0",
+        file: InFile::Setter,
+    },
     limit_row!(limits::HASH_MAX_LISTPACK_ENTRIES, "512"),
     limit_row!(limits::HASH_MAX_LISTPACK_VALUE, "64"),
     limit_row!(limits::SET_MAX_INTSET_ENTRIES, "512"),

@@ -38,6 +38,18 @@ const SUBCOMMANDS: &[(&str, &[&str])] = &[
     ("memory", &["usage", "help"]),
     ("slowlog", &["get", "len", "reset", "help"]),
     (
+        "latency",
+        &[
+            "doctor",
+            "graph",
+            "help",
+            "histogram",
+            "history",
+            "latest",
+            "reset",
+        ],
+    ),
+    (
         "pubsub",
         &[
             "channels",

@@ -5,10 +5,10 @@
 //! positions, handler), `session` the per-connection state (selected database, transaction,
 //! WATCH, CLIENT REPLY), `capture` how write commands lock their keys and record their
 //! effects, and this file the path every request takes (lookup, checks, gate, handler,
-//! effects, stats, slow log, MONITOR). Handlers are grouped by family (`string`, `bitmap`,
-//! `lcs`, `keyspace`, `server`, `connection`, `transaction`, `pubsub`) like Redis's
-//! `t_string.c` and Dragonfly's `string_family.cc`. Commands never know which codec carried
-//! the request and never write to a socket.
+//! effects, stats, slow log, latency monitor, MONITOR). Handlers are grouped by family
+//! (`string`, `bitmap`, `lcs`, `keyspace`, `server`, `connection`, `transaction`, `pubsub`,
+//! `latency`) like Redis's `t_string.c` and Dragonfly's `string_family.cc`. Commands never
+//! know which codec carried the request and never write to a socket.
 
 pub mod args;
 mod bitmap;
@@ -19,6 +19,7 @@ mod connection;
 mod docs;
 mod hash;
 mod keyspace;
+mod latency;
 mod lcs;
 mod list;
 mod long_double;
@@ -41,11 +42,13 @@ use tokio::time::Instant;
 use crate::effect::Effect;
 use crate::node::Node;
 use crate::protocol::{Reply, Request};
+use crate::stats::latency::event;
 use crate::stats::{Outcome, StatKind};
 use crate::store::WrongType;
 use capture::{Locks, Writer};
 
-pub use session::{Multi, ReplyMode, Session, Watched};
+pub use session::{Multi, ReplyMode, Saving, Session, Watched};
+pub use shutdown::saved as shutdown_saved;
 pub use table::{is_container, lookup, table, CommandSpec, GateMode};
 
 /// A command that cannot run as given. Not fatal: it becomes an error reply and the
@@ -317,6 +320,14 @@ fn run(
     };
     node.slowlog
         .record((done - now).as_micros() as u64, shown, client);
+    // Off (threshold 0), one relaxed load; the flag scan runs only for a sample.
+    node.latency.record_with(done - now, || {
+        if spec.flags.contains(&"fast") {
+            event::FAST_COMMAND
+        } else {
+            event::COMMAND
+        }
+    });
     if node.monitors.load(Ordering::Relaxed) > 0 && !session.monitor && !admin(spec, args) {
         // No receiver left (a race with a monitor leaving) is fine: nobody to tell.
         let _ = node.monitor.send(server::monitor_line(session, shown));

@@ -11,6 +11,7 @@ use super::capture::Capture;
 use super::table::CommandSpec;
 use super::{connection, execute, CommandError};
 use crate::node::{ClientHandle, Node};
+use crate::persist::PersistError;
 use crate::protocol::{Reply, Request};
 use crate::pubsub::{Subscriptions, Wakes};
 use crate::stats::StatKind;
@@ -75,6 +76,19 @@ pub struct Session {
     /// Whether a blocking command may block here: false for requests forwarded from another
     /// node of a cluster (their origin waits instead) and in scripts.
     pub may_block: bool,
+    /// Set by SHUTDOWN while its snapshot is written on the saver thread: the connection
+    /// waits for it, as for [`Session::blocked`], then finishes the command with
+    /// [`crate::cmd::shutdown_saved`].
+    pub saving: Option<Saving>,
+}
+
+/// SHUTDOWN's snapshot under way off the worker thread (see [`Session::saving`]).
+#[derive(Debug)]
+pub struct Saving {
+    /// The save's outcome (the number of keys written), from the saver thread.
+    pub outcome: tokio::sync::oneshot::Receiver<Result<Option<usize>, PersistError>>,
+    /// SHUTDOWN FORCE: stop even if the save failed.
+    pub force: bool,
 }
 
 /// A blocked command: what it waits on and how it ends without elements.
@@ -146,6 +160,7 @@ impl Session {
             pushes_apart: false,
             blocked: None,
             may_block: true,
+            saving: None,
         }
     }
 

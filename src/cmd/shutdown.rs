@@ -1,12 +1,14 @@
 //! SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: stop this node, as Redis 7.0 does.
 //!
-//! The snapshot is written first, inside the command, so that a failure can still be answered
-//! (`-ERR Errors trying to SHUTDOWN. Check logs.`, and the node keeps serving) unless FORCE
-//! says to stop anyway. Then the node's shutdown token is cancelled: it stops accepting,
-//! drains its connections, writes a last snapshot if anything changed since (writes that
-//! raced the command) and flushes the append-only log. The client gets no reply: its
-//! connection closes, as with Redis. NOSAVE writes no snapshot at all; the log, when on, is
-//! still flushed. NOW changes nothing: a node never waits for replicas here (a replicated
+//! The snapshot is written first, so that a failure can still be answered (`-ERR Errors trying
+//! to SHUTDOWN. Check logs.`, and the node keeps serving) unless FORCE says to stop anyway. It
+//! is written on the node's saver thread at normal priority while the connection waits (the
+//! handler leaves a [`Saving`] on the session, the way a blocking command leaves its waiter),
+//! so the tokio worker thread keeps serving its other connections. Then the node's shutdown
+//! token is cancelled: it stops accepting, drains its connections, writes a last snapshot if
+//! anything changed since (writes that raced the command) and flushes the append-only log. The
+//! client gets no reply: its connection closes, as with Redis. NOSAVE writes no snapshot at
+//! all; the log, when on, is still flushed. NOW changes nothing: a node never waits for replicas here (a replicated
 //! shard elects a new leader within `--cluster-node-timeout`). ABORT answers that no shutdown
 //! is in progress, since none ever waits. Refused inside MULTI (the table's `no_multi` flag).
 //!
@@ -16,8 +18,8 @@
 use bytes::Bytes;
 
 use super::args::is;
-use super::{CommandError, Ctx};
-use crate::node::FinalSave;
+use super::{CommandError, Ctx, Saving, Session};
+use crate::node::{FinalSave, Node};
 use crate::protocol::Reply;
 
 /// SHUTDOWN's options.
@@ -67,41 +69,62 @@ pub(super) fn shutdown(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comma
         return Err(CommandError::Other("ERR No shutdown in progress.".into()));
     }
     let node = ctx.node;
-    let mode = if options.save == Some(false) {
-        FinalSave::Nothing
-    } else if node.cluster().is_some() {
-        // A replicated node's data lives in its Raft groups, which stop with it.
-        FinalSave::Nothing
-    } else {
-        match node.persister.save(&node.store) {
-            Ok(keys) => {
-                tracing::info!(id = node.config.id, keys, "SHUTDOWN: snapshot written");
-                FinalSave::IfChanged
-            }
-            Err(e) if options.force => {
-                tracing::warn!(id = node.config.id, "SHUTDOWN FORCE: snapshot failed: {e}");
-                FinalSave::Nothing
-            }
-            Err(e) => {
-                tracing::warn!(
-                    id = node.config.id,
-                    "SHUTDOWN refused: the snapshot could not be written: {e}"
-                );
-                return Err(CommandError::Other(
-                    "ERR Errors trying to SHUTDOWN. Check logs.".into(),
-                ));
-            }
+    // A replicated node's data lives in its Raft groups, which stop with it.
+    if options.save == Some(false) || node.cluster().is_some() {
+        stop(node, ctx.session, FinalSave::Nothing);
+        ctx.session.suppress_current = true;
+        return Ok(Reply::ok());
+    }
+    // The snapshot is written on the node's saver thread, not on this worker thread, whose
+    // other connections go on meanwhile; this connection waits for it as a blocked command
+    // waits (see `server::conn::wait`) and ends the command with `saved`.
+    let outcome = node.persister.save_urgently(node.store.clone());
+    ctx.session.saving = Some(Saving {
+        outcome,
+        force: options.force,
+    });
+    // Not sent: the connection sends what `saved` answers instead.
+    Ok(Reply::ok())
+}
+
+/// Ends a SHUTDOWN whose snapshot was written (`Ok`, the number of keys) or failed (`Err`,
+/// why): stops the node and answers nothing (`None`: the connection closes), or refuses
+/// with Redis's error and the node keeps serving (a failure without FORCE).
+pub fn saved(
+    node: &Node,
+    session: &mut Session,
+    force: bool,
+    outcome: Result<usize, String>,
+) -> Option<Reply> {
+    let mode = match outcome {
+        Ok(keys) => {
+            tracing::info!(id = node.config.id, keys, "SHUTDOWN: snapshot written");
+            FinalSave::IfChanged
+        }
+        Err(e) if force => {
+            tracing::warn!(id = node.config.id, "SHUTDOWN FORCE: snapshot failed: {e}");
+            FinalSave::Nothing
+        }
+        Err(e) => {
+            tracing::warn!(
+                id = node.config.id,
+                "SHUTDOWN refused: the snapshot could not be written: {e}"
+            );
+            return Some(Reply::Error(
+                "ERR Errors trying to SHUTDOWN. Check logs.".into(),
+            ));
         }
     };
+    stop(node, session, mode);
+    None
+}
+
+/// Stops the node: the final save mode first, then the token the stopping node waits on.
+fn stop(node: &Node, session: &mut Session, mode: FinalSave) {
     tracing::info!(id = node.config.id, "user requested shutdown");
-    *node
-        .final_save
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = mode;
+    node.final_save.set(mode);
     node.shutdown.cancel();
-    ctx.session.suppress_current = true;
-    ctx.session.closing = true;
-    Ok(Reply::ok())
+    session.closing = true;
 }
 
 #[cfg(test)]

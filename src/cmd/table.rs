@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use super::{
-    bitmap, blocking, config, connection, hash, keyspace, list, pubsub, server, set, shutdown,
-    string, transaction, zset, CommandError, Ctx,
+    bitmap, blocking, config, connection, hash, keyspace, latency, list, pubsub, server, set,
+    shutdown, string, transaction, zset, CommandError, Ctx,
 };
 use crate::protocol::Reply;
 use crate::stats::StatKind;
@@ -302,6 +302,7 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("wait", 3, &["noscript"], NO_KEYS, O, server::wait),
         cmd("debug", -2, ADMIN, NO_KEYS, O, server::debug).gate(Ungated),
         cmd("slowlog", -2, ADMIN, NO_KEYS, O, server::slowlog),
+        cmd("latency", -2, ADMIN, NO_KEYS, O, latency::latency),
         cmd("monitor", 1, ADMIN, NO_KEYS, O, server::monitor),
     ];
     // Each data-type family lists its own commands (one line per family here).
@@ -317,7 +318,15 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         c.write = c.flags.contains(&"write");
         c.container = matches!(
             c.name,
-            "client" | "config" | "command" | "object" | "memory" | "slowlog" | "debug" | "pubsub"
+            "client"
+                | "config"
+                | "command"
+                | "object"
+                | "memory"
+                | "slowlog"
+                | "debug"
+                | "pubsub"
+                | "latency"
         );
     }
     table

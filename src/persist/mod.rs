@@ -24,6 +24,7 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use tokio::time::Instant;
 
 use crate::aof::Aof;
+use crate::stats::latency::{self, LatencyMonitor};
 use crate::store::{clock, Store};
 
 pub use saver::run;
@@ -86,6 +87,8 @@ pub struct Persister {
     saves: AtomicU64,
     in_progress: AtomicBool,
     last_duration_ms: AtomicU64,
+    /// The node's latency monitor: a save records its copy step (`snapshot-copy`).
+    latency: Arc<LatencyMonitor>,
 }
 
 /// The state INFO's persistence section reports.
@@ -120,7 +123,14 @@ impl Persister {
             saves: AtomicU64::new(0),
             in_progress: AtomicBool::new(false),
             last_duration_ms: AtomicU64::new(0),
+            latency: Arc::default(),
         }
+    }
+
+    /// The persister, recording its saves' copy step in `latency` (the node's monitor).
+    pub fn with_latency(mut self, latency: Arc<LatencyMonitor>) -> Self {
+        self.latency = latency;
+        self
     }
 
     /// Attaches the append-only log (once, at start).
@@ -241,6 +251,7 @@ impl Persister {
         // A shared gate slot for the copy: transactions (EXEC) are either wholly in it or
         // wholly out of it, while ordinary commands keep running. The copy is one memcpy
         // per entry into a buffer per shard, each under its shard lock only.
+        let copy_started = std::time::Instant::now();
         let gate = (!gate_held).then(|| store.gate().shared(u64::MAX));
         // Every log record before this offset was applied before the copy below started, so
         // the snapshot covers it (records after it are idempotent on top of the snapshot).
@@ -253,6 +264,8 @@ impl Persister {
             .filter(|(_, shards)| shards.iter().any(|d| !d.is_empty()))
             .collect();
         drop(gate);
+        self.latency
+            .record(latency::event::SNAPSHOT_COPY, copy_started.elapsed());
 
         let tmp = self.path.with_extension("json.tmp");
         let io = |action, path: &Path| {

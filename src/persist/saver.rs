@@ -24,11 +24,31 @@ impl Persister {
         store: Arc<Store>,
         force: bool,
     ) -> tokio::sync::oneshot::Receiver<Result<Option<usize>, PersistError>> {
+        self.queue(store, force, false)
+    }
+
+    /// A forced save on the saver thread at normal priority, for a client waiting on it
+    /// (SHUTDOWN): a save still running ahead of it is raised to normal priority too.
+    pub fn save_urgently(
+        self: &Arc<Self>,
+        store: Arc<Store>,
+    ) -> tokio::sync::oneshot::Receiver<Result<Option<usize>, PersistError>> {
+        self.urgent.store(true, Ordering::Relaxed);
+        self.queue(store, true, true)
+    }
+
+    fn queue(
+        self: &Arc<Self>,
+        store: Arc<Store>,
+        force: bool,
+        urgent: bool,
+    ) -> tokio::sync::oneshot::Receiver<Result<Option<usize>, PersistError>> {
         let (done, outcome) = tokio::sync::oneshot::channel();
         let job = SaveJob {
             persister: self.clone(),
             store,
             force,
+            urgent,
             done,
         };
         let queue = self
@@ -107,11 +127,17 @@ pub(super) struct SaveJob {
     persister: Arc<Persister>,
     store: Arc<Store>,
     force: bool,
+    /// Runs at normal priority from its start (someone waits for it).
+    urgent: bool,
     done: tokio::sync::oneshot::Sender<Result<Option<usize>, PersistError>>,
 }
 
 impl SaveJob {
     fn run(self) {
+        if self.urgent {
+            // Boosts this job's copy and write as well (checked between shards).
+            self.persister.urgent.store(true, Ordering::Relaxed);
+        }
         set_priority(self.persister.urgent.load(Ordering::Relaxed));
         let result = if self.force {
             self.persister.save(&self.store).map(Some)
@@ -119,8 +145,9 @@ impl SaveJob {
             self.persister.save_if_dirty(&self.store)
         };
         // The one log line of a failed save, whoever asked for it: the periodic task (which
-        // retries at its next tick, `force` false) or BGSAVE.
-        if let Err(e) = &result {
+        // retries at its next tick, `force` false) or BGSAVE. SHUTDOWN (`urgent`) logs its
+        // own outcome, with what it does about it.
+        if let (Err(e), false) = (&result, self.urgent) {
             if self.force {
                 tracing::error!("background save failed: {e}");
             } else {

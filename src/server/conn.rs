@@ -34,7 +34,7 @@ use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, ReplySha
 use crate::server::sniff::{self, Protocol};
 use crate::tls::TlsAcceptor;
 use feed::{next_delivery, Feed};
-use wait::{blocks_remotely, wait_blocked};
+use wait::{blocks_remotely, wait_blocked, wait_saved};
 
 mod feed;
 mod wait;
@@ -247,19 +247,24 @@ async fn serve<S: Transport, C: Codec>(
                             }
                         }
                     };
-                    let reply =
-                        if session.blocked.is_some() || blocks_remotely(node, session, &request) {
-                            // Replies so far go out first: the client sees them while it waits.
-                            session.wakes.wake();
-                            if !wbuf.is_empty() {
-                                if !durable(node, session).await {
-                                    return Err(unconfirmed());
-                                }
-                                write_out(&mut stream, &wbuf, stopped.as_mut(), None).await?;
-                                node.stats.net_output(wbuf.len(), session.client.id);
-                                wbuf.clear();
+                    let reply = if session.blocked.is_some()
+                        || session.saving.is_some()
+                        || blocks_remotely(node, session, &request)
+                    {
+                        // Replies so far go out first: the client sees them while it waits.
+                        session.wakes.wake();
+                        if !wbuf.is_empty() {
+                            if !durable(node, session).await {
+                                return Err(unconfirmed());
                             }
-                            let waited = wait_blocked(
+                            write_out(&mut stream, &wbuf, stopped.as_mut(), None).await?;
+                            node.stats.net_output(wbuf.len(), session.client.id);
+                            wbuf.clear();
+                        }
+                        let waited = if session.saving.is_some() {
+                            Some(wait_saved(node, session, reply).await)
+                        } else {
+                            wait_blocked(
                                 &mut stream,
                                 &mut rbuf,
                                 stopped.as_mut(),
@@ -268,14 +273,15 @@ async fn serve<S: Transport, C: Codec>(
                                 &request,
                                 reply,
                             )
-                            .await?;
-                            match waited {
-                                Some(reply) => reply,
-                                None => return Ok(()),
-                            }
-                        } else {
-                            reply
+                            .await?
                         };
+                        match waited {
+                            Some(reply) => reply,
+                            None => return Ok(()),
+                        }
+                    } else {
+                        reply
+                    };
                     codec.set_resp_version(session.protocol);
                     // A first SUBSCRIBE (or one after RESET) brings a new feed of deliveries;
                     // what the old one still holds goes out first.

@@ -100,6 +100,7 @@ impl Server {
             .await
             .map_err(|e| Error::Startup(format!("log replay panicked: {e}")))??;
             let aof = Arc::new(aof);
+            aof.attach_latency(node.latency.clone());
             node.persister.attach_aof(aof.clone());
             // Set once here, before any connection exists: the log is the node's effect sink.
             node.attach_sink(aof.clone());
@@ -179,6 +180,7 @@ impl Server {
             node.store.clone(),
             config.cleanup_interval,
             node.shutdown.clone(),
+            node.latency.clone(),
         ));
         if !config.clustered() {
             tracker.spawn(persist::run(
@@ -274,10 +276,7 @@ impl Server {
         }
         let persister = node.persister.clone();
         let store = node.store.clone();
-        let mode = *node
-            .final_save
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mode = node.final_save.get();
         let keys = tokio::task::spawn_blocking(move || match mode {
             FinalSave::Snapshot => persister.save(&store).map(Some),
             FinalSave::IfChanged => persister.save_if_dirty(&store),

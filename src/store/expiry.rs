@@ -10,9 +10,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
+use crate::stats::latency::{event, LatencyMonitor};
 
-/// Runs until `shutdown` is cancelled, purging expired keys every `interval`.
-pub async fn run(store: Arc<Store>, interval: Duration, shutdown: CancellationToken) {
+/// Runs until `shutdown` is cancelled, purging expired keys every `interval`; a sweep that
+/// takes at least the latency threshold is recorded in `latency` as `expire-cycle`.
+pub async fn run(
+    store: Arc<Store>,
+    interval: Duration,
+    shutdown: CancellationToken,
+    latency: Arc<LatencyMonitor>,
+) {
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -22,7 +29,9 @@ pub async fn run(store: Arc<Store>, interval: Duration, shutdown: CancellationTo
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let purged = store.purge_expired(Instant::now());
+        let started = Instant::now();
+        let purged = store.purge_expired(started);
+        latency.record(event::EXPIRE_CYCLE, started.elapsed());
         if purged > 0 {
             tracing::debug!(purged, "expired keys removed");
         }

@@ -142,6 +142,30 @@ pub(super) async fn wait_blocked<S: Transport, F: Future<Output = ()>>(
     }
 }
 
+/// Waits for the snapshot SHUTDOWN is writing off the worker thread (see
+/// [`Session::saving`]) and returns the command's final reply: `None` once the node is
+/// stopping (the connection closes, see `session.closing`), else Redis's refusal. `reply` is
+/// what the command answered first (`None`: CLIENT REPLY suppresses the refusal too).
+pub(super) async fn wait_saved(
+    node: &Node,
+    session: &mut Session,
+    reply: Option<Reply>,
+) -> Option<Reply> {
+    let Some(saving) = session.saving.take() else {
+        return reply;
+    };
+    // Not raced against the client's input, a disconnect, CLIENT KILL or a signal: the save
+    // is under way and SHUTDOWN runs to its end whatever happens to this connection, as the
+    // command does in Redis. A signal's own shutdown waits for this connection meanwhile.
+    let outcome = match saving.outcome.await {
+        Ok(Ok(keys)) => Ok(keys.unwrap_or(0)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the snapshot thread stopped before answering".to_string()),
+    };
+    let last = crate::cmd::shutdown_saved(node, session, saving.force, outcome);
+    reply.and(last)
+}
+
 /// Runs `request` again (woken, or polling a remote leader), the way the connection ran it.
 async fn rerun(node: &Node, session: &mut Session, request: &Request) -> Option<Reply> {
     match node.cluster() {

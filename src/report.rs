@@ -420,9 +420,9 @@ mod tests {
     fn gather_reads_config_counters_and_persistence() {
         let now = Instant::now();
         let node = node_with_keys(now);
-        node.stats.record(StatKind::Get, 0);
-        node.stats.record(StatKind::Set, 1);
-        node.stats.record_lookup(true, 0);
+        node.stats.record(StatKind::Get);
+        node.stats.record(StatKind::Set);
+        node.stats.record_lookup(true);
         let _open = node.stats.connection_opened();
         let report = Report::gather(&node, now);
 
@@ -456,7 +456,7 @@ mod tests {
         let now = Instant::now();
         let node = node_with_keys(now);
         let before = Report::gather(&node, now);
-        node.stats.record(StatKind::Delete, 0);
+        node.stats.record(StatKind::Delete);
         node.store
             .db(3)
             .expect("db 3")

@@ -1,23 +1,31 @@
 //! Per-node counters: the spec's STATS figures plus what INFO reports.
 //!
 //! Plain relaxed atomics: each counter is independent and readers only need a recent value.
-//! The per-request counters are striped over cache-line-padded copies picked by connection,
-//! so worker threads do not bounce one cache line between cores on every request; a read
-//! sums the stripes. Per-command figures (INFO `commandstats`, `latencystats`) are in
-//! [`commands`]; the latency monitor's spikes by event (LATENCY) in [`latency`].
+//! The per-request counters are striped over cache-line-padded copies, one per counting
+//! thread, each written only by its thread without `lock`-prefixed instructions (see
+//! [`stripe`]); a read sums the stripes. Per-command figures (INFO `commandstats`,
+//! `latencystats`) are in [`commands`]; the latency monitor's spikes by event (LATENCY) in
+//! [`latency`].
 
 pub mod commands;
 pub mod latency;
 mod sparkline;
+pub mod stripe;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use stripe::STRIPES;
 
 pub use commands::{CommandFigures, CommandStats, Outcome};
 
 /// Live counters of one node.
 #[derive(Debug)]
 pub struct Stats {
-    stripes: [Stripe; STRIPES],
+    /// One per writing thread, plus the shared one (see [`stripe`]).
+    stripes: [Stripe; STRIPES + 1],
+    /// The sums at the last reset, subtracted from every read.
+    baseline: Mutex<[u64; COUNTERS]>,
     connections_received: AtomicU64,
     rejected_connections: AtomicU64,
     connected_clients: AtomicU64,
@@ -29,6 +37,7 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             stripes: Default::default(),
+            baseline: Mutex::new([0; COUNTERS]),
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             connected_clients: AtomicU64::new(0),
@@ -81,9 +90,6 @@ pub struct StatsSnapshot {
     pub net_output_bytes: u64,
 }
 
-/// Number of counter stripes.
-const STRIPES: usize = 16;
-
 /// Indices into [`Stripe`]'s counters.
 const TOTAL: usize = 0;
 const GET: usize = 1;
@@ -94,17 +100,20 @@ const HITS: usize = 5;
 const MISSES: usize = 6;
 const NET_IN: usize = 7;
 const NET_OUT: usize = 8;
+/// Counters per stripe.
+const COUNTERS: usize = 9;
 
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Stripe([AtomicU64; 9]);
+struct Stripe([AtomicU64; COUNTERS]);
 
 impl Stats {
-    /// Counts one handled request of the given kind; `hint` (the connection id) picks the
-    /// stripe.
-    pub fn record(&self, kind: StatKind, hint: u64) {
-        let stripe = &self.stripe(hint).0;
-        stripe[TOTAL].fetch_add(1, Ordering::Relaxed);
+    /// Counts one handled request of the given kind.
+    #[inline]
+    pub fn record(&self, kind: StatKind) {
+        let at = stripe::current();
+        let stripe = &self.stripes[at].0;
+        stripe::add(&stripe[TOTAL], at, 1);
         let index = match kind {
             StatKind::Get => GET,
             StatKind::Set => SET,
@@ -112,34 +121,41 @@ impl Stats {
             StatKind::Expire => EXPIRE,
             StatKind::Other => return,
         };
-        stripe[index].fetch_add(1, Ordering::Relaxed);
+        stripe::add(&stripe[index], at, 1);
     }
 
     /// Counts a read that found (`true`) or missed its key.
-    pub fn record_lookup(&self, hit: bool, hint: u64) {
-        let index = if hit { HITS } else { MISSES };
-        self.stripe(hint).0[index].fetch_add(1, Ordering::Relaxed);
+    #[inline]
+    pub fn record_lookup(&self, hit: bool) {
+        self.add(if hit { HITS } else { MISSES }, 1);
     }
 
     /// Counts `n` bytes read from a client's socket.
-    pub fn net_input(&self, n: usize, hint: u64) {
-        self.stripe(hint).0[NET_IN].fetch_add(n as u64, Ordering::Relaxed);
+    pub fn net_input(&self, n: usize) {
+        self.add(NET_IN, n as u64);
     }
 
     /// Counts `n` bytes written to a client's socket.
-    pub fn net_output(&self, n: usize, hint: u64) {
-        self.stripe(hint).0[NET_OUT].fetch_add(n as u64, Ordering::Relaxed);
+    pub fn net_output(&self, n: usize) {
+        self.add(NET_OUT, n as u64);
     }
 
-    fn stripe(&self, hint: u64) -> &Stripe {
-        &self.stripes[(hint % STRIPES as u64) as usize]
+    #[inline]
+    fn add(&self, index: usize, n: u64) {
+        let at = stripe::current();
+        stripe::add(&self.stripes[at].0[index], at, n);
     }
 
-    fn sum(&self, index: usize) -> u64 {
+    /// The sum of counter `index` over the stripes, less the baseline.
+    fn sum(&self, index: usize, baseline: &[u64; COUNTERS]) -> u64 {
+        self.raw_sum(index).wrapping_sub(baseline[index])
+    }
+
+    fn raw_sum(&self, index: usize) -> u64 {
         self.stripes
             .iter()
             .map(|s| s.0[index].load(Ordering::Relaxed))
-            .sum()
+            .fold(0u64, u64::wrapping_add)
     }
 
     /// Counts an accepted connection and returns the guard that uncounts it when dropped.
@@ -156,9 +172,11 @@ impl Stats {
 
     /// Resets the request counters, per-command figures included (CONFIG RESETSTAT).
     pub fn reset(&self) {
-        for stripe in &self.stripes {
-            stripe.0.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        let mut baseline = self.baseline.lock().unwrap_or_else(|e| e.into_inner());
+        for (index, base) in baseline.iter_mut().enumerate() {
+            *base = self.raw_sum(index);
         }
+        drop(baseline);
         self.connections_received.store(0, Ordering::Relaxed);
         self.rejected_connections.store(0, Ordering::Relaxed);
         self.commands.reset();
@@ -167,19 +185,20 @@ impl Stats {
     /// Copies the counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let base = *self.baseline.lock().unwrap_or_else(|e| e.into_inner());
         StatsSnapshot {
-            total_requests: self.sum(TOTAL),
-            get: self.sum(GET),
-            set: self.sum(SET),
-            delete: self.sum(DELETE),
-            expire: self.sum(EXPIRE),
-            keyspace_hits: self.sum(HITS),
-            keyspace_misses: self.sum(MISSES),
+            total_requests: self.sum(TOTAL, &base),
+            get: self.sum(GET, &base),
+            set: self.sum(SET, &base),
+            delete: self.sum(DELETE, &base),
+            expire: self.sum(EXPIRE, &base),
+            keyspace_hits: self.sum(HITS, &base),
+            keyspace_misses: self.sum(MISSES, &base),
             connections_received: r(&self.connections_received),
             rejected_connections: r(&self.rejected_connections),
             connected_clients: r(&self.connected_clients),
-            net_input_bytes: self.sum(NET_IN),
-            net_output_bytes: self.sum(NET_OUT),
+            net_input_bytes: self.sum(NET_IN, &base),
+            net_output_bytes: self.sum(NET_OUT, &base),
         }
     }
 }

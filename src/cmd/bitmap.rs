@@ -198,9 +198,7 @@ pub(super) fn bitop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
     for key in &args[3..] {
         // Every key of this write command is locked already: read through its writer.
         let entry = ctx.write(key)?.get(key);
-        ctx.node
-            .stats
-            .record_lookup(entry.is_some(), ctx.session.client.id);
+        ctx.node.stats.record_lookup(entry.is_some());
         sources.push(match entry {
             Some(e) => e.value.into_string()?,
             None => Bytes::new(),
@@ -311,12 +309,11 @@ fn bitfield_generic(
         if read_only {
             return with_string(ctx, key, gets);
         }
-        let hint = ctx.session.client.id;
         let stats = &ctx.node.stats;
         // BITFIELD is a write command: its key is locked already, read it through its writer.
         let mut shard = ctx.write(key)?;
         let value = shard.peek(key);
-        stats.record_lookup(value.is_some(), hint);
+        stats.record_lookup(value.is_some());
         return gets(value.map(|v| v.as_string()).transpose()?);
     };
     if read_only {
@@ -484,9 +481,7 @@ fn with_string<R>(
 ) -> Result<R, CommandError> {
     let mut shard = ctx.db().shard(key);
     let value = shard.peek(key, ctx.now);
-    ctx.node
-        .stats
-        .record_lookup(value.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(value.is_some());
     f(value.map(|v| v.as_string()).transpose()?)
 }
 

@@ -317,9 +317,7 @@ fn hscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     // scan even with bad options.
     let mut shard = ctx.db().shard(key);
     let value = shard.peek(key, ctx.now);
-    ctx.node
-        .stats
-        .record_lookup(value.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(value.is_some());
     let Some(value) = value else {
         return Ok(empty);
     };
@@ -367,9 +365,7 @@ fn read(
 ) -> Result<Reply, CommandError> {
     let mut shard = ctx.db().shard(key);
     let value = shard.peek(key, ctx.now);
-    ctx.node
-        .stats
-        .record_lookup(value.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(value.is_some());
     match value {
         None => Ok(missing),
         Some(v) => Ok(f(v.as_hash()?)),

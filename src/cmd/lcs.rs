@@ -22,9 +22,7 @@ pub(super) fn lcs(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
     let mut strings = [Bytes::new(), Bytes::new()];
     for (slot, key) in strings.iter_mut().zip(&args[1..3]) {
         let value = db.shard(key).value(key, ctx.now);
-        ctx.node
-            .stats
-            .record_lookup(value.is_some(), ctx.session.client.id);
+        ctx.node.stats.record_lookup(value.is_some());
         if let Some(value) = value {
             *slot = value.into_string().map_err(|_| {
                 CommandError::Other("ERR The specified keys must contain string values".into())

@@ -479,9 +479,7 @@ fn read<R>(
 ) -> Result<R, CommandError> {
     let mut shard = ctx.db().shard(key);
     let value = shard.peek(key, ctx.now);
-    ctx.node
-        .stats
-        .record_lookup(value.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(value.is_some());
     let list = value.map(|v| v.as_list()).transpose()?;
     Ok(f(list))
 }

@@ -186,12 +186,12 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
         .last_spec
         .filter(|s| s.name.len() == name.len() && s.name.as_bytes().eq_ignore_ascii_case(name));
     let Some(spec) = cached.or_else(|| lookup(name)) else {
-        node.stats.record(StatKind::Other, session.client.id);
+        node.stats.record(StatKind::Other);
         session.flag_transaction();
         return Reply::Error(unknown_command(name, &args[1..]).to_string().into());
     };
     if !arity_ok(spec.arity, args.len()) {
-        rejected(node, session, spec);
+        rejected(node, spec);
         session.flag_transaction();
         return Reply::Error(
             CommandError::WrongArity(spec.name.to_string())
@@ -202,22 +202,22 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
     // After the name and arity checks, as in Redis: an unknown command is reported as such
     // even before AUTH.
     if session.auth_required(node) && !spec.flags.contains(&"no_auth") {
-        rejected(node, session, spec);
+        rejected(node, spec);
         session.flag_transaction();
         return Reply::Error(CommandError::NoAuth.to_string().into());
     }
     if let Some(refusal) = disk_error(node, spec) {
-        rejected(node, session, spec);
+        rejected(node, spec);
         session.flag_transaction();
         return Reply::Error(refusal.into());
     }
     if session.subscribed_mode() && !pubsub::allowed_while_subscribed(spec.name) {
-        rejected(node, session, spec);
+        rejected(node, spec);
         session.flag_transaction();
         return Reply::Error(pubsub::refusal(&full_name(spec, args)).to_string().into());
     }
     if session.multi.is_some() && spec.flags.contains(&"no_multi") {
-        node.stats.record(StatKind::Other, session.client.id);
+        node.stats.record(StatKind::Other);
         session.flag_transaction();
         return Reply::Error("ERR Command not allowed inside a transaction".into());
     }
@@ -291,16 +291,14 @@ fn run(
         drop(ctx);
         result
     };
-    node.stats.record(spec.stat, session.client.id);
+    node.stats.record(spec.stat);
     let done = Instant::now();
     session.clock = Some(done);
     let outcome = match &result {
         Ok(Reply::Error(_)) | Err(_) => Outcome::Failed,
         Ok(_) => Outcome::Ok,
     };
-    node.stats
-        .commands
-        .record(spec.id, done - now, outcome, session.client.id);
+    node.stats.commands.record(spec.id, done - now, outcome);
     let client = &session.client;
     client
         .last_active_ms
@@ -337,9 +335,9 @@ fn run(
 
 /// Counts a request for `spec` refused before it ran: in the totals, and as the command's
 /// `rejected_calls`.
-fn rejected(node: &Node, session: &Session, spec: &CommandSpec) {
-    node.stats.record(StatKind::Other, session.client.id);
-    node.stats.commands.reject(spec.id, session.client.id);
+fn rejected(node: &Node, spec: &CommandSpec) {
+    node.stats.record(StatKind::Other);
+    node.stats.commands.reject(spec.id);
 }
 
 /// Redis's MISCONF refusals: writes (and PING, as Redis does) are refused while the

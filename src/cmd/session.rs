@@ -214,7 +214,7 @@ impl Session {
     /// with a missing field before any command sees it): counted as a rejected request and,
     /// like every reply, subject to CLIENT REPLY, so `SKIP` skips it and `OFF` silences it.
     pub fn reject(&mut self, node: &Node, error: Reply) -> Option<Reply> {
-        node.stats.record(StatKind::Other, self.client.id);
+        node.stats.record(StatKind::Other);
         let skip_this = self.reply_mode == ReplyMode::Skip;
         self.sendable(skip_this, error)
     }
@@ -246,7 +246,7 @@ impl Session {
     /// Answers a request with a reply made elsewhere (forwarded to another node, or refused
     /// by the cluster before running): counted, and subject to CLIENT REPLY.
     pub fn answer(&mut self, node: &Node, reply: Reply) -> Option<Reply> {
-        node.stats.record(StatKind::Other, self.client.id);
+        node.stats.record(StatKind::Other);
         let skip_this = self.reply_mode == ReplyMode::Skip;
         self.sendable(skip_this, reply)
     }

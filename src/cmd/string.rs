@@ -26,9 +26,7 @@ use crate::store::{Entry, Value};
 
 pub(super) fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let value = ctx.db().shard(&args[1]).value(&args[1], ctx.now);
-    ctx.node
-        .stats
-        .record_lookup(value.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(value.is_some());
     Ok(match value {
         Some(v) => Reply::Bulk(v.into_string()?),
         None => Reply::Nil,
@@ -37,9 +35,7 @@ pub(super) fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandErr
 
 pub(super) fn get_with_ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let entry = ctx.db().shard(&args[1]).get(&args[1], ctx.now);
-    ctx.node
-        .stats
-        .record_lookup(entry.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(entry.is_some());
     Ok(match string(entry)? {
         Some((value, deadline)) => Reply::Array(vec![
             Reply::Bulk(value),
@@ -195,9 +191,7 @@ pub(super) fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     if old.is_some() {
         shard.remove(&args[1]);
     }
-    ctx.node
-        .stats
-        .record_lookup(old.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(old.is_some());
     Ok(old.map_or(Reply::Nil, |(v, _)| Reply::Bulk(v)))
 }
 
@@ -379,14 +373,14 @@ pub(super) fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandE
     let key = &args[1];
     let mut shard = ctx.write(key)?;
     let Some((value, _)) = string(shard.get(key))? else {
-        ctx.node.stats.record_lookup(false, ctx.session.client.id);
+        ctx.node.stats.record_lookup(false);
         return Ok(Reply::Nil);
     };
     if let Some(deadline) = change {
         // A past deadline removes the key (Writer::set_deadline).
         shard.set_deadline(key, deadline);
     }
-    ctx.node.stats.record_lookup(true, ctx.session.client.id);
+    ctx.node.stats.record_lookup(true);
     Ok(Reply::Bulk(value))
 }
 

@@ -134,10 +134,10 @@ mod tests {
         let get = crate::cmd::lookup(b"get").map(|c| c.id).unwrap_or_default();
         node.stats
             .commands
-            .record(get, Duration::from_micros(3), Outcome::Ok, 0);
+            .record(get, Duration::from_micros(3), Outcome::Ok);
         node.stats
             .commands
-            .record(get, Duration::from_micros(30), Outcome::Failed, 1);
+            .record(get, Duration::from_micros(30), Outcome::Failed);
         let text = render(vec![NodeFigures::read(&node)]).expect("encodes");
         assert!(text.ends_with("# EOF\n"), "{text}");
         let mut helped = std::collections::HashSet::new();

@@ -123,7 +123,7 @@ async fn run_on<S: Transport>(
         tokio::select! {
             r = stream.read_buf(&mut rbuf) => match r {
                 Ok(0) | Err(_) => return,
-                Ok(n) => node.stats.net_input(n, node.config.id),
+                Ok(n) => node.stats.net_input(n),
             },
             _ = node.shutdown.cancelled() => return,
             _ = sleep_or_never(node.settings.idle_timeout()) => {
@@ -258,7 +258,7 @@ async fn serve<S: Transport, C: Codec>(
                                 return Err(unconfirmed());
                             }
                             write_out(&mut stream, &wbuf, stopped.as_mut(), None).await?;
-                            node.stats.net_output(wbuf.len(), session.client.id);
+                            node.stats.net_output(wbuf.len());
                             wbuf.clear();
                         }
                         let waited = if session.saving.is_some() {
@@ -359,7 +359,7 @@ async fn serve<S: Transport, C: Codec>(
                 }
                 let stall_limit = idle_limit.filter(|_| !listening(&monitor, session));
                 write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
-                node.stats.net_output(wbuf.len(), session.client.id);
+                node.stats.net_output(wbuf.len());
                 wbuf.clear();
                 Feed::written(&mut feed);
             }
@@ -391,7 +391,7 @@ async fn serve<S: Transport, C: Codec>(
             }
             let stall_limit = idle_limit.filter(|_| !listening(&monitor, session));
             write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
-            node.stats.net_output(wbuf.len(), session.client.id);
+            node.stats.net_output(wbuf.len());
             wbuf.clear();
             Feed::written(&mut feed);
         }
@@ -413,7 +413,7 @@ async fn serve<S: Transport, C: Codec>(
         tokio::select! {
             r = stream.read_some(&mut rbuf) => {
                 if let Ok(n) = r {
-                    node.stats.net_input(n, session.client.id);
+                    node.stats.net_input(n);
                 }
                 match r {
                     Ok(0) => eof = true,

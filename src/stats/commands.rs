@@ -1,24 +1,25 @@
 //! Per-command statistics: calls, time, failures, rejections and a latency histogram for
 //! every command of the table (INFO `commandstats` and `latencystats`, `/metrics`).
 //!
-//! The request path pays a few relaxed atomic adds per command and nothing else: no lock, no
-//! allocation, no clock read of its own (it is handed the duration the command path measures
-//! anyway). Counters are striped like the node's other counters (see [`super`]): each stripe
-//! is one allocation of one record per command, and a record fills whole cache lines, so two
-//! stripes never share a line. A read sums the stripes.
+//! The request path pays three or four relaxed counter updates per command and nothing else:
+//! no lock, no `lock`-prefixed instruction, no allocation, no clock read of its own (it is
+//! handed the duration the command path measures anyway). Counters are striped per thread like
+//! the node's other counters (see [`super::stripe`]): each stripe is one allocation of one
+//! record per command, and a record fills whole cache lines, so two stripes never share a
+//! line. A read sums the stripes and subtracts the baseline of the last reset.
 //!
 //! The histogram has fixed log-scale buckets: bucket `k` counts durations in
 //! `(2^(k-1), 2^k]` microseconds (bucket 0 everything up to 1 µs), the last bucket everything
 //! longer than the one before it. Percentiles are interpolated linearly inside their bucket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use super::stripe::{self, STRIPES};
 
 /// Number of histogram buckets: 2^0 .. 2^24 µs (about 16.8 s), then everything longer.
 pub const BUCKETS: usize = 26;
-
-/// Number of stripes (as for the node's other counters).
-const STRIPES: usize = 16;
 
 /// Indices into a [`Record`].
 const CALLS: usize = 0;
@@ -26,16 +27,21 @@ const USEC: usize = 1;
 const FAILED: usize = 2;
 const REJECTED: usize = 3;
 const HIST: usize = 4;
+/// Counters per record.
+const COUNTERS: usize = HIST + BUCKETS;
 
 /// One command's counters in one stripe: 30 counters, padded to 256 bytes.
 #[derive(Debug, Default)]
 #[repr(align(256))]
-struct Record([AtomicU64; HIST + BUCKETS]);
+struct Record([AtomicU64; COUNTERS]);
 
 /// The per-command counters of one node.
 #[derive(Debug)]
 pub struct CommandStats {
+    /// One per writing thread, plus the shared one (see [`stripe`]).
     stripes: Box<[Box<[Record]>]>,
+    /// Per command, the sums at the last reset, subtracted from every read.
+    baseline: Mutex<Vec<[u64; COUNTERS]>>,
     commands: usize,
 }
 
@@ -72,58 +78,67 @@ impl CommandStats {
     pub fn new(commands: usize) -> Self {
         let stripe = || (0..commands).map(|_| Record::default()).collect();
         CommandStats {
-            stripes: (0..STRIPES).map(|_| stripe()).collect(),
+            stripes: (0..=STRIPES).map(|_| stripe()).collect(),
+            baseline: Mutex::new(vec![[0; COUNTERS]; commands]),
             commands,
         }
     }
 
-    /// Counts one call of command `id` that took `took`; `hint` (the connection id) picks
-    /// the stripe. An `id` outside the table is ignored.
+    /// Counts one call of command `id` that took `took`. An `id` outside the table is
+    /// ignored.
     #[inline]
-    pub fn record(&self, id: usize, took: Duration, outcome: Outcome, hint: u64) {
-        let Some(record) = self.record_of(id, hint) else {
+    pub fn record(&self, id: usize, took: Duration, outcome: Outcome) {
+        let at = stripe::current();
+        let Some(record) = self.stripes[at].get(id) else {
             return;
         };
         let c = &record.0;
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        c[CALLS].fetch_add(1, Ordering::Relaxed);
-        c[USEC].fetch_add(nanos / 1000, Ordering::Relaxed);
-        c[HIST + bucket(nanos)].fetch_add(1, Ordering::Relaxed);
+        stripe::add(&c[CALLS], at, 1);
+        stripe::add(&c[USEC], at, nanos / 1000);
+        stripe::add(&c[HIST + bucket(nanos)], at, 1);
         if outcome == Outcome::Failed {
-            c[FAILED].fetch_add(1, Ordering::Relaxed);
+            stripe::add(&c[FAILED], at, 1);
         }
     }
 
     /// Counts a call of command `id` refused before it ran.
-    pub fn reject(&self, id: usize, hint: u64) {
-        if let Some(record) = self.record_of(id, hint) {
-            record.0[REJECTED].fetch_add(1, Ordering::Relaxed);
+    pub fn reject(&self, id: usize) {
+        let at = stripe::current();
+        if let Some(record) = self.stripes[at].get(id) {
+            stripe::add(&record.0[REJECTED], at, 1);
         }
     }
 
-    #[inline]
-    fn record_of(&self, id: usize, hint: u64) -> Option<&Record> {
-        self.stripes[(hint % STRIPES as u64) as usize].get(id)
-    }
-
-    /// Zeroes every counter (CONFIG RESETSTAT).
+    /// Zeroes every counter as readers see them (CONFIG RESETSTAT): the current sums become
+    /// the baseline.
     pub fn reset(&self) {
-        for record in self.stripes.iter().flat_map(|s| s.iter()) {
-            record.0.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        let mut baseline = self.baseline.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, base) in baseline.iter_mut().enumerate() {
+            for (i, slot) in base.iter_mut().enumerate() {
+                *slot = self.raw_sum(id, i);
+            }
         }
+    }
+
+    fn raw_sum(&self, id: usize, i: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s[id].0[i].load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add)
     }
 
     /// The summed figures of every command that was called or rejected at least once, in
     /// table order.
     pub fn snapshot(&self) -> Vec<CommandFigures> {
+        let baseline = self
+            .baseline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         (0..self.commands)
             .filter_map(|id| {
-                let sum = |i: usize| -> u64 {
-                    self.stripes
-                        .iter()
-                        .map(|s| s[id].0[i].load(Ordering::Relaxed))
-                        .sum()
-                };
+                let sum = |i: usize| -> u64 { self.raw_sum(id, i).wrapping_sub(baseline[id][i]) };
                 let (calls, rejected) = (sum(CALLS), sum(REJECTED));
                 if calls == 0 && rejected == 0 {
                     return None;
@@ -230,12 +245,12 @@ mod tests {
     #[test]
     fn records_sum_over_stripes() {
         let stats = CommandStats::new(3);
-        for hint in 0..40 {
-            stats.record(1, Duration::from_micros(3), Outcome::Ok, hint);
+        for _ in 0..40 {
+            stats.record(1, Duration::from_micros(3), Outcome::Ok);
         }
-        stats.record(1, Duration::from_micros(100), Outcome::Failed, 7);
-        stats.reject(2, 5);
-        stats.record(99, Duration::from_micros(1), Outcome::Ok, 0); // ignored
+        stats.record(1, Duration::from_micros(100), Outcome::Failed);
+        stats.reject(2);
+        stats.record(99, Duration::from_micros(1), Outcome::Ok); // ignored
         let snap = stats.snapshot();
         assert_eq!(snap.len(), 2, "command 0 was never called");
         let one = &snap[0];
@@ -254,12 +269,12 @@ mod tests {
         let stats = CommandStats::new(1);
         // 100 calls: 50 of 1 µs, 49 of 3 µs (bucket (2, 4]), one of 1 ms (bucket (512, 1024]).
         for _ in 0..50 {
-            stats.record(0, Duration::from_micros(1), Outcome::Ok, 0);
+            stats.record(0, Duration::from_micros(1), Outcome::Ok);
         }
         for _ in 0..49 {
-            stats.record(0, Duration::from_micros(3), Outcome::Ok, 0);
+            stats.record(0, Duration::from_micros(3), Outcome::Ok);
         }
-        stats.record(0, Duration::from_millis(1), Outcome::Ok, 0);
+        stats.record(0, Duration::from_millis(1), Outcome::Ok);
         let figures = &stats.snapshot()[0];
         let p = |q| figures.percentile_us(q).unwrap_or(f64::NAN);
         assert_eq!(p(50.0), 1.0, "the 50th call is the last of bucket (0, 1]");
@@ -280,7 +295,7 @@ mod tests {
         }
         assert_eq!(CommandStats::new(1).snapshot().len(), 0);
         let unbounded = CommandStats::new(1);
-        unbounded.record(0, Duration::from_secs(60), Outcome::Ok, 0);
+        unbounded.record(0, Duration::from_secs(60), Outcome::Ok);
         assert_eq!(
             unbounded.snapshot()[0].percentile_us(50.0),
             Some((1u64 << 24) as f64)

@@ -89,9 +89,7 @@ fn read<T>(
 ) -> Result<T, CommandError> {
     let mut shard = ctx.db().shard(key);
     let value = shard.peek(key, ctx.now);
-    ctx.node
-        .stats
-        .record_lookup(value.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(value.is_some());
     match value {
         None => f(None),
         Some(v) => f(Some(v.as_set()?)),

@@ -39,7 +39,6 @@ struct ReadLocks<'a> {
     guards: Vec<(usize, MutexGuard<'a, Shard>)>,
     now: Instant,
     stats: &'a Stats,
-    client: u64,
 }
 
 impl<'a> ReadLocks<'a> {
@@ -53,7 +52,6 @@ impl<'a> ReadLocks<'a> {
             guards: indexes.into_iter().map(|i| (i, db.lock(i))).collect(),
             now: ctx.now,
             stats: &ctx.node.stats,
-            client: ctx.session.client.id,
         }
     }
 
@@ -69,9 +67,9 @@ impl<'a> ReadLocks<'a> {
 
 impl Sources for ReadLocks<'_> {
     fn probe(&mut self, key: &[u8]) -> Result<Option<usize>, CommandError> {
-        let (stats, client, now) = (self.stats, self.client, self.now);
+        let (stats, now) = (self.stats, self.now);
         let value = self.shard(key)?.peek(key, now);
-        stats.record_lookup(value.is_some(), client);
+        stats.record_lookup(value.is_some());
         Ok(value.map(|v| v.as_set().map(Set::len)).transpose()?)
     }
 
@@ -94,10 +92,10 @@ struct Held<'c, 'a>(&'c mut Ctx<'a>);
 impl Sources for Held<'_, '_> {
     fn probe(&mut self, key: &[u8]) -> Result<Option<usize>, CommandError> {
         let ctx = &mut *self.0;
-        let (stats, client) = (&ctx.node.stats, ctx.session.client.id);
+        let stats = &ctx.node.stats;
         let mut w = ctx.write(key)?;
         let value = w.peek(key);
-        stats.record_lookup(value.is_some(), client);
+        stats.record_lookup(value.is_some());
         Ok(value.map(|v| v.as_set().map(Set::len)).transpose()?)
     }
 

@@ -173,7 +173,7 @@ fn load(ctx: &mut Ctx<'_>, key: &Bytes, held: bool) -> Result<Vec<(Bytes, f64)>,
     } else {
         collect(ctx.db().shard(key).peek(key, ctx.now))?
     };
-    ctx.node.stats.record_lookup(found, ctx.session.client.id);
+    ctx.node.stats.record_lookup(found);
     Ok(items)
 }
 

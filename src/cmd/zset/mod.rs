@@ -137,9 +137,7 @@ pub(super) fn read<T>(
 ) -> Result<T, CommandError> {
     let mut shard = ctx.db().shard(key);
     let value = shard.peek(key, ctx.now);
-    ctx.node
-        .stats
-        .record_lookup(value.is_some(), ctx.session.client.id);
+    ctx.node.stats.record_lookup(value.is_some());
     match value {
         None => Ok(f(None)),
         Some(v) => Ok(f(Some(v.as_zset()?))),

@@ -336,7 +336,7 @@ pub(super) fn zrangestore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Co
             None => Vec::new(),
             Some(v) => query.run(v.as_zset()?),
         };
-        ctx.node.stats.record_lookup(found, ctx.session.client.id);
+        ctx.node.stats.record_lookup(found);
         items
     };
     store(ctx, dst, items)

@@ -186,7 +186,7 @@ fn kept_reading(
     read: std::io::Result<usize>,
 ) -> Result<bool, ProtocolError> {
     if let Ok(n) = read {
-        node.stats.net_input(n, session.client.id);
+        node.stats.net_input(n);
     }
     match read {
         Ok(0) => Ok(false),

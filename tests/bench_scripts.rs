@@ -1,5 +1,6 @@
 //! The benchmark scripts that `docs/performance.md` and `docs/reliability.md` run,
-//! `scripts/bench/compare.sh`, `memory.sh`, `replicated.sh`, `failover.sh` and `rebalance.sh`,
+//! `scripts/bench/compare.sh`, `memory.sh`, `replicated.sh`, `failover.sh`, `rebalance.sh` and
+//! `cpu_per_request.sh`,
 //! still run: each
 //! once against real nodes at tiny sizes, checking the lines the docs quote (never the figures:
 //! these are not timed tests). Needs redis-server, redis-benchmark and python3
@@ -218,6 +219,35 @@ fn rebalance_script_moves_a_quarter_of_the_keys_and_checks_them() {
     ] {
         number_after(last, label);
     }
+}
+
+#[test]
+fn cpu_per_request_script_reports_a_median_per_binary() {
+    require("redis-benchmark", "redis-benchmark", &["--version"]);
+    let out = run(
+        script("cpu_per_request.sh")
+            .args(["get", "16", "20000", binary()])
+            .env("ROUNDS", "2"),
+        None,
+        SCRIPT_LIMIT,
+    );
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "two runs and a median: {}", out.stdout);
+    for line in &lines[..2] {
+        assert!(
+            line.starts_with("round ") && line.ends_with(" us/req"),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[2].starts_with(&format!("median {}: ", binary()))
+            && lines[2].ends_with("(get -P 16)"),
+        "{}",
+        lines[2]
+    );
+    // A debug build spends measurable CPU on 20000 GETs.
+    assert!(number_after(lines[2], ": ") > 0.0, "{}", lines[2]);
 }
 
 /// A command running `scripts/bench/<name>`.

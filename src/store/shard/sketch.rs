@@ -13,8 +13,12 @@
 //!
 //! - LRU: the slot holds the store clock in milliseconds (wrapping every 49 days; an idle
 //!   time is a wrapping difference), finer than Redis's 1-second clock.
-//! - LFU: Redis's layout: 16 bits of minutes of the last decrement, 8 bits of logarithmic
-//!   counter (`lfu-log-factor`, `lfu-decay-time`, new keys at [`LFU_INIT_VAL`]).
+//! - LFU: Redis's layout, 16 bits of minutes of the last decrement and 8 bits of logarithmic
+//!   counter (`lfu-log-factor`, `lfu-decay-time`, new keys at [`LFU_INIT_VAL`]), under an
+//!   8-bit tag of the owning key's hash. A key whose tag differs reads as new; it takes the
+//!   slot over only when the owner is no hotter than a new key. So a cold key sharing a slot
+//!   with a hot one is not protected by it (the LFU collisions that cost hit ratio), at the
+//!   price of a key that shares with a hotter one building no history until that one decays.
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
@@ -89,8 +93,17 @@ impl Sketch {
         self.slots[i] = match self.mode {
             Mode::Lru => now_ms as u32,
             Mode::Lfu => {
-                let counter = lfu_decayed(self.slots[i], now_ms);
-                lfu_pack(lfu_log_incr(counter, fastrand::f64()), now_ms)
+                let (slot, tag) = (self.slots[i], tag(hash));
+                let counter = if slot_tag(slot) == tag {
+                    lfu_decayed(slot, now_ms)
+                } else if lfu_decayed(slot, now_ms) <= LFU_INIT_VAL {
+                    // The slot's owner is no hotter than a new key: this key takes it over.
+                    LFU_INIT_VAL
+                } else {
+                    // A hotter key owns the slot: it keeps it (this one reads as new).
+                    return;
+                };
+                lfu_pack(tag, lfu_log_incr(counter, fastrand::f64()), now_ms)
             }
         };
     }
@@ -102,7 +115,13 @@ impl Sketch {
         let i = self.index(hash);
         self.slots[i] = match self.mode {
             Mode::Lru => now_ms as u32,
-            Mode::Lfu => lfu_pack(lfu_decayed(self.slots[i], now_ms).max(LFU_INIT_VAL), now_ms),
+            Mode::Lfu => {
+                let slot = self.slots[i];
+                if slot_tag(slot) != tag(hash) && lfu_decayed(slot, now_ms) > LFU_INIT_VAL {
+                    return;
+                }
+                lfu_pack(tag(hash), LFU_INIT_VAL, now_ms)
+            }
         };
     }
 
@@ -112,7 +131,7 @@ impl Sketch {
         let slot = self.slots[self.index(hash)];
         match self.mode {
             Mode::Lru => u64::from((now_ms as u32).wrapping_sub(slot)),
-            Mode::Lfu => 255 - u64::from(lfu_decayed(slot, now_ms)),
+            Mode::Lfu => 255 - u64::from(lfu_counter(slot, hash, now_ms)),
         }
     }
 
@@ -123,7 +142,7 @@ impl Sketch {
 
     /// OBJECT FREQ's counter, decayed to now (LFU only).
     pub fn freq(&self, hash: u64, now_ms: u64) -> Option<u8> {
-        (self.mode == Mode::Lfu).then(|| lfu_decayed(self.slots[self.index(hash)], now_ms))
+        (self.mode == Mode::Lfu).then(|| lfu_counter(self.slots[self.index(hash)], hash, now_ms))
     }
 
     #[inline]
@@ -137,7 +156,27 @@ impl Sketch {
 fn fresh(mode: Mode, now_ms: u64) -> u32 {
     match mode {
         Mode::Lru => now_ms as u32,
-        Mode::Lfu => lfu_pack(LFU_INIT_VAL, now_ms),
+        Mode::Lfu => lfu_pack(0, LFU_INIT_VAL, now_ms),
+    }
+}
+
+/// The 8 bits of an LFU slot that say which key owns it: the hash's top byte (the index
+/// uses bits 16 and up of the low part).
+fn tag(hash: u64) -> u32 {
+    (hash >> 56) as u32
+}
+
+fn slot_tag(slot: u32) -> u32 {
+    slot >> 24
+}
+
+/// The decayed counter of the key hashing to `hash`: its own when it owns the slot, a new
+/// key's otherwise.
+fn lfu_counter(slot: u32, hash: u64, now_ms: u64) -> u8 {
+    if slot_tag(slot) == tag(hash) {
+        lfu_decayed(slot, now_ms)
+    } else {
+        LFU_INIT_VAL
     }
 }
 
@@ -146,13 +185,13 @@ fn minutes(now_ms: u64) -> u32 {
     ((now_ms / 60_000) & 0xffff) as u32
 }
 
-fn lfu_pack(counter: u8, now_ms: u64) -> u32 {
-    (minutes(now_ms) << 8) | u32::from(counter)
+fn lfu_pack(tag: u32, counter: u8, now_ms: u64) -> u32 {
+    (tag << 24) | (minutes(now_ms) << 8) | u32::from(counter)
 }
 
 /// Redis's `LFUDecrAndReturn`: the counter less one per `lfu-decay-time` minutes elapsed.
 pub fn lfu_decayed(slot: u32, now_ms: u64) -> u8 {
-    let (ldt, counter) = (slot >> 8, (slot & 0xff) as u8);
+    let (ldt, counter) = ((slot >> 8) & 0xffff, (slot & 0xff) as u8);
     let now = minutes(now_ms);
     let elapsed = if now >= ldt {
         now - ldt
@@ -204,12 +243,12 @@ mod tests {
 
     #[test]
     fn the_lfu_counter_decays_one_per_period() {
-        let slot = lfu_pack(20, 0);
+        let slot = lfu_pack(7, 20, 0);
         assert_eq!(lfu_decayed(slot, 59_999), 20);
         assert_eq!(lfu_decayed(slot, 3 * 60_000), 17);
         assert_eq!(lfu_decayed(slot, 600 * 60_000), 0);
         // The 16-bit minute clock wraps as Redis's does.
-        let late = lfu_pack(9, 65_535 * 60_000);
+        let late = lfu_pack(0, 9, 65_535 * 60_000);
         assert_eq!(
             lfu_decayed(late, 65_536 * 60_000 + 2 * 60_000),
             7,
@@ -232,6 +271,25 @@ mod tests {
         assert_eq!(sketch.len(), 1024);
         let after: Vec<u64> = hashes.iter().map(|h| sketch.score(*h, 10_000)).collect();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_cold_key_sharing_a_hot_keys_slot_reads_as_new() {
+        let mut lfu = Sketch::new(Mode::Lfu, 16, 0);
+        let (hot, cold) = (1u64 << 16 | 1 << 56, 1u64 << 16 | 2 << 56);
+        for _ in 0..20 {
+            lfu.touch(hot, 0);
+        }
+        let hot_freq = lfu.freq(hot, 0).unwrap_or(0);
+        assert!(hot_freq > LFU_INIT_VAL + 1);
+        lfu.created(cold, 0);
+        lfu.touch(cold, 0);
+        assert_eq!(lfu.freq(cold, 0), Some(LFU_INIT_VAL));
+        assert_eq!(
+            lfu.freq(hot, 0),
+            Some(hot_freq),
+            "the hot key keeps its slot"
+        );
     }
 
     #[test]

@@ -330,3 +330,51 @@ fn object_freq_and_idletime_follow_the_policy() {
     let doctor: String = q(&mut node.con, &["MEMORY", "DOCTOR"]);
     assert!(doctor.contains("Sam"));
 }
+
+#[test]
+fn the_budget_comes_from_the_config_file_flags_override_it_and_rewrite_keeps_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("node.conf");
+    std::fs::write(
+        &file,
+        "maxmemory 100mb\nmaxmemory-policy allkeys-lfu\nlfu-log-factor 20\n",
+    )
+    .expect("write the config file");
+    let port = free_port();
+    let file_text = file.display().to_string();
+    let process = BinProcess::server(
+        1,
+        port,
+        dir.path(),
+        &["--config", &file_text, "--maxmemory", "1kb", "--save", ""],
+    );
+    let mut con = sync_connection(&format!("redis://127.0.0.1:{port}"));
+    let get = |con: &mut Connection, name: &str| -> String {
+        let pair: Vec<String> = q(con, &["CONFIG", "GET", name]);
+        pair.get(1).cloned().unwrap_or_default()
+    };
+    assert_eq!(
+        get(&mut con, "maxmemory"),
+        "1024",
+        "the flag wins over the file"
+    );
+    assert_eq!(get(&mut con, "maxmemory-policy"), "allkeys-lfu");
+    assert_eq!(get(&mut con, "lfu-log-factor"), "20");
+    assert_eq!(info(&mut con, "maxmemory"), 1024);
+    q::<()>(
+        &mut con,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            "64mb",
+            "maxmemory-samples",
+            "10",
+        ],
+    );
+    q::<()>(&mut con, &["CONFIG", "REWRITE"]);
+    let text = std::fs::read_to_string(&file).expect("read the rewritten file");
+    assert!(text.contains("maxmemory 67108864"), "{text}");
+    assert!(text.contains("maxmemory-samples 10"), "{text}");
+    drop(process);
+}

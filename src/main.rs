@@ -481,9 +481,30 @@ fn node_config(
         params: save
             .chain(file.params.iter().cloned())
             .chain(latency)
+            .chain(memory_params(args))
             .collect(),
         ..NodeConfig::default()
     }
+}
+
+/// `--maxmemory` and its siblings, as run-time parameters set at start.
+fn memory_params(args: &NodeArgs) -> Vec<minikv::config::StartParam> {
+    [
+        ("maxmemory", &args.maxmemory),
+        ("maxmemory-policy", &args.maxmemory_policy),
+        ("maxmemory-samples", &args.maxmemory_samples),
+        ("lfu-log-factor", &args.lfu_log_factor),
+        ("lfu-decay-time", &args.lfu_decay_time),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| {
+        Some(minikv::config::StartParam {
+            name: name.into(),
+            value: value.clone()?,
+            origin: format!("--{name}"),
+        })
+    })
+    .collect()
 }
 
 /// Creates the data directory (and its parents) unless it exists.

@@ -215,6 +215,23 @@ pub(crate) struct NodeArgs {
         allow_negative_numbers = true
     )]
     pub(crate) latency_monitor_threshold: Option<u64>,
+    /// Memory limit, as Redis's maxmemory: bytes, or with a unit (k=1000, kb=1024, m, mb, g,
+    /// gb); 0: none. Past it, writes evict keys by --maxmemory-policy first.
+    #[arg(long, value_name = "BYTES", value_parser = param("maxmemory"))]
+    pub(crate) maxmemory: Option<String>,
+    /// What goes at the memory limit: noeviction (writes are refused), allkeys-lru,
+    /// allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random, volatile-ttl.
+    #[arg(long, value_name = "POLICY", value_parser = param("maxmemory-policy"))]
+    pub(crate) maxmemory_policy: Option<String>,
+    /// Keys sampled per eviction round (Redis's maxmemory-samples, default 5).
+    #[arg(long, value_name = "N", value_parser = param("maxmemory-samples"))]
+    pub(crate) maxmemory_samples: Option<String>,
+    /// LFU counter growth (Redis's lfu-log-factor, default 10).
+    #[arg(long, value_name = "N", value_parser = param("lfu-log-factor"))]
+    pub(crate) lfu_log_factor: Option<String>,
+    /// Minutes per LFU counter decrement (Redis's lfu-decay-time, default 1).
+    #[arg(long, value_name = "MINUTES", value_parser = param("lfu-decay-time"))]
+    pub(crate) lfu_decay_time: Option<String>,
     /// PEM certificate chain: serve TLS only on the port (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -274,6 +291,13 @@ pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
 /// Checks `--save`: Redis's `save` syntax.
 pub(crate) fn save_rule(text: &str) -> Result<String, String> {
     minikv::cmd::config::check("save", text).map(|()| text.to_string())
+}
+
+/// A parser for a flag that is a run-time parameter: checked as CONFIG SET would.
+pub(crate) fn param(
+    name: &'static str,
+) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync {
+    move |text| minikv::cmd::config::check(name, text).map(|()| text.to_string())
 }
 
 /// Parses `--servers`: a comma-separated, non-empty list of `host:port`.

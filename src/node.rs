@@ -102,6 +102,8 @@ pub struct Node {
     pub pubsub: Arc<crate::pubsub::PubSub>,
     /// Clients blocked on keys (BLPOP and friends).
     pub blocking: crate::block::Blocking,
+    /// `maxmemory`, its policy, the memory in use and the evictions (see [`crate::memory`]).
+    pub memory: crate::memory::Budget,
     next_client_id: AtomicU64,
 }
 
@@ -127,6 +129,7 @@ impl Node {
             aof: std::sync::OnceLock::new(),
             effect_sink: std::sync::OnceLock::new(),
             blocking: crate::block::Blocking::default(),
+            memory: crate::memory::Budget::default(),
             cluster: std::sync::OnceLock::new(),
             pubsub: Arc::default(),
             next_client_id: AtomicU64::new(1),

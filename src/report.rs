@@ -94,12 +94,16 @@ pub struct Clients {
 /// INFO `memory`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Memory {
-    /// Resident set size of the process (0 where `/proc` is unavailable). minikv has no
-    /// allocator statistics, so INFO reports this as `used_memory` too.
+    /// Bytes the allocator has handed out (glibc's `mallinfo2`; RSS where unavailable): what
+    /// `maxmemory` is checked against.
+    pub used_bytes: u64,
+    /// The most `used_bytes` seen.
+    pub peak_bytes: u64,
+    /// Resident set size of the process (0 where `/proc` is unavailable).
     pub rss_bytes: u64,
-    /// The memory limit: always 0 (none).
+    /// The memory limit (`maxmemory`; 0: none).
     pub max_bytes: u64,
-    /// What happens at the limit: always `noeviction`.
+    /// What happens at the limit (`maxmemory-policy`).
     pub eviction_policy: &'static str,
 }
 
@@ -198,7 +202,7 @@ pub struct Keyspace {
     /// Keys removed because their TTL passed (read or swept), since start or CONFIG
     /// RESETSTAT (INFO `expired_keys`).
     pub expired: u64,
-    /// Keys evicted to stay under a memory limit: always 0, minikv has no limit yet.
+    /// Keys evicted to stay under `maxmemory`, since start or CONFIG RESETSTAT.
     pub evicted: u64,
 }
 
@@ -242,10 +246,15 @@ impl Report {
                 max: node.settings.maxclients(),
                 blocked: node.blocking.blocked_clients() as u64,
             },
-            memory: Memory {
-                rss_bytes: rss_bytes(),
-                max_bytes: 0,
-                eviction_policy: "noeviction",
+            memory: {
+                let used_bytes = node.memory.used_now();
+                Memory {
+                    used_bytes,
+                    peak_bytes: node.memory.peak().max(used_bytes),
+                    rss_bytes: rss_bytes(),
+                    max_bytes: node.memory.limit(),
+                    eviction_policy: node.memory.policy().name(),
+                }
             },
             persistence: Persistence {
                 loading: false,
@@ -321,7 +330,7 @@ fn keyspace(node: &Node, now: Instant) -> Keyspace {
     Keyspace {
         dbs,
         expired,
-        evicted: 0,
+        evicted: node.memory.evicted(),
     }
 }
 
@@ -340,12 +349,7 @@ impl Keyspace {
 /// Resident set size of this process: `VmRSS` of `/proc/self/status`, which the kernel gives
 /// in kB whatever the page size (0 where unavailable).
 fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    crate::memory::alloc::rss_bytes()
 }
 
 /// User and system CPU seconds of this process from `/proc/self/stat` (0 where unavailable).

@@ -150,8 +150,7 @@ macro_rules! limit_row {
     };
 }
 
-/// Every parameter, in CONFIG GET's order. `maxmemory` and `maxmemory-policy` are reported
-/// as Redis's defaults until eviction exists.
+/// Every parameter, in CONFIG GET's order.
 pub static PARAMS: &[Param] = &[
     Param {
         name: "save",
@@ -275,18 +274,65 @@ pub static PARAMS: &[Param] = &[
     Param {
         name: "maxmemory",
         alias: None,
-        get: |_| "0".into(),
-        set: None,
+        get: |n| n.memory.limit().to_string(),
+        set: Some(|v| {
+            let bytes = crate::memory::parse_bytes(v)?;
+            Ok(Box::new(move |n: &Node| n.memory.set_limit(bytes)))
+        }),
         default: "0",
-        file: InFile::No,
+        file: InFile::Setter,
     },
     Param {
         name: "maxmemory-policy",
         alias: None,
-        get: |_| "noeviction".into(),
-        set: None,
+        get: |n| n.memory.policy().name().into(),
+        set: Some(|v| {
+            let policy = crate::memory::Policy::parse(v).ok_or_else(|| {
+                let names: Vec<&str> = crate::memory::POLICIES.iter().map(|p| p.name()).collect();
+                format!(
+                    "argument(s) must be one of the following: {}",
+                    names.join(", ")
+                )
+            })?;
+            Ok(Box::new(move |n: &Node| {
+                n.memory.set_policy(&n.store, policy)
+            }))
+        }),
         default: "noeviction",
-        file: InFile::No,
+        file: InFile::Setter,
+    },
+    Param {
+        name: "maxmemory-samples",
+        alias: None,
+        get: |n| n.memory.samples().to_string(),
+        set: Some(|v| {
+            let n = parse_number(v, 1, i64::from(i32::MAX))? as u32;
+            Ok(Box::new(move |node: &Node| node.memory.set_samples(n)))
+        }),
+        default: "5",
+        file: InFile::Setter,
+    },
+    Param {
+        name: "lfu-log-factor",
+        alias: None,
+        get: |_| LFU_LOG_FACTOR.load(Relaxed).to_string(),
+        set: Some(|v| {
+            let n = parse_number(v, 0, i64::from(i32::MAX))? as u32;
+            Ok(Box::new(move |_: &Node| LFU_LOG_FACTOR.store(n, Relaxed)))
+        }),
+        default: "10",
+        file: InFile::Setter,
+    },
+    Param {
+        name: "lfu-decay-time",
+        alias: None,
+        get: |_| LFU_DECAY_TIME.load(Relaxed).to_string(),
+        set: Some(|v| {
+            let n = parse_number(v, 0, i64::from(i32::MAX))? as u32;
+            Ok(Box::new(move |_: &Node| LFU_DECAY_TIME.store(n, Relaxed)))
+        }),
+        default: "1",
+        file: InFile::Setter,
     },
     Param {
         name: "timeout",
@@ -428,6 +474,8 @@ pub static PARAMS: &[Param] = &[
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::store::shard::sketch::{LFU_DECAY_TIME, LFU_LOG_FACTOR};
+
 /// A TLS file's path for CONFIG GET (empty without TLS).
 fn tls_file(
     node: &Node,
@@ -502,6 +550,7 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         }
         ctx.node.stats.reset();
         ctx.node.store.reset_expired();
+        ctx.node.memory.reset_stats();
         Ok(Reply::ok())
     } else if is(sub, "REWRITE") {
         if args.len() != 2 {

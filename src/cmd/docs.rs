@@ -35,7 +35,7 @@ const SUBCOMMANDS: &[(&str, &[&str])] = &[
         "object",
         &["encoding", "freq", "idletime", "refcount", "help"],
     ),
-    ("memory", &["usage", "help"]),
+    ("memory", &["usage", "stats", "doctor", "help"]),
     ("slowlog", &["get", "len", "reset", "help"]),
     (
         "latency",

@@ -22,6 +22,7 @@ use super::args::{int, is, text};
 use super::{CommandError, Ctx};
 use crate::effect::Effect;
 use crate::protocol::Reply;
+use crate::store::shard::Mode;
 use crate::store::{clock, Kind};
 
 pub(super) fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
@@ -378,11 +379,11 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             text(sub).to_lowercase()
         )));
     }
+    // OBJECT is not an access (Redis looks the key up with LOOKUP_NOTOUCH).
     let encoding = ctx
         .db()
         .shard(&args[2])
-        .peek(&args[2], ctx.now)
-        .map(|v| v.encoding());
+        .untouched(|s| s.peek(&args[2], ctx.now).map(|v| v.encoding()));
     let known = ["ENCODING", "FREQ", "IDLETIME", "REFCOUNT"];
     if !known.iter().any(|w| is(sub, w)) {
         return Err(CommandError::UnknownSubcommand {
@@ -396,50 +397,35 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
     if is(sub, "ENCODING") {
         Ok(Reply::text(encoding))
     } else if is(sub, "FREQ") {
-        Err(CommandError::Other(
-            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please \
-             note that when switching between policies at runtime LRU and LFU data will take \
-             some time to adjust."
-                .into(),
-        ))
+        let policy = ctx.node.memory.policy();
+        if policy.tracking() != Some(Mode::Lfu) {
+            return Err(CommandError::Other(
+                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
+                 Please note that when switching between policies at runtime LRU and LFU data \
+                 will take some time to adjust."
+                    .into(),
+            ));
+        }
+        let freq = ctx.db().shard(&args[2]).freq(&args[2], ctx.now);
+        Ok(Reply::Int(freq.map_or(0, i64::from)))
     } else if is(sub, "IDLETIME") {
-        // Access times are not tracked (there is no eviction); every key reads as just used.
-        Ok(Reply::Int(0))
+        let policy = ctx.node.memory.policy();
+        if policy.tracking() == Some(Mode::Lfu) {
+            return Err(CommandError::Other(
+                "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note \
+                 that when switching between policies at runtime LRU and LFU data will take \
+                 some time to adjust."
+                    .into(),
+            ));
+        }
+        // Idle time is tracked under an LRU policy only (docs/compatibility.md): otherwise
+        // every key reads as just used.
+        let idle = ctx.db().shard(&args[2]).idle_ms(&args[2], ctx.now);
+        Ok(Reply::Int(idle.map_or(0, |ms| (ms / 1000) as i64)))
     } else {
         Ok(Reply::Int(1))
     }
 }
-
-pub(super) fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
-    let sub = &args[1];
-    if is(sub, "USAGE") {
-        if args.len() != 3 && args.len() != 5 {
-            return Err(CommandError::Syntax);
-        }
-        let key = &args[2];
-        let size = ctx
-            .db()
-            .shard(key)
-            .peek(key, ctx.now)
-            .map(|v| ENTRY_OVERHEAD + key.len() + v.memory_usage());
-        Ok(size.map_or(Reply::Nil, |n| Reply::Int(n as i64)))
-    } else if is(sub, "HELP") {
-        Ok(Reply::Array(vec![
-            Reply::Simple("MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".into()),
-            Reply::Simple("USAGE <key> [SAMPLES <count>]".into()),
-            Reply::Simple("    Return memory in bytes used by <key> and its value.".into()),
-        ]))
-    } else {
-        Err(CommandError::UnknownSubcommand {
-            command: "MEMORY",
-            sub: text(sub),
-        })
-    }
-}
-
-/// Approximate per-key bookkeeping bytes for MEMORY USAGE: the map slot with its key and
-/// value handles and their allocation headers.
-const ENTRY_OVERHEAD: usize = 96;
 
 pub(super) fn move_key(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
     let target_index = int(&args[2]).map_err(|_| CommandError::DbIndexOutOfRange)?;

@@ -23,6 +23,7 @@ mod latency;
 mod lcs;
 mod list;
 mod long_double;
+mod memory;
 mod pubsub;
 mod server;
 mod session;
@@ -205,6 +206,13 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
         rejected(node, spec);
         session.flag_transaction();
         return Reply::Error(CommandError::NoAuth.to_string().into());
+    }
+    // The whole cost of eviction on a node without a limit: one relaxed load.
+    if node.memory.limit() != 0 {
+        if let Some(refusal) = memory::refusal(node, session, spec, args) {
+            rejected(node, spec);
+            return refusal;
+        }
     }
     if let Some(refusal) = disk_error(node, spec) {
         rejected(node, spec);

@@ -117,12 +117,20 @@ fn info_section(report: &Report, section: &str, out: &mut String) {
             (
                 "Memory",
                 vec![
-                    f("used_memory", m.rss_bytes),
-                    f("used_memory_human", human_bytes(m.rss_bytes)),
+                    f("used_memory", m.used_bytes),
+                    f("used_memory_human", human_bytes(m.used_bytes)),
                     f("used_memory_rss", m.rss_bytes),
                     f("used_memory_rss_human", human_bytes(m.rss_bytes)),
+                    f("used_memory_peak", m.peak_bytes),
+                    f("used_memory_peak_human", human_bytes(m.peak_bytes)),
                     f("maxmemory", m.max_bytes),
+                    f("maxmemory_human", human_bytes(m.max_bytes)),
                     f("maxmemory_policy", m.eviction_policy),
+                    f(
+                        "mem_fragmentation_ratio",
+                        format!("{:.2}", m.rss_bytes as f64 / m.used_bytes.max(1) as f64),
+                    ),
+                    f("mem_allocator", "libc"),
                 ],
             )
         }

@@ -225,7 +225,7 @@ static TABLE: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         cmd("pexpiretime", 2, RF, KEY1, O, keyspace::pexpiretime),
         cmd("persist", 2, WD, KEY1, O, keyspace::persist),
         cmd("object", -2, R, (2, 2, 1), O, keyspace::object),
-        cmd("memory", -2, R, NO_KEYS, O, keyspace::memory),
+        cmd("memory", -2, R, NO_KEYS, O, super::memory::memory),
         cmd("move", 3, WD, KEY1, O, keyspace::move_key),
         cmd("swapdb", 3, WF, NO_KEYS, O, keyspace::swapdb).gate(Exclusive),
         cmd("dbsize", 1, RF, NO_KEYS, O, keyspace::dbsize),

@@ -27,8 +27,12 @@ use super::value::{dump, Collection, DumpError, Kind, Value, ValueRef, WrongType
 #[cfg(test)]
 use item::Boxed;
 use item::{get_varint, Item};
+pub use sketch::Mode;
+use sketch::Sketch;
 
+pub mod evict;
 mod item;
+pub mod sketch;
 
 /// A value with its optional expiry deadline, owned (a copy out of the shard).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +56,8 @@ pub struct Shard {
     /// Keys removed because their deadline passed (read or swept) since start or
     /// [`Shard::take_expired`] (INFO `expired_keys`).
     expired: u64,
+    /// Access history for LRU and LFU eviction; `None` (no cost) under any other policy.
+    sketch: Option<Sketch>,
 }
 
 /// An entry built outside any lock, ready for [`Shard::load`] (snapshot restore).
@@ -72,6 +78,7 @@ impl Shard {
             watches: HashMap::default(),
             hasher,
             expired: 0,
+            sketch: None,
         }
     }
 
@@ -186,7 +193,7 @@ impl Shard {
                     }
                     self.expired += 1;
                     *slot.get_mut() = Item::new(key, new.as_ref(), None);
-                    (new, None)
+                    (new, None, false)
                 } else {
                     let item = slot.get_mut();
                     let old = item.string_mut().ok_or(WrongType)?;
@@ -196,17 +203,21 @@ impl Shard {
                     } else {
                         *item = Item::new(key, new.as_ref(), deadline);
                     }
-                    (new, deadline)
+                    (new, deadline, true)
                 }
             }
             hash_table::Entry::Vacant(slot) => {
                 let new = f(None)?;
                 slot.insert(Item::new(key, new.as_ref(), None));
-                (new, None)
+                (new, None, false)
             }
         };
+        let (new, deadline, existed) = result;
         self.touch(key);
-        Ok((result.0, result.1.map(clock::from_micros)))
+        if self.sketch.is_some() {
+            self.track_write(hash, existed, now);
+        }
+        Ok((new, deadline.map(clock::from_micros)))
     }
 
     /// Stores `item` (built without a deadline) under `key` with `deadline`.
@@ -245,6 +256,9 @@ impl Shard {
             self.deadlines.add(d, hash);
         }
         self.touch(key);
+        if self.sketch.is_some() {
+            self.track_write(hash, existed, now);
+        }
         existed
     }
 
@@ -293,6 +307,7 @@ impl Shard {
     pub fn load(&mut self, entries: Vec<Prepared>) {
         self.table
             .reserve(entries.len(), |i| self.hasher.hash_one(i.key()));
+        let now = Instant::now();
         for Prepared {
             hash,
             deadline,
@@ -317,6 +332,9 @@ impl Shard {
             }
             if let Some(d) = deadline {
                 self.deadlines.add(d, hash);
+            }
+            if self.sketch.is_some() {
+                self.track_write(hash, false, now);
             }
         }
     }
@@ -414,6 +432,9 @@ impl Shard {
                         hasher.hash_one(i.key())
                     });
                 self.touch(key);
+                if self.sketch.is_some() {
+                    self.track_write(hash, false, now);
+                }
                 let change = Change {
                     existed: false,
                     exists: true,
@@ -542,6 +563,7 @@ impl Shard {
         other.touch_existing(Some(&self.table));
         std::mem::swap(&mut self.table, &mut other.table);
         std::mem::swap(&mut self.deadlines, &mut other.deadlines);
+        std::mem::swap(&mut self.sketch, &mut other.sketch);
     }
 
     /// Bumps every watched key present in this shard's table or in `also`.
@@ -597,7 +619,13 @@ impl Shard {
                 touch(&mut self.watches, key);
                 None
             }
-            _ => Some(&*slot.into_mut()),
+            _ => {
+                // A read (or a write's look) is an access for LRU and LFU.
+                if let Some(sketch) = &mut self.sketch {
+                    sketch.touch(hash, clock::to_micros(now) / 1000);
+                }
+                Some(&*slot.into_mut())
+            }
         }
     }
 

@@ -362,7 +362,7 @@ fn keyspace(nodes: &[NodeFigures], e: &mut DescriptorEncoder) -> Result<(), std:
         e,
         nodes,
         "evicted_keys",
-        "Keys evicted to stay under the memory limit (0: minikv does not evict yet).",
+        "Keys evicted to stay under maxmemory.",
         |n| n.report.keyspace.evicted,
     )
 }

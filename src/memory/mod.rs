@@ -1,0 +1,363 @@
+//! The memory budget of a node (Redis's `maxmemory`): the limit and policy CONFIG SET
+//! changes, how much memory is in use, and how many keys were evicted to stay under it.
+//!
+//! **Accounting.** "In use" is the allocator's count ([`alloc::in_use`], glibc's `mallinfo2`),
+//! the figure Redis reports as `used_memory`: every live allocation, data and buffers alike.
+//! Asking glibc walks its free lists, so [`Budget::used`] samples it (every
+//! [`NEAR_INTERVAL`] when close to the limit, every [`FAR_INTERVAL`] otherwise) and adds, in
+//! between, what the write commands that ran since the sample may have allocated (their
+//! argument bytes plus a per-key allowance) minus what evictions freed (the victims' MEMORY
+//! USAGE). A burst of writes between two samples is therefore already counted when the next
+//! write asks, and cannot overshoot by more than the estimate's error.
+//!
+//! **Eviction** ([`evict`]) runs before a `denyoom` command when the limit is set and
+//! exceeded, as Redis's `performEvictions`; with nothing to evict the command is refused with
+//! [`OOM`]. With no limit (the default) the only cost on the request path is one relaxed load
+//! ([`Budget::limit`]).
+//!
+//! This module must not format replies; `cmd` does.
+
+pub mod alloc;
+pub mod evict;
+
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::store::shard::Mode;
+use crate::store::Store;
+
+/// The error a refused write gets, as redis-server 7.0 words it.
+pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// `maxmemory-policy`: what goes when the limit is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Nothing: writes that need memory are refused.
+    NoEviction,
+    /// The least recently used of all keys.
+    AllKeysLru,
+    /// The least frequently used of all keys.
+    AllKeysLfu,
+    /// Any key.
+    AllKeysRandom,
+    /// The least recently used of the keys with a TTL.
+    VolatileLru,
+    /// The least frequently used of the keys with a TTL.
+    VolatileLfu,
+    /// Any key with a TTL.
+    VolatileRandom,
+    /// The key with the nearest deadline.
+    VolatileTtl,
+}
+
+/// Every policy, in the order CONFIG SET's error lists them (Redis's).
+pub const POLICIES: [Policy; 8] = [
+    Policy::VolatileLru,
+    Policy::VolatileLfu,
+    Policy::VolatileRandom,
+    Policy::VolatileTtl,
+    Policy::AllKeysLru,
+    Policy::AllKeysLfu,
+    Policy::AllKeysRandom,
+    Policy::NoEviction,
+];
+
+impl Policy {
+    /// The policy's name in CONFIG and INFO.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::NoEviction => "noeviction",
+            Policy::AllKeysLru => "allkeys-lru",
+            Policy::AllKeysLfu => "allkeys-lfu",
+            Policy::AllKeysRandom => "allkeys-random",
+            Policy::VolatileLru => "volatile-lru",
+            Policy::VolatileLfu => "volatile-lfu",
+            Policy::VolatileRandom => "volatile-random",
+            Policy::VolatileTtl => "volatile-ttl",
+        }
+    }
+
+    /// The policy named `text` (any case).
+    pub fn parse(text: &[u8]) -> Option<Policy> {
+        POLICIES
+            .into_iter()
+            .find(|p| p.name().as_bytes().eq_ignore_ascii_case(text))
+    }
+
+    /// What the shards' access sketches must record under this policy.
+    pub fn tracking(self) -> Option<Mode> {
+        match self {
+            Policy::AllKeysLru | Policy::VolatileLru => Some(Mode::Lru),
+            Policy::AllKeysLfu | Policy::VolatileLfu => Some(Mode::Lfu),
+            _ => None,
+        }
+    }
+
+    /// Whether only keys with a TTL may go.
+    pub fn volatile(self) -> bool {
+        matches!(
+            self,
+            Policy::VolatileLru
+                | Policy::VolatileLfu
+                | Policy::VolatileRandom
+                | Policy::VolatileTtl
+        )
+    }
+
+    fn code(self) -> u8 {
+        POLICIES.iter().position(|p| *p == self).unwrap_or(7) as u8
+    }
+}
+
+/// A node's memory budget (see the module doc).
+#[derive(Debug)]
+pub struct Budget {
+    limit: AtomicU64,
+    policy: AtomicU8,
+    samples: AtomicU32,
+    /// The allocator's count at the last sample.
+    sampled: AtomicU64,
+    /// When it was taken, microseconds after `epoch`.
+    sampled_at_us: AtomicU64,
+    /// Bytes written (+) and evicted (-) since the sample, estimated.
+    pending: AtomicI64,
+    peak: AtomicU64,
+    startup: AtomicU64,
+    evicted: AtomicU64,
+    epoch: std::time::Instant,
+    /// The eviction pool; its lock also makes one thread at a time evict.
+    pool: Mutex<evict::Pool>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        let used = alloc::in_use().unwrap_or_else(alloc::rss_bytes);
+        Budget {
+            limit: AtomicU64::new(0),
+            policy: AtomicU8::new(Policy::NoEviction.code()),
+            samples: AtomicU32::new(5),
+            sampled: AtomicU64::new(used),
+            sampled_at_us: AtomicU64::new(0),
+            pending: AtomicI64::new(0),
+            peak: AtomicU64::new(used),
+            startup: AtomicU64::new(used),
+            evicted: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            pool: Mutex::new(evict::Pool::default()),
+        }
+    }
+}
+
+impl Budget {
+    /// `maxmemory` in bytes; 0: no limit. The request path's one check.
+    #[inline]
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Relaxed)
+    }
+
+    /// Sets `maxmemory`.
+    pub fn set_limit(&self, bytes: u64) {
+        self.limit.store(bytes, Relaxed);
+    }
+
+    /// `maxmemory-policy`.
+    pub fn policy(&self) -> Policy {
+        POLICIES[usize::from(self.policy.load(Relaxed)).min(7)]
+    }
+
+    /// Sets `maxmemory-policy`, switching every shard's access sketch on, over or off (one
+    /// shard lock at a time).
+    pub fn set_policy(&self, store: &Store, policy: Policy) {
+        self.policy.store(policy.code(), Relaxed);
+        let now = Instant::now();
+        for db in store.dbs() {
+            for i in 0..db.shard_count() {
+                db.lock(i).set_tracking(policy.tracking(), now);
+            }
+        }
+        self.pool
+            .lock()
+            .expect("eviction pool lock poisoned")
+            .clear();
+    }
+
+    /// `maxmemory-samples`.
+    pub fn samples(&self) -> u32 {
+        self.samples.load(Relaxed)
+    }
+
+    /// Sets `maxmemory-samples`.
+    pub fn set_samples(&self, n: u32) {
+        self.samples.store(n.max(1), Relaxed);
+    }
+
+    /// Keys evicted since start or CONFIG RESETSTAT (INFO `evicted_keys`).
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Relaxed)
+    }
+
+    /// Zeroes [`Budget::evicted`] and the peak (CONFIG RESETSTAT).
+    pub fn reset_stats(&self) {
+        self.evicted.store(0, Relaxed);
+        self.peak.store(self.used_now(), Relaxed);
+    }
+
+    /// Bytes in use, as the eviction check sees them: the last sample of the allocator's
+    /// count (taken again when it is older than the interval) plus the estimate since.
+    pub fn used(&self) -> u64 {
+        let now_us = self.epoch.elapsed().as_micros() as u64;
+        let at = self.sampled_at_us.load(Relaxed);
+        let estimate = self.estimate();
+        let interval = if estimate.saturating_mul(10) < self.limit().saturating_mul(9) {
+            FAR_INTERVAL
+        } else {
+            NEAR_INTERVAL
+        };
+        if now_us.saturating_sub(at) >= interval.as_micros() as u64
+            && self
+                .sampled_at_us
+                .compare_exchange(at, now_us, Relaxed, Relaxed)
+                .is_ok()
+        {
+            return self.sample();
+        }
+        estimate
+    }
+
+    /// Bytes in use now (a fresh sample: INFO, MEMORY STATS).
+    pub fn used_now(&self) -> u64 {
+        let now_us = self.epoch.elapsed().as_micros() as u64;
+        self.sampled_at_us.store(now_us, Relaxed);
+        self.sample()
+    }
+
+    /// The most bytes in use seen by a sample.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Relaxed)
+    }
+
+    /// Bytes in use when the node started (MEMORY STATS `startup.allocated`).
+    pub fn startup(&self) -> u64 {
+        self.startup.load(Relaxed)
+    }
+
+    /// Records the in-use figure once the node is ready to serve (data loaded).
+    pub fn mark_startup(&self) {
+        self.startup.store(self.used_now(), Relaxed);
+    }
+
+    /// Counts `bytes` about to be written by a command (the estimate between samples).
+    pub fn charge(&self, bytes: u64) {
+        self.pending
+            .fetch_add(i64::try_from(bytes).unwrap_or(i64::MAX), Relaxed);
+    }
+
+    fn credit(&self, bytes: u64) {
+        self.pending
+            .fetch_sub(i64::try_from(bytes).unwrap_or(i64::MAX), Relaxed);
+    }
+
+    fn estimate(&self) -> u64 {
+        let pending = self.pending.load(Relaxed);
+        let sampled = self.sampled.load(Relaxed);
+        if pending >= 0 {
+            sampled.saturating_add(pending as u64)
+        } else {
+            sampled.saturating_sub(pending.unsigned_abs())
+        }
+    }
+
+    fn sample(&self) -> u64 {
+        let used = alloc::in_use().unwrap_or_else(alloc::rss_bytes);
+        self.sampled.store(used, Relaxed);
+        self.pending.store(0, Relaxed);
+        self.peak.fetch_max(used, Relaxed);
+        used
+    }
+}
+
+/// Redis's memory values (`maxmemory 100mb`): a whole number of bytes, optionally followed by
+/// `b`, `k` (1000), `kb` (1024), `m`, `mb`, `g` or `gb`, any case; past `u64::MAX` saturates,
+/// as redis-server 7.0 does.
+///
+/// # Errors
+/// Redis's reason, `argument must be a memory value`.
+pub fn parse_bytes(text: &[u8]) -> Result<u64, String> {
+    const UNITS: [(&str, u64); 7] = [
+        ("kb", 1024),
+        ("mb", 1024 * 1024),
+        ("gb", 1024 * 1024 * 1024),
+        ("b", 1),
+        ("k", 1000),
+        ("m", 1000 * 1000),
+        ("g", 1000 * 1000 * 1000),
+    ];
+    let lower = text.to_ascii_lowercase();
+    let (digits, unit) = UNITS
+        .iter()
+        .find_map(|(suffix, unit)| Some((lower.strip_suffix(suffix.as_bytes())?, *unit)))
+        .unwrap_or((&lower[..], 1));
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err("argument must be a memory value".into());
+    }
+    let mut n: u64 = 0;
+    for d in digits {
+        n = n.saturating_mul(10).saturating_add(u64::from(d - b'0'));
+    }
+    Ok(n.saturating_mul(unit))
+}
+
+/// Redis's `used_memory_human`: `1.50M`, `512B`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}
+
+/// How often the allocator is asked when the estimate is within 10% of the limit.
+const NEAR_INTERVAL: Duration = Duration::from_millis(2);
+/// How often otherwise (INFO asks whenever it runs).
+const FAR_INTERVAL: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_values_parse_as_redis_does() {
+        assert_eq!(parse_bytes(b"100"), Ok(100));
+        assert_eq!(parse_bytes(b"1k"), Ok(1000));
+        assert_eq!(parse_bytes(b"1KB"), Ok(1024));
+        assert_eq!(parse_bytes(b"10mb"), Ok(10 << 20));
+        assert_eq!(parse_bytes(b"1g"), Ok(1_000_000_000));
+        assert_eq!(parse_bytes(b"5gB"), Ok(5 << 30));
+        assert_eq!(parse_bytes(b"0b"), Ok(0));
+        assert_eq!(parse_bytes(b"18446744073709551616"), Ok(u64::MAX));
+        for bad in [&b"x"[..], b"-1", b"1.5mb", b"1 mb", b"mbk"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn policies_round_trip_and_say_what_they_track() {
+        for p in POLICIES {
+            assert_eq!(Policy::parse(p.name().to_uppercase().as_bytes()), Some(p));
+            assert_eq!(POLICIES[usize::from(p.code())], p);
+        }
+        assert_eq!(Policy::VolatileLfu.tracking(), Some(Mode::Lfu));
+        assert!(Policy::VolatileTtl.volatile() && !Policy::AllKeysRandom.volatile());
+        assert_eq!(human(1536 * 1024), "1.50M");
+        assert_eq!(human(100), "100B");
+    }
+}

@@ -42,6 +42,10 @@ mod wait;
 /// Flush replies early once this many bytes are pending, so a client pipelining thousands of
 /// requests without reading cannot make the node buffer their replies without bound.
 const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+
+/// A pipelined batch whose replies fit in this many bytes waits for the other ready
+/// connections before its write (see the write at the end of a batch in `serve`).
+const YIELD_MAX_OUTPUT: usize = 4 * 1024;
 /// Initial and minimum free space of the read buffer.
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a client refused by protected mode may take to read the explanation.
@@ -382,8 +386,9 @@ async fn serve<S: Transport, C: Codec>(
             // going back to sleep between two (each wake-up of a sleeping process costs the
             // sender more than the send). `-P 16` MSET: 1.32x Redis's CPU per request without
             // this, 0.93x with it (docs/performance.md). A lone request (`-P 1`) is answered
-            // at once: there the yield cost more than it saved.
-            if batched > 1 {
+            // at once: there the yield cost more than it saved; so is a batch with a large
+            // output (LRANGE): holding it while others run only made it go cold.
+            if batched > 1 && wbuf.len() <= YIELD_MAX_OUTPUT {
                 tokio::task::yield_now().await;
             }
             if !durable(node, session).await {

@@ -88,7 +88,10 @@ pub fn make_room(node: &Node) -> Room {
     let to_free = used - limit;
     let started = std::time::Instant::now();
     // One evicting thread at a time; the others wait and then see the lower estimate.
-    let mut pool = budget.pool.lock().expect("eviction pool lock poisoned");
+    let mut pool = budget
+        .pool
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if budget.used() <= limit {
         return Room::Enough;
     }

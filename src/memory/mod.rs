@@ -180,7 +180,7 @@ impl Budget {
         }
         self.pool
             .lock()
-            .expect("eviction pool lock poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
     }
 

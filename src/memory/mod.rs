@@ -4,7 +4,7 @@
 //! **Accounting.** "In use" is the allocator's count ([`alloc::in_use`], glibc's `mallinfo2`),
 //! the figure Redis reports as `used_memory`: every live allocation, data and buffers alike.
 //! Asking glibc walks its free lists, so [`Budget::used`] samples it (every
-//! [`NEAR_INTERVAL`] when close to the limit, every [`FAR_INTERVAL`] otherwise) and adds, in
+//! `NEAR_INTERVAL` when close to the limit, every `FAR_INTERVAL` otherwise) and adds, in
 //! between, what the write commands that ran since the sample may have allocated (their
 //! argument bytes plus a per-key allowance) minus what evictions freed (the victims' MEMORY
 //! USAGE). A burst of writes between two samples is therefore already counted when the next

@@ -287,28 +287,23 @@ pub fn cluster_command(node: &Node, args: &[Bytes]) -> Reply {
         b"myshardid" => Reply::Int(cluster.me as i64),
         b"shards" => shards(cluster),
         b"slots" => slots(cluster),
-        b"help" => Reply::Array(
-            [
-                "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "INFO",
-                "    Return information about the cluster.",
-                "MYID",
-                "    Return the node id.",
-                "SHARDS",
-                "    Return information about slot range mappings and the nodes of each shard.",
-                "SLOTS",
-                "    Return information about slot range mappings (each range with its nodes).",
-                "MOVESLOTS <from-shard> <to-shard> <start>-<end> [<start>-<end> ...]",
-                "    Move slots between shards online; replies with what moved.",
-                "REMOVENODE <node-id>",
-                "    Remove a node whose shard owns no slot from every group.",
-                "HELP",
-                "    Print this help.",
-            ]
-            .iter()
-            .map(|l| Reply::Simple((*l).into()))
-            .collect(),
-        ),
+        b"help" => Reply::status_lines(&[
+            "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "INFO",
+            "    Return information about the cluster.",
+            "MYID",
+            "    Return the node id.",
+            "SHARDS",
+            "    Return information about slot range mappings and the nodes of each shard.",
+            "SLOTS",
+            "    Return information about slot range mappings (each range with its nodes).",
+            "MOVESLOTS <from-shard> <to-shard> <start>-<end> [<start>-<end> ...]",
+            "    Move slots between shards online; replies with what moved.",
+            "REMOVENODE <node-id>",
+            "    Remove a node whose shard owns no slot from every group.",
+            "HELP",
+            "    Print this help.",
+        ]),
         _ => Reply::Error(
             format!(
                 "ERR unknown subcommand '{}'. Try CLUSTER HELP.",

@@ -558,24 +558,19 @@ pub(super) fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         }
         rewrite(ctx.node)
     } else if is(sub, "HELP") && args.len() == 2 {
-        Ok(Reply::Array(
-            [
-                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "GET <pattern>",
-                "    Return parameters matching the glob-like <pattern> and their values.",
-                "SET <directive> <value>",
-                "    Set the configuration <directive> to <value>.",
-                "RESETSTAT",
-                "    Reset statistics reported by the INFO command.",
-                "REWRITE",
-                "    Rewrite the configuration file.",
-                "HELP",
-                "    Prints this help.",
-            ]
-            .iter()
-            .map(|l| Reply::Simple((*l).into()))
-            .collect(),
-        ))
+        Ok(Reply::status_lines(&[
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+            "HELP",
+            "    Prints this help.",
+        ]))
     } else {
         Err(CommandError::UnknownSubcommand {
             command: "CONFIG",

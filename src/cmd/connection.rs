@@ -386,9 +386,7 @@ pub(super) fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             "HELP",
             "    Print this help.",
         ];
-        Ok(Reply::Array(
-            lines.iter().map(|l| Reply::Simple((*l).into())).collect(),
-        ))
+        Ok(Reply::status_lines(&lines))
     } else {
         Err(CommandError::UnknownSubcommand {
             command: "CLIENT",

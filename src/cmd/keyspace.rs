@@ -369,9 +369,7 @@ pub(super) fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
             "    Return the number of references of the value associated with the specified",
             "    <key>.",
         ];
-        return Ok(Reply::Array(
-            lines.iter().map(|l| Reply::Simple((*l).into())).collect(),
-        ));
+        return Ok(Reply::status_lines(&lines));
     }
     if args.len() != 3 {
         return Err(CommandError::WrongArity(format!(

@@ -174,5 +174,5 @@ fn help() -> Reply {
         "HELP",
         "    Prints this help.",
     ];
-    Reply::Array(LINES.iter().map(|l| Reply::Simple((*l).into())).collect())
+    Reply::status_lines(LINES)
 }

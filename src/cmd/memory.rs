@@ -84,23 +84,18 @@ pub(super) fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Command
         }
         Ok(Reply::Verbatim(Bytes::from(doctor(ctx.node))))
     } else if is(sub, "HELP") {
-        Ok(Reply::Array(
-            [
-                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "DOCTOR",
-                "    Return memory problems reports.",
-                "STATS",
-                "    Return information about the memory usage of the server.",
-                "USAGE <key> [SAMPLES <count>]",
-                "    Return memory in bytes used by <key> and its value. Nested values are",
-                "    sampled up to <count> times (default: 5, 0 means sample all).",
-                "HELP",
-                "    Prints this help.",
-            ]
-            .iter()
-            .map(|l| Reply::Simple((*l).into()))
-            .collect(),
-        ))
+        Ok(Reply::status_lines(&[
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DOCTOR",
+            "    Return memory problems reports.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
+            "HELP",
+            "    Prints this help.",
+        ]))
     } else {
         Err(CommandError::UnknownSubcommand {
             command: "MEMORY",

@@ -250,9 +250,7 @@ fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, CommandError> {
         if args.len() != 2 {
             return Err(arity("help"));
         }
-        Ok(Reply::Array(
-            HELP.iter().map(|l| Reply::Simple((*l).into())).collect(),
-        ))
+        Ok(Reply::status_lines(HELP))
     } else {
         Err(CommandError::UnknownSubcommand {
             command: "PUBSUB",

@@ -434,20 +434,15 @@ pub(super) fn slowlog(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Reply, Comman
         log.reset();
         Ok(Reply::ok())
     } else if is(sub, "HELP") {
-        Ok(Reply::Array(
-            [
-                "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "GET [<count>]",
-                "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
-                "LEN",
-                "    Return the length of the slowlog.",
-                "RESET",
-                "    Reset the slowlog.",
-            ]
-            .iter()
-            .map(|l| Reply::Simple((*l).into()))
-            .collect(),
-        ))
+        Ok(Reply::status_lines(&[
+            "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
+        ]))
     } else {
         Err(CommandError::UnknownSubcommand {
             command: "SLOWLOG",

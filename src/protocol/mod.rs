@@ -185,6 +185,16 @@ impl Reply {
         Reply::Simple(Cow::Borrowed("OK"))
     }
 
+    /// An array of status lines: what every `... HELP` subcommand answers.
+    pub fn status_lines(lines: &[&'static str]) -> Reply {
+        Reply::Array(
+            lines
+                .iter()
+                .map(|l| Reply::Simple(Cow::Borrowed(l)))
+                .collect(),
+        )
+    }
+
     /// A bulk reply of static text, with no copy.
     pub fn text(s: &'static str) -> Reply {
         Reply::Bulk(Bytes::from_static(s.as_bytes()))

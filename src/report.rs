@@ -105,6 +105,8 @@ pub struct Memory {
     pub max_bytes: u64,
     /// What happens at the limit (`maxmemory-policy`).
     pub eviction_policy: &'static str,
+    /// Bytes the eviction check leaves out (a replicated cluster's Raft logs in memory).
+    pub not_counted_bytes: u64,
 }
 
 /// INFO `persistence`.
@@ -254,6 +256,7 @@ impl Report {
                     rss_bytes: rss_bytes(),
                     max_bytes: node.memory.limit(),
                     eviction_policy: node.memory.policy().name(),
+                    not_counted_bytes: node.memory.not_counted(),
                 }
             },
             persistence: Persistence {

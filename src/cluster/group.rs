@@ -113,6 +113,9 @@ pub struct Setup {
     pub store: Arc<Store>,
     /// Its directory (log and snapshot).
     pub dir: std::path::PathBuf,
+    /// Where its log's in-memory bytes are added up, and when it compacts
+    /// (`memory::Budget::logs`).
+    pub logs: Arc<crate::memory::Logs>,
 }
 
 impl std::fmt::Debug for Group {
@@ -156,6 +159,7 @@ impl Group {
             scope,
             store,
             dir: group_dir,
+            logs,
         } = setup;
         let timeout = node_timeout.as_millis() as u64;
         let config = openraft::Config {
@@ -173,7 +177,8 @@ impl Group {
         let config = Arc::new(config);
         let log = LogStore::open(group_dir.join("log"))
             .await
-            .map_err(|e| format!("opening {}: {e}", group_dir.join("log").display()))?;
+            .map_err(|e| format!("opening {}: {e}", group_dir.join("log").display()))?
+            .counted_in(logs.bytes.clone());
         let speculation = Arc::new(Speculation::default());
         let sm = StateMachine::open(
             store,
@@ -182,7 +187,8 @@ impl Group {
             group_dir.join("snapshot"),
         )
         .await
-        .map_err(|e| format!("opening {}: {e}", group_dir.join("snapshot").display()))?;
+        .map_err(|e| format!("opening {}: {e}", group_dir.join("snapshot").display()))?
+        .counted_in(logs.bytes.clone());
         let raft = Raft::new(me, config.clone(), network.clone(), log.clone(), sm.clone())
             .await
             .map_err(|e| format!("starting the raft member of shard {}: {e}", shard + 1))?;
@@ -216,6 +222,7 @@ impl Group {
         });
         tokio::spawn(propose(group.clone(), rx));
         tokio::spawn(watch(group.clone()));
+        tokio::spawn(compact(group.clone(), logs));
         Ok(group)
     }
 
@@ -529,6 +536,38 @@ async fn propose(group: Arc<Group>, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 });
             }
             Err(e) => tracing::debug!(shard = group.shard + 1, "proposing: {e}"),
+        }
+    }
+}
+
+/// How often [`compact`] weighs its group's log.
+const COMPACT_CHECK: Duration = Duration::from_millis(100);
+
+/// Keeps the group's log under [`Logs::compact_above`](crate::memory::Logs::compact_above)
+/// when the node has a memory limit: past it, asks for a snapshot (after which openraft purges
+/// the log but its last `max_in_snapshot_log_to_keep` entries), then waits for the log to
+/// shrink (or a second) before asking again.
+async fn compact(group: Arc<Group>, logs: Arc<crate::memory::Logs>) {
+    let mut asked: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(COMPACT_CHECK).await;
+        if group.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(above) = logs.compact_above() else {
+            continue;
+        };
+        let weight = group.log.bytes();
+        if weight <= above {
+            asked = None;
+            continue;
+        }
+        if asked.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            continue;
+        }
+        asked = Some(Instant::now());
+        if let Err(e) = group.raft().trigger().snapshot().await {
+            tracing::warn!(shard = group.shard + 1, "compacting the log: {e}");
         }
     }
 }

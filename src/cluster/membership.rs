@@ -76,6 +76,7 @@ async fn start_member(cluster: &Arc<Cluster>, shard: usize) -> Result<(), String
             scope: Scope::group(shard, table.genesis, cluster.slots.clone()),
             store: kit.store.clone(),
             dir: kit.dir.join(format!("shard-{}", shard + 1)),
+            logs: kit.logs.clone(),
         },
         network,
         kit.groups.clone(),

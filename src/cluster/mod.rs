@@ -170,6 +170,8 @@ struct Kit {
     password: Option<Arc<str>>,
     tls: Option<BusTls>,
     groups: Groups,
+    /// `memory::Budget::logs` of the node.
+    logs: Arc<crate::memory::Logs>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -228,6 +230,7 @@ impl Cluster {
                 scope: Scope::all(),
                 store: meta_store.clone(),
                 dir: dir.join("meta"),
+                logs: node.memory.logs(),
             },
             BusNetwork::new(META as u64, password.clone(), tls.clone()).contacts(contacts.clone()),
             groups.clone(),
@@ -262,6 +265,7 @@ impl Cluster {
                 password,
                 tls,
                 groups,
+                logs: node.memory.logs(),
             },
             table_lock: tokio::sync::Mutex::new(()),
             moves: Mutex::default(),

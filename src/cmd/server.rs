@@ -126,6 +126,7 @@ fn info_section(report: &Report, section: &str, out: &mut String) {
                     f("maxmemory", m.max_bytes),
                     f("maxmemory_human", human_bytes(m.max_bytes)),
                     f("maxmemory_policy", m.eviction_policy),
+                    f("mem_not_counted_for_evict", m.not_counted_bytes),
                     f(
                         "mem_fragmentation_ratio",
                         format!("{:.2}", m.rss_bytes as f64 / m.used_bytes.max(1) as f64),

@@ -13,7 +13,9 @@
 //! A victim is removed under its shard's lock and its `Del` effect handed to the sink (or, in a
 //! replicated cluster, to its group's proposer) before the lock is released, as `cmd::run`
 //! does for a command. In a cluster only keys of groups this node leads are evicted; followers
-//! delete them when they apply the leader's log, so replicas never diverge.
+//! delete them when they apply the leader's log, so replicas never diverge. A node that finds
+//! nothing of its own to evict but follows a group lets the command run (as a Redis replica
+//! leaves its master's keys alone): that group's leader evicts when its own budget is over.
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -100,7 +102,13 @@ pub fn make_room(node: &Node) -> Room {
     while freed < to_free {
         let Some(bytes) = evict_one(node, budget, &mut pool, policy) else {
             budget.credit(freed);
-            return Room::Full;
+            return if others_hold_keys(node) {
+                // What is left is other leaders' to evict, as a Redis replica leaves its
+                // master's keys to the master: they free it when their own budget is over.
+                Room::Enough
+            } else {
+                Room::Full
+            };
         };
         freed += bytes as u64;
         evicted += 1;
@@ -156,18 +164,26 @@ fn populate(node: &Node, budget: &Budget, pool: &mut Pool, policy: Policy) {
         let Some(db) = node.store.db(db_index) else {
             continue;
         };
-        // A few tries: a sparse database has empty shards.
-        for _ in 0..SHARD_TRIES {
+        // A few tries: a sparse database has empty shards, and in a replicated cluster most
+        // sampled keys may belong to groups another node leads.
+        let tries = if node.cluster().is_some() {
+            CLUSTER_SHARD_TRIES
+        } else {
+            SHARD_TRIES
+        };
+        for _ in 0..tries {
             let shard = db.lock(fastrand::usize(..db.shard_count()));
             shard.sample(samples, policy.volatile(), score, now, &mut found);
             drop(shard);
-            if !found.is_empty() {
-                break;
+            let mut offered = false;
+            for (score, key) in found.drain(..) {
+                if may_evict(node, &key) {
+                    pool.offer(score, db_index, key);
+                    offered = true;
+                }
             }
-        }
-        for (score, key) in found.drain(..) {
-            if may_evict(node, &key) {
-                pool.offer(score, db_index, key);
+            if offered {
+                break;
             }
         }
     }
@@ -243,6 +259,17 @@ fn publish(node: &Node, db: usize, key: &[u8]) {
     }
 }
 
+/// Whether this node, in a replicated cluster, follows a group while it holds keys: what it
+/// could not evict may then be the other leaders' to evict.
+fn others_hold_keys(node: &Node) -> bool {
+    node.cluster().is_some_and(|cluster| {
+        cluster
+            .groups()
+            .iter()
+            .any(|g| !matches!(g.role(), crate::cluster::group::Role::Leader))
+    }) && !dbs_with_keys(node).is_empty()
+}
+
 /// Whether this node may evict `key`: always on a standalone node; in a replicated cluster
 /// only when it leads the key's group and the slot is not moving.
 fn may_evict(node: &Node, key: &[u8]) -> bool {
@@ -272,6 +299,8 @@ fn dbs_with_keys(node: &Node) -> Vec<usize> {
 
 /// Random shards tried per database and round before giving up on it.
 const SHARD_TRIES: usize = 8;
+/// The same in a replicated cluster, where a shard's sample may hold no key this node leads.
+const CLUSTER_SHARD_TRIES: usize = 32;
 /// Shards whose nearest deadline `volatile-ttl` compares per eviction (at least).
 const TTL_SHARDS: usize = 16;
 /// How long one command may spend evicting before it runs anyway.

@@ -10,6 +10,16 @@
 //! USAGE). A burst of writes between two samples is therefore already counted when the next
 //! write asks, and cannot overshoot by more than the estimate's error.
 //!
+//! **Not counted** (Redis's `freeMemoryGetNotCountedMemory`): memory that evicting keys could
+//! never give back is left out of the figure the limit is checked against, as Redis leaves
+//! out its replication backlog and AOF buffer. Here that is the in-memory copies of a
+//! replicated cluster's Raft log entries ([`Logs`], weighed by `replication::LogStore`): a log
+//! is purged by its group's snapshots, not by eviction, so counting it would refuse writes
+//! while the keys it could free are long gone. INFO still reports everything as `used_memory`
+//! and the part left out as `mem_not_counted_for_evict`. With a limit set, each group
+//! snapshots (and so cuts its log) once its log weighs [`Logs::compact_above`], so the part
+//! left out stays bounded too.
+//!
 //! **Eviction** ([`evict`]) runs before a `denyoom` command when the limit is set and
 //! exceeded, as Redis's `performEvictions`; with nothing to evict the command is refused with
 //! [`OOM`]. With no limit (the default) the only cost on the request path is one relaxed load
@@ -21,7 +31,7 @@ pub mod alloc;
 pub mod evict;
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -127,6 +137,8 @@ pub struct Budget {
     peak: AtomicU64,
     startup: AtomicU64,
     evicted: AtomicU64,
+    /// The Raft logs in memory (see "Not counted" in the module doc).
+    logs: Arc<Logs>,
     epoch: std::time::Instant,
     /// The eviction pool; its lock also makes one thread at a time evict.
     pool: Mutex<evict::Pool>,
@@ -145,6 +157,7 @@ impl Default for Budget {
             peak: AtomicU64::new(used),
             startup: AtomicU64::new(used),
             evicted: AtomicU64::new(0),
+            logs: Arc::default(),
             epoch: std::time::Instant::now(),
             pool: Mutex::new(evict::Pool::default()),
         }
@@ -161,6 +174,7 @@ impl Budget {
     /// Sets `maxmemory`.
     pub fn set_limit(&self, bytes: u64) {
         self.limit.store(bytes, Relaxed);
+        self.logs.limit.store(bytes, Relaxed);
     }
 
     /// `maxmemory-policy`.
@@ -205,13 +219,32 @@ impl Budget {
         self.peak.store(self.used_now(), Relaxed);
     }
 
+    /// What a replicated cluster's Raft logs share with the budget: the gauge they keep
+    /// their in-memory bytes in (left out of the eviction check, [`Budget::used`]) and the
+    /// weight at which a group compacts its log.
+    pub fn logs(&self) -> Arc<Logs> {
+        self.logs.clone()
+    }
+
+    /// Bytes in use that the eviction check leaves out (INFO `mem_not_counted_for_evict`).
+    pub fn not_counted(&self) -> u64 {
+        self.logs.bytes.load(Relaxed)
+    }
+
     /// Bytes in use, as the eviction check sees them: the last sample of the allocator's
-    /// count (taken again when it is older than the interval) plus the estimate since.
+    /// count (taken again when it is older than the interval) plus the estimate since, less
+    /// what is [not counted](Budget::not_counted).
     pub fn used(&self) -> u64 {
+        self.allocated().saturating_sub(self.not_counted())
+    }
+
+    /// Every byte in use, the sample plus the estimate since (taken again when stale).
+    fn allocated(&self) -> u64 {
         let now_us = self.epoch.elapsed().as_micros() as u64;
         let at = self.sampled_at_us.load(Relaxed);
         let estimate = self.estimate();
-        let interval = if estimate.saturating_mul(10) < self.limit().saturating_mul(9) {
+        let counted = estimate.saturating_sub(self.not_counted());
+        let interval = if counted.saturating_mul(10) < self.limit().saturating_mul(9) {
             FAR_INTERVAL
         } else {
             NEAR_INTERVAL
@@ -239,14 +272,10 @@ impl Budget {
         self.peak.load(Relaxed)
     }
 
-    /// Bytes in use when the node started (MEMORY STATS `startup.allocated`).
+    /// Bytes in use when the node started, before any data was loaded (MEMORY STATS
+    /// `startup.allocated`; Redis takes it in `InitServerLast`, before loading too).
     pub fn startup(&self) -> u64 {
         self.startup.load(Relaxed)
-    }
-
-    /// Records the in-use figure once the node is ready to serve (data loaded).
-    pub fn mark_startup(&self) {
-        self.startup.store(self.used_now(), Relaxed);
     }
 
     /// Counts `bytes` about to be written by a command (the estimate between samples).
@@ -278,6 +307,50 @@ impl Budget {
         used
     }
 }
+
+/// The Raft logs' side of the budget (see "Not counted" in the module doc).
+#[derive(Debug, Default)]
+pub struct Logs {
+    /// What every Raft log of the node holds in memory, in bytes (estimated).
+    pub bytes: Arc<AtomicU64>,
+    /// `maxmemory`, as the budget last set it.
+    limit: AtomicU64,
+}
+
+impl Logs {
+    /// A log's weight in bytes past which its group takes a snapshot (which cuts the log):
+    /// an eighth of `maxmemory`, at least [`MIN_COMPACT`]; `None` without a limit (the groups
+    /// then compact every 50,000 entries only).
+    pub fn compact_above(&self) -> Option<u64> {
+        let limit = self.limit.load(Relaxed);
+        (limit > 0).then(|| (limit / 8).max(MIN_COMPACT))
+    }
+}
+
+/// Bytes added to a gauge (such as [`Logs::bytes`]) for as long as this is held.
+#[derive(Debug)]
+pub struct Held {
+    gauge: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Held {
+    /// Adds `bytes` to `gauge` until the returned guard is dropped.
+    pub fn add(gauge: Arc<AtomicU64>, bytes: u64) -> Held {
+        gauge.fetch_add(bytes, Relaxed);
+        Held { gauge, bytes }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.bytes, Relaxed);
+    }
+}
+
+/// The least weight [`Logs::compact_above`] lets a log reach (a snapshot per few hundred
+/// writes would cost more than the memory it saves).
+pub const MIN_COMPACT: u64 = 1 << 20;
 
 /// Redis's memory values (`maxmemory 100mb`): a whole number of bytes, optionally followed by
 /// `b`, `k` (1000), `kb` (1024), `m`, `mb`, `g` or `gb`, any case; past `u64::MAX` saturates,

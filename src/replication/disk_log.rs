@@ -6,10 +6,13 @@
 //! raft-meta.json  {"vote":..,"committed":..,"last_purged":..}   replaced atomically:
 //!                 temp file, fsync, rename, fsync of the directory
 //! raft-log        magic records
-//! magic           "MINIKV-RAFT 1\n"
+//! magic           "MINIKV-RAFT 2\n"   (or "MINIKV-RAFT 1\n", the first format)
 //! record          len:u32 crc32:u32 payload    both little endian; crc32 of the payload
-//! payload         serde_json of one openraft Entry; indexes ascending and contiguous
+//! payload         one openraft Entry in postcard (format 1: serde_json, where every byte
+//!                 of a key or value took up to four); indexes ascending and contiguous
 //! ```
+//! A format 1 file still opens and is appended to in format 1 until its next purge rewrites
+//! it in format 2.
 //! A torn last record (a crash mid-append, never acknowledged) is cut off when the log is
 //! opened; damage before the last record is refused with the file and offset, like the
 //! append-only log's replay. Entries at or below `last_purged` left by a crash between the
@@ -50,6 +53,46 @@ pub struct DiskLog {
     offsets: BTreeMap<u64, u64>,
     /// The file's length: where the next record goes.
     len: u64,
+    /// How the file's records are encoded.
+    format: Format,
+}
+
+/// A log file's record encoding, named by its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `MINIKV-RAFT 1`: serde_json.
+    Json,
+    /// `MINIKV-RAFT 2`: postcard.
+    Postcard,
+}
+
+impl Format {
+    fn magic(self) -> &'static [u8] {
+        match self {
+            Format::Json => MAGIC_JSON,
+            Format::Postcard => MAGIC,
+        }
+    }
+
+    fn of(bytes: &[u8]) -> Option<Format> {
+        [Format::Postcard, Format::Json]
+            .into_iter()
+            .find(|f| bytes.starts_with(f.magic()))
+    }
+
+    fn encode(self, entry: &Entry<TypeConfig>) -> Result<Vec<u8>, LogFileError> {
+        match self {
+            Format::Json => serde_json::to_vec(entry).map_err(|e| write_err(e.to_string())),
+            Format::Postcard => postcard::to_allocvec(entry).map_err(|e| write_err(e.to_string())),
+        }
+    }
+
+    fn decode(self, payload: &[u8]) -> Result<Entry<TypeConfig>, String> {
+        match self {
+            Format::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
+            Format::Postcard => postcard::from_bytes(payload).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// An error from the log's files. Its message names the file, and the offset for damage.
@@ -121,12 +164,12 @@ impl DiskLog {
                 .map_err(|e| io_err("write the header of", &path, &e))?;
             bytes.extend_from_slice(MAGIC);
         }
-        if !bytes.starts_with(MAGIC) {
+        let Some(format) = Format::of(&bytes) else {
             return Err(read_err(format!(
                 "{} does not start with a minikv raft log header",
                 path.display()
             )));
-        }
+        };
         let (records, end) = scan(&bytes, &path)?;
         if end < bytes.len() {
             // A torn last record: it was never fsynced whole, so never acknowledged.
@@ -144,7 +187,7 @@ impl DiskLog {
         let mut entries = Vec::new();
         let mut prev: Option<u64> = None;
         for (offset, payload) in records {
-            let entry: Entry<TypeConfig> = serde_json::from_slice(payload).map_err(|e| {
+            let entry = format.decode(payload).map_err(|e| {
                 read_err(format!(
                     "{}: the record at offset {offset} is not a log entry: {e}",
                     path.display()
@@ -170,6 +213,7 @@ impl DiskLog {
             file,
             offsets,
             len: end as u64,
+            format,
         };
         Ok(Opened {
             disk,
@@ -186,7 +230,7 @@ impl DiskLog {
         let mut buf = Vec::new();
         let mut starts = Vec::with_capacity(entries.len());
         for entry in entries {
-            let payload = serde_json::to_vec(entry).map_err(|e| write_err(e.to_string()))?;
+            let payload = self.format.encode(entry)?;
             starts.push((entry.log_id.index, self.len + buf.len() as u64));
             frame(&payload, &mut buf);
         }
@@ -226,10 +270,12 @@ impl DiskLog {
     pub fn purge(&mut self, meta: &Meta, kept: &[Entry<TypeConfig>]) -> Result<(), LogFileError> {
         write_meta(&self.dir, meta)?;
         let path = self.path();
-        let mut buf = MAGIC.to_vec();
+        // Rewritten whole, so in the current format whatever the file held.
+        let format = Format::Postcard;
+        let mut buf = format.magic().to_vec();
         let mut offsets = BTreeMap::new();
         for entry in kept {
-            let payload = serde_json::to_vec(entry).map_err(|e| write_err(e.to_string()))?;
+            let payload = format.encode(entry)?;
             offsets.insert(entry.log_id.index, buf.len() as u64);
             frame(&payload, &mut buf);
         }
@@ -241,6 +287,7 @@ impl DiskLog {
             .map_err(|e| io_err("reopen", &path, &e))?;
         self.len = buf.len() as u64;
         self.offsets = offsets;
+        self.format = format;
         Ok(())
     }
 
@@ -272,7 +319,9 @@ impl DiskLog {
 type Scanned<'a> = (Vec<(usize, &'a [u8])>, usize);
 
 /// The header of every raft log file.
-const MAGIC: &[u8] = b"MINIKV-RAFT 1\n";
+const MAGIC: &[u8] = b"MINIKV-RAFT 2\n";
+/// The header of a log in the first format (JSON records); as long as [`MAGIC`].
+const MAGIC_JSON: &[u8] = b"MINIKV-RAFT 1\n";
 /// Bytes before a record's payload.
 const FRAME_LEN: usize = 8;
 
@@ -364,6 +413,7 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
 
     use super::*;
+    use crate::effect::Effect;
     use crate::replication::types::Batch;
 
     fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
@@ -401,6 +451,59 @@ mod tests {
         let opened = open(dir.path());
         assert_eq!(indexes(&opened.entries), [(1, 1), (1, 2), (2, 3)]);
         assert_eq!(opened.meta, meta);
+    }
+
+    fn big(term: u64, index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(Batch {
+                origin: 7,
+                seq: index,
+                effects: vec![Effect::Del {
+                    db: 0,
+                    key: bytes::Bytes::from(vec![0xe9; 1000]),
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn a_first_format_log_opens_takes_appends_and_its_purge_rewrites_it_compact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut old = MAGIC_JSON.to_vec();
+        for i in 1..=3 {
+            let json = serde_json::to_vec(&big(1, i)).expect("json");
+            frame(&json, &mut old);
+        }
+        fs::write(dir.path().join(LOG_FILE), &old).expect("write");
+        let mut disk = open(dir.path()).disk;
+        assert_eq!(disk.format, Format::Json);
+        disk.append(&[big(1, 4)]).expect("append");
+        drop(disk);
+        let opened = open(dir.path());
+        assert_eq!(indexes(&opened.entries), [(1, 1), (1, 2), (1, 3), (1, 4)]);
+        let (mut disk, entries) = (opened.disk, opened.entries);
+        let meta = Meta {
+            last_purged: Some(entries[0].log_id),
+            ..Meta::default()
+        };
+        disk.purge(&meta, &entries[1..]).expect("purge");
+        disk.append(&[big(2, 5)]).expect("append");
+        drop(disk);
+        let bytes = fs::read(dir.path().join(LOG_FILE)).expect("read");
+        assert!(bytes.starts_with(MAGIC), "rewritten in the current format");
+        assert!(
+            bytes.len() * 2 < old.len(),
+            "four 1000-byte keys in {} bytes, three took {} as JSON",
+            bytes.len(),
+            old.len()
+        );
+        let opened = open(dir.path());
+        assert_eq!(indexes(&opened.entries), [(1, 2), (1, 3), (1, 4), (2, 5)]);
+        assert_eq!(
+            serde_json::to_vec(&opened.entries[3]).expect("json"),
+            serde_json::to_vec(&big(2, 5)).expect("json")
+        );
     }
 
     #[test]
@@ -459,7 +562,7 @@ mod tests {
         for cut in [1, 5, 9, 20] {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut disk = open(dir.path()).disk;
-            disk.append(&[entry(1, 1), entry(1, 2)]).expect("append");
+            disk.append(&[big(1, 1), big(1, 2)]).expect("append");
             drop(disk);
             let path = dir.path().join(LOG_FILE);
             let len = fs::metadata(&path).expect("stat").len();

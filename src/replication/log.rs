@@ -4,18 +4,22 @@
 //!
 //! A durable log keeps openraft's storage v2 promise: appended entries are fsynced before the
 //! append's callback fires, and the vote before `save_vote` returns. The blocking I/O runs in
-//! `spawn_blocking`, off the executor. Reads are served from memory. It never looks inside
-//! entries.
+//! `spawn_blocking`, off the executor. Reads are served from memory. It looks inside entries
+//! only to weigh them: the bytes the in-memory copies hold are kept in a gauge
+//! ([`LogStore::counted_in`]) that the node's memory budget leaves out of its eviction check
+//! (see `memory`).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
+    AnyError, Entry, EntryPayload, LogId, LogState, RaftLogReader, StorageError, StorageIOError,
+    Vote,
 };
 
 use super::disk_log::{DiskLog, LogFileError, Meta};
@@ -39,6 +43,69 @@ struct Inner {
     log: BTreeMap<u64, Entry<TypeConfig>>,
     committed: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
+    /// What the entries in `log` weigh ([`entry_bytes`]).
+    bytes: u64,
+    /// Where `bytes` is added up, shared with other logs; a dropped log takes its share out.
+    gauge: Arc<AtomicU64>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    /// Adds `entries`, replacing any at the same index.
+    fn insert(&mut self, entries: Vec<Entry<TypeConfig>>) {
+        let (mut added, mut replaced) = (0, 0);
+        for entry in entries {
+            added += entry_bytes(&entry);
+            if let Some(old) = self.log.insert(entry.log_id.index, entry) {
+                replaced += entry_bytes(&old);
+            }
+        }
+        self.bytes = (self.bytes + added).saturating_sub(replaced);
+        self.gauge.fetch_add(added, Ordering::Relaxed);
+        self.gauge.fetch_sub(replaced, Ordering::Relaxed);
+    }
+
+    /// Drops the entries from `index` on.
+    fn cut_from(&mut self, index: u64) {
+        let cut = self.log.split_off(&index);
+        let bytes = cut.values().map(entry_bytes).sum();
+        self.bytes = self.bytes.saturating_sub(bytes);
+        self.gauge.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Drops the entries up to and including `index`.
+    fn drop_through(&mut self, index: u64) {
+        let kept = self.log.split_off(&index.saturating_add(1));
+        let dropped = std::mem::replace(&mut self.log, kept);
+        let bytes = dropped.values().map(entry_bytes).sum();
+        self.bytes = self.bytes.saturating_sub(bytes);
+        self.gauge.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// What one entry held in memory weighs, roughly as the allocator sees it: its B-tree slot
+/// twice (appended in order, the map's nodes are about half full), and per effect the effect,
+/// its keys' and values' bytes and two allocations' headers and rounding.
+pub(crate) fn entry_bytes(entry: &Entry<TypeConfig>) -> u64 {
+    /// A heap allocation's header and rounding, with a `Bytes`' shared counter.
+    const ALLOCATION: usize = 32;
+    let payload = match &entry.payload {
+        EntryPayload::Normal(batch) => {
+            ALLOCATION
+                + batch
+                    .effects
+                    .iter()
+                    .map(|e| std::mem::size_of_val(e) + e.data_bytes() + 2 * ALLOCATION)
+                    .sum::<usize>()
+        }
+        EntryPayload::Blank | EntryPayload::Membership(_) => 0,
+    };
+    (2 * std::mem::size_of::<(u64, Entry<TypeConfig>)>() + payload) as u64
 }
 
 impl LogStore {
@@ -53,20 +120,40 @@ impl LogStore {
         let opened = tokio::task::spawn_blocking(move || DiskLog::open(&dir))
             .await
             .map_err(join_err)??;
+        let log: BTreeMap<u64, Entry<TypeConfig>> = opened
+            .entries
+            .into_iter()
+            .map(|e| (e.log_id.index, e))
+            .collect();
+        let bytes = log.values().map(entry_bytes).sum();
         let inner = Inner {
             last_purged: opened.meta.last_purged,
-            log: opened
-                .entries
-                .into_iter()
-                .map(|e| (e.log_id.index, e))
-                .collect(),
+            log,
             committed: opened.meta.committed,
             vote: opened.meta.vote,
+            bytes,
+            gauge: Arc::new(AtomicU64::new(bytes)),
         };
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
             disk: Some(Arc::new(Mutex::new(opened.disk))),
         })
+    }
+
+    /// The same log, adding what its entries in memory weigh to `gauge` from now on (the
+    /// node's `memory::Logs::bytes`) instead of a gauge of its own.
+    pub fn counted_in(self, gauge: Arc<AtomicU64>) -> LogStore {
+        let mut inner = self.lock();
+        inner.gauge.fetch_sub(inner.bytes, Ordering::Relaxed);
+        gauge.fetch_add(inner.bytes, Ordering::Relaxed);
+        inner.gauge = gauge;
+        drop(inner);
+        self
+    }
+
+    /// What the entries in memory weigh, in bytes (an estimate of their allocations).
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
     }
 
     /// A std mutex: every critical section is a map operation, never an `.await`.
@@ -192,11 +279,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 return Err(e);
             }
         }
-        let mut inner = self.lock();
-        for entry in entries {
-            inner.log.insert(entry.log_id.index, entry);
-        }
-        drop(inner);
+        self.lock().insert(entries);
         callback.log_io_completed(Ok(()));
         Ok(())
     }
@@ -204,7 +287,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let index = log_id.index;
         self.on_disk(move |d| d.truncate(index)).await?;
-        self.lock().log.split_off(&index);
+        self.lock().cut_from(index);
         Ok(())
     }
 
@@ -231,8 +314,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.on_disk(move |d| d.purge(&meta, &kept)).await?;
         let mut inner = self.lock();
         inner.last_purged = meta.last_purged;
-        let kept = inner.log.split_off(&log_id.index.saturating_add(1));
-        inner.log = kept;
+        inner.drop_through(log_id.index);
         Ok(())
     }
 }

@@ -1,9 +1,10 @@
-//! The bytes of a group's snapshot: the [`Image`] (JSON, as before) compressed with zstd in a
-//! small checksummed frame, which is what members send each other, and the snapshot file that
-//! keeps one frame with its [`SnapshotMeta`] in a member's directory.
+//! The bytes of a group's snapshot: the [`Image`] in postcard (frame version 2; version 1, JSON,
+//! where every byte of a key or value took up to four, still decodes) compressed with zstd in
+//! a small checksummed frame, which is what members send each other, and the snapshot file
+//! that keeps one frame with its [`SnapshotMeta`] in a member's directory.
 //!
 //! ```text
-//! frame: "MINIKV-SNAP 1\n" | image length: u64 LE | crc32 of the payload: u32 LE | zstd payload
+//! frame: "MINIKV-SNAP 2\n" | image length: u64 LE | crc32 of the payload: u32 LE | zstd payload
 //! file:  "MINIKV-SNAPFILE 1\n" | meta length: u32 LE | crc32 of the meta: u32 LE | meta JSON
 //!        | frame
 //! ```
@@ -23,17 +24,19 @@ use openraft::{BasicNode, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 use super::disk_log::write_atomically;
+use super::slots::GroupSlots;
 use super::types::NodeId;
+use crate::store::{clock, dump_entries};
 
 /// The serialised snapshot: every live entry of every non-empty database (of the group's keys).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Image {
     /// The databases that hold keys, in index order.
     pub dbs: Vec<DbImage>,
-    /// What the group holds (issue 11); absent in images written before slots, which hold a
-    /// group's genesis share.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slots: Option<super::slots::GroupSlots>,
+    /// What the group holds (issue 11); absent in JSON images written before slots, which
+    /// hold a group's genesis share.
+    #[serde(default)]
+    pub slots: Option<GroupSlots>,
 }
 
 /// One database in an [`Image`].
@@ -56,6 +59,33 @@ pub struct EntryImage {
     pub data: Bytes,
     /// The deadline in Unix milliseconds, if the key has a TTL.
     pub expires_at_ms: Option<i64>,
+}
+
+/// The image of a snapshot build's dumps (`(db, shard dumps)` pairs), borrowing every key and
+/// value from them.
+pub fn borrow<'a>(
+    slots: Option<&'a GroupSlots>,
+    dumps: &'a [(usize, Vec<Vec<u8>>)],
+) -> ImageRef<'a> {
+    ImageRef {
+        slots,
+        dbs: dumps
+            .iter()
+            .map(|(db, shards)| DbImageRef {
+                db: *db,
+                entries: shards
+                    .iter()
+                    .flat_map(|d| dump_entries(d))
+                    .map(|e| EntryImageRef {
+                        key: Raw(e.key),
+                        kind: e.kind.name(),
+                        data: Raw(e.data),
+                        expires_at_ms: e.deadline.map(clock::unix_ms_at),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// A group snapshot's meta: its last log id and membership, and its id.
@@ -96,6 +126,9 @@ pub enum SnapshotError {
         /// The parser's error.
         source: serde_json::Error,
     },
+    /// The decompressed image is not the postcard this module writes.
+    #[error("snapshot image does not decode: {0}")]
+    Postcard(postcard::Error),
     /// The image parses but holds an entry this member refuses (an unknown type, a deadline
     /// out of range, a key of another group).
     #[error("snapshot image refused: {0}")]
@@ -126,20 +159,106 @@ pub enum FileError {
     Damaged(#[from] SnapshotError),
 }
 
-/// Serialises `image` and compresses it into a frame.
+/// An [`Image`] that borrows its keys and values from the dumps a build copied out of the
+/// store: it serialises to the same JSON as the `Image` holding copies would, without a second
+/// copy of the group's data in memory.
+#[derive(Debug, Serialize)]
+pub struct ImageRef<'a> {
+    /// The databases that hold keys, in index order.
+    pub dbs: Vec<DbImageRef<'a>>,
+    /// What the group holds.
+    pub slots: Option<&'a GroupSlots>,
+}
+
+/// One database in an [`ImageRef`].
+#[derive(Debug, Serialize)]
+pub struct DbImageRef<'a> {
+    /// The database's index.
+    pub db: usize,
+    /// Its entries.
+    pub entries: Vec<EntryImageRef<'a>>,
+}
+
+/// One key in an [`ImageRef`] (see [`EntryImage`]).
+#[derive(Debug, Serialize)]
+pub struct EntryImageRef<'a> {
+    /// The key.
+    pub key: Raw<'a>,
+    /// The value's type, as `TYPE` names it.
+    pub kind: &'static str,
+    /// The value in its dumped form.
+    pub data: Raw<'a>,
+    /// The deadline in Unix milliseconds, if the key has a TTL.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Borrowed bytes that serialise as [`Bytes`] does (`serialize_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'a>(pub &'a [u8]);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// Serialises `image` and compresses it into a frame, streaming the JSON through the
+/// compressor: the image's JSON (several times the data, as bytes are written as numbers) is
+/// never whole in memory, only the compressed frame is.
 ///
 /// # Errors
 /// [`SnapshotError::Json`] if serialising fails (it does not for these types) and
 /// [`SnapshotError::Decompress`] if zstd reports an error compressing.
-pub fn encode(image: &Image) -> Result<Vec<u8>, SnapshotError> {
-    let raw = serde_json::to_vec(image).map_err(|source| SnapshotError::Json {
-        what: "image",
-        source,
+pub fn encode<T: Serialize + ?Sized>(image: &T) -> Result<Vec<u8>, SnapshotError> {
+    use std::io::Write;
+    let zstd_error = |e: std::io::Error| SnapshotError::Decompress(format!("compressing: {e}"));
+    let mut out = Vec::with_capacity(FRAME_HEADER + 4096);
+    out.extend_from_slice(FRAME_MAGIC);
+    out.extend_from_slice(&[0; FRAME_HEADER - FRAME_MAGIC.len()]);
+    let encoder = zstd::stream::write::Encoder::new(out, LEVEL).map_err(zstd_error)?;
+    let mut writer = std::io::BufWriter::with_capacity(
+        64 << 10,
+        Counted {
+            inner: encoder,
+            bytes: 0,
+        },
+    );
+    postcard::to_io(image, &mut writer).map_err(|e| match e {
+        postcard::Error::SerdeSerCustom => SnapshotError::Postcard(e),
+        _ => SnapshotError::Decompress(format!("compressing: {e}")),
     })?;
-    compress(&raw)
+    writer.flush().map_err(zstd_error)?;
+    let counted = writer
+        .into_inner()
+        .map_err(|e| zstd_error(e.into_error()))?;
+    let len = counted.bytes;
+    let mut out = counted.inner.finish().map_err(zstd_error)?;
+    let crc = crc32fast::hash(&out[FRAME_HEADER..]);
+    let at = FRAME_MAGIC.len();
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    out[at + 8..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
 }
 
-/// Compresses `raw` (an image's JSON) into a frame, at [`LEVEL`].
+/// A writer that counts what passes through it (the image's length, for the frame header).
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Compresses `raw` (an image in postcard) into a frame, at [`LEVEL`].
 ///
 /// # Errors
 /// [`SnapshotError::Decompress`] if zstd reports an error (it does not for in-memory input).
@@ -162,13 +281,22 @@ pub fn compress(raw: &[u8]) -> Result<Vec<u8>, SnapshotError> {
 /// length, or an image that does not parse.
 pub fn decode(frame: &[u8]) -> Result<Image, SnapshotError> {
     let raw = decompress(frame)?;
-    serde_json::from_slice(&raw).map_err(|source| SnapshotError::Json {
-        what: "image",
-        source,
-    })
+    if frame.starts_with(FRAME_MAGIC_JSON) {
+        return serde_json::from_slice(&raw).map_err(|source| SnapshotError::Json {
+            what: "image",
+            source,
+        });
+    }
+    let (image, rest) = postcard::take_from_bytes(&raw).map_err(SnapshotError::Postcard)?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Postcard(
+            postcard::Error::DeserializeBadEncoding,
+        ));
+    }
+    Ok(image)
 }
 
-/// Checks a frame and returns the image's JSON.
+/// Checks a frame and returns the image's encoding (JSON in version 1, postcard after).
 ///
 /// # Errors
 /// As [`decode`], but for parsing.
@@ -264,6 +392,7 @@ fn parse_file(bytes: &[u8]) -> Result<(Meta, Vec<u8>), SnapshotError> {
 fn check_frame(frame: &[u8]) -> Result<(u64, &[u8]), SnapshotError> {
     let rest = frame
         .strip_prefix(FRAME_MAGIC.as_slice())
+        .or_else(|| frame.strip_prefix(FRAME_MAGIC_JSON.as_slice()))
         .ok_or(SnapshotError::BadMagic)?;
     let (len, rest) = rest
         .split_first_chunk::<8>()
@@ -293,7 +422,7 @@ fn file_error(path: &Path, source: FileError) -> SnapshotError {
     }
 }
 
-/// The largest image (decompressed JSON) a member accepts: 8 GiB, far past what a node of
+/// The largest image (decompressed) a member accepts: 8 GiB, far past what a node of
 /// this store holds in one group, small enough that a damaged length is caught.
 pub const MAX_IMAGE_LEN: u64 = 8 << 30;
 
@@ -304,7 +433,9 @@ pub const LEVEL: i32 = 1;
 pub const FILE_NAME: &str = "snapshot.bin";
 
 /// The first bytes of a frame: format and version.
-const FRAME_MAGIC: &[u8; 14] = b"MINIKV-SNAP 1\n";
+const FRAME_MAGIC: &[u8; 14] = b"MINIKV-SNAP 2\n";
+/// The first bytes of a version 1 frame (a JSON image).
+const FRAME_MAGIC_JSON: &[u8; 14] = b"MINIKV-SNAP 1\n";
 
 /// The first bytes of a snapshot file: format and version.
 const FILE_MAGIC: &[u8; 18] = b"MINIKV-SNAPFILE 1\n";
@@ -355,6 +486,44 @@ mod tests {
     }
 
     #[test]
+    fn a_borrowed_image_streams_to_the_frame_of_its_owned_copy() {
+        let slots = crate::replication::slots::GroupSlots::default();
+        let owned = Image {
+            slots: Some(slots.clone()),
+            ..image()
+        };
+        let borrowed = ImageRef {
+            slots: Some(&slots),
+            dbs: owned
+                .dbs
+                .iter()
+                .map(|d| DbImageRef {
+                    db: d.db,
+                    entries: d
+                        .entries
+                        .iter()
+                        .map(|e| EntryImageRef {
+                            key: Raw(&e.key),
+                            kind: "string",
+                            data: Raw(&e.data),
+                            expires_at_ms: e.expires_at_ms,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        let (a, b) = (
+            encode(&owned).expect("encodes"),
+            encode(&borrowed).expect("encodes"),
+        );
+        assert_eq!(decompress(&a).expect("a"), decompress(&b).expect("b"));
+        assert_eq!(
+            serde_json::to_vec(&decode(&b).expect("decodes")).expect("json"),
+            serde_json::to_vec(&owned).expect("json")
+        );
+    }
+
+    #[test]
     fn a_bad_magic_a_flipped_byte_or_a_truncated_frame_is_refused() {
         let frame = encode(&image()).expect("encodes");
         let mut magic = frame.clone();
@@ -399,9 +568,26 @@ mod tests {
         forged.extend_from_slice(&crc32fast::hash(not_zstd).to_le_bytes());
         forged.extend_from_slice(not_zstd);
         assert!(matches!(decode(&forged), Err(SnapshotError::Decompress(_))));
-        // Valid zstd of something that is not an image.
-        let json = compress(b"[1,2,3]").expect("compresses");
+        // Valid zstd of something that is not an image, in either version.
+        let mut json = compress(b"[1,2,3]").expect("compresses");
+        assert!(matches!(decode(&json), Err(SnapshotError::Postcard(_))));
+        json[..FRAME_MAGIC.len()].copy_from_slice(FRAME_MAGIC_JSON);
         assert!(matches!(decode(&json), Err(SnapshotError::Json { .. })));
+    }
+
+    #[test]
+    fn a_version_1_json_frame_still_decodes() {
+        let json = serde_json::to_vec(&image()).expect("json");
+        let mut frame = compress(&json).expect("compresses");
+        frame[..FRAME_MAGIC.len()].copy_from_slice(FRAME_MAGIC_JSON);
+        assert_eq!(
+            serde_json::to_vec(&decode(&frame).expect("decodes")).expect("json"),
+            json
+        );
+        assert!(
+            encode(&image()).expect("encodes").len() < frame.len(),
+            "version 2 is smaller"
+        );
     }
 
     #[test]

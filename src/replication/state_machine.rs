@@ -62,8 +62,9 @@ pub use super::snapshot::{DbImage, EntryImage, Image};
 use super::types::{Applied, NodeId, Speculation, TypeConfig};
 use crate::client::router::slot_of;
 use crate::effect::{ApplyError, Effect};
+use crate::memory::Held;
 use crate::store::value::dump;
-use crate::store::{clock, dump_entries, Kind, Store};
+use crate::store::{clock, Kind, Store};
 
 /// The keys a group's state machine owns: every key, or the slots a group holds on this node
 /// (see [`super::slots`]).
@@ -99,6 +100,9 @@ pub struct StateMachine {
     builds: Arc<AtomicU64>,
     /// Bumped by [`StateMachine::reset`]: a build begun before it is dropped.
     generation: Arc<AtomicU64>,
+    /// Where a snapshot build adds the copy it holds while it runs (the node's memory left
+    /// out of the eviction check, `memory::Logs`), as Redis leaves a fork's copy out.
+    apart: Arc<AtomicU64>,
 }
 
 /// Builds one snapshot: the meta is recorded between two applies, the copy taken once every
@@ -215,8 +219,16 @@ impl StateMachine {
             state: Arc::default(),
             current: Arc::default(),
             builds: Arc::default(),
+            apart: Arc::default(),
             generation: Arc::default(),
         }
+    }
+
+    /// Adds each snapshot build's copy of the group's data to `gauge` while the build holds
+    /// it (the node's memory left out of the eviction check, `memory::Logs`).
+    pub fn counted_in(mut self, gauge: Arc<AtomicU64>) -> Self {
+        self.apart = gauge;
+        self
     }
 
     /// The state machine of group `scope` over `store`, keeping its snapshots in `dir`
@@ -606,25 +618,8 @@ impl SnapshotBuilder {
         generation: u64,
         (slots, dumps): Dumps,
     ) -> Result<Snapshot<TypeConfig>, SnapshotError> {
-        let image = Image {
-            slots,
-            dbs: dumps
-                .into_iter()
-                .map(|(db, shards)| DbImage {
-                    db,
-                    entries: shards
-                        .iter()
-                        .flat_map(|d| dump_entries(d))
-                        .map(|e| EntryImage {
-                            key: Bytes::copy_from_slice(e.key),
-                            kind: e.kind.name().to_owned(),
-                            data: Bytes::copy_from_slice(e.data),
-                            expires_at_ms: e.deadline.map(clock::unix_ms_at),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        };
+        // Borrowed from the dumps: the build holds one copy of the group's data, not two.
+        let image = snapshot::borrow(slots.as_ref(), &dumps);
         let frame = snapshot::encode(&image)?;
         machine.publish(meta.clone(), frame.clone(), Some(generation))?;
         Ok(Snapshot {
@@ -655,10 +650,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e)))?
         };
         let (meta, generation) = (self.meta.clone(), self.generation);
-        tokio::task::spawn_blocking(move || Self::finish(&machine, meta, generation, dumps))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), AnyError::error(e)))?
-            .map_err(|e| StorageIOError::write_snapshot(signature, &e).into())
+        let held: usize = dumps.1.iter().flat_map(|(_, d)| d).map(Vec::len).sum();
+        let apart = Held::add(machine.apart.clone(), held as u64);
+        tokio::task::spawn_blocking(move || {
+            let built = Self::finish(&machine, meta, generation, dumps);
+            drop(apart);
+            built
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(signature.clone(), AnyError::error(e)))?
+        .map_err(|e| StorageIOError::write_snapshot(signature, &e).into())
     }
 }
 

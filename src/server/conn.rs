@@ -48,6 +48,8 @@ const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 const YIELD_MAX_OUTPUT: usize = 4 * 1024;
 /// Initial and minimum free space of the read buffer.
 const READ_CHUNK: usize = 16 * 1024;
+/// An empty buffer larger than this is given back after the batch that grew it.
+const SHRINK_ABOVE: usize = 256 * 1024;
 /// How long a client refused by protected mode may take to read the explanation.
 const DENY_LINGER: Duration = Duration::from_secs(1);
 /// How long a client may take to complete the TLS handshake.
@@ -398,12 +400,19 @@ async fn serve<S: Transport, C: Codec>(
             write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
             node.stats.net_output(wbuf.len());
             wbuf.clear();
+            if wbuf.capacity() > SHRINK_ABOVE {
+                wbuf = BytesMut::with_capacity(READ_CHUNK);
+            }
             Feed::written(&mut feed);
         }
         if session.closing || eof || attacked {
             return Ok(());
         }
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+        if rbuf.is_empty() && rbuf.capacity() > SHRINK_ABOVE {
+            // A big pipeline is over: its buffer goes back (Redis shrinks an idle query
+            // buffer too), or every connection that once sent one would keep it.
+            rbuf = BytesMut::with_capacity(READ_CHUNK);
+        } else if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
         }
         // Idle time counts from here: the last request is answered. Redis exempts MONITOR

@@ -128,14 +128,22 @@ def browse_key(driver, pattern, key):
     field.send_keys(pattern)
     driver.find_element(By.ID, "scan-button").click()
 
+    # Each step finds the row again: a row found before a re-render is stale afterwards.
     def row():
         for r in driver.find_elements(By.CSS_SELECTOR, "#keys tbody tr"):
             if r.find_element(By.CSS_SELECTOR, "td .mono").text == key:
                 return r
         return None
-    found = wait_for("key %r in the key browser" % key, row)
-    ttl = found.find_element(By.CSS_SELECTOR, "td.ttl").text
-    found.click()
+
+    def ttl_text():
+        found = row()
+        return found and (found.find_element(By.CSS_SELECTOR, "td.ttl").text,)
+
+    def click():
+        found = row()
+        return found and (found.click() or True)
+    (ttl,) = wait_for("key %r in the key browser" % key, ttl_text)
+    wait_for("a click on key %r" % key, click)
     wait_for("the key's details", lambda: driver.find_element(By.ID, "detail-key").text == key)
     return ttl
 
@@ -290,9 +298,12 @@ def scenario_redis(driver, args):
     redis_cli(port, "SET", "real:redis", "yes", "EX", "600")
     open_page(driver, url)
     wait_all_up(driver, servers)
-    version = driver.find_element(By.CSS_SELECTOR, "#nodes tbody tr td .note").text
-    if not version.startswith("redis "):
-        fail("the node's version reads %r" % version)
+    # The table re-renders on every refresh: read the note again until it says redis (an
+    # element found just before a refresh is stale by the time its text is asked for).
+    def redis_version():
+        text = driver.find_element(By.CSS_SELECTOR, "#nodes tbody tr td .note").text
+        return text if text.startswith("redis ") else None
+    version = wait_for("the node's version note to name redis", redis_version)
     ttl = browse_key(driver, "real:*", "real:redis")
     if not ttl.endswith(" min"):
         fail("the TTL reads %r" % ttl)

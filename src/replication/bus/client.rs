@@ -15,11 +15,12 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, Entry};
 use tokio::net::TcpStream;
 
 use super::wire::{self, Connection, Io};
 use super::{BusError, BusTls, Contacts, GroupId, Request, Response};
+use crate::replication::log::entry_bytes;
 use crate::replication::types::{NodeId, TypeConfig};
 
 /// The `RaftNetworkFactory` of one group's member: it reaches a peer at the address of its
@@ -205,16 +206,29 @@ impl BusClient {
 }
 
 impl RaftNetwork<TypeConfig> for BusClient {
+    /// Sends at most `APPEND_BYTES` of entries (and at least one): openraft allows an
+    /// append its heartbeat interval, and the follower must receive and log the entries
+    /// within it, so a batch of large values would time out on every retry and the follower
+    /// would never catch up. The rest follows in the next call (`PartialSuccess`).
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let cut = append_prefix(&rpc.entries, APPEND_BYTES);
+        let partial = (cut < rpc.entries.len()).then(|| {
+            rpc.entries.truncate(cut);
+            rpc.entries.last().map(|e| e.log_id)
+        });
         let request = Request::AppendEntries {
             group: self.group,
             rpc,
         };
         match self.exchange(&request, option.hard_ttl()).await {
+            Ok(Response::AppendEntries(Ok(AppendEntriesResponse::Success))) => Ok(match partial {
+                Some(matching) => AppendEntriesResponse::PartialSuccess(matching),
+                None => AppendEntriesResponse::Success,
+            }),
             Ok(Response::AppendEntries(answer)) => answer.map_err(|e| self.remote(e)),
             Ok(other) => Err(self.unexpected(other)),
             Err(failure) => Err(self.failed(failure)),
@@ -255,6 +269,22 @@ impl RaftNetwork<TypeConfig> for BusClient {
             Err(failure) => Err(self.failed(failure)),
         }
     }
+}
+
+/// The most entry bytes (as `entry_bytes` weighs them) one append sends, unless its first
+/// entry alone is larger.
+pub const APPEND_BYTES: u64 = 256 * 1024;
+
+/// How many of `entries`, from the first, fit in `budget` bytes (at least one).
+fn append_prefix(entries: &[Entry<TypeConfig>], budget: u64) -> usize {
+    let mut total = 0u64;
+    for (i, entry) in entries.iter().enumerate() {
+        total += entry_bytes(entry);
+        if total > budget && i > 0 {
+            return i;
+        }
+    }
+    entries.len()
 }
 
 /// Opens a connection to the bus at `addr`: TCP, the TLS handshake when `tls` is given, and

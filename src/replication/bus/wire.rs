@@ -95,7 +95,18 @@ pub(super) async fn send<T: Message>(
 ) -> Result<(), BusError> {
     let bytes = encode(message)?;
     connection.send(bytes::Bytes::from(bytes)).await?;
+    shrink(connection.write_buffer_mut());
     Ok(())
+}
+
+/// An empty connection buffer larger than this is given back after the frame that grew it:
+/// a connection that once carried a big batch would otherwise keep its size for good.
+const SHRINK_ABOVE: usize = 256 * 1024;
+
+fn shrink(buffer: &mut bytes::BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > SHRINK_ABOVE {
+        *buffer = bytes::BytesMut::new();
+    }
 }
 
 /// The next frame decoded, or `None` when the peer closed the connection.
@@ -103,7 +114,11 @@ pub(super) async fn receive<T: Message>(
     connection: &mut Connection,
 ) -> Result<Option<T>, BusError> {
     match connection.next().await {
-        Some(frame) => Ok(Some(decode(&frame?)?)),
+        Some(frame) => {
+            let frame = frame?;
+            shrink(connection.read_buffer_mut());
+            Ok(Some(decode(&frame)?))
+        }
         None => Ok(None),
     }
 }

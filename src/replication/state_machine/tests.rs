@@ -111,11 +111,22 @@ async fn a_snapshot_that_does_not_decode_is_an_error_not_a_panic() {
     let store = Arc::new(Store::new(1, 1));
     put(&store, 0, "k", "v");
     let mut sm = StateMachine::new(store.clone());
-    let list = br#"{"dbs":[{"db":0,"entries":[{"key":[1],"kind":"list","data":[],"expires_at_ms":null}]}]}"#;
+    let list = Image {
+        dbs: vec![DbImage {
+            db: 0,
+            entries: vec![EntryImage {
+                key: Bytes::from_static(&[1]),
+                kind: "list".into(),
+                data: Bytes::new(),
+                expires_at_ms: None,
+            }],
+        }],
+        slots: None,
+    };
     for bad in [
         b"not a frame".to_vec(),
-        snapshot::compress(b"not json").expect("compresses"),
-        snapshot::compress(list).expect("compresses"),
+        snapshot::compress(b"not an image").expect("compresses"),
+        snapshot::encode(&list).expect("encodes"),
     ] {
         let data = Box::new(Cursor::new(bad));
         let meta = SnapshotMeta::default();

@@ -21,7 +21,8 @@ done
 root=$(cd "$(dirname "$0")/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 (cd "$root" && cargo build --release --quiet --bin minikv --example hit_ratio) || exit 1
-bin=$target/release/minikv
+# MINIKV_BIN runs another minikv build (an earlier commit's, for a before/after) in its place.
+bin=${MINIKV_BIN:-$target/release/minikv}
 client=$target/release/examples/hit_ratio
 scratch=$(mktemp -d)
 pid=""

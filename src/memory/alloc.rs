@@ -7,7 +7,11 @@
 //! The call walks every arena's free lists under its lock, so it costs tens of microseconds to
 //! a few milliseconds with many free chunks: callers sample it (see `super::Budget`).
 //!
-//! This is the crate's one `unsafe` block: a foreign call with no arguments.
+//! [`give_back`] asks glibc to return the pages of free chunks to the kernel (`malloc_trim`):
+//! glibc keeps them after a free, so without it the resident set of a node that evicts stays
+//! at its high-water mark, fragmented across the worker threads' arenas.
+//!
+//! These are the crate's only `unsafe` blocks: foreign calls with plain arguments.
 
 /// Bytes the allocator has handed out and not got back, or `None` where glibc's
 /// `mallinfo2` is unavailable (then callers fall back to the resident set size).
@@ -24,6 +28,22 @@ pub fn in_use() -> Option<u64> {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn in_use() -> Option<u64> {
     None
+}
+
+/// Returns the free pages of every arena to the kernel (glibc's `malloc_trim(0)`); `true`
+/// when some memory was released. It walks every arena under its lock, as `mallinfo2` does.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn give_back() -> bool {
+    // SAFETY: malloc_trim takes a size and touches only the allocator's own state, under the
+    // arenas' locks; 0 keeps no padding at the top of the main heap.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Not glibc: nothing to ask (see the glibc version).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn give_back() -> bool {
+    false
 }
 
 /// Resident set size of this process: `VmRSS` of `/proc/self/status`, which the kernel gives
@@ -52,5 +72,20 @@ mod tests {
         assert!(during >= before + (2 << 20), "{before} -> {during}");
         drop(block);
         assert!(rss_bytes() > 0);
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn freed_small_chunks_are_given_back() {
+        // 16 MiB in chunks below mmap's threshold, so they live in an arena's heap; every
+        // other one kept, so the heap cannot just shrink from the top.
+        let mut chunks: Vec<Vec<u8>> = (0..16 * 1024).map(|_| vec![7; 1024]).collect();
+        let kept: Vec<Vec<u8>> = chunks.iter_mut().step_by(64).map(std::mem::take).collect();
+        drop(chunks);
+        assert!(
+            give_back(),
+            "malloc_trim released nothing after 16 MiB were freed"
+        );
+        assert!(kept.len() == 256 && kept.iter().all(|c| c[0] == 7));
     }
 }

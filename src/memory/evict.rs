@@ -85,7 +85,11 @@ pub fn make_room(node: &Node) -> Room {
     }
     let policy = budget.policy();
     if policy == Policy::NoEviction {
-        return Room::Full;
+        return if budget.confirm_over() {
+            Room::Full
+        } else {
+            Room::Enough
+        };
     }
     let to_free = used - limit;
     let started = std::time::Instant::now();
@@ -106,8 +110,10 @@ pub fn make_room(node: &Node) -> Room {
                 // What is left is other leaders' to evict, as a Redis replica leaves its
                 // master's keys to the master: they free it when their own budget is over.
                 Room::Enough
-            } else {
+            } else if budget.confirm_over() {
                 Room::Full
+            } else {
+                Room::Enough
             };
         };
         freed += bytes as u64;

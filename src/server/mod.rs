@@ -182,6 +182,10 @@ impl Server {
             node.shutdown.clone(),
             node.latency.clone(),
         ));
+        tracker.spawn(crate::memory::give_back(
+            node.clone(),
+            node.shutdown.clone(),
+        ));
         if !config.clustered() {
             tracker.spawn(persist::run(
                 node.persister.clone(),

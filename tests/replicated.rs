@@ -1207,3 +1207,53 @@ fn eviction_in_a_cluster_happens_on_leaders_and_replicas_follow() {
     );
     trio.assert_no_panics();
 }
+
+/// Issue 15 with a `volatile-*` policy in a replicated cluster: keys without a TTL are never
+/// evicted, so once full every node refuses writes with Redis's OOM error instead of growing
+/// (a leader cannot count on the other leaders having keys with a TTL to evict), and every
+/// acknowledged write is kept on every node.
+#[test]
+fn a_full_cluster_with_a_volatile_policy_refuses_writes_and_keeps_every_key() {
+    const LIMIT: u64 = 16 << 20;
+    const VALUE: usize = 4000;
+    let limit = LIMIT.to_string();
+    let trio = Trio::start(&["--maxmemory", &limit, "--maxmemory-policy", "volatile-lru"]);
+    let mut c = trio.conn(0);
+    let value = "v".repeat(VALUE);
+    let written = 2 * LIMIT as usize / VALUE;
+    let (mut acknowledged, mut refused) = (0usize, 0usize);
+    for start in (0..written).step_by(500) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + 500).min(written) {
+            pipe.cmd("SET").arg(format!("k:{i}")).arg(&value);
+        }
+        let replies: Vec<RedisResult<Value>> = pipe
+            .ignore_errors()
+            .query(&mut c)
+            .unwrap_or_else(|e| panic!("batch at {start}: {e}"));
+        for reply in replies {
+            match reply {
+                Ok(_) => acknowledged += 1,
+                Err(e) => {
+                    assert!(e.to_string().contains("OOM"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(refused > 0, "twice the budget written and nothing refused");
+    let dbsize = |i: usize| -> usize {
+        redis::cmd("DBSIZE")
+            .query(&mut trio.conn(i))
+            .expect("DBSIZE")
+    };
+    wait_until_blocking(
+        "every node to hold every acknowledged key",
+        WAIT * 3,
+        || (0..3).all(|i| dbsize(i) == acknowledged),
+    );
+    for i in 0..3 {
+        assert_eq!(info_number(&mut trio.conn(i), "evicted_keys"), 0);
+    }
+    trio.assert_no_panics();
+}

@@ -13,9 +13,11 @@
 //! A victim is removed under its shard's lock and its `Del` effect handed to the sink (or, in a
 //! replicated cluster, to its group's proposer) before the lock is released, as `cmd::run`
 //! does for a command. In a cluster only keys of groups this node leads are evicted; followers
-//! delete them when they apply the leader's log, so replicas never diverge. A node that finds
-//! nothing of its own to evict but follows a group lets the command run (as a Redis replica
-//! leaves its master's keys alone): that group's leader evicts when its own budget is over.
+//! delete them when they apply the leader's log, so replicas never diverge. With an `allkeys-*`
+//! policy, a node that finds nothing of its own to evict but follows a group lets the command
+//! run (as a Redis replica leaves its master's keys alone): that group's leader evicts when
+//! its own budget is over. A `volatile-*` policy refuses instead, since the other leaders may
+//! have no key with a TTL either.
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -106,9 +108,10 @@ pub fn make_room(node: &Node) -> Room {
     while freed < to_free {
         let Some(bytes) = evict_one(node, budget, &mut pool, policy) else {
             budget.credit(freed);
-            return if others_hold_keys(node) {
+            return if !policy.volatile() && others_hold_keys(node) {
                 // What is left is other leaders' to evict, as a Redis replica leaves its
                 // master's keys to the master: they free it when their own budget is over.
+                // (With a volatile policy they may have nothing to evict either: refuse.)
                 Room::Enough
             } else if budget.confirm_over() {
                 Room::Full

@@ -4,9 +4,7 @@
 //! **Accounting.** "In use" is the allocator's count ([`alloc::in_use`], glibc's `mallinfo2`),
 //! the figure Redis reports as `used_memory`: every live allocation, data and buffers alike.
 //! Asking glibc walks its free lists, so [`Budget::used`] samples it (every
-//! `NEAR_INTERVAL` when close to the limit, every `FAR_INTERVAL` otherwise, and never more
-//! often than a hundred times what the last sample took: with many free chunks one walk took
-//! a third of a millisecond, and sampling every 2 ms cost 17% of the CPU) and adds, in
+//! `NEAR_INTERVAL` when close to the limit, every `FAR_INTERVAL` otherwise) and adds, in
 //! between, what the write commands that ran since the sample may have allocated (their
 //! argument bytes plus a per-key allowance) minus what evictions freed (the victims' MEMORY
 //! USAGE). A burst of writes between two samples is therefore already counted when the next
@@ -140,8 +138,6 @@ pub struct Budget {
     sampled: AtomicU64,
     /// When it was taken, microseconds after `epoch`.
     sampled_at_us: AtomicU64,
-    /// How long the last sample took, in microseconds (it grows with the free chunks).
-    sample_cost_us: AtomicU64,
     /// Bytes written (+) and evicted (-) since the sample, estimated.
     pending: AtomicI64,
     peak: AtomicU64,
@@ -163,7 +159,6 @@ impl Default for Budget {
             samples: AtomicU32::new(5),
             sampled: AtomicU64::new(used),
             sampled_at_us: AtomicU64::new(0),
-            sample_cost_us: AtomicU64::new(0),
             pending: AtomicI64::new(0),
             peak: AtomicU64::new(used),
             startup: AtomicU64::new(used),
@@ -277,12 +272,7 @@ impl Budget {
         };
         // At most about 1% of a core on samples: a heap with many free chunks takes longer
         // to walk, and the estimate covers the time in between.
-        let interval_us = (interval.as_micros() as u64).max(
-            self.sample_cost_us
-                .load(Relaxed)
-                .saturating_mul(SAMPLE_COST_RATIO),
-        );
-        if now_us.saturating_sub(at) >= interval_us
+        if now_us.saturating_sub(at) >= interval.as_micros() as u64
             && self
                 .sampled_at_us
                 .compare_exchange(at, now_us, Relaxed, Relaxed)
@@ -333,10 +323,7 @@ impl Budget {
     }
 
     fn sample(&self) -> u64 {
-        let started = std::time::Instant::now();
         let used = alloc::in_use().unwrap_or_else(alloc::rss_bytes);
-        self.sample_cost_us
-            .store(started.elapsed().as_micros() as u64, Relaxed);
         self.sampled.store(used, Relaxed);
         self.pending.store(0, Relaxed);
         self.peak.fetch_max(used, Relaxed);
@@ -438,8 +425,6 @@ pub fn human(bytes: u64) -> String {
 const NEAR_INTERVAL: Duration = Duration::from_millis(2);
 /// How often otherwise (INFO asks whenever it runs).
 const FAR_INTERVAL: Duration = Duration::from_millis(50);
-/// Samples are at least this many times their own duration apart.
-const SAMPLE_COST_RATIO: u64 = 100;
 
 /// How often [`give_back`] looks at the eviction count.
 const GIVE_BACK_INTERVAL: Duration = Duration::from_secs(1);

@@ -20,6 +20,10 @@ use clap::{Parser, Subcommand};
 use minikv::repl::{terminal, Outcome};
 use minikv::{launch, ClientConfig, NodeConfig};
 
+/// Counts every allocation for the memory budget (`minikv::memory::alloc`), glibc underneath.
+#[global_allocator]
+static ALLOCATOR: minikv::memory::alloc::Counting = minikv::memory::alloc::Counting;
+
 #[path = "main_args.rs"]
 mod args;
 use args::*;

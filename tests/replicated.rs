@@ -1132,6 +1132,24 @@ fn info_number(c: &mut Connection, name: &str) -> u64 {
         .unwrap_or_else(|e| panic!("INFO {name}: {e}"))
 }
 
+/// `SET k:0 .. k:{count-1}` to `value` through `c`, pipelined 500 at a time; every reply, in
+/// order (refusals included).
+fn set_in_batches(c: &mut Connection, count: usize, value: &str) -> Vec<RedisResult<Value>> {
+    let mut replies = Vec::with_capacity(count);
+    for start in (0..count).step_by(500) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + 500).min(count) {
+            pipe.cmd("SET").arg(format!("k:{i}")).arg(value);
+        }
+        let batch: Vec<RedisResult<Value>> = pipe
+            .ignore_errors()
+            .query(c)
+            .unwrap_or_else(|e| panic!("batch at {start}: {e}"));
+        replies.extend(batch);
+    }
+    replies
+}
+
 /// Issue 15 inside a replicated cluster: three nodes with a 16 MB budget written four times
 /// over through one node. Leaders evict their groups' keys and followers delete them from the
 /// log, so no write is refused, every node ends up with the same keys, and the keys kept fit
@@ -1147,18 +1165,10 @@ fn eviction_in_a_cluster_happens_on_leaders_and_replicas_follow() {
     let mut c = trio.conn(0);
     let value = "v".repeat(VALUE);
     let written = 4 * LIMIT as usize / VALUE;
-    let mut refused = Vec::new();
-    for start in (0..written).step_by(500) {
-        let mut pipe = redis::pipe();
-        for i in start..(start + 500).min(written) {
-            pipe.cmd("SET").arg(format!("k:{i}")).arg(&value);
-        }
-        let replies: Vec<RedisResult<Value>> = pipe
-            .ignore_errors()
-            .query(&mut c)
-            .unwrap_or_else(|e| panic!("batch at {start}: {e}"));
-        refused.extend(replies.into_iter().filter_map(Result::err));
-    }
+    let refused: Vec<_> = set_in_batches(&mut c, written, &value)
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
     assert!(
         refused.is_empty(),
         "{} of {written} writes refused, first: {}",
@@ -1222,22 +1232,12 @@ fn a_full_cluster_with_a_volatile_policy_refuses_writes_and_keeps_every_key() {
     let value = "v".repeat(VALUE);
     let written = 2 * LIMIT as usize / VALUE;
     let (mut acknowledged, mut refused) = (0usize, 0usize);
-    for start in (0..written).step_by(500) {
-        let mut pipe = redis::pipe();
-        for i in start..(start + 500).min(written) {
-            pipe.cmd("SET").arg(format!("k:{i}")).arg(&value);
-        }
-        let replies: Vec<RedisResult<Value>> = pipe
-            .ignore_errors()
-            .query(&mut c)
-            .unwrap_or_else(|e| panic!("batch at {start}: {e}"));
-        for reply in replies {
-            match reply {
-                Ok(_) => acknowledged += 1,
-                Err(e) => {
-                    assert!(e.to_string().contains("OOM"), "{e}");
-                    refused += 1;
-                }
+    for reply in set_in_batches(&mut c, written, &value) {
+        match reply {
+            Ok(_) => acknowledged += 1,
+            Err(e) => {
+                assert!(e.to_string().contains("OOM"), "{e}");
+                refused += 1;
             }
         }
     }

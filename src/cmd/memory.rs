@@ -25,12 +25,7 @@ use crate::store::shard::evict::ENTRY_OVERHEAD;
 /// over the limit, and returns the refusal when still over and the command may not run then:
 /// a `denyoom` command, EXEC of a transaction holding one, or anything queued inside MULTI
 /// (but EXEC, DISCARD, QUIT, RESET), as redis-server 7.0 does.
-pub(super) fn refusal(
-    node: &Node,
-    session: &mut Session,
-    spec: &CommandSpec,
-    args: &[Bytes],
-) -> Option<Reply> {
+pub(super) fn refusal(node: &Node, session: &mut Session, spec: &CommandSpec) -> Option<Reply> {
     let denyoom = |s: &CommandSpec| s.flags.contains(&"denyoom");
     let queued_denyoom = spec.name == "exec"
         && session
@@ -40,11 +35,6 @@ pub(super) fn refusal(
     let in_multi =
         session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
     let reject = denyoom(spec) || queued_denyoom || in_multi;
-    if denyoom(spec) && session.multi.is_none() {
-        // What the write may allocate, counted until the allocator is asked again.
-        let bytes: usize = args.iter().map(|a| a.len() + WRITE_ALLOWANCE).sum();
-        node.memory.charge(bytes as u64);
-    }
     if make_room(node) == Room::Enough || !reject {
         return None;
     }
@@ -241,7 +231,3 @@ fn doctor(node: &Node) -> String {
     }
     format!("Sam, I detected a few issues in this Redis instance memory implants:\n\n{report}I'm here to keep you safe, Sam. I want to help you.\n")
 }
-
-/// Bytes counted per argument of a write on top of its length (allocation headers, rounding,
-/// the table slot) until the allocator is asked again.
-const WRITE_ALLOWANCE: usize = 32;

@@ -209,7 +209,7 @@ pub fn execute(node: &Node, session: &mut Session, request: &Request) -> Reply {
     }
     // The whole cost of eviction on a node without a limit: one relaxed load.
     if node.memory.limit() != 0 {
-        if let Some(refusal) = memory::refusal(node, session, spec, args) {
+        if let Some(refusal) = memory::refusal(node, session, spec) {
             rejected(node, spec);
             return refusal;
         }

@@ -87,11 +87,7 @@ pub fn make_room(node: &Node) -> Room {
     }
     let policy = budget.policy();
     if policy == Policy::NoEviction {
-        return if budget.confirm_over() {
-            Room::Full
-        } else {
-            Room::Enough
-        };
+        return Room::Full;
     }
     let to_free = used - limit;
     let started = std::time::Instant::now();
@@ -107,13 +103,12 @@ pub fn make_room(node: &Node) -> Room {
     let mut evicted = 0u32;
     while freed < to_free {
         let Some(bytes) = evict_one(node, budget, &mut pool, policy) else {
-            budget.credit(freed);
             return if !policy.volatile() && others_hold_keys(node) {
                 // What is left is other leaders' to evict, as a Redis replica leaves its
                 // master's keys to the master: they free it when their own budget is over.
                 // (With a volatile policy they may have nothing to evict either: refuse.)
                 Room::Enough
-            } else if budget.confirm_over() {
+            } else if budget.used() > limit {
                 Room::Full
             } else {
                 Room::Enough
@@ -126,7 +121,6 @@ pub fn make_room(node: &Node) -> Room {
             break;
         }
     }
-    budget.credit(freed);
     Room::Enough
 }
 

@@ -1,14 +1,15 @@
 //! The memory budget of a node (Redis's `maxmemory`): the limit and policy CONFIG SET
 //! changes, how much memory is in use, and how many keys were evicted to stay under it.
 //!
-//! **Accounting.** "In use" is the allocator's count ([`alloc::in_use`], glibc's `mallinfo2`),
-//! the figure Redis reports as `used_memory`: every live allocation, data and buffers alike.
-//! Asking glibc walks its free lists, so [`Budget::used`] samples it (every
-//! `NEAR_INTERVAL` when close to the limit, every `FAR_INTERVAL` otherwise) and adds, in
-//! between, what the write commands that ran since the sample may have allocated (their
-//! argument bytes plus a per-key allowance) minus what evictions freed (the victims' MEMORY
-//! USAGE). A burst of writes between two samples is therefore already counted when the next
-//! write asks, and cannot overshoot by more than the estimate's error.
+//! **Accounting.** "In use" is what the program holds according to the allocator, the figure
+//! Redis reports as `used_memory`: every live allocation, data and buffers alike. The binary's
+//! global allocator counts every allocation and free as it happens ([`alloc::Counting`]), so
+//! [`Budget::used`] is one load plus an offset: glibc's own figure ([`alloc::in_use`],
+//! `mallinfo2`, which walks the free lists and so is only taken every `REBASE_INTERVAL` and
+//! for INFO) less the count at that moment. Between two such samples the count carries every
+//! byte the node allocates or frees, whatever allocated it (a write, a connection buffer, an
+//! append-only log buffer), within `alloc::FLUSH` bytes per thread. Without the counting
+//! allocator (library tests) every call samples.
 //!
 //! **Not counted** (Redis's `freeMemoryGetNotCountedMemory`): memory that evicting keys could
 //! never give back is left out of the figure the limit is checked against, as Redis leaves
@@ -134,12 +135,13 @@ pub struct Budget {
     limit: AtomicU64,
     policy: AtomicU8,
     samples: AtomicU32,
-    /// The allocator's count at the last sample.
-    sampled: AtomicU64,
-    /// When it was taken, microseconds after `epoch`.
+    /// The allocator's figure at the last sample less [`alloc::counted`] then: bytes in use
+    /// are `alloc::counted() + offset`. One word, so a reader never sees half a sample.
+    offset: AtomicI64,
+    /// When the sample was taken, microseconds after `epoch`.
     sampled_at_us: AtomicU64,
-    /// Bytes written (+) and evicted (-) since the sample, estimated.
-    pending: AtomicI64,
+    /// Whether [`alloc::Counting`] is the global allocator (otherwise every reading samples).
+    counting: bool,
     peak: AtomicU64,
     startup: AtomicU64,
     evicted: AtomicU64,
@@ -152,14 +154,15 @@ pub struct Budget {
 
 impl Default for Budget {
     fn default() -> Self {
+        let counting = alloc::counting();
         let used = alloc::in_use().unwrap_or_else(alloc::rss_bytes);
         Budget {
             limit: AtomicU64::new(0),
             policy: AtomicU8::new(Policy::NoEviction.code()),
             samples: AtomicU32::new(5),
-            sampled: AtomicU64::new(used),
+            offset: AtomicI64::new(offset_of(used)),
             sampled_at_us: AtomicU64::new(0),
-            pending: AtomicI64::new(0),
+            counting,
             peak: AtomicU64::new(used),
             startup: AtomicU64::new(used),
             evicted: AtomicU64::new(0),
@@ -237,42 +240,21 @@ impl Budget {
         self.logs.bytes.load(Relaxed)
     }
 
-    /// Bytes in use, as the eviction check sees them: the last sample of the allocator's
-    /// count (taken again when it is older than the interval) plus the estimate since, less
-    /// what is [not counted](Budget::not_counted).
+    /// Bytes in use, as the eviction check sees them: the count since the last sample plus
+    /// that sample (taken again when older than `REBASE_INTERVAL`), less what is
+    /// [not counted](Budget::not_counted).
     pub fn used(&self) -> u64 {
         self.allocated().saturating_sub(self.not_counted())
     }
 
-    /// Whether the node is over its limit by a sample at most `NEAR_INTERVAL` old: what a
-    /// refusal rests on, since the estimate between samples errs high (a refused write is
-    /// charged too), and Redis refuses only when the allocator says it is over.
-    pub fn confirm_over(&self) -> bool {
-        let now_us = self.epoch.elapsed().as_micros() as u64;
-        let at = self.sampled_at_us.load(Relaxed);
-        let allocated = if now_us.saturating_sub(at) >= NEAR_INTERVAL.as_micros() as u64 {
-            self.sampled_at_us.store(now_us, Relaxed);
-            self.sample()
-        } else {
-            self.estimate()
-        };
-        allocated.saturating_sub(self.not_counted()) > self.limit()
-    }
-
-    /// Every byte in use, the sample plus the estimate since (taken again when stale).
+    /// Every byte in use (see the module doc).
     fn allocated(&self) -> u64 {
+        if !self.counting {
+            return self.sample();
+        }
         let now_us = self.epoch.elapsed().as_micros() as u64;
         let at = self.sampled_at_us.load(Relaxed);
-        let estimate = self.estimate();
-        let counted = estimate.saturating_sub(self.not_counted());
-        let interval = if counted.saturating_mul(10) < self.limit().saturating_mul(9) {
-            FAR_INTERVAL
-        } else {
-            NEAR_INTERVAL
-        };
-        // At most about 1% of a core on samples: a heap with many free chunks takes longer
-        // to walk, and the estimate covers the time in between.
-        if now_us.saturating_sub(at) >= interval.as_micros() as u64
+        if now_us.saturating_sub(at) >= REBASE_INTERVAL.as_micros() as u64
             && self
                 .sampled_at_us
                 .compare_exchange(at, now_us, Relaxed, Relaxed)
@@ -280,7 +262,12 @@ impl Budget {
         {
             return self.sample();
         }
-        estimate
+        let used =
+            u64::try_from(alloc::counted().saturating_add(self.offset.load(Relaxed))).unwrap_or(0);
+        if used > self.peak.load(Relaxed) {
+            self.peak.fetch_max(used, Relaxed);
+        }
+        used
     }
 
     /// Bytes in use now (a fresh sample: INFO, MEMORY STATS).
@@ -301,34 +288,19 @@ impl Budget {
         self.startup.load(Relaxed)
     }
 
-    /// Counts `bytes` about to be written by a command (the estimate between samples).
-    pub fn charge(&self, bytes: u64) {
-        self.pending
-            .fetch_add(i64::try_from(bytes).unwrap_or(i64::MAX), Relaxed);
-    }
-
-    fn credit(&self, bytes: u64) {
-        self.pending
-            .fetch_sub(i64::try_from(bytes).unwrap_or(i64::MAX), Relaxed);
-    }
-
-    fn estimate(&self) -> u64 {
-        let pending = self.pending.load(Relaxed);
-        let sampled = self.sampled.load(Relaxed);
-        if pending >= 0 {
-            sampled.saturating_add(pending as u64)
-        } else {
-            sampled.saturating_sub(pending.unsigned_abs())
-        }
-    }
-
     fn sample(&self) -> u64 {
         let used = alloc::in_use().unwrap_or_else(alloc::rss_bytes);
-        self.sampled.store(used, Relaxed);
-        self.pending.store(0, Relaxed);
+        self.offset.store(offset_of(used), Relaxed);
         self.peak.fetch_max(used, Relaxed);
         used
     }
+}
+
+/// What to add to [`alloc::counted`] to get `used`, sampled now.
+fn offset_of(used: u64) -> i64 {
+    i64::try_from(used)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(alloc::counted())
 }
 
 /// The Raft logs' side of the budget (see "Not counted" in the module doc).
@@ -421,10 +393,10 @@ pub fn human(bytes: u64) -> String {
     format!("{value:.2}{}", UNITS[unit])
 }
 
-/// How often the allocator is asked when the estimate is within 10% of the limit.
-const NEAR_INTERVAL: Duration = Duration::from_millis(2);
-/// How often otherwise (INFO asks whenever it runs).
-const FAR_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the eviction check asks the allocator for its own figure (INFO asks whenever it
+/// runs): it corrects what the count cannot see (C code's allocations, threads' counts not yet
+/// flushed, blocks glibc maps on their own).
+const REBASE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How often [`give_back`] looks at the eviction count.
 const GIVE_BACK_INTERVAL: Duration = Duration::from_secs(1);

@@ -1,6 +1,6 @@
 //! Input limits that protect a node from one client: the query buffer limit closes a client
 //! whose unparsed input grows past it, other clients keep being served, and the memory is
-//! released.
+//! released; and the read buffer, grown for a burst of large values, loses none of them.
 
 mod common;
 
@@ -63,4 +63,47 @@ async fn a_client_past_the_query_buffer_limit_is_closed_and_others_are_served() 
         }
     })
     .await;
+}
+
+/// A pipeline of large values, sent in one burst, fills every read the node makes, so its
+/// read buffer grows read after read (up to 128 KiB per read) and most requests arrive split
+/// across two reads: every value must still be stored and read back byte for byte, and the
+/// node keeps serving once the buffer has gone back to its small size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_large_values_is_read_whole_however_the_reads_split_it() {
+    let node = spawn_node(|_| {}).await;
+    let mut con = redis::Client::open(node.redis_url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    // Sizes that straddle every read boundary, and one bulk larger than the largest read.
+    let sizes: Vec<usize> = (0..96)
+        .map(|i| 16_384 + i * 1_237)
+        .chain([300_000])
+        .collect();
+    let value =
+        |i: usize, len: usize| -> Vec<u8> { (0..len).map(|j| (i * 31 + j * 7) as u8).collect() };
+    let mut set = redis::pipe();
+    for (i, len) in sizes.iter().enumerate() {
+        set.cmd("SET").arg(format!("big:{i}")).arg(value(i, *len));
+    }
+    let () = set.query_async(&mut con).await.expect("pipelined SETs");
+    let mut get = redis::pipe();
+    for i in 0..sizes.len() {
+        get.cmd("GET").arg(format!("big:{i}"));
+    }
+    let got: Vec<Vec<u8>> = get.query_async(&mut con).await.expect("pipelined GETs");
+    assert_eq!(got.len(), sizes.len());
+    for (i, (bytes, len)) in got.iter().zip(&sizes).enumerate() {
+        assert!(
+            *bytes == value(i, *len),
+            "value {i} ({len} bytes) came back different"
+        );
+    }
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut con)
+        .await
+        .expect("PING after the burst");
+    assert_eq!(pong, "PONG");
 }

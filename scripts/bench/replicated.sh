@@ -20,6 +20,9 @@
 # `redis-benchmark -c 50 -P <P> -n <N> -t <test> -d 100 -r 100000 --csv` against each side (the
 # order rotates from round to round), and reads the CPU time of all the side's processes around
 # it (utime + stime from /proc/PID/stat: all three processes for the cluster and for redis).
+# Before each cluster run it waits for `cluster_state:ok` on every node; a cluster run that
+# fails with CLUSTERDOWN (an election during the run) is run again, up to three times, with a
+# warning on standard error.
 #
 # At the end, medians over the rounds, one line per test and depth; the last line always starts
 # with `replicated:`:
@@ -176,11 +179,20 @@ measure() {
   shift 4
   n=$n_p1
   ((depth == 1)) || n=$n_p16
-  before=$(cpu_ticks "$@")
-  out=$(timeout "$run_timeout" redis-benchmark -h "$host" -p "$port" -c 50 -P "$depth" \
-    -n "$n" -t "$test" -d 100 -r 100000 --csv "${extra[@]}" 2>>"$work/benchmark.err")
-  status=$?
-  after=$(cpu_ticks "$@")
+  local attempt p err=$work/benchmark.err.last
+  for attempt in 1 2 3; do
+    before=$(cpu_ticks "$@")
+    out=$(timeout "$run_timeout" redis-benchmark -h "$host" -p "$port" -c 50 -P "$depth" \
+      -n "$n" -t "$test" -d 100 -r 100000 --csv "${extra[@]}" 2>"$err")
+    status=$?
+    after=$(cpu_ticks "$@")
+    cat "$err" >>"$work/benchmark.err"
+    # A shard that lost its leader mid-run (an election, likely with a debug build on two
+    # cores) answers CLUSTERDOWN until the next one is elected: say so, wait, run again.
+    ((status != 0)) && [[ $side == cluster ]] && grep -q CLUSTERDOWN "$err" || break
+    echo "warning: $side P=$depth $test: CLUSTERDOWN during run $attempt (an election); running it again" >&2
+    for p in "${cluster_ports[@]}"; do wait_for "$p" 'cluster_state:ok' CLUSTER INFO || exit 1; done
+  done
   rows=$(tr -d '"\r' <<<"$out" | awk -F, '$1 != "test" && NF >= 7 && $2 > 0 {
     gsub(/ /, "_", $1); print $1, $2, $5, $7 }')
   if ((status != 0)); then
@@ -197,7 +209,12 @@ measure() {
 run_side() {
   case $1 in
     node) measure node "$node_port" "$2" "$3" "$node_pids" ;;
-    cluster) measure cluster "${cluster_ports[0]}" "$2" "$3" "${cluster_pids[@]}" ;;
+    cluster)
+      # Every shard led again before the run: an election the previous run's load caused
+      # (likely with a debug build on two cores) would otherwise fail it with CLUSTERDOWN.
+      for port in "${cluster_ports[@]}"; do wait_for "$port" 'cluster_state:ok' CLUSTER INFO || exit 1; done
+      measure cluster "${cluster_ports[0]}" "$2" "$3" "${cluster_pids[@]}"
+      ;;
     redis) measure redis "${redis_ports[0]}" "$2" "$3" "${redis_pids[@]}" ;;
   esac
 }

@@ -45,6 +45,9 @@ const MAX_ENTRY_BYTES: usize = 4 << 20;
 /// of that window (group commit).
 const IN_FLIGHT: usize = 2;
 
+/// Pause before a leadership check that missed its quorum is tried again.
+const CONFIRM_RETRY: Duration = Duration::from_millis(10);
+
 /// The local member of one shard's group.
 pub struct Group {
     /// The shard (0-based).
@@ -67,6 +70,10 @@ pub struct Group {
     /// Until when a read on this leader is linearizable without asking the group: milliseconds
     /// on [`Group::clock`], renewed by every heartbeat a majority acknowledges.
     lease_until_ms: AtomicU64,
+    /// One leadership check at a time (see [`Group::confirm_leadership`]).
+    confirming: tokio::sync::Mutex<()>,
+    /// When the latest successful leadership check began, microseconds on `epoch`.
+    confirmed_from_us: AtomicU64,
     /// The current term.
     term: AtomicU64,
     /// The last log index applied.
@@ -207,6 +214,8 @@ impl Group {
             leader: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             lease_until_ms: AtomicU64::new(0),
+            confirming: tokio::sync::Mutex::new(()),
+            confirmed_from_us: AtomicU64::new(0),
             term: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             last_log: AtomicU64::new(0),
@@ -317,6 +326,45 @@ impl Group {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Makes a read served here linearizable when the lease has lapsed: Raft's ReadIndex
+    /// (openraft's `ensure_linearizable`: a heartbeat round a majority acknowledges, then the
+    /// state machine applied up to the commit index it saw). Reads that arrive together share
+    /// one round: a read waiting for another's round is covered by it when that round began
+    /// after the read arrived, so a burst of reads costs one round, not one each. A round that
+    /// misses its quorum (followers slow to answer under load) is tried again while this node
+    /// leads, up to `limit`.
+    ///
+    /// # Errors
+    /// This node stopped leading, or no round succeeded within `limit`: openraft's reason.
+    pub async fn confirm_leadership(&self, limit: Duration) -> Result<(), String> {
+        if self.lease_valid() {
+            return Ok(());
+        }
+        let arrived = self.now_us();
+        let deadline = Instant::now() + limit;
+        let _one_round = self.confirming.lock().await;
+        loop {
+            if self.confirmed_from_us.load(Ordering::Acquire) > arrived || self.lease_valid() {
+                return Ok(());
+            }
+            let started = self.now_us();
+            match self.raft().ensure_linearizable().await {
+                Ok(_) => {
+                    self.confirmed_from_us.fetch_max(started, Ordering::AcqRel);
+                    return Ok(());
+                }
+                Err(e) if self.role() != Role::Leader || Instant::now() >= deadline => {
+                    return Err(e.to_string());
+                }
+                Err(_) => tokio::time::sleep(CONFIRM_RETRY).await,
+            }
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
     }
 
     /// The current term.

@@ -580,8 +580,8 @@ pub async fn run_local(
     if group.await_ready(LEADER_WAIT).await != Role::Leader {
         return Local::Ran(session.answer(node, cluster_down(group.shard)));
     }
-    if read && !group.lease_valid() {
-        if let Err(e) = group.raft().ensure_linearizable().await {
+    if read {
+        if let Err(e) = group.confirm_leadership(LEADER_WAIT).await {
             tracing::debug!(shard = group.shard + 1, "read refused: {e}");
             return Local::Ran(session.answer(node, cluster_down(group.shard)));
         }

@@ -48,6 +48,11 @@ const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 const YIELD_MAX_OUTPUT: usize = 4 * 1024;
 /// Initial and minimum free space of the read buffer.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most one read asks for: a client whose reads keep filling the buffer (a pipeline of
+/// large values) gets a larger one, doubled up to this, as Redis grows its query buffer to read
+/// more per call. Fewer reads, and fewer requests split across two of them (the first part is
+/// copied when the buffer grows for the rest).
+const READ_MAX: usize = 128 * 1024;
 /// An empty buffer larger than this is given back after the batch that grew it.
 const SHRINK_ABOVE: usize = 256 * 1024;
 /// How long a client refused by protected mode may take to read the explanation.
@@ -182,6 +187,8 @@ async fn serve<S: Transport, C: Codec>(
 ) -> Result<(), ProtocolError> {
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut eof = false;
+    // How much free space the next read gets (see `READ_MAX`).
+    let mut read_size = READ_CHUNK;
     // CLIENT KILL or node shutdown (the kill token is a child of the shutdown token). Created
     // once and polled by reference: a fresh `cancelled()` per loop would register and
     // deregister a waiter under the token's lock on every request.
@@ -412,9 +419,11 @@ async fn serve<S: Transport, C: Codec>(
             // A big pipeline is over: its buffer goes back (Redis shrinks an idle query
             // buffer too), or every connection that once sent one would keep it.
             rbuf = BytesMut::with_capacity(READ_CHUNK);
-        } else if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
+            read_size = READ_CHUNK;
+        } else if rbuf.capacity() - rbuf.len() < read_size / 4 {
+            rbuf.reserve(read_size);
         }
+        let spare = rbuf.capacity() - rbuf.len();
         // Idle time counts from here: the last request is answered. Redis exempts MONITOR
         // and subscribed connections, which only listen.
         idle_limit = node.settings.idle_timeout();
@@ -428,6 +437,10 @@ async fn serve<S: Transport, C: Codec>(
             r = stream.read_some(&mut rbuf) => {
                 if let Ok(n) = r {
                     node.stats.net_input(n);
+                    // The kernel had more than the buffer took: read more at once next time.
+                    if n == spare && read_size < READ_MAX {
+                        read_size *= 2;
+                    }
                 }
                 match r {
                     Ok(0) => eof = true,

@@ -189,7 +189,9 @@ measure() {
     cat "$err" >>"$work/benchmark.err"
     # A shard that lost its leader mid-run (an election, likely with a debug build on two
     # cores) answers CLUSTERDOWN until the next one is elected: say so, wait, run again.
-    ((status != 0)) && [[ $side == cluster ]] && grep -q CLUSTERDOWN "$err" || break
+    if ((status == 0)) || [[ $side != cluster ]] || ! grep -q CLUSTERDOWN "$err"; then
+      break
+    fi
     echo "warning: $side P=$depth $test: CLUSTERDOWN during run $attempt (an election); running it again" >&2
     for p in "${cluster_ports[@]}"; do wait_for "$p" 'cluster_state:ok' CLUSTER INFO || exit 1; done
   done

@@ -1,10 +1,12 @@
 //! Input limits that protect a node from one client: the query buffer limit closes a client
 //! whose unparsed input grows past it, other clients keep being served, and the memory is
-//! released; and the read buffer, grown for a burst of large values, loses none of them.
+//! released; the read buffer, grown for a burst of large values, loses none of them; and a
+//! large value written from its own buffer arrives in its place among the other replies.
 
 mod common;
 
-use common::{spawn_node, wait_until, WAIT};
+use common::raw::{connect, resp, send, JsonConn};
+use common::{spawn_node, wait_until, within, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -106,4 +108,76 @@ async fn a_burst_of_large_values_is_read_whole_however_the_reads_split_it() {
         .await
         .expect("PING after the burst");
     assert_eq!(pong, "PONG");
+}
+
+/// A value of 64 KiB or more is written from where it lies (one `writev` with the replies
+/// before it), not copied into the write buffer: in a pipeline mixing it with small replies,
+/// every byte still arrives in order, in RESP2 and in RESP3, and over JSON (which copies it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_value_arrives_in_its_place_among_the_other_replies() {
+    let node = spawn_node(|_| {}).await;
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let edge = vec![b'e'; 64 * 1024];
+    let mut stream = connect(node.addr).await;
+    for hello in [&b"2"[..], b"3"] {
+        let mut request = resp(&[b"HELLO", hello]);
+        request.extend(resp(&[b"SET", b"big", &big]));
+        request.extend(resp(&[b"SET", b"edge", &edge]));
+        for args in [
+            &[&b"GET"[..], b"big"][..],
+            &[b"PING"],
+            &[b"GET", b"edge"],
+            &[b"GET", b"big"],
+            &[b"GET", b"missing"],
+            &[b"ECHO", b"after"],
+        ] {
+            request.extend(resp(args));
+        }
+        send(&mut stream, &request).await;
+        let bulk = |v: &[u8]| [format!("${}\r\n", v.len()).as_bytes(), v, b"\r\n"].concat();
+        let nil: &[u8] = if hello == b"3" { b"_\r\n" } else { b"$-1\r\n" };
+        let expected = [
+            &b"+OK\r\n+OK\r\n"[..],
+            &bulk(&big),
+            b"+PONG\r\n",
+            &bulk(&edge),
+            &bulk(&big),
+            nil,
+            &bulk(b"after"),
+        ]
+        .concat();
+        // HELLO's own reply (a map) first: skip it, then the rest must match byte for byte.
+        let mut got = Vec::new();
+        within("the pipeline's replies", async {
+            loop {
+                let mut chunk = vec![0u8; 64 * 1024];
+                let n = stream.read(&mut chunk).await.expect("read replies");
+                assert!(n > 0, "closed after {} bytes", got.len());
+                got.extend_from_slice(&chunk[..n]);
+                if got.ends_with(&bulk(b"after")) {
+                    break;
+                }
+            }
+        })
+        .await;
+        let start = got
+            .windows(10)
+            .position(|w| w == b"+OK\r\n+OK\r\n")
+            .expect("the SET replies after HELLO's");
+        let got = &got[start..];
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "RESP{}: reply length",
+            hello[0] - b'0'
+        );
+        let first = got.iter().zip(&expected).position(|(a, b)| a != b);
+        assert_eq!(first, None, "RESP{}: first differing byte", hello[0] - b'0');
+    }
+    let mut json = JsonConn::connect(node.addr).await;
+    let reply = json
+        .request(serde_json::json!({"command": "GET", "key": "edge"}))
+        .await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    assert_eq!(reply["value"].as_str().map(str::len), Some(edge.len()));
 }

@@ -101,6 +101,39 @@ async fn json_protocol_is_sniffed_after_the_handshake() {
     assert_eq!(keys(&node), 1);
 }
 
+/// A large value is written from its own buffer (vectored) after the replies before it: over
+/// TLS too, every byte arrives in order.
+#[tokio::test]
+async fn a_large_value_comes_back_whole_over_tls() {
+    let pki = Pki::new();
+    let node = spawn_node(|c| c.tls = Some(pki.server())).await;
+    let connector = tokio_rustls::TlsConnector::from(pki.client(false));
+    let name = minikv::tls::server_name(&node.host_port()).expect("server name");
+    let tcp = connect(node.addr).await;
+    let mut tls = within("TLS handshake", connector.connect(name, tcp))
+        .await
+        .expect("handshake");
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let mut request = common::raw::resp(&[b"SET", b"big", &big]);
+    request.extend(common::raw::resp(&[b"PING"]));
+    request.extend(common::raw::resp(&[b"GET", b"big"]));
+    request.extend(common::raw::resp(&[b"PING"]));
+    tls.write_all(&request).await.expect("write");
+    let expected = [
+        &b"+OK\r\n+PONG\r\n"[..],
+        format!("${}\r\n", big.len()).as_bytes(),
+        &big,
+        b"\r\n+PONG\r\n",
+    ]
+    .concat();
+    let mut got = vec![0u8; expected.len()];
+    within("the replies", tls.read_exact(&mut got))
+        .await
+        .expect("read the replies");
+    let first = got.iter().zip(&expected).position(|(a, b)| a != b);
+    assert_eq!(first, None, "first differing byte");
+}
+
 #[tokio::test]
 async fn cluster_client_with_tls_reaches_every_node() {
     let pki = Pki::new();

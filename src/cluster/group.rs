@@ -349,6 +349,11 @@ impl Group {
             if self.confirmed_from_us.load(Ordering::Acquire) > arrived || self.lease_valid() {
                 return Ok(());
             }
+            // Queued behind rounds that failed for longer than it may wait: answer now rather
+            // than run one more round past the deadline.
+            if Instant::now() >= deadline {
+                return Err("leadership not confirmed in time".to_string());
+            }
             let started = self.now_us();
             match self.raft().ensure_linearizable().await {
                 Ok(_) => {

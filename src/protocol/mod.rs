@@ -255,6 +255,14 @@ pub trait Codec: tokio_util::codec::Decoder<Item = Incoming, Error = ProtocolErr
         dst: &mut BytesMut,
     ) -> Result<(), ProtocolError>;
 
+    /// When `reply` is a single string of at least `min` bytes and this codec sends it as it
+    /// is (RESP's bulk string), appends the reply's header to `dst` and returns the string:
+    /// the caller writes it, then `\r\n`, from where it lies instead of copying it. Else
+    /// `None`, and the caller encodes the reply as usual.
+    fn encode_large(&mut self, _reply: &Reply, _min: usize, _dst: &mut BytesMut) -> Option<Bytes> {
+        None
+    }
+
     /// Switches the RESP version replies are encoded in (no-op for JSON).
     fn set_resp_version(&mut self, _version: u8) {}
 
@@ -282,6 +290,16 @@ impl Codec for RespCodec {
         // RESP has one layout: every request it decodes carries the generic shape.
         resp::encode_reply(reply, self.version >= 3, dst);
         Ok(())
+    }
+
+    fn encode_large(&mut self, reply: &Reply, min: usize, dst: &mut BytesMut) -> Option<Bytes> {
+        match reply {
+            Reply::Bulk(value) if value.len() >= min => {
+                resp::bulk_header(dst, value.len());
+                Some(value.clone())
+            }
+            _ => None,
+        }
     }
 
     fn set_resp_version(&mut self, version: u8) {

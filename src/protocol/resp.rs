@@ -545,6 +545,12 @@ fn header(dst: &mut BytesMut, prefix: u8, n: i64) {
     line(dst, prefix, buf.format(n).as_bytes());
 }
 
+/// A bulk string's header alone, for a string of `len` bytes written after it (followed by
+/// `\r\n`) from a buffer of its own.
+pub(super) fn bulk_header(dst: &mut BytesMut, len: usize) {
+    header(dst, b'$', len as i64);
+}
+
 fn bulk(dst: &mut BytesMut, data: &[u8]) {
     dst.reserve(data.len() + 16);
     header(dst, b'$', data.len() as i64);

@@ -13,9 +13,7 @@
 //! that sends HTTP (the codec says [`Incoming::CrossProtocol`]) is closed at that request,
 //! with a warning in the log.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +32,11 @@ use crate::protocol::{Codec, Incoming, JsonCodec, ProtocolError, Reply, ReplySha
 use crate::server::sniff::{self, Protocol};
 use crate::tls::TlsAcceptor;
 use feed::{next_delivery, Feed};
+use output::{sleep_or_never, write_out};
 use wait::{blocks_remotely, wait_blocked, wait_saved};
 
 mod feed;
+mod output;
 mod wait;
 
 /// Flush replies early once this many bytes are pending, so a client pipelining thousands of
@@ -270,7 +270,7 @@ async fn serve<S: Transport, C: Codec>(
                             if !durable(node, session).await {
                                 return Err(unconfirmed());
                             }
-                            write_out(&mut stream, &wbuf, stopped.as_mut(), None).await?;
+                            write_out(&mut stream, &[&wbuf], stopped.as_mut(), None).await?;
                             node.stats.net_output(wbuf.len());
                             wbuf.clear();
                         }
@@ -339,7 +339,7 @@ async fn serve<S: Transport, C: Codec>(
                     // Best effort: the peer broke the protocol and may not be reading.
                     if durable(node, session).await {
                         let linger = Some(LAST_WORDS_LINGER);
-                        let _ = write_out(&mut stream, &wbuf, stopped.as_mut(), linger).await;
+                        let _ = write_out(&mut stream, &[&wbuf], stopped.as_mut(), linger).await;
                     }
                     return Err(e);
                 }
@@ -359,20 +359,31 @@ async fn serve<S: Transport, C: Codec>(
             if let Some(feed) = &mut feed {
                 feed.drain(&mut codec, &mut wbuf, usize::MAX)?;
             }
-            if let Some(reply) = &reply {
+            // A value of MAX_PENDING_OUTPUT or more would be flushed at once anyway: it goes
+            // out from its own buffer after what is pending, not copied into the write buffer.
+            let large = match &reply {
+                Some(reply) => codec.encode_large(reply, MAX_PENDING_OUTPUT, &mut wbuf),
+                None => None,
+            };
+            if let (Some(reply), None) = (&reply, &large) {
                 codec.encode(reply, &shape, &mut wbuf)?;
             }
             if session.closing {
                 break;
             }
-            if wbuf.len() >= MAX_PENDING_OUTPUT {
+            if wbuf.len() >= MAX_PENDING_OUTPUT || large.is_some() {
                 session.wakes.wake();
                 if !durable(node, session).await {
                     return Err(unconfirmed());
                 }
                 let stall_limit = idle_limit.filter(|_| !listening(&monitor, session));
-                write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
-                node.stats.net_output(wbuf.len());
+                let (value, end) = match &large {
+                    Some(value) => (&value[..], &b"\r\n"[..]),
+                    None => (&[][..], &[][..]),
+                };
+                let parts = [&wbuf[..], value, end];
+                write_out(&mut stream, &parts, stopped.as_mut(), stall_limit).await?;
+                node.stats.net_output(wbuf.len() + value.len() + end.len());
                 wbuf.clear();
                 Feed::written(&mut feed);
             }
@@ -404,7 +415,7 @@ async fn serve<S: Transport, C: Codec>(
                 return Err(unconfirmed());
             }
             let stall_limit = idle_limit.filter(|_| !listening(&monitor, session));
-            write_out(&mut stream, &wbuf, stopped.as_mut(), stall_limit).await?;
+            write_out(&mut stream, &[&wbuf], stopped.as_mut(), stall_limit).await?;
             node.stats.net_output(wbuf.len());
             wbuf.clear();
             if wbuf.capacity() > SHRINK_ABOVE {
@@ -513,63 +524,6 @@ async fn deny<S: Transport>(mut stream: S) {
     let _ = tokio::time::timeout(DENY_LINGER, drain).await;
 }
 
-/// Writes `buf` to the client. What the socket takes at once is always written; but a client
-/// that takes nothing (it stopped reading and the socket buffers are full) is not waited for
-/// past CLIENT KILL or shutdown (`stopped`), nor, with a `stall_limit` (the idle `timeout`),
-/// for longer than that without progress: Redis counts a client whose replies do not move as
-/// idle too. The node buffers nothing more meanwhile (it reads no new requests while a write
-/// is pending), but without this such a client would hold its connection and its buffers for
-/// ever, out of reach of CLIENT KILL, and make shutdown wait out its drain timeout.
-///
-/// # Errors
-/// The write failed, or was abandoned for one of the reasons above.
-async fn write_out<S: Transport, F: Future<Output = ()>>(
-    stream: &mut S,
-    buf: &[u8],
-    mut stopped: Pin<&mut F>,
-    stall_limit: Option<Duration>,
-) -> std::io::Result<()> {
-    let mut written = 0;
-    while written < buf.len() {
-        // Biased, the write first: replies the socket can take go out even when the
-        // connection is being stopped, so stopping between batches still answers everything
-        // already read to any client that reads. The sleep is new each round: progress
-        // restarts the stall limit.
-        tokio::select! {
-            biased;
-            r = stream.write(&buf[written..]) => match r? {
-                0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                n => written += n,
-            },
-            () = &mut stopped => return Err(stopped_error()),
-            () = sleep_or_never(stall_limit) => return Err(stalled_error()),
-        }
-    }
-    // TLS keeps records in its session until flushed; for TCP this is a no-op. Same guards:
-    // a client that stops reading can stall the flush as it can stall a write.
-    tokio::select! {
-        biased;
-        r = stream.flush() => r?,
-        () = &mut stopped => return Err(stopped_error()),
-        () = sleep_or_never(stall_limit) => return Err(stalled_error()),
-    }
-    Ok(())
-}
-
-fn stopped_error() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "stopped (CLIENT KILL or shutdown) while the client was not reading",
-    )
-}
-
-fn stalled_error() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "the client read no reply within the timeout",
-    )
-}
-
 /// A byte stream a connection is served on: a plain socket, or TLS over one.
 trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
     /// Reads what is available into `buf` (waiting for something first); 0 is end of file.
@@ -590,14 +544,6 @@ impl Transport for TlsStream<TcpStream> {
     async fn read_some(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         // `read_buf` is cancel-safe: nothing is consumed unless it completes.
         self.read_buf(buf).await
-    }
-}
-
-/// Waits `limit`, or forever when there is none.
-async fn sleep_or_never(limit: Option<Duration>) {
-    match limit {
-        Some(limit) => tokio::time::sleep(limit).await,
-        None => std::future::pending().await,
     }
 }
 

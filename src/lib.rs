@@ -22,6 +22,7 @@
 //! - [`stats`], [`node`], [`config`]: counters (and the latency monitor), shared node state,
 //!   configuration.
 //! - [`memory`]: the memory budget (`maxmemory`): the allocator's count and eviction.
+//! - [`periodic`]: the tick of the node's background loops.
 //! - [`report`]: a plain snapshot of every figure INFO and STATS show, gathered from the node.
 //! - [`launch`]: serving a set of nodes in one process until Ctrl+C or SIGTERM.
 //! - [`client`]: the cluster client (routing to shard leaders, pooling, retries); [`repl`]: the
@@ -51,6 +52,7 @@ pub mod http;
 pub mod launch;
 pub mod memory;
 pub mod node;
+pub mod periodic;
 pub mod persist;
 pub mod protocol;
 pub mod pubsub;

@@ -1,6 +1,6 @@
 //! The benchmark scripts that `docs/performance.md` and `docs/reliability.md` run,
-//! `scripts/bench/compare.sh`, `memory.sh`, `replicated.sh`, `failover.sh`, `rebalance.sh` and
-//! `cpu_per_request.sh`,
+//! `scripts/bench/compare.sh`, `memory.sh`, `replicated.sh`, `failover.sh`, `rebalance.sh`,
+//! `cpu_per_request.sh` and `latency_during.sh`,
 //! still run: each
 //! once against real nodes at tiny sizes, checking the lines the docs quote (never the figures:
 //! these are not timed tests). Needs redis-server, redis-benchmark and python3
@@ -248,6 +248,57 @@ fn cpu_per_request_script_reports_a_median_per_binary() {
     );
     // A debug build spends measurable CPU on 20000 GETs.
     assert!(number_after(lines[2], ": ") > 0.0, "{}", lines[2]);
+}
+
+#[test]
+fn latency_during_script_reports_every_mode_of_both_servers() {
+    require("redis-server", "redis-server", &["--version"]);
+    require("redis-benchmark", "redis-benchmark", &["--version"]);
+    let out = run(
+        script("latency_during.sh")
+            .env("MINIKV", binary())
+            .env("KEYS", "2000")
+            .env("N", "10000")
+            .env_remove("MODES")
+            .env_remove("SERVERS"),
+        None,
+        SCRIPT_LIMIT,
+    );
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        12,
+        "3 modes x 2 servers x SET, GET: {}",
+        out.stdout
+    );
+    for (i, line) in lines.iter().enumerate() {
+        let server = ["minikv", "redis"][(i / 2) % 2];
+        let mode = ["quiet", "snapshot", "rewrite"][i / 4];
+        let test = ["SET", "GET"][i % 2];
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[..3], [server, mode, test], "{line}");
+        // The number in the word after `label` (padding, a trailing comma or parenthesis aside).
+        let after = |label: &str| -> f64 {
+            let at = words
+                .iter()
+                .position(|w| *w == label)
+                .unwrap_or_else(|| panic!("`{label}` in {line}"));
+            let word = words.get(at + 1).copied().unwrap_or_default();
+            word.trim_end_matches([',', ')'])
+                .parse()
+                .unwrap_or_else(|e| panic!("a number after `{label}` in {line}: {e}"))
+        };
+        assert!(after(test) > 0.0, "req/s in {line}");
+        for label in ["p50", "p99", "p99.9", "max"] {
+            assert!(after(label) > 0.0, "{label} in {line}");
+        }
+        let over = after("ms:");
+        assert!((0.0..=10000.0).contains(&over), "{line}");
+        // The background loop ran: a save (or a rewrite) finished during the run.
+        let done = after("(saves") + after("rewrites");
+        assert_eq!(done > 0.0, mode != "quiet", "{line}");
+    }
 }
 
 /// A command running `scripts/bench/<name>`.

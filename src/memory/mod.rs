@@ -5,8 +5,9 @@
 //! Redis reports as `used_memory`: every live allocation, data and buffers alike. The binary's
 //! global allocator counts every allocation and free as it happens ([`alloc::Counting`]), so
 //! [`Budget::used`] is one load plus an offset: glibc's own figure ([`alloc::in_use`],
-//! `mallinfo2`, which walks the free lists and so is only taken every `REBASE_INTERVAL` and
-//! for INFO) less the count at that moment. Between two such samples the count carries every
+//! `mallinfo2`, which walks the free lists and so is only taken every `REBASE_INTERVAL`, on
+//! a blocking-pool thread by [`rebase`], never on a connection's thread) less the count at
+//! that moment. Between two such samples the count carries every
 //! byte the node allocates or frees, whatever allocated it (a write, a connection buffer, an
 //! append-only log buffer), within `alloc::FLUSH` bytes per thread. Without the counting
 //! allocator (library tests) every call samples.
@@ -138,8 +139,6 @@ pub struct Budget {
     /// The allocator's figure at the last sample less [`alloc::counted`] then: bytes in use
     /// are `alloc::counted() + offset`. One word, so a reader never sees half a sample.
     offset: AtomicI64,
-    /// When the sample was taken, microseconds after `epoch`.
-    sampled_at_us: AtomicU64,
     /// Whether [`alloc::Counting`] is the global allocator (otherwise every reading samples).
     counting: bool,
     peak: AtomicU64,
@@ -147,7 +146,6 @@ pub struct Budget {
     evicted: AtomicU64,
     /// The Raft logs in memory (see "Not counted" in the module doc).
     logs: Arc<Logs>,
-    epoch: std::time::Instant,
     /// The eviction pool; its lock also makes one thread at a time evict.
     pool: Mutex<evict::Pool>,
 }
@@ -161,13 +159,11 @@ impl Default for Budget {
             policy: AtomicU8::new(Policy::NoEviction.code()),
             samples: AtomicU32::new(5),
             offset: AtomicI64::new(offset_of(used)),
-            sampled_at_us: AtomicU64::new(0),
             counting,
             peak: AtomicU64::new(used),
             startup: AtomicU64::new(used),
             evicted: AtomicU64::new(0),
             logs: Arc::default(),
-            epoch: std::time::Instant::now(),
             pool: Mutex::new(evict::Pool::default()),
         }
     }
@@ -241,7 +237,7 @@ impl Budget {
     }
 
     /// Bytes in use, as the eviction check sees them: the count since the last sample plus
-    /// that sample (taken again when older than `REBASE_INTERVAL`), less what is
+    /// that sample (taken again every `REBASE_INTERVAL` by [`rebase`]), less what is
     /// [not counted](Budget::not_counted).
     pub fn used(&self) -> u64 {
         self.allocated().saturating_sub(self.not_counted())
@@ -252,16 +248,6 @@ impl Budget {
         if !self.counting {
             return self.sample();
         }
-        let now_us = self.epoch.elapsed().as_micros() as u64;
-        let at = self.sampled_at_us.load(Relaxed);
-        if now_us.saturating_sub(at) >= REBASE_INTERVAL.as_micros() as u64
-            && self
-                .sampled_at_us
-                .compare_exchange(at, now_us, Relaxed, Relaxed)
-                .is_ok()
-        {
-            return self.sample();
-        }
         let used =
             u64::try_from(alloc::counted().saturating_add(self.offset.load(Relaxed))).unwrap_or(0);
         if used > self.peak.load(Relaxed) {
@@ -270,10 +256,18 @@ impl Budget {
         used
     }
 
-    /// Bytes in use now (a fresh sample: INFO, MEMORY STATS).
+    /// Every byte in use (INFO `used_memory`, MEMORY STATS), [not counted](Budget::not_counted)
+    /// included. Never samples on the caller's thread when the counting allocator runs: a
+    /// sample walks every arena's free lists under its lock, and the saver thread's arena,
+    /// churned by writing a snapshot, took `mallinfo2` 13-57 ms to walk, stalling every
+    /// connection of the worker that ran INFO (docs/performance.md, "Latency while saving").
     pub fn used_now(&self) -> u64 {
-        let now_us = self.epoch.elapsed().as_micros() as u64;
-        self.sampled_at_us.store(now_us, Relaxed);
+        self.allocated()
+    }
+
+    /// Takes a new sample of the allocator's own figure and rebases the count on it (see the
+    /// module doc); [`rebase`] calls it every `REBASE_INTERVAL` off the request path.
+    pub fn rebase(&self) -> u64 {
         self.sample()
     }
 
@@ -401,6 +395,21 @@ const REBASE_INTERVAL: Duration = Duration::from_millis(250);
 /// How often [`give_back`] looks at the eviction count.
 const GIVE_BACK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Until `shutdown`: every `REBASE_INTERVAL`, samples the allocator's own figure and rebases
+/// the count on it ([`Budget::rebase`]), on the blocking pool: the sample walks every arena's
+/// free lists, which must not stall a connection's thread. Nothing to do without the counting
+/// allocator (every reading samples then).
+pub async fn rebase(node: Arc<crate::node::Node>, shutdown: tokio_util::sync::CancellationToken) {
+    if !node.memory.counting {
+        return;
+    }
+    let mut ticks = crate::periodic::Periodic::new(REBASE_INTERVAL, shutdown);
+    while ticks.next().await {
+        let node = node.clone();
+        let _ = tokio::task::spawn_blocking(move || node.memory.rebase()).await;
+    }
+}
+
 /// Until `shutdown`: once a second, when `budget` evicted keys since the last look, returns
 /// the allocator's free pages to the kernel ([`alloc::give_back`]), keeping the resident set
 /// near `used_memory` on a node that runs as a cache.
@@ -408,15 +417,9 @@ pub async fn give_back(
     node: Arc<crate::node::Node>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(GIVE_BACK_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = crate::periodic::Periodic::new(GIVE_BACK_INTERVAL, shutdown);
     let mut seen = node.memory.evicted();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    while ticks.next().await {
         let evicted = node.memory.evicted();
         if evicted == seen {
             continue;

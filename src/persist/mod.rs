@@ -251,19 +251,23 @@ impl Persister {
         // A shared gate slot for the copy: transactions (EXEC) are either wholly in it or
         // wholly out of it, while ordinary commands keep running. The copy is one memcpy
         // per entry into a buffer per shard, each under its shard lock only.
+        // The copy runs at normal priority even on the saver thread: it takes each shard's
+        // lock in turn, and a lowered thread holding one must not wait for an idle core.
         let copy_started = std::time::Instant::now();
-        let gate = (!gate_held).then(|| store.gate().shared(u64::MAX));
-        // Every log record before this offset was applied before the copy below started, so
-        // the snapshot covers it (records after it are idempotent on top of the snapshot).
-        let aof_offset = self.aof.get().map_or(0, |aof| aof.end());
-        let dumps: Vec<(usize, Vec<Vec<u8>>)> = store
-            .dbs()
-            .iter()
-            .enumerate()
-            .map(|(i, db)| (i, db.dump(now)))
-            .filter(|(_, shards)| shards.iter().any(|d| !d.is_empty()))
-            .collect();
-        drop(gate);
+        let (aof_offset, dumps) = saver::at_normal_priority(|| {
+            let _gate = (!gate_held).then(|| store.gate().shared(u64::MAX));
+            // Every log record before this offset was applied before the copy below started,
+            // so the snapshot covers it (records after it are idempotent on top of it).
+            let aof_offset = self.aof.get().map_or(0, |aof| aof.end());
+            let dumps: Vec<(usize, Vec<Vec<u8>>)> = store
+                .dbs()
+                .iter()
+                .enumerate()
+                .map(|(i, db)| (i, db.dump(now)))
+                .filter(|(_, shards)| shards.iter().any(|d| !d.is_empty()))
+                .collect();
+            (aof_offset, dumps)
+        });
         self.latency
             .record(latency::event::SNAPSHOT_COPY, copy_started.elapsed());
 
@@ -302,7 +306,8 @@ impl Persister {
             .and_then(|d| d.sync_all())
             .map_err(io("fsync the snapshot's directory", &dir))?;
         if let Some(aof) = self.aof.get() {
-            aof.compact(aof_offset);
+            // Under the log's lock, which every write takes: same reason as the copy.
+            saver::at_normal_priority(|| aof.compact(aof_offset));
         }
         Ok(count)
     }

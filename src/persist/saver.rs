@@ -160,6 +160,29 @@ impl SaveJob {
     }
 }
 
+thread_local! {
+    /// The priority [`set_priority`] last gave this thread (`Some(false)`: lowered).
+    static CURRENT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` at normal priority, on a thread [`set_priority`] lowered (the saver thread) lowering
+/// it again afterwards; elsewhere just runs `f`. For work under locks that request threads
+/// wait on: a SCHED_IDLE thread preempted while holding a shard's lock (by any runnable thread
+/// on its core, a benchmark client, a shell) leaves every request for that shard waiting until
+/// the core goes idle, tens of milliseconds on a busy machine (docs/performance.md,
+/// "Latency while saving").
+pub(super) fn at_normal_priority<T>(f: impl FnOnce() -> T) -> T {
+    let lowered = CURRENT.get() == Some(false);
+    if lowered {
+        set_priority(true);
+    }
+    let out = f();
+    if lowered {
+        set_priority(false);
+    }
+    out
+}
+
 /// Puts the calling thread in Linux's SCHED_IDLE class (`urgent` false): it runs when a core
 /// would otherwise idle and yields at once to any request-serving thread that wakes up, yet
 /// still gets a small share under full load. `urgent` puts it back to normal priority: a
@@ -169,9 +192,6 @@ pub(super) fn set_priority(urgent: bool) {
         set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
         ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
     };
-    thread_local! {
-        static CURRENT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
-    }
     if CURRENT.get() == Some(urgent) {
         return;
     }

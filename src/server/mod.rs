@@ -186,6 +186,7 @@ impl Server {
             node.clone(),
             node.shutdown.clone(),
         ));
+        tracker.spawn(crate::memory::rebase(node.clone(), node.shutdown.clone()));
         if !config.clustered() {
             tracker.spawn(persist::run(
                 node.persister.clone(),

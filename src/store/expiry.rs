@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
+use crate::periodic::Periodic;
 use crate::stats::latency::{event, LatencyMonitor};
 
 /// Runs until `shutdown` is cancelled, purging expired keys every `interval`; a sweep that
@@ -20,15 +21,8 @@ pub async fn run(
     shutdown: CancellationToken,
     latency: Arc<LatencyMonitor>,
 ) {
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        // Shutdown first so a stopping node does not start another sweep.
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut ticks = Periodic::new(interval.max(Duration::from_millis(1)), shutdown);
+    while ticks.next().await {
         let started = Instant::now();
         let purged = store.purge_expired(started);
         latency.record(event::EXPIRE_CYCLE, started.elapsed());

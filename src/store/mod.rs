@@ -211,7 +211,11 @@ impl Db {
     /// expired keys first, so every deadline counted is after `now`.
     pub fn key_counts(&self, now: Instant) -> KeyCounts {
         let (mut keys, mut expires, mut deadline_sum, mut expired) = (0, 0, 0u128, 0);
-        for shard in self.shards.iter() {
+        // Last shard first: a snapshot's copy takes the locks first to last, so a walk in the
+        // same direction that caught up with it would wait out every remaining shard's copy
+        // (INFO and DBSIZE held a connection thread 12-57 ms that way); this way the two
+        // cross once.
+        for shard in self.shards.iter().rev() {
             let mut shard = shard.lock().expect("shard lock poisoned");
             shard.purge_expired(now);
             expired += shard.expired();

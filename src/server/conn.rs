@@ -446,6 +446,11 @@ async fn serve<S: Transport, C: Codec>(
         // read has been answered above, so stopping here loses nothing acknowledged.
         tokio::select! {
             r = stream.read_some(&mut rbuf) => {
+                // Killed while the request was arriving (select! picked this ready arm over
+                // the kill's): a killed client gets no further replies, as in Redis.
+                if session.client.kill.is_cancelled() {
+                    return Ok(());
+                }
                 if let Ok(n) = r {
                     node.stats.net_input(n);
                     // The kernel had more than the buffer took: read more at once next time.
